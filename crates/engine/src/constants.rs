@@ -1,0 +1,23 @@
+//! Every limit of the engine, in one place.
+
+use huifu_ledger::constants::BATCH_EVENTS_MAX;
+
+/// Requests waiting for the writer thread; further submitters block (back-pressure). Each holds
+/// at most one batch, so the queue holds at most this many × 1 MiB.
+pub const QUEUE_REQUESTS_MAX: usize = 1_024;
+
+/// Most requests applied and committed as one group (one journal write and one fsync). Larger
+/// groups amortise the fsync better but hold the first request's reply longer.
+pub const GROUP_REQUESTS_MAX: usize = 256;
+
+/// A group stops taking requests once it holds this many events: about 4 MiB of journal.
+pub const GROUP_EVENTS_MAX: usize = 4 * BATCH_EVENTS_MAX;
+
+/// How often an idle writer wakes to run time-driven work (expiring pending transfers).
+pub const TICK_INTERVAL_MS: u64 = 100;
+
+/// A checkpoint is written once the journal grew this much since the last one. It bounds the
+/// restart time (replay of at most this much journal) at the cost of a pause to write it.
+pub const CHECKPOINT_INTERVAL_BYTES_DEFAULT: u64 = 2 << 30;
+
+const _: () = assert!(GROUP_EVENTS_MAX >= BATCH_EVENTS_MAX);

@@ -1,0 +1,500 @@
+//! The engine: one writer thread applies commands in order, journals them, group-commits.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use huifu_journal::{Journal, JournalError, JournalOptions, ReplayError};
+use huifu_journal::{SnapshotReader, SnapshotWriter};
+
+use crate::constants::{
+    CHECKPOINT_INTERVAL_BYTES_DEFAULT, GROUP_EVENTS_MAX, GROUP_REQUESTS_MAX, QUEUE_REQUESTS_MAX,
+    TICK_INTERVAL_MS,
+};
+use crate::machine::{DecodeError, Machine};
+
+/// Where time comes from: the engine is the edge that reads the clock, so tests can drive it.
+pub trait Clock: Send + 'static {
+    /// Nanoseconds since the Unix epoch.
+    fn now_ns(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&self) -> u64 {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Holds `journal/`, `checkpoint.snap` and the lock file.
+    pub data_dir: PathBuf,
+    /// When false, nothing is fsynced: a crash can lose acknowledged work. Benchmarks only.
+    pub fsync: bool,
+    /// Write a checkpoint once this many journal bytes were written since the last one.
+    pub checkpoint_interval_bytes: u64,
+    /// Size at which the journal starts a new segment.
+    pub segment_size_max: u64,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            data_dir: data_dir.into(),
+            fsync: true,
+            checkpoint_interval_bytes: CHECKPOINT_INTERVAL_BYTES_DEFAULT,
+            segment_size_max: huifu_journal::constants::SEGMENT_SIZE_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data folder {0} is in use by another huifu process")]
+    Locked(PathBuf),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("the engine is overloaded: {0} requests are queued")]
+    Overloaded(usize),
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io { what, path, source }
+}
+
+/// What recovery found when the engine opened.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recovery {
+    /// The checkpoint covered journal records below this sequence number (1 when none).
+    pub checkpoint_seq: u64,
+    /// Journal records applied after the checkpoint.
+    pub records_replayed: u64,
+    /// Bytes of a torn tail cut from the journal.
+    pub truncated_bytes: u64,
+    pub duration: Duration,
+}
+
+type Reply<T> = Box<dyn FnOnce(Result<T, EngineError>) + Send>;
+
+enum Request<M: Machine> {
+    Command(M::Command, Reply<M::Outcome>),
+    Query(M::Query, Reply<M::Answer>),
+    Checkpoint(Reply<()>),
+}
+
+/// A running engine. Cloning the handle is cheap; the writer stops when `shutdown` is called or
+/// every handle is dropped.
+pub struct Engine<M: Machine> {
+    sender: SyncSender<Request<M>>,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    stopped: AtomicBool,
+}
+
+impl<M: Machine + Default> Engine<M> {
+    /// Opens the data folder (creating it), recovers the state from checkpoint and journal, and
+    /// starts the writer thread.
+    pub fn open(options: EngineOptions) -> Result<(Engine<M>, Recovery), EngineError> {
+        Engine::open_with_clock(options, SystemClock)
+    }
+
+    pub fn open_with_clock(
+        options: EngineOptions,
+        clock: impl Clock,
+    ) -> Result<(Engine<M>, Recovery), EngineError> {
+        let started = Instant::now();
+        let dir = options.data_dir.clone();
+        fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error("cannot open", &lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::Locked(dir));
+        }
+
+        let checkpoint_path = dir.join(CHECKPOINT_FILE);
+        let (mut machine, checkpoint_seq) = match SnapshotReader::open(&checkpoint_path)? {
+            None => (M::default(), 1),
+            Some(mut reader) => {
+                let mut seq = [0u8; 8];
+                std::io::Read::read_exact(&mut reader, &mut seq)
+                    .map_err(io_error("cannot read checkpoint", &checkpoint_path))?;
+                let machine = M::read_snapshot(&mut reader)
+                    .map_err(io_error("cannot read checkpoint", &checkpoint_path))?;
+                reader.finish()?;
+                (machine, u64::from_le_bytes(seq))
+            }
+        };
+
+        let mut journal_options = JournalOptions::new(dir.join("journal"));
+        journal_options.fsync = options.fsync;
+        journal_options.segment_size_max = options.segment_size_max;
+        journal_options.seq_min = checkpoint_seq;
+        let (mut journal, recovered) = Journal::open(journal_options)?;
+        let records_replayed = journal
+            .replay(checkpoint_seq, |_seq, body| {
+                let (timestamp, command) = decode_record::<M>(body)?;
+                machine.apply(timestamp, &command);
+                Ok::<(), DecodeError>(())
+            })
+            .map_err(|e| match e {
+                ReplayError::Journal(e) => EngineError::Journal(e),
+                ReplayError::Callback { seq, error } => {
+                    EngineError::Decode(DecodeError(format!("record {seq}: {}", error.0)))
+                }
+            })?;
+        let recovery = Recovery {
+            checkpoint_seq,
+            records_replayed,
+            truncated_bytes: recovered.truncated_bytes,
+            duration: started.elapsed(),
+        };
+        tracing::info!(?recovery, "recovered");
+
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
+        let shared = Arc::new(Shared {
+            stopped: AtomicBool::new(false),
+        });
+        let writer = Writer {
+            machine,
+            journal,
+            clock,
+            receiver,
+            checkpoint_path,
+            checkpoint_interval_bytes: options.checkpoint_interval_bytes,
+            journal_bytes_at_checkpoint: 0,
+            shared: shared.clone(),
+            _lock: lock,
+        };
+        let writer = std::thread::Builder::new()
+            .name("huifu-writer".into())
+            .spawn(move || writer.run())
+            .map_err(io_error("cannot start writer thread in", &dir))?;
+        Ok((
+            Engine {
+                sender,
+                shared,
+                writer: Some(writer),
+            },
+            recovery,
+        ))
+    }
+}
+
+impl<M: Machine> Engine<M> {
+    fn send(&self, request: Request<M>) -> Result<(), (Request<M>, EngineError)> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err((request, EngineError::Stopped));
+        }
+        match self.sender.try_send(request) {
+            Ok(()) => Ok(()),
+            // A full queue blocks the caller: back-pressure, not an error, for in-process use.
+            Err(TrySendError::Full(request)) => self
+                .sender
+                .send(request)
+                .map_err(|e| (e.0, EngineError::Stopped)),
+            Err(TrySendError::Disconnected(request)) => Err((request, EngineError::Stopped)),
+        }
+    }
+
+    /// Submits a command; `reply` is called on the writer thread once its outcome is durable.
+    pub fn submit(
+        &self,
+        command: M::Command,
+        reply: impl FnOnce(Result<M::Outcome, EngineError>) + Send + 'static,
+    ) {
+        if let Err((request, error)) = self.send(Request::Command(command, Box::new(reply))) {
+            fail_request(request, error);
+        }
+    }
+
+    /// Submits a query; `reply` is called once every command before it is durable.
+    pub fn submit_query(
+        &self,
+        query: M::Query,
+        reply: impl FnOnce(Result<M::Answer, EngineError>) + Send + 'static,
+    ) {
+        if let Err((request, error)) = self.send(Request::Query(query, Box::new(reply))) {
+            fail_request(request, error);
+        }
+    }
+
+    /// Applies a command and waits until it is durable.
+    pub fn execute(&self, command: M::Command) -> Result<M::Outcome, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(command, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// Answers a query (after every earlier command is durable).
+    pub fn query(&self, query: M::Query) -> Result<M::Answer, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_query(query, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// Writes a checkpoint now and drops the journal segments it covers.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let reply: Reply<()> = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        if let Err((request, error)) = self.send(Request::Checkpoint(reply)) {
+            fail_request(request, error);
+        }
+        rx.recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// Finishes every queued request, then stops the writer thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // Dropping the last sender ends the writer's loop once the queue is drained.
+            let (dead, _) = mpsc::sync_channel(1);
+            drop(std::mem::replace(&mut self.sender, dead));
+            let _ = writer.join();
+        }
+    }
+}
+
+impl<M: Machine> Drop for Engine<M> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const CHECKPOINT_FILE: &str = "checkpoint.snap";
+
+/// A journal record: the batch timestamp, then the encoded command.
+fn encode_record<M: Machine>(timestamp: u64, command: &M::Command, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    M::encode(command, out);
+}
+
+fn decode_record<M: Machine>(body: &[u8]) -> Result<(u64, M::Command), DecodeError> {
+    let (timestamp, command) = body
+        .split_first_chunk::<8>()
+        .ok_or_else(|| DecodeError(format!("record of {} bytes is too short", body.len())))?;
+    Ok((u64::from_le_bytes(*timestamp), M::decode(command)?))
+}
+
+struct Writer<M: Machine, C: Clock> {
+    machine: M,
+    journal: Journal,
+    clock: C,
+    receiver: Receiver<Request<M>>,
+    checkpoint_path: PathBuf,
+    checkpoint_interval_bytes: u64,
+    journal_bytes_at_checkpoint: u64,
+    shared: Arc<Shared>,
+    _lock: File,
+}
+
+/// A reply waiting for its group to be durable.
+enum Pending<M: Machine> {
+    Outcome(Reply<M::Outcome>, M::Outcome),
+    Answer(Reply<M::Answer>, M::Answer),
+    Checkpoint(Reply<()>),
+}
+
+impl<M: Machine, C: Clock> Writer<M, C> {
+    fn run(mut self) {
+        let mut group: Vec<Request<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
+        let mut pending: Vec<Pending<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
+        let mut record = Vec::new();
+        let tick = Duration::from_millis(TICK_INTERVAL_MS);
+        let mut connected = true;
+        while connected {
+            match self.receiver.recv_timeout(tick) {
+                Ok(request) => group.push(request),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => connected = false,
+            }
+            // Group commit: take what else is queued, up to the group limits.
+            let mut events = group.iter().map(request_events).sum::<usize>();
+            while group.len() < GROUP_REQUESTS_MAX && events < GROUP_EVENTS_MAX {
+                match self.receiver.try_recv() {
+                    Ok(request) => {
+                        events += request_events(&request);
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.commit_group(&mut group, &mut pending, &mut record) {
+                tracing::error!(%error, "journal failed; the engine stops");
+                self.shared.stopped.store(true, Ordering::Release);
+                for p in pending.drain(..) {
+                    p.fail();
+                }
+                for request in group.drain(..) {
+                    fail_request(request, EngineError::Stopped);
+                }
+                while let Ok(request) = self.receiver.try_recv() {
+                    fail_request(request, EngineError::Stopped);
+                }
+                return;
+            }
+            if self
+                .journal
+                .size_bytes()
+                .saturating_sub(self.journal_bytes_at_checkpoint)
+                >= self.checkpoint_interval_bytes
+            {
+                if let Err(error) = self.checkpoint() {
+                    tracing::warn!(%error, "checkpoint failed; will retry later");
+                }
+            }
+        }
+        self.shared.stopped.store(true, Ordering::Release);
+    }
+
+    /// Applies the group in order, writes it with one fsync, then releases the replies.
+    fn commit_group(
+        &mut self,
+        group: &mut Vec<Request<M>>,
+        pending: &mut Vec<Pending<M>>,
+        record: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now_ns();
+        if let Some(command) = self.machine.tick(now) {
+            self.apply(now, command, record)?;
+        }
+        let mut checkpoint_requested = false;
+        for request in group.drain(..) {
+            match request {
+                Request::Command(command, reply) => {
+                    let outcome = self.apply(now, command, record)?;
+                    pending.push(Pending::Outcome(reply, outcome));
+                }
+                Request::Query(query, reply) => {
+                    pending.push(Pending::Answer(reply, self.machine.query(query)));
+                }
+                Request::Checkpoint(reply) => {
+                    checkpoint_requested = true;
+                    pending.push(Pending::Checkpoint(reply));
+                }
+            }
+        }
+        self.journal.sync()?;
+        let checkpoint_result = if checkpoint_requested {
+            Some(self.checkpoint())
+        } else {
+            None
+        };
+        for p in pending.drain(..) {
+            match p {
+                Pending::Outcome(reply, outcome) => reply(Ok(outcome)),
+                Pending::Answer(reply, answer) => reply(Ok(answer)),
+                Pending::Checkpoint(reply) => reply(match &checkpoint_result {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(EngineError::Io {
+                        what: "checkpoint failed",
+                        path: self.checkpoint_path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    }),
+                    None => unreachable!("checkpoint requested"),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        now: u64,
+        command: M::Command,
+        record: &mut Vec<u8>,
+    ) -> Result<M::Outcome, EngineError> {
+        let timestamp = now.max(self.machine.timestamp_min(M::events(&command)));
+        encode_record::<M>(timestamp, &command, record);
+        self.journal.append(record)?;
+        Ok(self.machine.apply(timestamp, &command))
+    }
+
+    /// Snapshot of the state after every record so far, then drop the segments it covers.
+    fn checkpoint(&mut self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let seq = self.journal.next_seq();
+        let path = &self.checkpoint_path;
+        let mut writer = SnapshotWriter::create(path)?;
+        std::io::Write::write_all(&mut writer, &seq.to_le_bytes())
+            .map_err(io_error("cannot write checkpoint", path))?;
+        self.machine
+            .write_snapshot(&mut writer)
+            .map_err(io_error("cannot write checkpoint", path))?;
+        let bytes = writer.finish()?;
+        let freed = self.journal.remove_segments_before(seq)?;
+        self.journal_bytes_at_checkpoint = self.journal.size_bytes();
+        tracing::info!(
+            seq,
+            bytes,
+            freed,
+            ms = started.elapsed().as_millis() as u64,
+            "checkpoint"
+        );
+        Ok(())
+    }
+}
+
+fn request_events<M: Machine>(request: &Request<M>) -> usize {
+    match request {
+        Request::Command(command, _) => M::events(command),
+        Request::Query(..) | Request::Checkpoint(_) => 1,
+    }
+}
+
+fn fail_request<M: Machine>(request: Request<M>, error: EngineError) {
+    match request {
+        Request::Command(_, reply) => reply(Err(error)),
+        Request::Query(_, reply) => reply(Err(error)),
+        Request::Checkpoint(reply) => reply(Err(error)),
+    }
+}
+
+impl<M: Machine> Pending<M> {
+    fn fail(self) {
+        match self {
+            Pending::Outcome(reply, _) => reply(Err(EngineError::Stopped)),
+            Pending::Answer(reply, _) => reply(Err(EngineError::Stopped)),
+            Pending::Checkpoint(reply) => reply(Err(EngineError::Stopped)),
+        }
+    }
+}

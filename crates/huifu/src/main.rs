@@ -1,0 +1,36 @@
+//! `huifu`: the one binary. Glue over the library crates: it parses the command line and calls
+//! the engine, the benchmarks and the simulator.
+
+mod bench;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "huifu", version, about = "A real-time payment engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure the engine under load.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    util::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Small helpers shared by the commands.
+
+use std::path::PathBuf;
+
+/// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The peak resident set size of this process (VmHWM), in bytes; 0 where unknown.
+pub fn rss_bytes_max() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+fn proc_status_kb(field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The data folder to use: the one given, or a fresh temporary one removed on drop.
+pub enum DataDir {
+    Given(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl DataDir {
+    pub fn new(given: Option<PathBuf>) -> std::io::Result<DataDir> {
+        Ok(match given {
+            Some(path) => DataDir::Given(path),
+            None => DataDir::Temporary(tempfile::Builder::new().prefix("huifu-").tempdir()?),
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            DataDir::Given(path) => path,
+            DataDir::Temporary(dir) => dir.path(),
+        }
+    }
+}
+
+/// Total size of the files under `path`, in bytes.
+pub fn disk_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A latency histogram in microseconds, from 1 µs to 1 hour.
+pub fn histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// A histogram value in microseconds as milliseconds with three decimals.
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}

@@ -1,0 +1,1177 @@
+//! The ledger state machine: applies batches of accounts and transfers to in-memory state.
+//!
+//! Pure: no I/O, no clock, no randomness. The caller (the engine) passes the batch timestamp;
+//! event `i` of a batch of `n` gets `timestamp - n + i + 1`, so timestamps are unique and
+//! increasing and replaying the same batches with the same timestamps gives the same state.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::codec;
+use crate::constants::{
+    AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX, TIMESTAMP_MAX,
+};
+use crate::results::{CreateAccountResult, CreateTransferResult};
+use crate::types::{
+    Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags,
+};
+
+/// Sums of the balances of all accounts. Double entry means debits equal credits, posted and
+/// pending separately; the state machine asserts it after every batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+}
+
+impl Totals {
+    // The sums wrap: balances of different accounts may add up past u128 (each account's own
+    // balances are checked for overflow). Equality modulo 2^128 still catches a one-sided entry.
+    fn add(self, amount: u128, pending: bool) -> Totals {
+        let mut t = self;
+        if pending {
+            t.debits_pending = t.debits_pending.wrapping_add(amount);
+            t.credits_pending = t.credits_pending.wrapping_add(amount);
+        } else {
+            t.debits_posted = t.debits_posted.wrapping_add(amount);
+            t.credits_posted = t.credits_posted.wrapping_add(amount);
+        }
+        t
+    }
+
+    fn sub(self, amount: u128, pending: bool) -> Totals {
+        let mut t = self;
+        if pending {
+            t.debits_pending = t.debits_pending.wrapping_sub(amount);
+            t.credits_pending = t.credits_pending.wrapping_sub(amount);
+        } else {
+            t.debits_posted = t.debits_posted.wrapping_sub(amount);
+            t.credits_posted = t.credits_posted.wrapping_sub(amount);
+        }
+        t
+    }
+
+    /// Sums of all debits equal sums of all credits, pending and posted separately.
+    pub fn is_balanced(&self) -> bool {
+        self.debits_pending == self.credits_pending && self.debits_posted == self.credits_posted
+    }
+}
+
+/// One change made inside an open linked chain, kept so the chain can be rolled back.
+#[derive(Debug)]
+enum Undo {
+    AccountInserted,
+    AccountUpdated { index: u32, old: Account },
+    TransferInserted,
+    PendingChanged { index: u32, old: PendingStatus, expires_at: Option<u64> },
+}
+
+/// State saved when a linked chain opens, restored when it breaks.
+#[derive(Debug)]
+struct Scope {
+    commit_timestamp: u64,
+    totals: Totals,
+    undo_len: usize,
+}
+
+/// The ledger: accounts, transfers, pending holds.
+#[derive(Debug, Default)]
+pub struct StateMachine {
+    accounts: Vec<Account>,
+    account_index: HashMap<u128, u32>,
+    /// Per account (same index as `accounts`): its transfers, oldest first.
+    account_transfers: Vec<Vec<u32>>,
+    /// Every transfer, in timestamp order.
+    transfers: Vec<Transfer>,
+    transfer_index: HashMap<u128, u32>,
+    /// Ids of transfers that failed with a transient result: they can never be created.
+    orphaned: HashSet<u128>,
+    /// What became of each pending transfer, by transfer index.
+    pending: HashMap<u32, PendingStatus>,
+    /// Pending transfers with a timeout that are still pending: (expires_at, transfer index).
+    expiry: BTreeSet<(u64, u32)>,
+    totals: Totals,
+    /// The timestamp of the last event applied (imports may set it into the past).
+    commit_timestamp: u64,
+    /// The largest batch timestamp seen: the next batch must start above it.
+    prepare_timestamp: u64,
+    undo: Vec<Undo>,
+    scope: Option<Scope>,
+}
+
+/// Ids must not be zero or the all-ones value, which are reserved as sentinels.
+#[inline]
+fn id_reserved(id: u128) -> bool {
+    id == 0 || id == u128::MAX
+}
+
+impl StateMachine {
+    pub fn new() -> StateMachine {
+        StateMachine::default()
+    }
+
+    /// The timestamp of the last event applied (zero when empty).
+    pub fn commit_timestamp(&self) -> u64 {
+        self.commit_timestamp
+    }
+
+    /// The smallest batch timestamp valid for a batch of `events` events now: every event's
+    /// timestamp must be above every timestamp handed out before.
+    pub fn timestamp_min(&self, events: usize) -> u64 {
+        self.prepare_timestamp.max(self.commit_timestamp)
+            + u64::try_from(events.max(1)).expect("events fit u64")
+    }
+
+    /// Running sums of all balances.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// All accounts, in creation order.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// All transfers, in timestamp order.
+    pub fn transfers(&self) -> &[Transfer] {
+        &self.transfers
+    }
+
+    pub fn lookup_account(&self, id: u128) -> Option<&Account> {
+        self.account_index.get(&id).map(|&i| &self.accounts[i as usize])
+    }
+
+    pub fn lookup_transfer(&self, id: u128) -> Option<&Transfer> {
+        self.transfer_index.get(&id).map(|&i| &self.transfers[i as usize])
+    }
+
+    /// What became of a pending transfer; `None` if `id` is not a pending transfer.
+    pub fn pending_status(&self, id: u128) -> Option<PendingStatus> {
+        let index = self.transfer_index.get(&id)?;
+        self.pending.get(index).copied()
+    }
+
+    /// The earliest time at which a pending transfer expires, if any is waiting.
+    pub fn expiry_next(&self) -> Option<u64> {
+        self.expiry.first().map(|&(at, _)| at)
+    }
+
+    /// Pending transfers waiting to expire.
+    pub fn expiry_waiting(&self) -> usize {
+        self.expiry.len()
+    }
+
+    /// Creates a batch of accounts. One result per event, in order, in `results`.
+    pub fn create_accounts(
+        &mut self,
+        timestamp: u64,
+        events: &[Account],
+        results: &mut Vec<CreateAccountResult>,
+    ) {
+        self.execute(timestamp, events, results);
+    }
+
+    /// Creates a batch of transfers. One result per event, in order, in `results`.
+    pub fn create_transfers(
+        &mut self,
+        timestamp: u64,
+        events: &[Transfer],
+        results: &mut Vec<CreateTransferResult>,
+    ) {
+        self.execute(timestamp, events, results);
+    }
+
+    /// The batch loop shared by accounts and transfers: timestamps, linked chains, imports.
+    fn execute<E: Event>(&mut self, timestamp: u64, events: &[E], results: &mut Vec<E::Result>) {
+        assert!(events.len() <= BATCH_EVENTS_MAX, "batch of {} events", events.len());
+        let len = u64::try_from(events.len()).expect("batch length fits u64");
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(
+            timestamp >= self.timestamp_min(events.len()),
+            "batch timestamp {timestamp} does not advance past {}",
+            self.prepare_timestamp
+        );
+        self.prepare_timestamp = timestamp;
+        results.clear();
+        results.reserve(events.len());
+
+        let batch_imported = events.first().is_some_and(|e| e.imported());
+        let mut chain: Option<usize> = None;
+        let mut chain_broken = false;
+        for (index, event) in events.iter().enumerate() {
+            let timestamp_event = timestamp - len + index as u64 + 1;
+            let linked = event.linked();
+            let result = 'result: {
+                if linked {
+                    if chain.is_none() {
+                        chain = Some(index);
+                        debug_assert!(!chain_broken);
+                        self.scope_open();
+                    }
+                    if index == events.len() - 1 {
+                        break 'result E::LINKED_EVENT_CHAIN_OPEN;
+                    }
+                }
+                if chain_broken {
+                    break 'result E::LINKED_EVENT_FAILED;
+                }
+                let imported = event.imported();
+                if batch_imported != imported {
+                    break 'result if imported {
+                        E::IMPORTED_EVENT_NOT_EXPECTED
+                    } else {
+                        E::IMPORTED_EVENT_EXPECTED
+                    };
+                }
+                let event_ts = event.timestamp();
+                if imported {
+                    if event_ts == 0 || event_ts > TIMESTAMP_MAX {
+                        break 'result E::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE;
+                    }
+                    if event_ts >= timestamp {
+                        break 'result E::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE;
+                    }
+                } else if event_ts != 0 {
+                    break 'result E::TIMESTAMP_MUST_BE_ZERO;
+                }
+                E::create(self, timestamp_event, event)
+            };
+
+            if result != E::CREATED {
+                if let Some(chain_start) = chain {
+                    if !chain_broken {
+                        chain_broken = true;
+                        self.scope_discard();
+                        for r in &mut results[chain_start..index] {
+                            *r = E::LINKED_EVENT_FAILED;
+                        }
+                    }
+                }
+                // Outside any scope, so a rolled-back chain still burns the id.
+                if E::is_transient(result) {
+                    self.orphaned.insert(event.id());
+                }
+            }
+            results.push(result);
+
+            if chain.is_some() && (!linked || result == E::LINKED_EVENT_CHAIN_OPEN) {
+                if !chain_broken {
+                    self.scope_persist();
+                }
+                chain = None;
+                chain_broken = false;
+            }
+        }
+        debug_assert!(chain.is_none() && self.scope.is_none());
+        assert!(self.totals.is_balanced(), "debits and credits diverged: {:?}", self.totals);
+    }
+
+    fn scope_open(&mut self) {
+        debug_assert!(self.scope.is_none());
+        debug_assert!(self.undo.is_empty());
+        self.scope = Some(Scope {
+            commit_timestamp: self.commit_timestamp,
+            totals: self.totals,
+            undo_len: self.undo.len(),
+        });
+    }
+
+    fn scope_persist(&mut self) {
+        self.scope = None;
+        self.undo.clear();
+    }
+
+    /// Rolls back every change since the scope opened, newest first.
+    fn scope_discard(&mut self) {
+        let scope = self.scope.take().expect("scope open");
+        while self.undo.len() > scope.undo_len {
+            match self.undo.pop().expect("undo entry") {
+                Undo::AccountInserted => {
+                    let a = self.accounts.pop().expect("inserted account");
+                    self.account_index.remove(&a.id);
+                    self.account_transfers.pop();
+                }
+                Undo::AccountUpdated { index, old } => self.accounts[index as usize] = old,
+                Undo::TransferInserted => {
+                    let t = self.transfers.pop().expect("inserted transfer");
+                    let index = u32::try_from(self.transfers.len()).expect("transfer index");
+                    self.transfer_index.remove(&t.id);
+                    for account_id in [t.debit_account_id, t.credit_account_id] {
+                        let a = self.account_index[&account_id];
+                        let popped = self.account_transfers[a as usize].pop();
+                        debug_assert_eq!(popped, Some(index));
+                    }
+                    if t.flags.contains(TransferFlags::PENDING) {
+                        self.pending.remove(&index);
+                        if t.timeout > 0 {
+                            self.expiry.remove(&(t.timestamp + t.timeout_ns(), index));
+                        }
+                    }
+                }
+                Undo::PendingChanged { index, old, expires_at } => {
+                    self.pending.insert(index, old);
+                    if let Some(at) = expires_at {
+                        self.expiry.insert((at, index));
+                    }
+                }
+            }
+        }
+        self.commit_timestamp = scope.commit_timestamp;
+        self.totals = scope.totals;
+    }
+
+    #[inline]
+    fn record(&mut self, undo: Undo) {
+        if self.scope.is_some() {
+            self.undo.push(undo);
+        }
+    }
+
+    #[inline]
+    fn update_account(&mut self, index: u32, new: Account) {
+        let slot = &mut self.accounts[index as usize];
+        let old = *slot;
+        *slot = new;
+        self.record(Undo::AccountUpdated { index, old });
+    }
+
+    fn create_account(&mut self, timestamp_event: u64, a: &Account) -> CreateAccountResult {
+        use CreateAccountResult as R;
+        if a.reserved != 0 {
+            return R::ReservedField;
+        }
+        if a.flags.has_reserved() {
+            return R::ReservedFlag;
+        }
+        if id_reserved(a.id) {
+            return if a.id == 0 { R::IdMustNotBeZero } else { R::IdMustNotBeIntMax };
+        }
+        if let Some(e) = self.lookup_account(a.id) {
+            return account_exists(a, e);
+        }
+        if a.flags.contains(
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        ) {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if a.debits_pending != 0 {
+            return R::DebitsPendingMustBeZero;
+        }
+        if a.debits_posted != 0 {
+            return R::DebitsPostedMustBeZero;
+        }
+        if a.credits_pending != 0 {
+            return R::CreditsPendingMustBeZero;
+        }
+        if a.credits_posted != 0 {
+            return R::CreditsPostedMustBeZero;
+        }
+        if a.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if a.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        let timestamp_actual = if a.flags.contains(AccountFlags::IMPORTED) {
+            // Checked after the idempotency checks, so an import can be retried and see `exists`.
+            if self.accounts.last().is_some_and(|last| a.timestamp <= last.timestamp)
+                || self.transfer_at(a.timestamp).is_some()
+            {
+                return R::ImportedEventTimestampMustNotRegress;
+            }
+            a.timestamp
+        } else {
+            timestamp_event
+        };
+
+        let index = u32::try_from(self.accounts.len()).expect("account count fits u32");
+        self.accounts.push(Account {
+            debits_pending: 0,
+            debits_posted: 0,
+            credits_pending: 0,
+            credits_posted: 0,
+            reserved: 0,
+            timestamp: timestamp_actual,
+            ..*a
+        });
+        self.account_index.insert(a.id, index);
+        self.account_transfers.push(Vec::new());
+        self.record(Undo::AccountInserted);
+        self.commit_timestamp = timestamp_actual;
+        R::Created
+    }
+
+    /// The transfer with exactly this timestamp (transfers are kept in timestamp order).
+    fn transfer_at(&self, timestamp: u64) -> Option<&Transfer> {
+        self.transfers
+            .binary_search_by_key(&timestamp, |t| t.timestamp)
+            .ok()
+            .map(|i| &self.transfers[i])
+    }
+
+    /// The account with exactly this timestamp (accounts are kept in timestamp order).
+    fn account_at(&self, timestamp: u64) -> Option<&Account> {
+        self.accounts
+            .binary_search_by_key(&timestamp, |a| a.timestamp)
+            .ok()
+            .map(|i| &self.accounts[i])
+    }
+
+    /// The checks shared by imported transfers and imported posts or voids.
+    fn imported_timestamp_regresses(&self, timestamp: u64) -> bool {
+        self.transfers.last().is_some_and(|last| timestamp <= last.timestamp)
+            || self.account_at(timestamp).is_some()
+    }
+
+    fn create_transfer(&mut self, timestamp_event: u64, t: &Transfer) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        if t.flags.has_reserved() {
+            return R::ReservedFlag;
+        }
+        if id_reserved(t.id) {
+            return if t.id == 0 { R::IdMustNotBeZero } else { R::IdMustNotBeIntMax };
+        }
+        if let Some(&index) = self.transfer_index.get(&t.id) {
+            return self.transfer_exists(t, &self.transfers[index as usize]);
+        }
+        if self.orphaned.contains(&t.id) {
+            return R::IdAlreadyFailed;
+        }
+        if t.flags.contains(F::POST_PENDING_TRANSFER) || t.flags.contains(F::VOID_PENDING_TRANSFER) {
+            return self.post_or_void_pending_transfer(timestamp_event, t);
+        }
+
+        if t.debit_account_id == 0 {
+            return R::DebitAccountIdMustNotBeZero;
+        }
+        if t.debit_account_id == u128::MAX {
+            return R::DebitAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == 0 {
+            return R::CreditAccountIdMustNotBeZero;
+        }
+        if t.credit_account_id == u128::MAX {
+            return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == t.debit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        let pending = t.flags.contains(F::PENDING);
+        if !pending {
+            if t.timeout != 0 {
+                return R::TimeoutReservedForPendingTransfer;
+            }
+            if t.flags.contains(F::CLOSING_DEBIT) || t.flags.contains(F::CLOSING_CREDIT) {
+                return R::ClosingTransferMustBePending;
+            }
+        }
+        if t.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if t.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        let Some(&dr_index) = self.account_index.get(&t.debit_account_id) else {
+            return R::DebitAccountNotFound;
+        };
+        let Some(&cr_index) = self.account_index.get(&t.credit_account_id) else {
+            return R::CreditAccountNotFound;
+        };
+        let dr = self.accounts[dr_index as usize];
+        let cr = self.accounts[cr_index as usize];
+        if dr.ledger != cr.ledger {
+            return R::AccountsMustHaveTheSameLedger;
+        }
+        if t.ledger != dr.ledger {
+            return R::TransferMustHaveTheSameLedgerAsAccounts;
+        }
+
+        let timestamp_actual = if t.flags.contains(F::IMPORTED) {
+            if self.imported_timestamp_regresses(t.timestamp) {
+                return R::ImportedEventTimestampMustNotRegress;
+            }
+            if t.timestamp <= dr.timestamp {
+                return R::ImportedEventTimestampMustPostdateDebitAccount;
+            }
+            if t.timestamp <= cr.timestamp {
+                return R::ImportedEventTimestampMustPostdateCreditAccount;
+            }
+            if t.timeout != 0 {
+                return R::ImportedEventTimeoutMustBeZero;
+            }
+            t.timestamp
+        } else {
+            timestamp_event
+        };
+        debug_assert!(timestamp_actual > dr.timestamp && timestamp_actual > cr.timestamp);
+
+        if dr.flags.contains(AccountFlags::CLOSED) {
+            return R::DebitAccountAlreadyClosed;
+        }
+        if cr.flags.contains(AccountFlags::CLOSED) {
+            return R::CreditAccountAlreadyClosed;
+        }
+
+        let mut amount = t.amount;
+        if t.flags.contains(F::BALANCING_DEBIT) {
+            let dr_balance = dr.debits_posted + dr.debits_pending;
+            amount = amount.min(dr.credits_posted.saturating_sub(dr_balance));
+        }
+        if t.flags.contains(F::BALANCING_CREDIT) {
+            let cr_balance = cr.credits_posted + cr.credits_pending;
+            amount = amount.min(cr.debits_posted.saturating_sub(cr_balance));
+        }
+
+        if pending {
+            if amount.checked_add(dr.debits_pending).is_none() {
+                return R::OverflowsDebitsPending;
+            }
+            if amount.checked_add(cr.credits_pending).is_none() {
+                return R::OverflowsCreditsPending;
+            }
+        }
+        if amount.checked_add(dr.debits_posted).is_none() {
+            return R::OverflowsDebitsPosted;
+        }
+        if amount.checked_add(cr.credits_posted).is_none() {
+            return R::OverflowsCreditsPosted;
+        }
+        if amount.checked_add(dr.debits_pending + dr.debits_posted).is_none() {
+            return R::OverflowsDebits;
+        }
+        if amount.checked_add(cr.credits_pending + cr.credits_posted).is_none() {
+            return R::OverflowsCredits;
+        }
+        if timestamp_actual.checked_add(t.timeout_ns()).is_none_or(|at| at > TIMESTAMP_MAX) {
+            return R::OverflowsTimeout;
+        }
+        if dr.debits_exceed_credits(amount) {
+            return R::ExceedsCredits;
+        }
+        if cr.credits_exceed_debits(amount) {
+            return R::ExceedsDebits;
+        }
+        let totals = self.totals.add(amount, pending);
+
+        // From here on the transfer succeeds.
+        let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
+        self.transfers.push(Transfer { amount, timestamp: timestamp_actual, ..*t });
+        self.transfer_index.insert(t.id, index);
+        self.account_transfers[dr_index as usize].push(index);
+        self.account_transfers[cr_index as usize].push(index);
+        self.record(Undo::TransferInserted);
+
+        let mut dr_new = dr;
+        let mut cr_new = cr;
+        if pending {
+            dr_new.debits_pending += amount;
+            cr_new.credits_pending += amount;
+            self.pending.insert(index, PendingStatus::Pending);
+            if t.timeout > 0 {
+                self.expiry.insert((timestamp_actual + t.timeout_ns(), index));
+            }
+        } else {
+            dr_new.debits_posted += amount;
+            cr_new.credits_posted += amount;
+        }
+        if t.flags.contains(F::CLOSING_DEBIT) {
+            dr_new.flags.set(AccountFlags::CLOSED, true);
+        }
+        if t.flags.contains(F::CLOSING_CREDIT) {
+            cr_new.flags.set(AccountFlags::CLOSED, true);
+        }
+        if dr_new != dr {
+            self.update_account(dr_index, dr_new);
+        }
+        if cr_new != cr {
+            self.update_account(cr_index, cr_new);
+        }
+        self.totals = totals;
+        self.commit_timestamp = timestamp_actual;
+        R::Created
+    }
+
+    fn transfer_exists(&self, t: &Transfer, e: &Transfer) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        debug_assert_eq!(t.id, e.id);
+        // The flags change the meaning of the other fields, so they are compared first.
+        if t.flags != e.flags {
+            return R::ExistsWithDifferentFlags;
+        }
+        if t.pending_id != e.pending_id {
+            return R::ExistsWithDifferentPendingId;
+        }
+        if t.timeout != e.timeout {
+            return R::ExistsWithDifferentTimeout;
+        }
+        if t.flags.contains(F::POST_PENDING_TRANSFER) || t.flags.contains(F::VOID_PENDING_TRANSFER)
+        {
+            let p = self.lookup_transfer(t.pending_id).expect("pending transfer of a post or void");
+            return post_or_void_exists(t, e, p);
+        }
+        if t.debit_account_id != e.debit_account_id {
+            return R::ExistsWithDifferentDebitAccountId;
+        }
+        if t.credit_account_id != e.credit_account_id {
+            return R::ExistsWithDifferentCreditAccountId;
+        }
+        // A balancing transfer's amount is an upper limit: any resubmission whose limit covers
+        // what was moved is the same transfer.
+        if t.flags.contains(F::BALANCING_DEBIT) || t.flags.contains(F::BALANCING_CREDIT) {
+            if t.amount < e.amount {
+                return R::ExistsWithDifferentAmount;
+            }
+        } else if t.amount != e.amount {
+            return R::ExistsWithDifferentAmount;
+        }
+        if t.user_data_128 != e.user_data_128 {
+            return R::ExistsWithDifferentUserData128;
+        }
+        if t.user_data_64 != e.user_data_64 {
+            return R::ExistsWithDifferentUserData64;
+        }
+        if t.user_data_32 != e.user_data_32 {
+            return R::ExistsWithDifferentUserData32;
+        }
+        if t.ledger != e.ledger {
+            return R::ExistsWithDifferentLedger;
+        }
+        if t.code != e.code {
+            return R::ExistsWithDifferentCode;
+        }
+        R::Exists
+    }
+
+    fn post_or_void_pending_transfer(
+        &mut self,
+        timestamp_event: u64,
+        t: &Transfer,
+    ) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        let post = t.flags.contains(F::POST_PENDING_TRANSFER);
+        let void = t.flags.contains(F::VOID_PENDING_TRANSFER);
+        if post && void {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        for flag in [F::PENDING, F::BALANCING_DEBIT, F::BALANCING_CREDIT, F::CLOSING_DEBIT, F::CLOSING_CREDIT]
+        {
+            if t.flags.contains(flag) {
+                return R::FlagsAreMutuallyExclusive;
+            }
+        }
+        if t.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let Some(&p_index) = self.transfer_index.get(&t.pending_id) else {
+            return R::PendingTransferNotFound;
+        };
+        let p = self.transfers[p_index as usize];
+        if !p.flags.contains(F::PENDING) {
+            return R::PendingTransferNotPending;
+        }
+        let dr_index = self.account_index[&p.debit_account_id];
+        let cr_index = self.account_index[&p.credit_account_id];
+        let dr = self.accounts[dr_index as usize];
+        let cr = self.accounts[cr_index as usize];
+
+        if t.debit_account_id > 0 && t.debit_account_id != p.debit_account_id {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if t.credit_account_id > 0 && t.credit_account_id != p.credit_account_id {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        // user_data may differ between a pending transfer and its post or void.
+        if t.ledger > 0 && t.ledger != p.ledger {
+            return R::PendingTransferHasDifferentLedger;
+        }
+        if t.code > 0 && t.code != p.code {
+            return R::PendingTransferHasDifferentCode;
+        }
+        let amount = if void {
+            if t.amount == 0 {
+                p.amount
+            } else {
+                t.amount
+            }
+        } else if t.amount == AMOUNT_MAX {
+            p.amount
+        } else {
+            t.amount
+        };
+        if amount > p.amount {
+            return R::ExceedsPendingTransferAmount;
+        }
+        if void && amount < p.amount {
+            return R::PendingTransferHasDifferentAmount;
+        }
+        match self.pending[&p_index] {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
+            PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
+            PendingStatus::Expired => return R::PendingTransferExpired,
+        }
+        let expires_at = if p.timeout == 0 {
+            None
+        } else {
+            let at = p.timestamp + p.timeout_ns();
+            if at <= timestamp_event {
+                return R::PendingTransferExpired;
+            }
+            Some(at)
+        };
+        let timestamp_actual = if t.flags.contains(F::IMPORTED) {
+            if self.imported_timestamp_regresses(t.timestamp) {
+                return R::ImportedEventTimestampMustNotRegress;
+            }
+            t.timestamp
+        } else {
+            timestamp_event
+        };
+        // The only movement allowed in a closed account is voiding a pending transfer.
+        if dr.flags.contains(AccountFlags::CLOSED) && !void {
+            return R::DebitAccountAlreadyClosed;
+        }
+        if cr.flags.contains(AccountFlags::CLOSED) && !void {
+            return R::CreditAccountAlreadyClosed;
+        }
+        let mut totals = self.totals.sub(p.amount, true);
+        if post {
+            totals = totals.add(amount, false);
+        }
+
+        // From here on the post or void succeeds.
+        let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
+        self.transfers.push(Transfer {
+            id: t.id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount,
+            pending_id: t.pending_id,
+            user_data_128: if t.user_data_128 > 0 { t.user_data_128 } else { p.user_data_128 },
+            user_data_64: if t.user_data_64 > 0 { t.user_data_64 } else { p.user_data_64 },
+            user_data_32: if t.user_data_32 > 0 { t.user_data_32 } else { p.user_data_32 },
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags: t.flags,
+            timestamp: timestamp_actual,
+        });
+        self.transfer_index.insert(t.id, index);
+        self.account_transfers[dr_index as usize].push(index);
+        self.account_transfers[cr_index as usize].push(index);
+        self.record(Undo::TransferInserted);
+
+        if let Some(at) = expires_at {
+            let removed = self.expiry.remove(&(at, p_index));
+            debug_assert!(removed);
+        }
+        self.pending.insert(p_index, if post { PendingStatus::Posted } else { PendingStatus::Voided });
+        self.record(Undo::PendingChanged { index: p_index, old: PendingStatus::Pending, expires_at });
+
+        let mut dr_new = dr;
+        let mut cr_new = cr;
+        dr_new.debits_pending -= p.amount;
+        cr_new.credits_pending -= p.amount;
+        if post {
+            // Cannot overflow: the pending amount was already counted in the sum of both.
+            dr_new.debits_posted += amount;
+            cr_new.credits_posted += amount;
+        } else {
+            // Voiding a closing transfer reopens the account.
+            if p.flags.contains(F::CLOSING_DEBIT) {
+                dr_new.flags.set(AccountFlags::CLOSED, false);
+            }
+            if p.flags.contains(F::CLOSING_CREDIT) {
+                cr_new.flags.set(AccountFlags::CLOSED, false);
+            }
+        }
+        if dr_new != dr {
+            self.update_account(dr_index, dr_new);
+        }
+        if cr_new != cr {
+            self.update_account(cr_index, cr_new);
+        }
+        self.totals = totals;
+        self.commit_timestamp = timestamp_actual;
+        R::Created
+    }
+
+    /// Expires pending transfers whose timeout has passed at `timestamp`, oldest deadline first,
+    /// at most `EXPIRE_EVENTS_MAX`. Expiry `i` of `n` happens at `timestamp - n + i + 1`; only
+    /// transfers with a deadline at or before that are taken. Returns how many expired.
+    pub fn expire_pending_transfers(&mut self, timestamp: u64) -> usize {
+        assert!(self.scope.is_none());
+        assert!(timestamp <= TIMESTAMP_MAX);
+        let window = u64::try_from(EXPIRE_EVENTS_MAX).expect("fits u64");
+        assert!(
+            timestamp >= self.timestamp_min(EXPIRE_EVENTS_MAX),
+            "expiry timestamp {timestamp} does not advance past {}",
+            self.prepare_timestamp
+        );
+        self.prepare_timestamp = timestamp;
+        // A deadline at or before the first possible event time qualifies whatever `n` is.
+        let due: Vec<(u64, u32)> = self
+            .expiry
+            .iter()
+            .take_while(|&&(at, _)| at <= timestamp - window + 1)
+            .take(EXPIRE_EVENTS_MAX)
+            .copied()
+            .collect();
+        let n = u64::try_from(due.len()).expect("fits u64");
+        for (i, &(at, p_index)) in due.iter().enumerate() {
+            let timestamp_event = timestamp - n + i as u64 + 1;
+            debug_assert!(at <= timestamp_event);
+            self.expiry.remove(&(at, p_index));
+            let p = self.transfers[p_index as usize];
+            let status = self.pending.insert(p_index, PendingStatus::Expired);
+            assert_eq!(status, Some(PendingStatus::Pending));
+            let dr_index = self.account_index[&p.debit_account_id];
+            let cr_index = self.account_index[&p.credit_account_id];
+            let mut dr = self.accounts[dr_index as usize];
+            let mut cr = self.accounts[cr_index as usize];
+            dr.debits_pending -= p.amount;
+            cr.credits_pending -= p.amount;
+            if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
+                dr.flags.set(AccountFlags::CLOSED, false);
+            }
+            if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
+                cr.flags.set(AccountFlags::CLOSED, false);
+            }
+            self.accounts[dr_index as usize] = dr;
+            self.accounts[cr_index as usize] = cr;
+            self.totals = self.totals.sub(p.amount, true);
+            self.commit_timestamp = timestamp_event;
+        }
+        assert!(self.totals.is_balanced());
+        due.len()
+    }
+
+    /// The transfers of one account that match `filter`, oldest first (newest first when
+    /// `reversed`), at most `filter.limit` (capped at `QUERY_LIMIT_MAX`).
+    pub fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
+        out.clear();
+        let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
+        if limit == 0 || (!filter.debits && !filter.credits) {
+            return;
+        }
+        if filter.timestamp_max != 0 && filter.timestamp_min > filter.timestamp_max {
+            return;
+        }
+        let Some(&account_index) = self.account_index.get(&filter.account_id) else {
+            return;
+        };
+        let list = &self.account_transfers[account_index as usize];
+        // Transfer indexes are in timestamp order, so the bounds are found by binary search.
+        let ts = |i: &u32| self.transfers[*i as usize].timestamp;
+        let start = list.partition_point(|i| ts(i) < filter.timestamp_min);
+        let end = if filter.timestamp_max == 0 {
+            list.len()
+        } else {
+            list.partition_point(|i| ts(i) <= filter.timestamp_max)
+        };
+        let matches = |t: &Transfer| {
+            ((filter.debits && t.debit_account_id == filter.account_id)
+                || (filter.credits && t.credit_account_id == filter.account_id))
+                && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
+                && (filter.code == 0 || t.code == filter.code)
+        };
+        let range = list[start..end.max(start)].iter().map(|&i| &self.transfers[i as usize]);
+        if filter.reversed {
+            out.extend(range.rev().filter(|t| matches(t)).take(limit).copied());
+        } else {
+            out.extend(range.filter(|t| matches(t)).take(limit).copied());
+        }
+    }
+
+    /// Writes the whole state. Indexes are rebuilt on read, so only the data is written.
+    pub fn write_snapshot(&self, w: &mut impl Write) -> io::Result<()> {
+        let mut buf = [0u8; EVENT_SIZE];
+        w.write_all(SNAPSHOT_MAGIC)?;
+        w.write_all(&self.commit_timestamp.to_le_bytes())?;
+        w.write_all(&self.prepare_timestamp.to_le_bytes())?;
+        w.write_all(&(self.accounts.len() as u64).to_le_bytes())?;
+        for a in &self.accounts {
+            codec::encode_account(a, &mut buf);
+            w.write_all(&buf)?;
+        }
+        w.write_all(&(self.transfers.len() as u64).to_le_bytes())?;
+        for t in &self.transfers {
+            codec::encode_transfer(t, &mut buf);
+            w.write_all(&buf)?;
+        }
+        // Pending statuses in transfer order, so the snapshot bytes are deterministic.
+        let mut pending: Vec<(u32, PendingStatus)> =
+            self.pending.iter().map(|(&i, &s)| (i, s)).collect();
+        pending.sort_unstable_by_key(|&(i, _)| i);
+        w.write_all(&(pending.len() as u64).to_le_bytes())?;
+        for (index, status) in pending {
+            w.write_all(&index.to_le_bytes())?;
+            w.write_all(&[status as u8])?;
+        }
+        let mut orphaned: Vec<u128> = self.orphaned.iter().copied().collect();
+        orphaned.sort_unstable();
+        w.write_all(&(orphaned.len() as u64).to_le_bytes())?;
+        for id in orphaned {
+            w.write_all(&id.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Reads a state written by `write_snapshot`, rebuilding every index.
+    pub fn read_snapshot(r: &mut impl Read) -> io::Result<StateMachine> {
+        fn bad(what: &str) -> io::Error {
+            io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {what}"))
+        }
+        fn u64_of(r: &mut impl Read) -> io::Result<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        }
+        fn count_of(r: &mut impl Read) -> io::Result<usize> {
+            usize::try_from(u64_of(r)?).map_err(|_| bad("count too large"))
+        }
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != SNAPSHOT_MAGIC {
+            return Err(bad("bad magic"));
+        }
+        let mut sm = StateMachine {
+            commit_timestamp: u64_of(r)?,
+            prepare_timestamp: u64_of(r)?,
+            ..StateMachine::default()
+        };
+        let mut buf = [0u8; EVENT_SIZE];
+        let accounts = count_of(r)?;
+        sm.accounts.reserve_exact(accounts);
+        sm.account_index.reserve(accounts);
+        sm.account_transfers.reserve_exact(accounts);
+        for index in 0..accounts {
+            r.read_exact(&mut buf)?;
+            let a = codec::decode_account(&buf);
+            let index = u32::try_from(index).map_err(|_| bad("too many accounts"))?;
+            if sm.account_index.insert(a.id, index).is_some() {
+                return Err(bad("duplicate account id"));
+            }
+            sm.totals.debits_pending = sm.totals.debits_pending.wrapping_add(a.debits_pending);
+            sm.totals.debits_posted = sm.totals.debits_posted.wrapping_add(a.debits_posted);
+            sm.totals.credits_pending = sm.totals.credits_pending.wrapping_add(a.credits_pending);
+            sm.totals.credits_posted = sm.totals.credits_posted.wrapping_add(a.credits_posted);
+            sm.accounts.push(a);
+            sm.account_transfers.push(Vec::new());
+        }
+        let transfers = count_of(r)?;
+        sm.transfers.reserve_exact(transfers);
+        sm.transfer_index.reserve(transfers);
+        for index in 0..transfers {
+            r.read_exact(&mut buf)?;
+            let t = codec::decode_transfer(&buf);
+            let index = u32::try_from(index).map_err(|_| bad("too many transfers"))?;
+            if sm.transfer_index.insert(t.id, index).is_some() {
+                return Err(bad("duplicate transfer id"));
+            }
+            for account_id in [t.debit_account_id, t.credit_account_id] {
+                let a = *sm.account_index.get(&account_id).ok_or_else(|| bad("unknown account"))?;
+                sm.account_transfers[a as usize].push(index);
+            }
+            sm.transfers.push(t);
+        }
+        let pending = count_of(r)?;
+        sm.pending.reserve(pending);
+        for _ in 0..pending {
+            let mut b = [0u8; 5];
+            r.read_exact(&mut b)?;
+            let index = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let status = PendingStatus::from_u8(b[4]).ok_or_else(|| bad("bad pending status"))?;
+            let t = sm.transfers.get(index as usize).ok_or_else(|| bad("bad pending index"))?;
+            if status == PendingStatus::Pending && t.timeout > 0 {
+                sm.expiry.insert((t.timestamp + t.timeout_ns(), index));
+            }
+            sm.pending.insert(index, status);
+        }
+        let orphaned = count_of(r)?;
+        sm.orphaned.reserve(orphaned);
+        for _ in 0..orphaned {
+            let mut b = [0u8; 16];
+            r.read_exact(&mut b)?;
+            sm.orphaned.insert(u128::from_le_bytes(b));
+        }
+        if !sm.totals.is_balanced() {
+            return Err(bad("debits and credits differ"));
+        }
+        Ok(sm)
+    }
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG01";
+
+fn account_exists(a: &Account, e: &Account) -> CreateAccountResult {
+    use CreateAccountResult as R;
+    if a.flags != e.flags {
+        return R::ExistsWithDifferentFlags;
+    }
+    if a.user_data_128 != e.user_data_128 {
+        return R::ExistsWithDifferentUserData128;
+    }
+    if a.user_data_64 != e.user_data_64 {
+        return R::ExistsWithDifferentUserData64;
+    }
+    if a.user_data_32 != e.user_data_32 {
+        return R::ExistsWithDifferentUserData32;
+    }
+    if a.ledger != e.ledger {
+        return R::ExistsWithDifferentLedger;
+    }
+    if a.code != e.code {
+        return R::ExistsWithDifferentCode;
+    }
+    R::Exists
+}
+
+fn post_or_void_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> CreateTransferResult {
+    use CreateTransferResult as R;
+    if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
+        return R::ExistsWithDifferentDebitAccountId;
+    }
+    if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
+        return R::ExistsWithDifferentCreditAccountId;
+    }
+    let amount_same = if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+        if t.amount == 0 {
+            e.amount == p.amount
+        } else {
+            t.amount == e.amount
+        }
+    } else if t.amount == AMOUNT_MAX {
+        e.amount == p.amount
+    } else {
+        t.amount == e.amount
+    };
+    if !amount_same {
+        return R::ExistsWithDifferentAmount;
+    }
+    // A zero user_data field in the post or void means "inherit the pending transfer's".
+    let user_data_same = |given: u128, stored: u128, inherited: u128| {
+        if given == 0 {
+            stored == inherited
+        } else {
+            given == stored
+        }
+    };
+    if !user_data_same(t.user_data_128, e.user_data_128, p.user_data_128) {
+        return R::ExistsWithDifferentUserData128;
+    }
+    if !user_data_same(t.user_data_64.into(), e.user_data_64.into(), p.user_data_64.into()) {
+        return R::ExistsWithDifferentUserData64;
+    }
+    if !user_data_same(t.user_data_32.into(), e.user_data_32.into(), p.user_data_32.into()) {
+        return R::ExistsWithDifferentUserData32;
+    }
+    if t.ledger != 0 && t.ledger != e.ledger {
+        return R::ExistsWithDifferentLedger;
+    }
+    if t.code != 0 && t.code != e.code {
+        return R::ExistsWithDifferentCode;
+    }
+    R::Exists
+}
+
+/// What `execute` needs of one kind of event: the parts that differ between accounts and
+/// transfers.
+trait Event {
+    type Result: Copy + PartialEq;
+    const CREATED: Self::Result;
+    const LINKED_EVENT_FAILED: Self::Result;
+    const LINKED_EVENT_CHAIN_OPEN: Self::Result;
+    const IMPORTED_EVENT_EXPECTED: Self::Result;
+    const IMPORTED_EVENT_NOT_EXPECTED: Self::Result;
+    const TIMESTAMP_MUST_BE_ZERO: Self::Result;
+    const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self::Result;
+    const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self::Result;
+    fn id(&self) -> u128;
+    fn linked(&self) -> bool;
+    fn imported(&self) -> bool;
+    fn timestamp(&self) -> u64;
+    fn create(sm: &mut StateMachine, timestamp_event: u64, event: &Self) -> Self::Result;
+    fn is_transient(result: Self::Result) -> bool;
+}
+
+macro_rules! event_results {
+    ($r:ident) => {
+        type Result = $r;
+        const CREATED: $r = $r::Created;
+        const LINKED_EVENT_FAILED: $r = $r::LinkedEventFailed;
+        const LINKED_EVENT_CHAIN_OPEN: $r = $r::LinkedEventChainOpen;
+        const IMPORTED_EVENT_EXPECTED: $r = $r::ImportedEventExpected;
+        const IMPORTED_EVENT_NOT_EXPECTED: $r = $r::ImportedEventNotExpected;
+        const TIMESTAMP_MUST_BE_ZERO: $r = $r::TimestampMustBeZero;
+        const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: $r = $r::ImportedEventTimestampOutOfRange;
+        const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: $r =
+            $r::ImportedEventTimestampMustNotAdvance;
+    };
+}
+
+impl Event for Account {
+    event_results!(CreateAccountResult);
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn linked(&self) -> bool {
+        self.flags.contains(AccountFlags::LINKED)
+    }
+    fn imported(&self) -> bool {
+        self.flags.contains(AccountFlags::IMPORTED)
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+    fn create(sm: &mut StateMachine, timestamp_event: u64, a: &Account) -> CreateAccountResult {
+        sm.create_account(timestamp_event, a)
+    }
+    fn is_transient(_: CreateAccountResult) -> bool {
+        // No account result depends on state that can change, so no account id is burned.
+        false
+    }
+}
+
+impl Event for Transfer {
+    event_results!(CreateTransferResult);
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn linked(&self) -> bool {
+        self.flags.contains(TransferFlags::LINKED)
+    }
+    fn imported(&self) -> bool {
+        self.flags.contains(TransferFlags::IMPORTED)
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+    fn create(sm: &mut StateMachine, timestamp_event: u64, t: &Transfer) -> CreateTransferResult {
+        sm.create_transfer(timestamp_event, t)
+    }
+    fn is_transient(result: CreateTransferResult) -> bool {
+        result.is_transient()
+    }
+}
