@@ -98,9 +98,15 @@ pub struct Recovery {
 
 type Reply<T> = Box<dyn FnOnce(Result<T, EngineError>) + Send>;
 
+/// A read run on the writer thread; what it returns is called once the group is durable.
+type Read<M> = Box<dyn FnOnce(Result<&M, EngineError>) -> Release + Send>;
+/// Sends a read's result; called after the sync.
+type Release = Box<dyn FnOnce() + Send>;
+
 enum Request<M: Machine> {
     Command(M::Command, Reply<M::Outcome>),
     Query(M::Query, Reply<M::Answer>),
+    Read(Read<M>),
     Checkpoint(Reply<()>),
 }
 
@@ -248,6 +254,40 @@ impl<M: Machine> Engine<M> {
         }
     }
 
+    /// Runs `f` on the state (on the writer thread, in order with the commands); `reply` gets
+    /// its result once every command before it is durable.
+    pub fn submit_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&M) -> R + Send + 'static,
+        reply: impl FnOnce(Result<R, EngineError>) + Send + 'static,
+    ) {
+        let read: Read<M> = Box::new(move |machine| match machine {
+            Ok(machine) => {
+                let result = f(machine);
+                Box::new(move || reply(Ok(result)))
+            }
+            Err(error) => {
+                reply(Err(error));
+                Box::new(|| {})
+            }
+        });
+        if let Err((request, error)) = self.send(Request::Read(read)) {
+            fail_request(request, error);
+        }
+    }
+
+    /// Runs `f` on the state and waits for its result (after every earlier command is durable).
+    pub fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&M) -> R + Send + 'static,
+    ) -> Result<R, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_read(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
     /// Applies a command and waits until it is durable.
     pub fn execute(&self, command: M::Command) -> Result<M::Outcome, EngineError> {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -331,6 +371,7 @@ struct Writer<M: Machine, C: Clock> {
 enum Pending<M: Machine> {
     Outcome(Reply<M::Outcome>, M::Outcome),
     Answer(Reply<M::Answer>, M::Answer),
+    Read(Release),
     Checkpoint(Reply<()>),
 }
 
@@ -348,11 +389,14 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 Err(RecvTimeoutError::Disconnected) => connected = false,
             }
             // Group commit: take what else is queued, up to the group limits.
-            let mut events = group.iter().map(request_events).sum::<usize>();
+            let mut events = group
+                .iter()
+                .map(|r| request_events(&self.machine, r))
+                .sum::<usize>();
             while group.len() < GROUP_REQUESTS_MAX && events < GROUP_EVENTS_MAX {
                 match self.receiver.try_recv() {
                     Ok(request) => {
-                        events += request_events(&request);
+                        events += request_events(&self.machine, &request);
                         group.push(request);
                     }
                     Err(_) => break,
@@ -407,6 +451,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 Request::Query(query, reply) => {
                     pending.push(Pending::Answer(reply, self.machine.query(query)));
                 }
+                Request::Read(read) => pending.push(Pending::Read(read(Ok(&self.machine)))),
                 Request::Checkpoint(reply) => {
                     checkpoint_requested = true;
                     pending.push(Pending::Checkpoint(reply));
@@ -423,6 +468,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             match p {
                 Pending::Outcome(reply, outcome) => reply(Ok(outcome)),
                 Pending::Answer(reply, answer) => reply(Ok(answer)),
+                Pending::Read(release) => release(),
                 Pending::Checkpoint(reply) => reply(match &checkpoint_result {
                     Some(Ok(())) => Ok(()),
                     Some(Err(e)) => Err(EngineError::Io {
@@ -443,7 +489,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
         command: M::Command,
         record: &mut Vec<u8>,
     ) -> Result<M::Outcome, EngineError> {
-        let timestamp = now.max(self.machine.timestamp_min(M::events(&command)));
+        let timestamp = now.max(self.machine.timestamp_min(self.machine.events(&command)));
         encode_record::<M>(timestamp, &command, record);
         self.journal.append(record)?;
         Ok(self.machine.apply(timestamp, &command))
@@ -474,10 +520,10 @@ impl<M: Machine, C: Clock> Writer<M, C> {
     }
 }
 
-fn request_events<M: Machine>(request: &Request<M>) -> usize {
+fn request_events<M: Machine>(machine: &M, request: &Request<M>) -> usize {
     match request {
-        Request::Command(command, _) => M::events(command),
-        Request::Query(..) | Request::Checkpoint(_) => 1,
+        Request::Command(command, _) => machine.events(command),
+        Request::Query(..) | Request::Read(_) | Request::Checkpoint(_) => 1,
     }
 }
 
@@ -485,6 +531,7 @@ fn fail_request<M: Machine>(request: Request<M>, error: EngineError) {
     match request {
         Request::Command(_, reply) => reply(Err(error)),
         Request::Query(_, reply) => reply(Err(error)),
+        Request::Read(read) => drop(read(Err(error))),
         Request::Checkpoint(reply) => reply(Err(error)),
     }
 }
@@ -494,6 +541,8 @@ impl<M: Machine> Pending<M> {
         match self {
             Pending::Outcome(reply, _) => reply(Err(EngineError::Stopped)),
             Pending::Answer(reply, _) => reply(Err(EngineError::Stopped)),
+            // The read already ran on state that will not become durable: drop its result.
+            Pending::Read(_) => {}
             Pending::Checkpoint(reply) => reply(Err(EngineError::Stopped)),
         }
     }

@@ -59,7 +59,7 @@ impl Machine for LedgerMachine {
     type Query = LedgerQuery;
     type Answer = LedgerAnswer;
 
-    fn events(command: &LedgerCommand) -> usize {
+    fn events(&self, command: &LedgerCommand) -> usize {
         match command {
             LedgerCommand::CreateAccounts(a) => a.len(),
             LedgerCommand::CreateTransfers(t) => t.len(),
@@ -155,7 +155,7 @@ impl Machine for LedgerMachine {
             TAG_EXPIRE if body.is_empty() => LedgerCommand::ExpirePending,
             _ => return Err(DecodeError(format!("unknown command tag {tag}"))),
         };
-        if Self::events(&command) > BATCH_EVENTS_MAX {
+        if LedgerMachine::default().events(&command) > BATCH_EVENTS_MAX {
             return Err(DecodeError("batch larger than BATCH_EVENTS_MAX".into()));
         }
         Ok(command)

@@ -15,7 +15,7 @@ pub trait Machine: Send + 'static {
     type Answer: Send + 'static;
 
     /// How many timestamps the command uses (one per event).
-    fn events(command: &Self::Command) -> usize;
+    fn events(&self, command: &Self::Command) -> usize;
     /// The smallest batch timestamp the next command of `events` events may have.
     fn timestamp_min(&self, events: usize) -> u64;
     fn apply(&mut self, timestamp: u64, command: &Self::Command) -> Self::Outcome;

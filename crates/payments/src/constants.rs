@@ -1,0 +1,28 @@
+//! Every limit of the payment domain, in one place.
+
+use huifu_ledger::constants::BATCH_EVENTS_MAX;
+
+/// Largest id of a user, merchant, rider, channel, campaign or coupon: 2^56 − 1, so that a
+/// settlement payout's ledger id can hold the run id and the merchant id side by side.
+pub const ENTITY_ID_MAX: u64 = (1 << 56) - 1;
+
+/// Largest amount of one payment, refund, top-up, withdrawal, payout or budget, in minor units
+/// (10^15: ten trillion yuan in fen). Sums of many such amounts stay far below u64::MAX.
+pub const AMOUNT_MAX: u64 = 1_000_000_000_000_000;
+
+/// Most operations in one batch. A batch is one journal record and each payment takes at most
+/// `OP_EVENTS_MAX` ledger events, so this bounds a record to about 1 MiB of ledger events.
+pub const BATCH_OPS_MAX: usize = BATCH_EVENTS_MAX / OP_EVENTS_MAX;
+
+/// Most ledger transfers one operation other than a settlement run makes (a capture: two posts
+/// and three legs).
+pub const OP_EVENTS_MAX: usize = 6;
+
+/// Longest hold of a top-up, withdrawal or bank-channel payment before it expires: one week.
+pub const TIMEOUT_S_MAX: u32 = 7 * 24 * 3600;
+
+/// Default hold of a bank-channel payment or transfer when the caller gives no timeout.
+pub const TIMEOUT_S_DEFAULT: u32 = 15 * 60;
+
+const _: () = assert!(BATCH_OPS_MAX >= 1_000);
+const _: () = assert!((AMOUNT_MAX as u128) * (BATCH_EVENTS_MAX as u128) < u64::MAX as u128);

@@ -1,0 +1,58 @@
+//! The payment machine as run by the engine: journal encoding, ticks, snapshots.
+
+use std::convert::Infallible;
+use std::io::{self, Read, Write};
+
+use huifu_engine::{DecodeError, Machine};
+use huifu_ledger::constants::EXPIRE_EVENTS_MAX;
+
+use crate::command::{codec, Op, Outcome};
+use crate::machine::PaymentsMachine;
+
+impl Machine for PaymentsMachine {
+    type Command = Op;
+    type Outcome = Outcome;
+    /// Reads go through `Engine::read`, with any function of the machine.
+    type Query = Infallible;
+    type Answer = Infallible;
+
+    fn events(&self, op: &Op) -> usize {
+        PaymentsMachine::events(self, op)
+    }
+
+    fn timestamp_min(&self, events: usize) -> u64 {
+        self.ledger().timestamp_min(events)
+    }
+
+    fn apply(&mut self, timestamp: u64, op: &Op) -> Outcome {
+        PaymentsMachine::apply(self, timestamp, op)
+    }
+
+    fn query(&self, query: Infallible) -> Infallible {
+        query
+    }
+
+    fn tick(&self, now: u64) -> Option<Op> {
+        let next = self.ledger().expiry_next()?;
+        // Mirrors `expire_pending_transfers`: the expiry's timestamp and what is due at it.
+        let timestamp = now.max(self.ledger().timestamp_min(EXPIRE_EVENTS_MAX));
+        let window = u64::try_from(EXPIRE_EVENTS_MAX).expect("fits u64");
+        (next <= timestamp - window + 1).then_some(Op::Expire)
+    }
+
+    fn encode(op: &Op, out: &mut Vec<u8>) {
+        codec::encode(op, out);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Op, DecodeError> {
+        codec::decode(bytes).map_err(DecodeError)
+    }
+
+    fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
+        crate::snapshot::write(self, w)
+    }
+
+    fn read_snapshot(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
+        crate::snapshot::read(r)
+    }
+}

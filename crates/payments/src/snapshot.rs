@@ -1,0 +1,472 @@
+//! The payment machine's checkpoint: the ledger's snapshot, then every domain table.
+//! Tables are written in key order, so the same state always gives the same bytes.
+
+use std::io::{self, Read, Write};
+
+use huifu_ledger::StateMachine;
+
+use crate::command::{
+    CouponRule, Done, Funder, Outcome, PaymentError, PaymentStatus, SettlementLine, Statement,
+};
+use crate::machine::{
+    Campaign, Coupon, Hold, HoldKind, Merchant, Payment, PaymentsMachine, Payout,
+};
+use crate::money::Legs;
+
+const MAGIC: &[u8; 8] = b"HFPAY001";
+
+pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
+    let mut w = W(w);
+    w.0.write_all(MAGIC)?;
+    m.ledger.write_snapshot(&mut w.0)?;
+    w.map(&m.channels, |w, k, v| {
+        w.u64(*k)?;
+        w.u32(*v)
+    })?;
+    w.map(&m.users, |w, k, v| {
+        w.u64(*k)?;
+        w.u32(*v)
+    })?;
+    w.map(&m.riders, |w, k, v| {
+        w.u64(*k)?;
+        w.u32(*v)
+    })?;
+    w.map(&m.merchants, |w, k, v| {
+        w.u64(*k)?;
+        w.u32(v.currency)?;
+        w.u32(v.commission_bps)?;
+        w.u64(v.channel)?;
+        w.statement(&v.period)
+    })?;
+    w.map(&m.campaigns, |w, k, v| {
+        w.u64(*k)?;
+        w.u32(v.currency)?;
+        w.u64(match v.funder {
+            Funder::Platform => 0,
+            Funder::Merchant(m) => m,
+        })?;
+        w.u64(v.budget)?;
+        w.u64(v.rule.amount_off)?;
+        w.u64(v.rule.min_order)?;
+        w.u64(v.rule.valid_from)?;
+        w.u64(v.rule.valid_until)?;
+        w.u32(v.rule.per_user_limit)
+    })?;
+    w.map(&m.coupons, |w, k, v| {
+        w.u64(*k)?;
+        w.u64(v.campaign)?;
+        w.u64(v.user)?;
+        w.u64(v.redeemed_by)
+    })?;
+    w.map(&m.redemptions, |w, k, v| {
+        w.u64(k.0)?;
+        w.u64(k.1)?;
+        w.u32(*v)
+    })?;
+    w.map(&m.payments, |w, k, p| {
+        w.u64(*k)?;
+        for v in [p.user, p.merchant, p.rider] {
+            w.u64(v)?;
+        }
+        w.u32(p.currency)?;
+        for v in [p.food, p.delivery, p.coupon, p.campaign, p.channel] {
+            w.u64(v)?;
+        }
+        w.legs(&p.legs)?;
+        w.legs(&p.refunded)?;
+        w.status(p.status)?;
+        w.u64(p.timestamp)?;
+        w.u64(p.refunds.len() as u64)?;
+        p.refunds.iter().try_for_each(|r| w.u64(*r))
+    })?;
+    w.map(&m.refunds, |w, k, v| {
+        w.u64(*k)?;
+        w.u64(v.0)?;
+        w.u64(v.1)
+    })?;
+    w.map(&m.holds, |w, k, h| {
+        w.u64(*k)?;
+        w.u8(match h.kind {
+            HoldKind::TopUp => 0,
+            HoldKind::Withdrawal => 1,
+        })?;
+        w.u64(h.user)?;
+        w.u64(h.channel)?;
+        w.u32(h.currency)?;
+        w.u64(h.amount)
+    })?;
+    w.map(&m.payouts, |w, k, p| {
+        w.u128(*k)?;
+        w.u64(p.merchant)?;
+        w.u64(p.channel)?;
+        w.u32(p.currency)?;
+        w.u64(p.amount)
+    })?;
+    w.map(&m.settlements, |w, k, lines| {
+        w.u64(*k)?;
+        w.lines(lines)
+    })?;
+    w.map(&m.outcomes, |w, k, (print, outcome)| {
+        w.u8(k.0)?;
+        w.u128(k.1)?;
+        w.u64(*print)?;
+        w.outcome(outcome)
+    })
+}
+
+pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let ledger = StateMachine::read_snapshot(&mut &mut *r)?;
+    let mut r = R(r);
+    let mut m = PaymentsMachine {
+        ledger,
+        ..PaymentsMachine::default()
+    };
+    for _ in 0..r.len()? {
+        m.channels.insert(r.u64()?, r.u32()?);
+    }
+    for _ in 0..r.len()? {
+        m.users.insert(r.u64()?, r.u32()?);
+    }
+    for _ in 0..r.len()? {
+        m.riders.insert(r.u64()?, r.u32()?);
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        let merchant = Merchant {
+            currency: r.u32()?,
+            commission_bps: r.u32()?,
+            channel: r.u64()?,
+            period: r.statement()?,
+        };
+        m.merchants.insert(id, merchant);
+        m.merchant_ids.insert(id);
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        let currency = r.u32()?;
+        let funder = match r.u64()? {
+            0 => Funder::Platform,
+            m => Funder::Merchant(m),
+        };
+        let budget = r.u64()?;
+        let rule = CouponRule {
+            amount_off: r.u64()?,
+            min_order: r.u64()?,
+            valid_from: r.u64()?,
+            valid_until: r.u64()?,
+            per_user_limit: r.u32()?,
+        };
+        m.campaigns.insert(
+            id,
+            Campaign {
+                currency,
+                funder,
+                budget,
+                rule,
+            },
+        );
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        m.coupons.insert(
+            id,
+            Coupon {
+                campaign: r.u64()?,
+                user: r.u64()?,
+                redeemed_by: r.u64()?,
+            },
+        );
+    }
+    for _ in 0..r.len()? {
+        m.redemptions.insert((r.u64()?, r.u64()?), r.u32()?);
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        let (user, merchant, rider) = (r.u64()?, r.u64()?, r.u64()?);
+        let currency = r.u32()?;
+        let (food, delivery, coupon, campaign, channel) =
+            (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let legs = r.legs()?;
+        let refunded = r.legs()?;
+        let status = r.status()?;
+        let timestamp = r.u64()?;
+        let refunds = (0..r.len()?)
+            .map(|_| r.u64())
+            .collect::<io::Result<Vec<_>>>()?;
+        let payment = Payment {
+            user,
+            merchant,
+            rider,
+            currency,
+            food,
+            delivery,
+            coupon,
+            campaign,
+            channel,
+            legs,
+            refunded,
+            status,
+            refunds,
+            timestamp,
+        };
+        m.payments.insert(id, payment);
+    }
+    for _ in 0..r.len()? {
+        m.refunds.insert(r.u64()?, (r.u64()?, r.u64()?));
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        let kind = match r.u8()? {
+            0 => HoldKind::TopUp,
+            1 => HoldKind::Withdrawal,
+            _ => return Err(bad("hold kind")),
+        };
+        let hold = Hold {
+            kind,
+            user: r.u64()?,
+            channel: r.u64()?,
+            currency: r.u32()?,
+            amount: r.u64()?,
+        };
+        m.holds.insert(id, hold);
+    }
+    for _ in 0..r.len()? {
+        let id = r.u128()?;
+        let payout = Payout {
+            merchant: r.u64()?,
+            channel: r.u64()?,
+            currency: r.u32()?,
+            amount: r.u64()?,
+        };
+        m.payouts.insert(id, payout);
+    }
+    for _ in 0..r.len()? {
+        let id = r.u64()?;
+        let lines = r.lines()?;
+        m.settlements.insert(id, lines);
+    }
+    for _ in 0..r.len()? {
+        let key = (r.u8()?, r.u128()?);
+        let print = r.u64()?;
+        let outcome = r.outcome()?;
+        m.outcomes.insert(key, (print, outcome));
+    }
+    Ok(m)
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("payments snapshot: {what}"),
+    )
+}
+
+struct W<'a>(&'a mut dyn Write);
+
+impl W<'_> {
+    fn u8(&mut self, v: u8) -> io::Result<()> {
+        self.0.write_all(&[v])
+    }
+    fn u32(&mut self, v: u32) -> io::Result<()> {
+        self.0.write_all(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> io::Result<()> {
+        self.0.write_all(&v.to_le_bytes())
+    }
+    fn u128(&mut self, v: u128) -> io::Result<()> {
+        self.0.write_all(&v.to_le_bytes())
+    }
+    /// A table in key order.
+    fn map<K: Ord, V>(
+        &mut self,
+        map: &hashbrown::HashMap<K, V>,
+        mut f: impl FnMut(&mut Self, &K, &V) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.u64(entries.len() as u64)?;
+        entries.into_iter().try_for_each(|(k, v)| f(self, k, v))
+    }
+    fn legs(&mut self, l: &Legs) -> io::Result<()> {
+        [l.merchant, l.rider, l.platform, l.coupon]
+            .into_iter()
+            .try_for_each(|v| self.u64(v))
+    }
+    fn statement(&mut self, s: &Statement) -> io::Result<()> {
+        [
+            s.payments,
+            s.gross,
+            s.refunds,
+            s.commission,
+            s.commission_returned,
+            s.discounts,
+        ]
+        .into_iter()
+        .try_for_each(|v| self.u64(v))
+    }
+    fn status(&mut self, s: PaymentStatus) -> io::Result<()> {
+        self.u8(s as u8)
+    }
+    fn lines(&mut self, lines: &[SettlementLine]) -> io::Result<()> {
+        self.u64(lines.len() as u64)?;
+        for l in lines {
+            self.u64(l.merchant)?;
+            self.u64(l.channel)?;
+            self.u32(l.currency)?;
+            self.u128(l.payout)?;
+            self.statement(&l.statement)?;
+            self.u64(l.net)?;
+        }
+        Ok(())
+    }
+    fn outcome(&mut self, o: &Outcome) -> io::Result<()> {
+        match o {
+            Err(e) => {
+                self.u8(0)?;
+                let index = PaymentError::ALL
+                    .iter()
+                    .position(|x| x == e)
+                    .expect("listed");
+                self.u8(u8::try_from(index).expect("fewer than 256 errors"))
+            }
+            Ok(Done::Created) => self.u8(1),
+            Ok(Done::Payment {
+                status,
+                total,
+                legs,
+            }) => {
+                self.u8(2)?;
+                self.status(*status)?;
+                self.u64(*total)?;
+                self.legs(legs)
+            }
+            Ok(Done::Refund { amount, legs, full }) => {
+                self.u8(3)?;
+                self.u64(*amount)?;
+                self.legs(legs)?;
+                self.u8(u8::from(*full))
+            }
+            Ok(Done::Hold { amount }) => {
+                self.u8(4)?;
+                self.u64(*amount)
+            }
+            Ok(Done::Payout { payout, amount }) => {
+                self.u8(5)?;
+                self.u128(*payout)?;
+                self.u64(*amount)
+            }
+            Ok(Done::Settlement { lines }) => {
+                self.u8(6)?;
+                self.lines(lines)
+            }
+            Ok(Done::Expired(n)) => {
+                self.u8(7)?;
+                self.u64(*n as u64)
+            }
+            Ok(Done::Batch(_)) => unreachable!("batch outcomes are not kept"),
+        }
+    }
+}
+
+struct R<'a>(&'a mut dyn Read);
+
+impl R<'_> {
+    fn take<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.0.read_exact(&mut b)?;
+        Ok(b)
+    }
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn u128(&mut self) -> io::Result<u128> {
+        Ok(u128::from_le_bytes(self.take()?))
+    }
+    fn len(&mut self) -> io::Result<u64> {
+        self.u64()
+    }
+    fn legs(&mut self) -> io::Result<Legs> {
+        Ok(Legs {
+            merchant: self.u64()?,
+            rider: self.u64()?,
+            platform: self.u64()?,
+            coupon: self.u64()?,
+        })
+    }
+    fn statement(&mut self) -> io::Result<Statement> {
+        Ok(Statement {
+            payments: self.u64()?,
+            gross: self.u64()?,
+            refunds: self.u64()?,
+            commission: self.u64()?,
+            commission_returned: self.u64()?,
+            discounts: self.u64()?,
+        })
+    }
+    fn status(&mut self) -> io::Result<PaymentStatus> {
+        Ok(match self.u8()? {
+            0 => PaymentStatus::Authorized,
+            1 => PaymentStatus::Succeeded,
+            2 => PaymentStatus::Released,
+            3 => PaymentStatus::Expired,
+            _ => return Err(bad("payment status")),
+        })
+    }
+    fn lines(&mut self) -> io::Result<Vec<SettlementLine>> {
+        (0..self.len()?)
+            .map(|_| {
+                Ok(SettlementLine {
+                    merchant: self.u64()?,
+                    channel: self.u64()?,
+                    currency: self.u32()?,
+                    payout: self.u128()?,
+                    statement: self.statement()?,
+                    net: self.u64()?,
+                })
+            })
+            .collect()
+    }
+    fn outcome(&mut self) -> io::Result<Outcome> {
+        Ok(match self.u8()? {
+            0 => Err(*PaymentError::ALL
+                .get(usize::from(self.u8()?))
+                .ok_or_else(|| bad("error"))?),
+            1 => Ok(Done::Created),
+            2 => Ok(Done::Payment {
+                status: self.status()?,
+                total: self.u64()?,
+                legs: self.legs()?,
+            }),
+            3 => Ok(Done::Refund {
+                amount: self.u64()?,
+                legs: self.legs()?,
+                full: self.u8()? != 0,
+            }),
+            4 => Ok(Done::Hold {
+                amount: self.u64()?,
+            }),
+            5 => Ok(Done::Payout {
+                payout: self.u128()?,
+                amount: self.u64()?,
+            }),
+            6 => Ok(Done::Settlement {
+                lines: self.lines()?,
+            }),
+            7 => Ok(Done::Expired(
+                usize::try_from(self.u64()?).map_err(|_| bad("count"))?,
+            )),
+            _ => return Err(bad("outcome")),
+        })
+    }
+}
