@@ -29,9 +29,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ns(&self) -> u64 {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 }
@@ -66,11 +64,7 @@ pub enum EngineError {
     #[error("{0}")]
     Decode(#[from] DecodeError),
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("data folder {0} is in use by another huifu process")]
     Locked(PathBuf),
     #[error("the engine has stopped")]
@@ -187,9 +181,7 @@ impl<M: Machine + Default> Engine<M> {
         tracing::info!(?recovery, "recovered");
 
         let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
-        let shared = Arc::new(Shared {
-            stopped: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared { stopped: AtomicBool::new(false) });
         let writer = Writer {
             machine,
             journal,
@@ -205,14 +197,7 @@ impl<M: Machine + Default> Engine<M> {
             .name("huifu-writer".into())
             .spawn(move || writer.run())
             .map_err(io_error("cannot start writer thread in", &dir))?;
-        Ok((
-            Engine {
-                sender,
-                shared,
-                writer: Some(writer),
-            },
-            recovery,
-        ))
+        Ok((Engine { sender, shared, writer: Some(writer) }, recovery))
     }
 }
 
@@ -224,10 +209,9 @@ impl<M: Machine> Engine<M> {
         match self.sender.try_send(request) {
             Ok(()) => Ok(()),
             // A full queue blocks the caller: back-pressure, not an error, for in-process use.
-            Err(TrySendError::Full(request)) => self
-                .sender
-                .send(request)
-                .map_err(|e| (e.0, EngineError::Stopped)),
+            Err(TrySendError::Full(request)) => {
+                self.sender.send(request).map_err(|e| (e.0, EngineError::Stopped))
+            }
             Err(TrySendError::Disconnected(request)) => Err((request, EngineError::Stopped)),
         }
     }
@@ -389,10 +373,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 Err(RecvTimeoutError::Disconnected) => connected = false,
             }
             // Group commit: take what else is queued, up to the group limits.
-            let mut events = group
-                .iter()
-                .map(|r| request_events(&self.machine, r))
-                .sum::<usize>();
+            let mut events = group.iter().map(|r| request_events(&self.machine, r)).sum::<usize>();
             while group.len() < GROUP_REQUESTS_MAX && events < GROUP_EVENTS_MAX {
                 match self.receiver.try_recv() {
                     Ok(request) => {
@@ -416,10 +397,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 }
                 return;
             }
-            if self
-                .journal
-                .size_bytes()
-                .saturating_sub(self.journal_bytes_at_checkpoint)
+            if self.journal.size_bytes().saturating_sub(self.journal_bytes_at_checkpoint)
                 >= self.checkpoint_interval_bytes
             {
                 if let Err(error) = self.checkpoint() {
@@ -459,11 +437,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             }
         }
         self.journal.sync()?;
-        let checkpoint_result = if checkpoint_requested {
-            Some(self.checkpoint())
-        } else {
-            None
-        };
+        let checkpoint_result = if checkpoint_requested { Some(self.checkpoint()) } else { None };
         for p in pending.drain(..) {
             match p {
                 Pending::Outcome(reply, outcome) => reply(Ok(outcome)),
@@ -509,13 +483,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
         let bytes = writer.finish()?;
         let freed = self.journal.remove_segments_before(seq)?;
         self.journal_bytes_at_checkpoint = self.journal.size_bytes();
-        tracing::info!(
-            seq,
-            bytes,
-            freed,
-            ms = started.elapsed().as_millis() as u64,
-            "checkpoint"
-        );
+        tracing::info!(seq, bytes, freed, ms = started.elapsed().as_millis() as u64, "checkpoint");
         Ok(())
     }
 }

@@ -80,8 +80,7 @@ impl Machine for LedgerMachine {
             }
             LedgerCommand::CreateTransfers(events) => {
                 let mut results = Vec::new();
-                self.ledger
-                    .create_transfers(timestamp, events, &mut results);
+                self.ledger.create_transfers(timestamp, events, &mut results);
                 LedgerOutcome::Transfers(results)
             }
             LedgerCommand::ExpirePending => {
@@ -93,16 +92,10 @@ impl Machine for LedgerMachine {
     fn query(&self, query: LedgerQuery) -> LedgerAnswer {
         match query {
             LedgerQuery::LookupAccounts(ids) => LedgerAnswer::Accounts(
-                ids.iter()
-                    .filter_map(|id| self.ledger.lookup_account(*id))
-                    .copied()
-                    .collect(),
+                ids.iter().filter_map(|id| self.ledger.lookup_account(*id)).copied().collect(),
             ),
             LedgerQuery::LookupTransfers(ids) => LedgerAnswer::Transfers(
-                ids.iter()
-                    .filter_map(|id| self.ledger.lookup_transfer(*id))
-                    .copied()
-                    .collect(),
+                ids.iter().filter_map(|id| self.ledger.lookup_transfer(*id)).copied().collect(),
             ),
             LedgerQuery::AccountTransfers(filter) => {
                 let mut out = Vec::new();
@@ -136,15 +129,9 @@ impl Machine for LedgerMachine {
     }
 
     fn decode(bytes: &[u8]) -> Result<LedgerCommand, DecodeError> {
-        let (&tag, body) = bytes
-            .split_first()
-            .ok_or_else(|| DecodeError("empty".into()))?;
-        let bad_len = || {
-            DecodeError(format!(
-                "{} bytes is not a whole number of events",
-                body.len()
-            ))
-        };
+        let (&tag, body) = bytes.split_first().ok_or_else(|| DecodeError("empty".into()))?;
+        let bad_len =
+            || DecodeError(format!("{} bytes is not a whole number of events", body.len()));
         let command = match tag {
             TAG_ACCOUNTS => {
                 LedgerCommand::CreateAccounts(codec::decode_accounts(body).ok_or_else(bad_len)?)
@@ -166,8 +153,6 @@ impl Machine for LedgerMachine {
     }
 
     fn read_snapshot(r: &mut dyn Read) -> io::Result<LedgerMachine> {
-        Ok(LedgerMachine {
-            ledger: StateMachine::read_snapshot(&mut &mut *r)?,
-        })
+        Ok(LedgerMachine { ledger: StateMachine::read_snapshot(&mut &mut *r)? })
     }
 }

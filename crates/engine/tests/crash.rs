@@ -61,16 +61,9 @@ fn crash_child() {
     let run: u64 = std::env::var("HUIFU_CRASH_RUN").unwrap().parse().unwrap();
     let (engine, _) = Engine::<LedgerMachine>::open(options(Path::new(&dir))).unwrap();
     let accounts: Vec<Account> = (1..=ACCOUNTS)
-        .map(|i| Account {
-            id: u128::from(i),
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
+        .map(|i| Account { id: u128::from(i), ledger: 1, code: 1, ..Account::default() })
         .collect();
-    engine
-        .execute(LedgerCommand::CreateAccounts(accounts))
-        .unwrap();
+    engine.execute(LedgerCommand::CreateAccounts(accounts)).unwrap();
     let engine = std::sync::Arc::new(engine);
     // Several client threads, so acknowledged batches come from real group commits.
     let threads: Vec<_> = (0..4u64)
@@ -81,9 +74,7 @@ fn crash_child() {
                 for batch in (thread..).step_by(4) {
                     let outcome =
                         engine.execute(LedgerCommand::CreateTransfers(batch_of(run, batch)));
-                    let LedgerOutcome::Transfers(results) = outcome.unwrap() else {
-                        panic!()
-                    };
+                    let LedgerOutcome::Transfers(results) = outcome.unwrap() else { panic!() };
                     assert!(results.iter().all(|r| *r == CreateTransferResult::Created));
                     let mut out = stdout.lock();
                     writeln!(out, "ack {run} {batch}").unwrap();
@@ -149,17 +140,10 @@ fn kill_9_under_load_loses_no_acknowledged_batch() {
     }
 
     let (engine, recovery) = Engine::<LedgerMachine>::open(options(dir.path())).unwrap();
-    assert!(
-        recovery.checkpoint_seq > 1,
-        "no checkpoint was taken: {recovery:?}"
-    );
+    assert!(recovery.checkpoint_seq > 1, "no checkpoint was taken: {recovery:?}");
     for &(run, batch) in &acked {
         let ids: Vec<u128> = (0..BATCH).map(|i| transfer_id(run, batch, i)).collect();
-        assert_eq!(
-            lookup(&engine, ids),
-            BATCH as usize,
-            "acknowledged batch {run}/{batch} lost"
-        );
+        assert_eq!(lookup(&engine, ids), BATCH as usize, "acknowledged batch {run}/{batch} lost");
     }
     // Whole or nothing, for every batch any run could have sent.
     let max_batch = acked.iter().map(|&(_, b)| b).max().unwrap() + 64;
@@ -173,8 +157,6 @@ fn kill_9_under_load_loses_no_acknowledged_batch() {
             );
         }
     }
-    let LedgerAnswer::Totals(totals) = engine.query(LedgerQuery::Totals).unwrap() else {
-        panic!()
-    };
+    let LedgerAnswer::Totals(totals) = engine.query(LedgerQuery::Totals).unwrap() else { panic!() };
     assert!(totals.is_balanced());
 }

@@ -21,9 +21,8 @@ fn state(engine: &Engine<LedgerMachine>, accounts: u64) -> (Vec<Account>, Vec<Tr
     };
     let mut transfers = Vec::new();
     for id in 1..=u128::from(accounts) {
-        let LedgerAnswer::Transfers(t) = engine
-            .query(LedgerQuery::AccountTransfers(AccountFilter::all(id, 8_190)))
-            .unwrap()
+        let LedgerAnswer::Transfers(t) =
+            engine.query(LedgerQuery::AccountTransfers(AccountFilter::all(id, 8_190))).unwrap()
         else {
             panic!()
         };
@@ -61,9 +60,7 @@ fn workload(engine: &Engine<LedgerMachine>, accounts: u64, from: u64, batches: u
                 }
             })
             .collect();
-        engine
-            .execute(LedgerCommand::CreateTransfers(transfers))
-            .unwrap();
+        engine.execute(LedgerCommand::CreateTransfers(transfers)).unwrap();
     }
 }
 
@@ -73,12 +70,7 @@ fn restart_from_journal_and_from_checkpoint_gives_the_same_state() {
     let accounts = 30;
     let engine = open(dir.path());
     let mut list: Vec<Account> = (1..=accounts)
-        .map(|i| Account {
-            id: u128::from(i),
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
+        .map(|i| Account { id: u128::from(i), ledger: 1, code: 1, ..Account::default() })
         .collect();
     // Some wallets that may not go negative, so some transfers fail and burn their ids.
     for a in list.iter_mut().take(10) {
@@ -115,22 +107,14 @@ fn a_second_engine_on_the_same_folder_is_refused() {
 fn a_torn_journal_tail_is_cut_and_the_engine_starts() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
-    let list: Vec<Account> = (1..=5)
-        .map(|i| Account {
-            id: i,
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
-        .collect();
+    let list: Vec<Account> =
+        (1..=5).map(|i| Account { id: i, ledger: 1, code: 1, ..Account::default() }).collect();
     engine.execute(LedgerCommand::CreateAccounts(list)).unwrap();
     drop(engine);
     // Half a record of garbage at the end of the newest segment, as a crash mid-write leaves.
     let journal = dir.path().join("journal");
-    let mut segments: Vec<_> = std::fs::read_dir(&journal)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut segments: Vec<_> =
+        std::fs::read_dir(&journal).unwrap().map(|e| e.unwrap().path()).collect();
     segments.sort();
     let last = segments.last().unwrap();
     let mut bytes = std::fs::read(last).unwrap();

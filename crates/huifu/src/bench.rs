@@ -64,10 +64,7 @@ const LEDGER: u32 = 1;
 
 fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.batch > BATCH_EVENTS_MAX {
-        bail!(
-            "--batch must be between 1 and {BATCH_EVENTS_MAX}, not {}",
-            args.batch
-        );
+        bail!("--batch must be between 1 and {BATCH_EVENTS_MAX}, not {}", args.batch);
     }
     if args.accounts < 2 {
         bail!("--accounts must be at least 2");
@@ -85,12 +82,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
 
     // Account ids are 1..=accounts; transfer ids are random so the id index sees real hashing.
     let accounts: Vec<Account> = (1..=args.accounts)
-        .map(|i| Account {
-            id: u128::from(i),
-            ledger: LEDGER,
-            code: 1,
-            ..Account::default()
-        })
+        .map(|i| Account { id: u128::from(i), ledger: LEDGER, code: 1, ..Account::default() })
         .collect();
     for chunk in accounts.chunks(BATCH_EVENTS_MAX) {
         match engine.execute(LedgerCommand::CreateAccounts(chunk.to_vec()))? {
@@ -126,9 +118,8 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
                         break;
                     }
                     let count = batch.min(total - start);
-                    let transfers: Vec<Transfer> = (0..count)
-                        .map(|_| random_transfer(&mut rng, accounts))
-                        .collect();
+                    let transfers: Vec<Transfer> =
+                        (0..count).map(|_| random_transfer(&mut rng, accounts)).collect();
                     let first_id = transfers[0].id;
                     let sent = Instant::now();
                     let outcome = engine.execute(LedgerCommand::CreateTransfers(transfers))?;
@@ -136,10 +127,8 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
                     let LedgerOutcome::Transfers(results) = outcome else {
                         bail!("unexpected outcome {outcome:?}")
                     };
-                    let failed = results
-                        .iter()
-                        .filter(|r| **r != CreateTransferResult::Created)
-                        .count();
+                    let failed =
+                        results.iter().filter(|r| **r != CreateTransferResult::Created).count();
                     failures.fetch_add(failed as u64, Ordering::Relaxed);
                     sample_ids.lock().expect("lock").push(first_id);
                     progress.inc(count);
@@ -177,10 +166,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!("transfers           {}", args.transfers);
     eprintln!("accounts            {}", args.accounts);
-    eprintln!(
-        "batch               {} ({} client(s))",
-        args.batch, args.clients
-    );
+    eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
     eprintln!("durable             {}", !args.no_fsync);
     eprintln!("seconds             {seconds:.3}");
     eprintln!("transfers/s         {transfers_per_second}");
@@ -192,10 +178,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     );
     eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
     eprintln!("disk                {} MiB", disk_bytes >> 20);
-    eprintln!(
-        "lookups             {found} of {} sampled transfers found",
-        ids.len()
-    );
+    eprintln!("lookups             {found} of {} sampled transfers found", ids.len());
     if args.json {
         let json = serde_json::json!({
             "transfers": args.transfers,

@@ -2,6 +2,7 @@
 //! the engine, the benchmarks and the simulator.
 
 mod bench;
+mod simulate;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Simulate a day of food-delivery payments on the embedded engine, then audit it.
+    Simulate(simulate::SimulateArgs),
+    /// Check every invariant of a stopped data folder.
+    Audit(simulate::AuditArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -24,6 +29,8 @@ fn main() -> std::process::ExitCode {
     util::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Simulate(args) => simulate::simulate(args),
+        Command::Audit(args) => simulate::audit_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -98,10 +98,6 @@ impl JournalError {
         offset: u64,
         reason: impl Into<String>,
     ) -> Self {
-        JournalError::Corrupt {
-            segment: segment.into(),
-            offset,
-            reason: reason.into(),
-        }
+        JournalError::Corrupt { segment: segment.into(), offset, reason: reason.into() }
     }
 }

@@ -64,10 +64,9 @@ impl State {
     /// Counts one write or sync against the failure countdown.
     fn inject(&mut self, op: &str, path: &Path) -> io::Result<()> {
         match self.fail_after {
-            Some(0) => Err(io::Error::other(format!(
-                "injected {op} failure on {}",
-                path.display()
-            ))),
+            Some(0) => {
+                Err(io::Error::other(format!("injected {op} failure on {}", path.display())))
+            }
             Some(n) => {
                 self.fail_after = Some(n - 1);
                 Ok(())
@@ -82,10 +81,7 @@ impl State {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
 }
 
 impl FaultyStorage {
@@ -127,9 +123,8 @@ impl FaultyStorage {
             let unsynced = file.data.len() - file.synced_len;
             let keep = state.random_upto(unsynced);
             let garble = state.random().is_multiple_of(2);
-            let garble_len = usize::try_from(state.random() % GARBLE_BYTES_MAX + 1)
-                .expect("small")
-                .min(keep);
+            let garble_len =
+                usize::try_from(state.random() % GARBLE_BYTES_MAX + 1).expect("small").min(keep);
             let noise = state.random();
             let file = state.files.get_mut(&path).expect("listed file");
             let end = file.synced_len + keep;
@@ -148,10 +143,8 @@ impl FaultyStorage {
     pub fn corrupt_byte(&self, path: &Path, offset: u64) -> io::Result<()> {
         let mut state = self.lock();
         let file = state.file(path)?;
-        let at = usize::try_from(offset)
-            .ok()
-            .filter(|&at| at < file.data.len())
-            .ok_or_else(|| {
+        let at =
+            usize::try_from(offset).ok().filter(|&at| at < file.data.len()).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "offset past end of file")
             })?;
         file.data[at] ^= 0xff;
@@ -181,10 +174,7 @@ impl StorageFile for FaultyFile {
         let mut state = self.storage.lock();
         if let Err(e) = state.inject("write", &self.path) {
             let partial = state.random_upto(buf.len());
-            state
-                .file(&self.path)?
-                .data
-                .extend_from_slice(&buf[..partial]);
+            state.file(&self.path)?.data.extend_from_slice(&buf[..partial]);
             return Err(e);
         }
         state.file(&self.path)?.data.extend_from_slice(buf);
@@ -238,18 +228,13 @@ impl Storage for FaultyStorage {
             return Err(not_found(parent));
         }
         state.files.entry(path.to_path_buf()).or_default();
-        Ok(FaultyFile {
-            storage: self.clone(),
-            path: path.to_path_buf(),
-        })
+        Ok(FaultyFile { storage: self.clone(), path: path.to_path_buf() })
     }
 
     fn open_read(&self, path: &Path, offset: u64) -> io::Result<Cursor<Vec<u8>>> {
         let mut state = self.lock();
         let data = &state.file(path)?.data;
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
         Ok(Cursor::new(data[start..].to_vec()))
     }
 
@@ -263,11 +248,7 @@ impl Storage for FaultyStorage {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        self.lock()
-            .files
-            .remove(path)
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+        self.lock().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

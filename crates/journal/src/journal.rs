@@ -95,10 +95,8 @@ pub fn segment_file_name(seq: u64) -> String {
 }
 
 fn parse_segment_file_name(name: &Path) -> Option<u64> {
-    let digits = name
-        .to_str()?
-        .strip_prefix(SEGMENT_FILE_PREFIX)?
-        .strip_suffix(SEGMENT_FILE_SUFFIX)?;
+    let digits =
+        name.to_str()?.strip_prefix(SEGMENT_FILE_PREFIX)?.strip_suffix(SEGMENT_FILE_SUFFIX)?;
     if digits.len() != SEGMENT_FILE_SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -122,9 +120,7 @@ impl<S: Storage> Journal<S> {
         options: JournalOptions,
     ) -> Result<(Journal<S>, Recovered), JournalError> {
         let dir = options.dir.clone();
-        storage
-            .create_dir_all(&dir)
-            .map_err(JournalError::io("create directory", &dir))?;
+        storage.create_dir_all(&dir).map_err(JournalError::io("create directory", &dir))?;
         let mut segments = list_segments(&storage, &dir)?;
 
         let mut records = 0;
@@ -170,10 +166,7 @@ impl<S: Storage> Journal<S> {
                     return Err(JournalError::corrupt(
                         &last.path,
                         last.len,
-                        format!(
-                            "file is {len} bytes after recovery verified {} bytes",
-                            last.len
-                        ),
+                        format!("file is {len} bytes after recovery verified {} bytes", last.len),
                     ));
                 }
                 if options.fsync {
@@ -183,9 +176,7 @@ impl<S: Storage> Journal<S> {
             }
         }
         if options.fsync {
-            storage
-                .sync_dir(&dir)
-                .map_err(JournalError::io("fsync directory", &dir))?;
+            storage.sync_dir(&dir).map_err(JournalError::io("fsync directory", &dir))?;
         }
 
         let next_seq = match expected {
@@ -212,14 +203,7 @@ impl<S: Storage> Journal<S> {
             next_seq,
             poisoned: false,
         };
-        Ok((
-            journal,
-            Recovered {
-                records,
-                truncated_bytes,
-                next_seq,
-            },
-        ))
+        Ok((journal, Recovered { records, truncated_bytes, next_seq }))
     }
 
     /// Calls `f(seq, body)` for every durable record with `seq >= from_seq`,
@@ -247,17 +231,11 @@ impl<S: Storage> Journal<S> {
         }
         // Skip segments whose successor starts at or before from_seq: all of
         // their records are older than requested.
-        let start = self
-            .segments
-            .windows(2)
-            .take_while(|pair| pair[1].first_seq <= from_seq)
-            .count();
+        let start =
+            self.segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
 
         let mut replayed = 0;
-        let mut expected = self
-            .segments
-            .get(start)
-            .map_or(durable_next, |s| s.first_seq);
+        let mut expected = self.segments.get(start).map_or(durable_next, |s| s.first_seq);
         for segment in &self.segments[start..] {
             let reader = self
                 .storage
@@ -267,9 +245,7 @@ impl<S: Storage> Journal<S> {
             let mut records = RecordReader::new(std::io::Read::take(reader, segment.len));
             loop {
                 let offset = records.offset;
-                let next = records
-                    .next()
-                    .map_err(JournalError::io("read", &segment.path))?;
+                let next = records.next().map_err(JournalError::io("read", &segment.path))?;
                 match next {
                     Next::End => break,
                     Next::Bad(reason) => {
@@ -312,10 +288,7 @@ impl<S: Storage> Journal<S> {
     pub fn append(&mut self, body: &[u8]) -> Result<u64, JournalError> {
         self.check_not_poisoned()?;
         if u32::try_from(body.len()).map_or(true, |len| len > RECORD_BODY_SIZE_MAX) {
-            return Err(JournalError::BodyTooLarge {
-                len: body.len(),
-                max: RECORD_BODY_SIZE_MAX,
-            });
+            return Err(JournalError::BodyTooLarge { len: body.len(), max: RECORD_BODY_SIZE_MAX });
         }
         let seq = self.next_seq;
         record::encode(&mut self.buffer, seq, body);
@@ -390,10 +363,7 @@ impl<S: Storage> Journal<S> {
             start = end;
         }
         assert_eq!(start, self.buffer.len());
-        assert_eq!(
-            seq, self.next_seq,
-            "write buffer out of step with seq numbers"
-        );
+        assert_eq!(seq, self.next_seq, "write buffer out of step with seq numbers");
         if unsynced {
             self.sync_current()?;
         }
@@ -419,16 +389,10 @@ impl<S: Storage> Journal<S> {
 
     fn start_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
         let path = self.options.dir.join(segment_file_name(first_seq));
-        let file = self
-            .storage
-            .open_append(&path)
-            .map_err(JournalError::io("create segment", &path))?;
+        let file =
+            self.storage.open_append(&path).map_err(JournalError::io("create segment", &path))?;
         self.current = Some(file);
-        self.segments.push(Segment {
-            path,
-            first_seq,
-            len: 0,
-        });
+        self.segments.push(Segment { path, first_seq, len: 0 });
         Ok(())
     }
 
@@ -440,9 +404,7 @@ impl<S: Storage> Journal<S> {
 
     /// Oldest sequence number still held, or `next_seq` when there is none.
     pub fn first_seq(&self) -> u64 {
-        self.segments
-            .first()
-            .map_or(self.next_seq - self.pending_records, |s| s.first_seq)
+        self.segments.first().map_or(self.next_seq - self.pending_records, |s| s.first_seq)
     }
 
     /// Call only once a snapshot covering every record below `seq` is durable:
@@ -450,11 +412,8 @@ impl<S: Storage> Journal<S> {
     /// current segment. Returns the bytes freed.
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<u64, JournalError> {
         self.check_not_poisoned()?;
-        let removable = self
-            .segments
-            .windows(2)
-            .take_while(|pair| pair[1].first_seq <= seq)
-            .count();
+        let removable =
+            self.segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
         let mut freed = 0;
         // Oldest first, so an interrupted removal still leaves a contiguous log.
         for segment in self.segments.drain(..removable) {
@@ -488,9 +447,7 @@ impl<S: Storage> Journal<S> {
 
     fn check_not_poisoned(&self) -> Result<(), JournalError> {
         if self.poisoned {
-            Err(JournalError::Poisoned {
-                dir: self.options.dir.clone(),
-            })
+            Err(JournalError::Poisoned { dir: self.options.dir.clone() })
         } else {
             Ok(())
         }
@@ -509,15 +466,10 @@ fn list_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Segment>, Jo
                     "segment named for seq 0; sequence numbers start at 1",
                 ))
             }
-            Some(first_seq) => segments.push(Segment {
-                path: dir.join(name),
-                first_seq,
-                len: 0,
-            }),
+            Some(first_seq) => segments.push(Segment { path: dir.join(name), first_seq, len: 0 }),
             None => {
-                let looks_like_segment = name
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(SEGMENT_FILE_PREFIX));
+                let looks_like_segment =
+                    name.to_str().is_some_and(|n| n.starts_with(SEGMENT_FILE_PREFIX));
                 if looks_like_segment {
                     tracing::warn!(file = %dir.join(&name).display(), "ignoring file with malformed segment name");
                 }
@@ -541,9 +493,7 @@ fn scan_segment<S: Storage>(
     is_last: bool,
 ) -> Result<Scan, JournalError> {
     let path = &segment.path;
-    let reader = storage
-        .open_read(path, 0)
-        .map_err(JournalError::io("open for reading", path))?;
+    let reader = storage.open_read(path, 0).map_err(JournalError::io("open for reading", path))?;
     let mut records = RecordReader::new(reader);
     let mut expected = segment.first_seq;
     loop {
@@ -568,18 +518,12 @@ fn scan_segment<S: Storage>(
             Next::Bad(reason) => {
                 let truncated_bytes = truncate_torn_tail(storage, path, offset, &reason)?;
                 segment.len = offset;
-                return Ok(Scan {
-                    records: expected - segment.first_seq,
-                    truncated_bytes,
-                });
+                return Ok(Scan { records: expected - segment.first_seq, truncated_bytes });
             }
         }
     }
     segment.len = records.offset;
-    Ok(Scan {
-        records: expected - segment.first_seq,
-        truncated_bytes: 0,
-    })
+    Ok(Scan { records: expected - segment.first_seq, truncated_bytes: 0 })
 }
 
 /// Cuts the last segment at `offset` if nothing valid follows the bad record
@@ -593,9 +537,7 @@ fn truncate_torn_tail<S: Storage>(
 ) -> Result<u64, JournalError> {
     let mut rest = Vec::new();
     std::io::Read::read_to_end(
-        &mut storage
-            .open_read(path, offset)
-            .map_err(JournalError::io("open for reading", path))?,
+        &mut storage.open_read(path, offset).map_err(JournalError::io("open for reading", path))?,
         &mut rest,
     )
     .map_err(JournalError::io("read", path))?;
@@ -603,10 +545,7 @@ fn truncate_torn_tail<S: Storage>(
         return Err(JournalError::corrupt(
             path,
             offset,
-            format!(
-                "{reason}, yet a valid record follows at offset {}",
-                offset + to_u64(at + 1)
-            ),
+            format!("{reason}, yet a valid record follows at offset {}", offset + to_u64(at + 1)),
         ));
     }
     let truncated = to_u64(rest.len());
@@ -617,9 +556,7 @@ fn truncate_torn_tail<S: Storage>(
         reason,
         "truncating torn journal tail"
     );
-    storage
-        .truncate(path, offset)
-        .map_err(JournalError::io("truncate", path))?;
+    storage.truncate(path, offset).map_err(JournalError::io("truncate", path))?;
     Ok(truncated)
 }
 

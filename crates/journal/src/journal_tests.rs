@@ -11,16 +11,11 @@ fn options(dir: &Path) -> JournalOptions {
 }
 
 fn small_segments(dir: &Path, segment_size_max: u64) -> JournalOptions {
-    JournalOptions {
-        segment_size_max,
-        ..JournalOptions::new(dir)
-    }
+    JournalOptions { segment_size_max, ..JournalOptions::new(dir) }
 }
 
 fn body(seq: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| u8::try_from((seq.wrapping_mul(31) + to_u64(i)) % 256).unwrap())
-        .collect()
+    (0..len).map(|i| u8::try_from((seq.wrapping_mul(31) + to_u64(i)) % 256).unwrap()).collect()
 }
 
 fn replay_all<S: Storage>(journal: &mut Journal<S>, from_seq: u64) -> Vec<(u64, Vec<u8>)> {
@@ -68,11 +63,7 @@ fn segment_paths(dir: &Path) -> Vec<PathBuf> {
 
 fn expect_corrupt(result: Result<(Journal, Recovered), JournalError>) -> (PathBuf, u64, String) {
     match result {
-        Err(JournalError::Corrupt {
-            segment,
-            offset,
-            reason,
-        }) => (segment, offset, reason),
+        Err(JournalError::Corrupt { segment, offset, reason }) => (segment, offset, reason),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -85,10 +76,7 @@ fn framed(len: usize) -> u64 {
 fn segment_names_sort_numerically() {
     assert_eq!(segment_file_name(1), "journal-00000000000000000001.log");
     assert!(segment_file_name(9) < segment_file_name(10));
-    assert_eq!(
-        parse_segment_file_name(Path::new(&segment_file_name(u64::MAX))),
-        Some(u64::MAX)
-    );
+    assert_eq!(parse_segment_file_name(Path::new(&segment_file_name(u64::MAX))), Some(u64::MAX));
     assert_eq!(parse_segment_file_name(Path::new("journal-1.log")), None);
     assert_eq!(parse_segment_file_name(Path::new("other.log")), None);
 }
@@ -97,14 +85,7 @@ fn segment_names_sort_numerically() {
 fn append_sync_reopen_replay_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
     let (mut journal, recovered) = Journal::open(options(dir.path())).unwrap();
-    assert_eq!(
-        recovered,
-        Recovered {
-            records: 0,
-            truncated_bytes: 0,
-            next_seq: 1
-        }
-    );
+    assert_eq!(recovered, Recovered { records: 0, truncated_bytes: 0, next_seq: 1 });
     let mut written = fill(&mut journal, 50, 1000, 7);
     // Empty and one large body too.
     for b in [Vec::new(), body(0, 1 << 20)] {
@@ -115,21 +96,11 @@ fn append_sync_reopen_replay_roundtrip() {
     assert_eq!(journal.next_seq(), 53);
     assert_eq!(replay_all(&mut journal, 1), written);
     let size = journal.size_bytes();
-    assert_eq!(
-        size,
-        written.iter().map(|(_, b)| framed(b.len())).sum::<u64>()
-    );
+    assert_eq!(size, written.iter().map(|(_, b)| framed(b.len())).sum::<u64>());
     drop(journal);
 
     let (mut journal, recovered) = Journal::open(options(dir.path())).unwrap();
-    assert_eq!(
-        recovered,
-        Recovered {
-            records: 52,
-            truncated_bytes: 0,
-            next_seq: 53
-        }
-    );
+    assert_eq!(recovered, Recovered { records: 52, truncated_bytes: 0, next_seq: 53 });
     assert_eq!(journal.size_bytes(), size);
     assert_eq!(replay_all(&mut journal, 1), written);
 
@@ -170,21 +141,12 @@ fn rotation_across_segments_and_replay() {
     let paths = segment_paths(dir.path());
     assert_eq!(paths.len(), journal.segment_count());
     assert_eq!(paths.len(), 7, "{paths:?}");
-    assert_eq!(
-        paths[0].file_name().unwrap(),
-        "journal-00000000000000000001.log"
-    );
-    assert_eq!(
-        paths[1].file_name().unwrap(),
-        "journal-00000000000000000009.log"
-    );
+    assert_eq!(paths[0].file_name().unwrap(), "journal-00000000000000000001.log");
+    assert_eq!(paths[1].file_name().unwrap(), "journal-00000000000000000009.log");
     for path in &paths[..5] {
         assert_eq!(fs::metadata(path).unwrap().len(), 8 * framed(100));
     }
-    assert_eq!(
-        paths[5].file_name().unwrap(),
-        segment_file_name(41).as_str()
-    );
+    assert_eq!(paths[5].file_name().unwrap(), segment_file_name(41).as_str());
     assert_eq!(fs::metadata(&paths[5]).unwrap().len(), framed(5000));
     for path in &paths {
         assert!(fs::metadata(path).unwrap().len() <= max || path == &paths[5]);
@@ -217,11 +179,7 @@ fn replay_from_seq_skips_earlier() {
     assert!(journal.segment_count() > 3);
     for from in [1, 2, 6, 7, 17, 30] {
         let got = replay_all(&mut journal, from);
-        assert_eq!(
-            got,
-            written[usize::try_from(from - 1).unwrap()..],
-            "from {from}"
-        );
+        assert_eq!(got, written[usize::try_from(from - 1).unwrap()..], "from {from}");
     }
     assert!(replay_all(&mut journal, 31).is_empty());
     assert!(matches!(
@@ -230,13 +188,7 @@ fn replay_from_seq_skips_earlier() {
     ));
     // The callback's own error stops replay and names the seq.
     let result = journal.replay(5, |seq, _| if seq == 8 { Err("stop") } else { Ok(()) });
-    assert!(matches!(
-        result,
-        Err(ReplayError::Callback {
-            seq: 8,
-            error: "stop"
-        })
-    ));
+    assert!(matches!(result, Err(ReplayError::Callback { seq: 8, error: "stop" })));
 }
 
 #[test]
@@ -256,10 +208,7 @@ fn remove_segments_before_deletes_only_covered_segments() {
     assert_eq!(journal.remove_segments_before(9).unwrap(), 4 * framed(100));
     assert_eq!(journal.first_seq(), 9);
     // Never the current segment, even when everything is covered.
-    assert_eq!(
-        journal.remove_segments_before(1000).unwrap(),
-        8 * framed(100)
-    );
+    assert_eq!(journal.remove_segments_before(1000).unwrap(), 8 * framed(100));
     assert_eq!(journal.segment_count(), 1);
     assert_eq!(journal.size_bytes(), total - 16 * framed(100));
     assert_eq!(replay_all(&mut journal, 17), written[16..]);
@@ -271,10 +220,7 @@ fn remove_segments_before_deletes_only_covered_segments() {
     assert_eq!(replay_all(&mut journal, 17), written[16..]);
     assert!(matches!(
         journal.replay(3, |_, _| Ok::<(), Infallible>(())),
-        Err(ReplayError::Journal(JournalError::SeqUnavailable {
-            first_seq: 17,
-            ..
-        }))
+        Err(ReplayError::Journal(JournalError::SeqUnavailable { first_seq: 17, .. }))
     ));
 }
 
@@ -288,21 +234,9 @@ fn torn_tail_is_truncated_and_appends_continue() {
     let full = fs::metadata(&path).unwrap().len();
 
     // Cut the last record short by a few bytes.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(full - 3)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(full - 3).unwrap();
     let (mut journal, recovered) = Journal::open(options(dir.path())).unwrap();
-    assert_eq!(
-        recovered,
-        Recovered {
-            records: 4,
-            truncated_bytes: framed(200) - 3,
-            next_seq: 5
-        }
-    );
+    assert_eq!(recovered, Recovered { records: 4, truncated_bytes: framed(200) - 3, next_seq: 5 });
     assert_eq!(fs::metadata(&path).unwrap().len(), 4 * framed(200));
     assert_eq!(journal.append(b"replacement").unwrap(), 5);
     journal.sync().unwrap();
@@ -335,12 +269,7 @@ fn torn_tail_in_last_segment_only_keeps_earlier_segments() {
     // The last segment holds only record 5; tearing it empties the segment.
     let last = segment_paths(dir.path()).pop().unwrap();
     assert_eq!(last.file_name().unwrap(), segment_file_name(5).as_str());
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&last)
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(10).unwrap();
     let (mut journal, recovered) = Journal::open(opts).unwrap();
     assert_eq!((recovered.records, recovered.next_seq), (4, 5));
     assert!(!last.exists(), "empty segment is removed");
@@ -434,12 +363,7 @@ fn sequence_regression_is_error() {
     let mut extra = Vec::new();
     record::encode(&mut extra, 2, b"dup");
     record::encode(&mut extra, 3, b"ok");
-    fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&extra)
-        .unwrap();
+    fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&extra).unwrap();
     let (segment, offset, reason) = expect_corrupt(Journal::open(options(dir.path())));
     assert_eq!((segment, offset), (path, 2 * framed(10)));
     assert!(reason.contains("expected 3"), "{reason}");
@@ -469,20 +393,11 @@ fn sync_failure_poisons_the_journal() {
     journal.sync().unwrap();
     journal.append(b"b").unwrap();
     storage.set_fail_after(Some(1)); // the write succeeds, the fsync fails
-    assert!(matches!(
-        journal.sync(),
-        Err(JournalError::Io { op: "fsync", .. })
-    ));
+    assert!(matches!(journal.sync(), Err(JournalError::Io { op: "fsync", .. })));
     storage.set_fail_after(None);
-    assert!(matches!(
-        journal.append(b"c"),
-        Err(JournalError::Poisoned { .. })
-    ));
+    assert!(matches!(journal.append(b"c"), Err(JournalError::Poisoned { .. })));
     assert!(matches!(journal.sync(), Err(JournalError::Poisoned { .. })));
-    assert!(matches!(
-        journal.remove_segments_before(2),
-        Err(JournalError::Poisoned { .. })
-    ));
+    assert!(matches!(journal.remove_segments_before(2), Err(JournalError::Poisoned { .. })));
     assert!(matches!(
         journal.replay(1, |_, _| Ok::<(), Infallible>(())),
         Err(ReplayError::Journal(JournalError::Poisoned { .. }))
@@ -514,10 +429,7 @@ fn crash_loses_only_unsynced_records() {
 #[test]
 fn seq_min_starts_an_empty_journal_and_detects_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = JournalOptions {
-        seq_min: 100,
-        ..options(dir.path())
-    };
+    let opts = JournalOptions { seq_min: 100, ..options(dir.path()) };
     let (mut journal, recovered) = Journal::open(opts.clone()).unwrap();
     assert_eq!(recovered.next_seq, 100);
     assert_eq!(journal.first_seq(), 100);
@@ -525,10 +437,7 @@ fn seq_min_starts_an_empty_journal_and_detects_gaps() {
     assert_eq!(journal.append(b"x").unwrap(), 100);
     journal.sync().unwrap();
     drop(journal);
-    assert_eq!(
-        segment_paths(dir.path())[0].file_name().unwrap(),
-        segment_file_name(100).as_str()
-    );
+    assert_eq!(segment_paths(dir.path())[0].file_name().unwrap(), segment_file_name(100).as_str());
 
     // A snapshot older than the journal's end is fine.
     let (mut journal, recovered) = Journal::open(opts).unwrap();
@@ -537,42 +446,26 @@ fn seq_min_starts_an_empty_journal_and_detects_gaps() {
     drop(journal);
 
     // One ahead of the journal's end is fine too: nothing to replay.
-    let ahead = JournalOptions {
-        seq_min: 101,
-        ..options(dir.path())
-    };
+    let ahead = JournalOptions { seq_min: 101, ..options(dir.path()) };
     assert_eq!(Journal::open(ahead).unwrap().1.next_seq, 101);
 
     // Further ahead means records between journal and snapshot are missing.
-    let behind = JournalOptions {
-        seq_min: 102,
-        ..options(dir.path())
-    };
+    let behind = JournalOptions { seq_min: 102, ..options(dir.path()) };
     assert!(matches!(
         Journal::open(behind),
-        Err(JournalError::BehindSnapshot {
-            next_seq: 101,
-            seq_min: 102,
-            ..
-        })
+        Err(JournalError::BehindSnapshot { next_seq: 101, seq_min: 102, .. })
     ));
 
     // seq_min 0 still numbers from 1.
     let dir = tempfile::tempdir().unwrap();
-    let zero = JournalOptions {
-        seq_min: 0,
-        ..options(dir.path())
-    };
+    let zero = JournalOptions { seq_min: 0, ..options(dir.path()) };
     assert_eq!(Journal::open(zero).unwrap().1.next_seq, 1);
 }
 
 #[test]
 fn without_fsync_records_are_still_written() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = JournalOptions {
-        fsync: false,
-        ..small_segments(dir.path(), 256)
-    };
+    let opts = JournalOptions { fsync: false, ..small_segments(dir.path(), 256) };
     let (mut journal, _) = Journal::open(opts.clone()).unwrap();
     let written = fill(&mut journal, 20, 40, 3);
     drop(journal);

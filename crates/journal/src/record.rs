@@ -101,15 +101,9 @@ pub(crate) fn decode_slice(buf: &[u8]) -> Result<(u64, &[u8]), String> {
         .try_into()
         .expect("slice of header size");
     let h = Header::decode(header)?;
-    let body = buf
-        .get(RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + h.body_len)
-        .ok_or_else(|| {
-            format!(
-                "torn body: {} of {} bytes",
-                buf.len() - RECORD_HEADER_SIZE,
-                h.body_len
-            )
-        })?;
+    let body = buf.get(RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + h.body_len).ok_or_else(|| {
+        format!("torn body: {} of {} bytes", buf.len() - RECORD_HEADER_SIZE, h.body_len)
+    })?;
     h.check_body(header, body)?;
     Ok((h.seq, body))
 }
@@ -146,11 +140,7 @@ pub(crate) struct RecordReader<R> {
 
 impl<R: Read> RecordReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        RecordReader {
-            inner,
-            offset: 0,
-            body: Vec::new(),
-        }
+        RecordReader { inner, offset: 0, body: Vec::new() }
     }
 
     pub(crate) fn next(&mut self) -> io::Result<Next> {
@@ -160,9 +150,7 @@ impl<R: Read> RecordReader<R> {
             return Ok(Next::End);
         }
         if got < RECORD_HEADER_SIZE {
-            return Ok(Next::Bad(format!(
-                "torn header: {got} of {RECORD_HEADER_SIZE} bytes"
-            )));
+            return Ok(Next::Bad(format!("torn header: {got} of {RECORD_HEADER_SIZE} bytes")));
         }
         let h = match Header::decode(&header) {
             Ok(h) => h,
@@ -170,9 +158,7 @@ impl<R: Read> RecordReader<R> {
         };
         self.body.clear();
         // The length was bounded by decode, so this cannot over-allocate.
-        (&mut self.inner)
-            .take(to_u64(h.body_len))
-            .read_to_end(&mut self.body)?;
+        (&mut self.inner).take(to_u64(h.body_len)).read_to_end(&mut self.body)?;
         if self.body.len() < h.body_len {
             return Ok(Next::Bad(format!(
                 "torn body: {} of {} bytes",

@@ -76,14 +76,9 @@ impl SnapshotWriter {
         footer[0..4].copy_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
         footer[4..12].copy_from_slice(&self.len.to_le_bytes());
         footer[12..16].copy_from_slice(&self.crc.to_le_bytes());
-        writer
-            .write_all(&footer)
-            .map_err(JournalError::io("write", tmp))?;
+        writer.write_all(&footer).map_err(JournalError::io("write", tmp))?;
         writer.flush().map_err(JournalError::io("write", tmp))?;
-        writer
-            .get_ref()
-            .sync_all()
-            .map_err(JournalError::io("fsync", tmp))?;
+        writer.get_ref().sync_all().map_err(JournalError::io("fsync", tmp))?;
         fs::rename(tmp, &self.final_path).map_err(JournalError::io("rename", tmp))?;
         let dir = parent_dir(&self.final_path);
         File::open(dir)
@@ -95,10 +90,7 @@ impl SnapshotWriter {
 
 impl Write for SnapshotWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let writer = self
-            .file
-            .as_mut()
-            .expect("snapshot writer used after finish");
+        let writer = self.file.as_mut().expect("snapshot writer used after finish");
         let n = writer.write(buf)?;
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
         self.len += to_u64(n);
@@ -106,10 +98,7 @@ impl Write for SnapshotWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file
-            .as_mut()
-            .expect("snapshot writer used after finish")
-            .flush()
+        self.file.as_mut().expect("snapshot writer used after finish").flush()
     }
 }
 
@@ -142,10 +131,7 @@ impl SnapshotReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io("open", path)(e)),
         };
-        let file_len = file
-            .metadata()
-            .map_err(JournalError::io("stat", path))?
-            .len();
+        let file_len = file.metadata().map_err(JournalError::io("stat", path))?.len();
         let footer_size = to_u64(SNAPSHOT_FOOTER_SIZE);
         let Some(body_len) = file_len.checked_sub(footer_size) else {
             return Err(JournalError::corrupt(
@@ -174,8 +160,7 @@ impl SnapshotReader {
                 format!("footer says the body is {stored_len} bytes, file holds {body_len}"),
             ));
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(JournalError::io("seek in", path))?;
+        file.seek(SeekFrom::Start(0)).map_err(JournalError::io("seek in", path))?;
         Ok(Some(SnapshotReader {
             inner: BufReader::with_capacity(SNAPSHOT_BUFFER_SIZE, file).take(body_len),
             path: path.to_path_buf(),
@@ -199,10 +184,7 @@ impl SnapshotReader {
             return Err(JournalError::corrupt(
                 &self.path,
                 self.read,
-                format!(
-                    "snapshot body ended after {} of {} bytes",
-                    self.read, self.body_len
-                ),
+                format!("snapshot body ended after {} of {} bytes", self.read, self.body_len),
             ));
         }
         if self.crc != self.stored_crc {
@@ -303,9 +285,7 @@ mod tests {
         let mut read = Vec::new();
         reader.read_to_end(&mut read).unwrap();
         match reader.finish() {
-            Err(JournalError::Corrupt {
-                segment, reason, ..
-            }) => {
+            Err(JournalError::Corrupt { segment, reason, .. }) => {
                 assert_eq!(segment, path);
                 assert!(reason.contains("checksum"), "{reason}");
             }
@@ -331,9 +311,7 @@ mod tests {
     #[test]
     fn missing_snapshot_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(SnapshotReader::open(&dir.path().join("absent.snap"))
-            .unwrap()
-            .is_none());
+        assert!(SnapshotReader::open(&dir.path().join("absent.snap")).unwrap().is_none());
     }
 
     #[test]

@@ -82,11 +82,7 @@ impl Model {
             self.appended.len()
         );
         for (i, (seq, body)) in replayed.iter().enumerate() {
-            assert_eq!(
-                *seq,
-                u64::try_from(i).unwrap() + 1,
-                "sequence not contiguous from 1"
-            );
+            assert_eq!(*seq, u64::try_from(i).unwrap() + 1, "sequence not contiguous from 1");
             assert_eq!(body, &self.appended[i], "body of seq {seq} differs");
         }
         // Whatever survived is synced by open and becomes the new baseline.

@@ -19,11 +19,14 @@ pub const TIMESTAMP_MAX: u64 = (1 << 63) - 1;
 /// Most pending transfers expired by one expiry operation; more are expired by the next one.
 pub const EXPIRE_EVENTS_MAX: usize = BATCH_EVENTS_MAX;
 
-/// Most transfers one `get_account_transfers` query returns.
-pub const QUERY_LIMIT_MAX: u32 = BATCH_EVENTS_MAX as u32;
+/// Most transfers one `get_account_transfers` query returns: a larger limit is capped to it. The
+/// reference model caps a query at what fits in one reply, a message body less the 128-byte
+/// trailer of its batched reply format: (1 MiB − 256 − 128) / 128 = 8_189, one below a batch.
+pub const QUERY_LIMIT_MAX: u32 = 8_189;
 
 /// Size of one encoded account or transfer.
 pub const EVENT_SIZE: usize = 128;
 
 const _: () = assert!(EXPIRE_EVENTS_MAX <= BATCH_EVENTS_MAX);
+const _: () = assert!(QUERY_LIMIT_MAX as usize <= BATCH_EVENTS_MAX);
 const _: () = assert!((u32::MAX as u64) * NS_PER_S < (1 << 63));

@@ -14,9 +14,7 @@ use crate::constants::{
     AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX, TIMESTAMP_MAX,
 };
 use crate::results::{CreateAccountResult, CreateTransferResult};
-use crate::types::{
-    Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags,
-};
+use crate::types::{Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags};
 
 /// Sums of the balances of all accounts. Double entry means debits equal credits, posted and
 /// pending separately; the state machine asserts it after every batch.
@@ -354,7 +352,8 @@ impl StateMachine {
             return account_exists(a, e);
         }
         if a.flags.contains(
-            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
         ) {
             return R::FlagsAreMutuallyExclusive;
         }
@@ -442,7 +441,8 @@ impl StateMachine {
         if self.orphaned.contains(&t.id) {
             return R::IdAlreadyFailed;
         }
-        if t.flags.contains(F::POST_PENDING_TRANSFER) || t.flags.contains(F::VOID_PENDING_TRANSFER) {
+        if t.flags.contains(F::POST_PENDING_TRANSFER) || t.flags.contains(F::VOID_PENDING_TRANSFER)
+        {
             return self.post_or_void_pending_transfer(timestamp_event, t);
         }
 
@@ -663,8 +663,13 @@ impl StateMachine {
         if post && void {
             return R::FlagsAreMutuallyExclusive;
         }
-        for flag in [F::PENDING, F::BALANCING_DEBIT, F::BALANCING_CREDIT, F::CLOSING_DEBIT, F::CLOSING_CREDIT]
-        {
+        for flag in [
+            F::PENDING,
+            F::BALANCING_DEBIT,
+            F::BALANCING_CREDIT,
+            F::CLOSING_DEBIT,
+            F::CLOSING_CREDIT,
+        ] {
             if t.flags.contains(flag) {
                 return R::FlagsAreMutuallyExclusive;
             }
@@ -784,8 +789,13 @@ impl StateMachine {
             let removed = self.expiry.remove(&(at, p_index));
             debug_assert!(removed);
         }
-        self.pending.insert(p_index, if post { PendingStatus::Posted } else { PendingStatus::Voided });
-        self.record(Undo::PendingChanged { index: p_index, old: PendingStatus::Pending, expires_at });
+        self.pending
+            .insert(p_index, if post { PendingStatus::Posted } else { PendingStatus::Voided });
+        self.record(Undo::PendingChanged {
+            index: p_index,
+            old: PendingStatus::Pending,
+            expires_at,
+        });
 
         let mut dr_new = dr;
         let mut cr_new = cr;
@@ -874,6 +884,11 @@ impl StateMachine {
             return;
         }
         if filter.timestamp_max != 0 && filter.timestamp_min > filter.timestamp_max {
+            return;
+        }
+        // A bound that is not a valid timestamp makes the whole filter invalid, as in the
+        // reference model: a `timestamp_max` past TIMESTAMP_MAX returns nothing, not everything.
+        if filter.timestamp_min > TIMESTAMP_MAX || filter.timestamp_max > TIMESTAMP_MAX {
             return;
         }
         let Some(&account_index) = self.account_index.get(&filter.account_id) else {

@@ -48,14 +48,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         let status = |id| ledger.pending_status(id);
         let (pending, posted) = if t.flags.contains(TransferFlags::PENDING) {
             // A hold counts as pending until resolved; its post is counted by the post itself.
-            (
-                if status(t.id) == Some(PendingStatus::Pending) {
-                    t.amount
-                } else {
-                    0
-                },
-                0,
-            )
+            (if status(t.id) == Some(PendingStatus::Pending) { t.amount } else { 0 }, 0)
         } else if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
             (0, 0)
         } else {
@@ -70,20 +63,14 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     }
     for a in ledger.accounts() {
         let s = sums.get(&a.id).copied().unwrap_or_default();
-        let balances = [
-            a.debits_pending,
-            a.debits_posted,
-            a.credits_pending,
-            a.credits_posted,
-        ];
+        let balances = [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted];
         if s != balances {
             fail(format!(
                 "account {:#x}: balances {balances:?} but its transfers sum to {s:?}",
                 a.id
             ));
         }
-        if a.flags
-            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        if a.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             && a.debits_pending + a.debits_posted > a.credits_posted
         {
             fail(format!("account {:#x} is below zero", a.id));
@@ -98,11 +85,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     for (id, p) in m.payments() {
         report.payments += 1;
         if p.refunded.total() > p.legs.total() {
-            fail(format!(
-                "payment {id}: refunded {} of {}",
-                p.refunded.total(),
-                p.legs.total()
-            ));
+            fail(format!("payment {id}: refunded {} of {}", p.refunded.total(), p.legs.total()));
         }
         let counted = matches!(p.status, PaymentStatus::Succeeded);
         if counted {
@@ -120,18 +103,12 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         }
         let spent = campaign_spent.get(&id).copied().unwrap_or(0);
         if spent > c.budget {
-            fail(format!(
-                "campaign {id}: spent {spent} of a budget of {}",
-                c.budget
-            ));
+            fail(format!("campaign {id}: spent {spent} of a budget of {}", c.budget));
         }
         // Left (net of coupons held by authorized payments) + spent or held = the budget.
         let left = m.campaign(id).map(|(_, left)| left).unwrap_or(0);
         if u128::from(left) + u128::from(spent) != u128::from(c.budget) {
-            fail(format!(
-                "campaign {id}: {left} left + {spent} spent != budget {}",
-                c.budget
-            ));
+            fail(format!("campaign {id}: {left} left + {spent} spent != budget {}", c.budget));
         }
     }
 
@@ -140,10 +117,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     let mut paid: HashMap<u64, i128> = HashMap::new();
     for (id, payout) in m.payouts() {
         let status = ledger.pending_status(id);
-        if matches!(
-            status,
-            Some(PendingStatus::Pending) | Some(PendingStatus::Posted)
-        ) {
+        if matches!(status, Some(PendingStatus::Pending) | Some(PendingStatus::Posted)) {
             *paid.entry(payout.merchant).or_default() += i128::from(payout.amount);
         }
         match ledger.lookup_transfer(id) {
@@ -161,9 +135,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         let Some(info) = m.merchant(merchant) else {
             continue;
         };
-        let a = m
-            .account(Kind::Merchant, info.currency, merchant)
-            .expect("merchant account");
+        let a = m.account(Kind::Merchant, info.currency, merchant).expect("merchant account");
         let unpaid = i128::try_from(a.credits_posted).expect("fits")
             - i128::try_from(a.debits_posted + a.debits_pending).expect("fits");
         let paid = paid.get(&merchant).copied().unwrap_or(0);
@@ -179,10 +151,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         for line in lines.iter().filter(|l| l.net > 0) {
             match ledger.lookup_transfer(line.payout) {
                 Some(t) if t.amount == u128::from(line.net) => {}
-                other => fail(format!(
-                    "settlement {run}, merchant {}: {other:?}",
-                    line.merchant
-                )),
+                other => fail(format!("settlement {run}, merchant {}: {other:?}", line.merchant)),
             }
         }
     }
@@ -202,9 +171,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
                 - i128::try_from(a.debits_posted).expect("fits")
         });
         if actual != Some(expected) {
-            fail(format!(
-                "platform revenue in {currency}: {actual:?}, payments say {expected}"
-            ));
+            fail(format!("platform revenue in {currency}: {actual:?}, payments say {expected}"));
         }
     }
     report

@@ -79,12 +79,7 @@ impl SimulatedBank {
         assert!(config.latency_ns_min <= config.latency_ns_max);
         // Never a zero state: xorshift would stay at zero.
         let state = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        SimulatedBank {
-            config,
-            state,
-            seq: 0,
-            queue: BinaryHeap::new(),
-        }
+        SimulatedBank { config, state, seq: 0, queue: BinaryHeap::new() }
     }
 
     fn next(&mut self) -> u64 {
@@ -112,19 +107,10 @@ impl BankGateway for SimulatedBank {
             BankAnswer::Confirmed
         };
         let spread = self.config.latency_ns_max - self.config.latency_ns_min;
-        let latency = self.config.latency_ns_min
-            + if spread == 0 {
-                0
-            } else {
-                self.next() % (spread + 1)
-            };
+        let latency =
+            self.config.latency_ns_min + if spread == 0 { 0 } else { self.next() % (spread + 1) };
         self.seq += 1;
-        self.queue.push(Reverse((
-            now.saturating_add(latency),
-            self.seq,
-            request,
-            answer,
-        )));
+        self.queue.push(Reverse((now.saturating_add(latency), self.seq, request, answer)));
     }
 
     fn poll(&mut self, now: u64, out: &mut Vec<(BankRequest, BankAnswer)>) {
@@ -143,17 +129,10 @@ mod tests {
     use super::*;
 
     fn run(seed: u64) -> Vec<(BankRequest, BankAnswer)> {
-        let config = SimulatedBankConfig {
-            seed,
-            ..SimulatedBankConfig::default()
-        };
+        let config = SimulatedBankConfig { seed, ..SimulatedBankConfig::default() };
         let mut bank = SimulatedBank::new(config);
         for i in 0..10_000u128 {
-            let request = BankRequest {
-                kind: BankRequestKind::TopUp,
-                reference: i,
-                amount: 1,
-            };
+            let request = BankRequest { kind: BankRequestKind::TopUp, reference: i, amount: 1 };
             bank.send(request, u64::try_from(i).unwrap() * 1_000);
         }
         let mut out = Vec::new();
@@ -170,10 +149,7 @@ mod tests {
     #[test]
     fn failures_and_timeouts_come_at_the_configured_rates() {
         let answers = run(3);
-        let failed = answers
-            .iter()
-            .filter(|(_, a)| *a == BankAnswer::Failed)
-            .count();
+        let failed = answers.iter().filter(|(_, a)| *a == BankAnswer::Failed).count();
         let lost = 10_000 - answers.len();
         // 2% failures and 0.2% timeouts of 10,000, within a generous margin.
         assert!((120..=300).contains(&failed), "{failed} failures");
@@ -189,11 +165,7 @@ mod tests {
             timeouts_per_million: 0,
             seed: 1,
         });
-        let request = BankRequest {
-            kind: BankRequestKind::Payout,
-            reference: 9,
-            amount: 5,
-        };
+        let request = BankRequest { kind: BankRequestKind::Payout, reference: 9, amount: 5 };
         bank.send(request, 1_000);
         let mut out = Vec::new();
         bank.poll(1_099, &mut out);

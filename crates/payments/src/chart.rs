@@ -168,29 +168,16 @@ mod tests {
 
     #[test]
     fn wallets_merchants_riders_and_budgets_cannot_overdraw() {
-        for kind in [
-            Kind::Wallet,
-            Kind::Merchant,
-            Kind::Rider,
-            Kind::CampaignBudget,
-        ] {
-            assert!(kind
-                .flags()
-                .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS));
+        for kind in [Kind::Wallet, Kind::Merchant, Kind::Rider, Kind::CampaignBudget] {
+            assert!(kind.flags().contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS));
         }
         assert_eq!(Kind::from_code(Kind::Channel.code()), Some(Kind::Channel));
     }
 
     #[test]
     fn transfer_ids_are_distinct_per_leg_and_operation() {
-        assert_ne!(
-            transfer_id(OpTag::Payment, 1, 0),
-            transfer_id(OpTag::Payment, 1, 1)
-        );
-        assert_ne!(
-            transfer_id(OpTag::Payment, 1, 0),
-            transfer_id(OpTag::Refund, 1, 0)
-        );
+        assert_ne!(transfer_id(OpTag::Payment, 1, 0), transfer_id(OpTag::Payment, 1, 1));
+        assert_ne!(transfer_id(OpTag::Payment, 1, 0), transfer_id(OpTag::Refund, 1, 0));
         assert_ne!(transfer_id(OpTag::Payment, 1, 0), 0);
     }
 }

@@ -132,26 +132,11 @@ pub enum Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Done {
     Created,
-    Payment {
-        status: PaymentStatus,
-        total: u64,
-        legs: Legs,
-    },
-    Refund {
-        amount: u64,
-        legs: Legs,
-        full: bool,
-    },
-    Hold {
-        amount: u64,
-    },
-    Payout {
-        payout: u128,
-        amount: u64,
-    },
-    Settlement {
-        lines: Vec<SettlementLine>,
-    },
+    Payment { status: PaymentStatus, total: u64, legs: Legs },
+    Refund { amount: u64, legs: Legs, full: bool },
+    Hold { amount: u64 },
+    Payout { payout: u128, amount: u64 },
+    Settlement { lines: Vec<SettlementLine> },
     Batch(Vec<Outcome>),
     Expired(usize),
 }
@@ -357,12 +342,7 @@ pub mod codec {
                 w.u64(*id);
                 w.u32(*currency);
             }
-            Op::CreateMerchant {
-                id,
-                currency,
-                commission_bps,
-                channel,
-            } => {
+            Op::CreateMerchant { id, currency, commission_bps, channel } => {
                 w.u8(3);
                 w.u64(*id);
                 w.u32(*currency);
@@ -374,13 +354,7 @@ pub mod codec {
                 w.u64(*id);
                 w.u32(*currency);
             }
-            Op::CreateCampaign {
-                id,
-                currency,
-                funder,
-                budget,
-                rule,
-            } => {
+            Op::CreateCampaign { id, currency, funder, budget, rule } => {
                 w.u8(5);
                 w.u64(*id);
                 w.u32(*currency);
@@ -401,13 +375,7 @@ pub mod codec {
                 w.u64(*campaign);
                 w.u64(*user);
             }
-            Op::TopUp {
-                id,
-                user,
-                channel,
-                amount,
-                timeout_s,
-            } => {
+            Op::TopUp { id, user, channel, amount, timeout_s } => {
                 w.u8(7);
                 w.u64(*id);
                 w.u64(*user);
@@ -415,13 +383,7 @@ pub mod codec {
                 w.u64(*amount);
                 w.u32(*timeout_s);
             }
-            Op::Withdraw {
-                id,
-                user,
-                channel,
-                amount,
-                timeout_s,
-            } => {
+            Op::Withdraw { id, user, channel, amount, timeout_s } => {
                 w.u8(8);
                 w.u64(*id);
                 w.u64(*user);
@@ -434,17 +396,7 @@ pub mod codec {
                 w.u64(*id);
                 w.u8(u8::from(*ok));
             }
-            Op::Pay {
-                id,
-                user,
-                merchant,
-                rider,
-                food,
-                delivery,
-                coupon,
-                channel,
-                timeout_s,
-            } => {
+            Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
                 w.u8(10);
                 for v in [id, user, merchant, rider, food, delivery, coupon, channel] {
                     w.u64(*v);
@@ -459,21 +411,13 @@ pub mod codec {
                 w.u8(12);
                 w.u64(*id);
             }
-            Op::Refund {
-                id,
-                payment,
-                amount,
-            } => {
+            Op::Refund { id, payment, amount } => {
                 w.u8(13);
                 w.u64(*id);
                 w.u64(*payment);
                 w.u64(*amount);
             }
-            Op::Payout {
-                id,
-                merchant,
-                amount,
-            } => {
+            Op::Payout { id, merchant, amount } => {
                 w.u8(14);
                 w.u64(*id);
                 w.u64(*merchant);
@@ -510,24 +454,15 @@ pub mod codec {
 
     fn decode_one(r: &mut R<'_>, top: bool) -> Result<Op, String> {
         Ok(match r.u8()? {
-            1 => Op::CreateChannel {
-                id: r.u64()?,
-                currency: r.u32()?,
-            },
-            2 => Op::CreateUser {
-                id: r.u64()?,
-                currency: r.u32()?,
-            },
+            1 => Op::CreateChannel { id: r.u64()?, currency: r.u32()? },
+            2 => Op::CreateUser { id: r.u64()?, currency: r.u32()? },
             3 => Op::CreateMerchant {
                 id: r.u64()?,
                 currency: r.u32()?,
                 commission_bps: r.u32()?,
                 channel: r.u64()?,
             },
-            4 => Op::CreateRider {
-                id: r.u64()?,
-                currency: r.u32()?,
-            },
+            4 => Op::CreateRider { id: r.u64()?, currency: r.u32()? },
             5 => Op::CreateCampaign {
                 id: r.u64()?,
                 currency: r.u32()?,
@@ -544,11 +479,7 @@ pub mod codec {
                     per_user_limit: r.u32()?,
                 },
             },
-            6 => Op::GrantCoupon {
-                id: r.u64()?,
-                campaign: r.u64()?,
-                user: r.u64()?,
-            },
+            6 => Op::GrantCoupon { id: r.u64()?, campaign: r.u64()?, user: r.u64()? },
             7 => Op::TopUp {
                 id: r.u64()?,
                 user: r.u64()?,
@@ -563,10 +494,7 @@ pub mod codec {
                 amount: r.u64()?,
                 timeout_s: r.u32()?,
             },
-            9 => Op::BankResult {
-                id: r.u64()?,
-                ok: r.bool()?,
-            },
+            9 => Op::BankResult { id: r.u64()?, ok: r.bool()? },
             10 => Op::Pay {
                 id: r.u64()?,
                 user: r.u64()?,
@@ -580,21 +508,10 @@ pub mod codec {
             },
             11 => Op::Capture { id: r.u64()? },
             12 => Op::Release { id: r.u64()? },
-            13 => Op::Refund {
-                id: r.u64()?,
-                payment: r.u64()?,
-                amount: r.u64()?,
-            },
-            14 => Op::Payout {
-                id: r.u64()?,
-                merchant: r.u64()?,
-                amount: r.u64()?,
-            },
+            13 => Op::Refund { id: r.u64()?, payment: r.u64()?, amount: r.u64()? },
+            14 => Op::Payout { id: r.u64()?, merchant: r.u64()?, amount: r.u64()? },
             15 => Op::SettlementRun { id: r.u64()? },
-            16 => Op::PayoutResult {
-                payout: r.u128()?,
-                ok: r.bool()?,
-            },
+            16 => Op::PayoutResult { payout: r.u128()?, ok: r.bool()? },
             17 if top => {
                 let n = r.u32()?;
                 let n = usize::try_from(n).map_err(|_| "batch too long")?;
@@ -628,10 +545,7 @@ pub mod codec {
     struct R<'a>(&'a [u8]);
     impl R<'_> {
         fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-            let (head, rest) = self
-                .0
-                .split_first_chunk::<N>()
-                .ok_or("truncated operation")?;
+            let (head, rest) = self.0.split_first_chunk::<N>().ok_or("truncated operation")?;
             self.0 = rest;
             Ok(*head)
         }

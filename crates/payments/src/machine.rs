@@ -171,9 +171,7 @@ impl PaymentsMachine {
             }
             Op::Expire => {
                 let timestamp = now.max(self.ledger.timestamp_min(EXPIRE_EVENTS_MAX));
-                Ok(Done::Expired(
-                    self.ledger.expire_pending_transfers(timestamp),
-                ))
+                Ok(Done::Expired(self.ledger.expire_pending_transfers(timestamp)))
             }
             op => self.apply_once(now, op),
         }
@@ -216,12 +214,7 @@ impl PaymentsMachine {
                 self.riders.insert(id, currency);
                 Ok(Done::Created)
             }
-            Op::CreateMerchant {
-                id,
-                currency,
-                commission_bps,
-                channel,
-            } => {
+            Op::CreateMerchant { id, currency, commission_bps, channel } => {
                 check_id(id)?;
                 if u64::from(commission_bps) > money::BPS_ONE {
                     return Err(E::InvalidCommission);
@@ -232,87 +225,37 @@ impl PaymentsMachine {
                 self.create_accounts(&[chart::new_account(Kind::Merchant, currency, id)]);
                 self.merchants.insert(
                     id,
-                    Merchant {
-                        currency,
-                        commission_bps,
-                        channel,
-                        period: Statement::default(),
-                    },
+                    Merchant { currency, commission_bps, channel, period: Statement::default() },
                 );
                 self.merchant_ids.insert(id);
                 Ok(Done::Created)
             }
-            Op::CreateCampaign {
-                id,
-                currency,
-                funder,
-                budget,
-                rule,
-            } => self.create_campaign(now, id, currency, funder, budget, rule),
+            Op::CreateCampaign { id, currency, funder, budget, rule } => {
+                self.create_campaign(now, id, currency, funder, budget, rule)
+            }
             Op::GrantCoupon { id, campaign, user } => {
                 check_id(id)?;
                 let c = self.campaigns.get(&campaign).ok_or(E::UnknownCampaign)?;
                 if *self.users.get(&user).ok_or(E::UnknownUser)? != c.currency {
                     return Err(E::CurrencyMismatch);
                 }
-                self.coupons.insert(
-                    id,
-                    Coupon {
-                        campaign,
-                        user,
-                        redeemed_by: 0,
-                    },
-                );
+                self.coupons.insert(id, Coupon { campaign, user, redeemed_by: 0 });
                 Ok(Done::Created)
             }
-            Op::TopUp {
-                id,
-                user,
-                channel,
-                amount,
-                timeout_s,
-            } => self.hold(now, HoldKind::TopUp, id, user, channel, amount, timeout_s),
-            Op::Withdraw {
-                id,
-                user,
-                channel,
-                amount,
-                timeout_s,
-            } => self.hold(
-                now,
-                HoldKind::Withdrawal,
-                id,
-                user,
-                channel,
-                amount,
-                timeout_s,
-            ),
+            Op::TopUp { id, user, channel, amount, timeout_s } => {
+                self.hold(now, HoldKind::TopUp, id, user, channel, amount, timeout_s)
+            }
+            Op::Withdraw { id, user, channel, amount, timeout_s } => {
+                self.hold(now, HoldKind::Withdrawal, id, user, channel, amount, timeout_s)
+            }
             Op::BankResult { id, ok } => self.bank_result(now, id, ok),
-            Op::Pay {
-                id,
-                user,
-                merchant,
-                rider,
-                food,
-                delivery,
-                coupon,
-                channel,
-                timeout_s,
-            } => self.pay(
-                now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s,
-            ),
+            Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
+                self.pay(now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s)
+            }
             Op::Capture { id } => self.capture(now, id),
             Op::Release { id } => self.release(now, id),
-            Op::Refund {
-                id,
-                payment,
-                amount,
-            } => self.refund(now, id, payment, amount),
-            Op::Payout {
-                id,
-                merchant,
-                amount,
-            } => self.payout(now, id, merchant, amount),
+            Op::Refund { id, payment, amount } => self.refund(now, id, payment, amount),
+            Op::Payout { id, merchant, amount } => self.payout(now, id, merchant, amount),
             Op::SettlementRun { id } => self.settlement_run(now, id),
             Op::PayoutResult { payout, ok } => self.payout_result(now, payout, ok),
             Op::Batch(_) | Op::Expire => unreachable!("handled by apply"),
@@ -323,8 +266,7 @@ impl PaymentsMachine {
     fn create_accounts(&mut self, accounts: &[Account]) {
         let mut results = Vec::new();
         let timestamp = self.ledger.timestamp_min(accounts.len());
-        self.ledger
-            .create_accounts(timestamp, accounts, &mut results);
+        self.ledger.create_accounts(timestamp, accounts, &mut results);
         for (a, r) in accounts.iter().zip(&results) {
             assert!(
                 matches!(
@@ -339,11 +281,7 @@ impl PaymentsMachine {
     }
 
     fn ensure_platform_accounts(&mut self, currency: u32) {
-        if self
-            .ledger
-            .lookup_account(account_id(Kind::PlatformRevenue, currency, 0))
-            .is_none()
-        {
+        if self.ledger.lookup_account(account_id(Kind::PlatformRevenue, currency, 0)).is_none() {
             self.create_accounts(&[
                 chart::new_account(Kind::PlatformRevenue, currency, 0),
                 chart::new_account(Kind::PayoutsInTransit, currency, 0),
@@ -366,8 +304,7 @@ impl PaymentsMachine {
             .collect();
         let mut results = Vec::with_capacity(transfers.len());
         let timestamp = now.max(self.ledger.timestamp_min(transfers.len()));
-        self.ledger
-            .create_transfers(timestamp, &transfers, &mut results);
+        self.ledger.create_transfers(timestamp, &transfers, &mut results);
         let failed = results.iter().position(|r| {
             *r != CreateTransferResult::Created && *r != CreateTransferResult::LinkedEventFailed
         });
@@ -397,19 +334,13 @@ impl PaymentsMachine {
         }
         self.ensure_platform_accounts(currency);
         let (source, short) = match funder {
-            Funder::Platform => (
-                account_id(Kind::PlatformMarketing, currency, 0),
-                E::InvalidState,
-            ),
+            Funder::Platform => (account_id(Kind::PlatformMarketing, currency, 0), E::InvalidState),
             Funder::Merchant(m) => {
                 let merchant = self.merchants.get(&m).ok_or(E::UnknownMerchant)?;
                 if merchant.currency != currency {
                     return Err(E::CurrencyMismatch);
                 }
-                (
-                    account_id(Kind::Merchant, currency, m),
-                    E::MerchantBalanceInsufficient,
-                )
+                (account_id(Kind::Merchant, currency, m), E::MerchantBalanceInsufficient)
             }
         };
         self.create_accounts(&[chart::new_account(Kind::CampaignBudget, currency, id)]);
@@ -427,15 +358,7 @@ impl PaymentsMachine {
             short,
         }];
         self.chain(now, &mut legs)?;
-        self.campaigns.insert(
-            id,
-            Campaign {
-                currency,
-                funder,
-                budget,
-                rule,
-            },
-        );
+        self.campaigns.insert(id, Campaign { currency, funder, budget, rule });
         Ok(Done::Created)
     }
 
@@ -469,23 +392,8 @@ impl PaymentsMachine {
         let mut t = transfer(tag, id, 0, debit, credit, amount, currency, reason);
         t.flags = TransferFlags::PENDING;
         t.timeout = timeout(timeout_s);
-        self.chain(
-            now,
-            &mut [Leg {
-                transfer: t,
-                short: E::InsufficientFunds,
-            }],
-        )?;
-        self.holds.insert(
-            id,
-            Hold {
-                kind,
-                user,
-                channel,
-                currency,
-                amount,
-            },
-        );
+        self.chain(now, &mut [Leg { transfer: t, short: E::InsufficientFunds }])?;
+        self.holds.insert(id, Hold { kind, user, channel, currency, amount });
         Ok(Done::Hold { amount })
     }
 
@@ -501,9 +409,7 @@ impl PaymentsMachine {
             short: E::InvalidState,
         }];
         self.chain(now, &mut legs)?;
-        Ok(Done::Hold {
-            amount: hold.amount,
-        })
+        Ok(Done::Hold { amount: hold.amount })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -556,11 +462,7 @@ impl PaymentsMachine {
             if food < rule.min_order {
                 return Err(E::CouponMinimumNotMet);
             }
-            let used = self
-                .redemptions
-                .get(&(coupon.campaign, user))
-                .copied()
-                .unwrap_or(0);
+            let used = self.redemptions.get(&(coupon.campaign, user)).copied().unwrap_or(0);
             if rule.per_user_limit != 0 && used >= rule.per_user_limit {
                 return Err(E::CouponLimitReached);
             }
@@ -616,10 +518,7 @@ impl PaymentsMachine {
             );
             hold.flags = TransferFlags::PENDING;
             hold.timeout = timeout(timeout_s);
-            let mut chain = vec![Leg {
-                transfer: hold,
-                short: E::InvalidState,
-            }];
+            let mut chain = vec![Leg { transfer: hold, short: E::InvalidState }];
             if discount > 0 {
                 let mut reserve = transfer(
                     OpTag::Payment,
@@ -633,20 +532,14 @@ impl PaymentsMachine {
                 );
                 reserve.flags = TransferFlags::PENDING;
                 reserve.timeout = hold.timeout;
-                chain.push(Leg {
-                    transfer: reserve,
-                    short: E::BudgetExhausted,
-                });
+                chain.push(Leg { transfer: reserve, short: E::BudgetExhausted });
             }
             self.chain(now, &mut chain)?;
             PaymentStatus::Authorized
         };
 
         if coupon_id != 0 {
-            self.coupons
-                .get_mut(&coupon_id)
-                .expect("coupon")
-                .redeemed_by = id;
+            self.coupons.get_mut(&coupon_id).expect("coupon").redeemed_by = id;
             *self.redemptions.entry((campaign_id, user)).or_insert(0) += 1;
         }
         if status == PaymentStatus::Succeeded {
@@ -671,11 +564,7 @@ impl PaymentsMachine {
                 timestamp: now,
             },
         );
-        Ok(Done::Payment {
-            status,
-            total,
-            legs,
-        })
+        Ok(Done::Payment { status, total, legs })
     }
 
     /// The wallet's legs of a payment: merchant share, delivery fee, commission.
@@ -692,21 +581,9 @@ impl PaymentsMachine {
         legs: &Legs,
     ) {
         let parts = [
-            (
-                2,
-                Kind::Merchant,
-                merchant,
-                legs.merchant,
-                Reason::MerchantShare,
-            ),
+            (2, Kind::Merchant, merchant, legs.merchant, Reason::MerchantShare),
             (3, Kind::Rider, rider, legs.rider, Reason::DeliveryFee),
-            (
-                4,
-                Kind::PlatformRevenue,
-                0,
-                legs.platform,
-                Reason::Commission,
-            ),
+            (4, Kind::PlatformRevenue, 0, legs.platform, Reason::Commission),
         ];
         for (leg, kind, entity, amount, reason) in parts {
             if amount > 0 {
@@ -732,9 +609,7 @@ impl PaymentsMachine {
     /// The payment's current status, with the ledger's word on holds that expired.
     pub fn payment_status(&self, id: u64, payment: &Payment) -> PaymentStatus {
         if payment.status == PaymentStatus::Authorized
-            && self
-                .ledger
-                .pending_status(chart::transfer_id(OpTag::Payment, id, 0))
+            && self.ledger.pending_status(chart::transfer_id(OpTag::Payment, id, 0))
                 == Some(PendingStatus::Expired)
         {
             return PaymentStatus::Expired;
@@ -798,11 +673,7 @@ impl PaymentsMachine {
             p.campaign != 0 && matches!(self.campaigns[&p.campaign].funder, Funder::Merchant(_));
         self.account_payment(p.merchant, &p.legs, p.food, merchant_funded);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Succeeded;
-        Ok(Done::Payment {
-            status: PaymentStatus::Succeeded,
-            total: p.total(),
-            legs: p.legs,
-        })
+        Ok(Done::Payment { status: PaymentStatus::Succeeded, total: p.total(), legs: p.legs })
     }
 
     fn release(&mut self, now: u64, id: u64) -> Outcome {
@@ -832,11 +703,7 @@ impl PaymentsMachine {
         self.chain(now, &mut chain)?;
         self.restore_coupon(now, &p, id);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Released;
-        Ok(Done::Payment {
-            status: PaymentStatus::Released,
-            total: p.total(),
-            legs: p.legs,
-        })
+        Ok(Done::Payment { status: PaymentStatus::Released, total: p.total(), legs: p.legs })
     }
 
     /// A coupon whose payment was undone comes back to its user if its campaign is still valid.
@@ -877,18 +744,8 @@ impl PaymentsMachine {
                 legs.merchant,
                 E::MerchantBalanceInsufficient,
             ),
-            (
-                1,
-                account_id(Kind::Rider, currency, rider),
-                legs.rider,
-                E::RiderBalanceInsufficient,
-            ),
-            (
-                2,
-                account_id(Kind::PlatformRevenue, currency, 0),
-                legs.platform,
-                E::InvalidState,
-            ),
+            (1, account_id(Kind::Rider, currency, rider), legs.rider, E::RiderBalanceInsufficient),
+            (2, account_id(Kind::PlatformRevenue, currency, 0), legs.platform, E::InvalidState),
         ];
         let mut chain = Vec::with_capacity(4);
         for (leg, from, value, short) in parts {
@@ -973,22 +830,8 @@ impl PaymentsMachine {
             Reason::Payout,
         );
         t.flags = TransferFlags::PENDING;
-        self.chain(
-            now,
-            &mut [Leg {
-                transfer: t,
-                short: E::MerchantBalanceInsufficient,
-            }],
-        )?;
-        self.payouts.insert(
-            payout,
-            Payout {
-                merchant: merchant_id,
-                channel,
-                currency,
-                amount,
-            },
-        );
+        self.chain(now, &mut [Leg { transfer: t, short: E::MerchantBalanceInsufficient }])?;
+        self.payouts.insert(payout, Payout { merchant: merchant_id, channel, currency, amount });
         Ok(Done::Payout { payout, amount })
     }
 
@@ -1002,11 +845,7 @@ impl PaymentsMachine {
             if net == 0 && m.period == Statement::default() {
                 continue;
             }
-            let payout = if net > 0 {
-                settlement_payout_id(id, merchant)
-            } else {
-                0
-            };
+            let payout = if net > 0 { settlement_payout_id(id, merchant) } else { 0 };
             if net > 0 {
                 let mut t = transfer(
                     OpTag::Payout,
@@ -1038,16 +877,10 @@ impl PaymentsMachine {
         for chunk in transfers.chunks(BATCH_EVENTS_MAX) {
             let timestamp = now.max(self.ledger.timestamp_min(chunk.len()));
             self.ledger.create_transfers(timestamp, chunk, &mut results);
-            assert!(
-                results.iter().all(|r| *r == CreateTransferResult::Created),
-                "{results:?}"
-            );
+            assert!(results.iter().all(|r| *r == CreateTransferResult::Created), "{results:?}");
         }
         for line in &lines {
-            self.merchants
-                .get_mut(&line.merchant)
-                .expect("merchant")
-                .period = Statement::default();
+            self.merchants.get_mut(&line.merchant).expect("merchant").period = Statement::default();
             if line.net > 0 {
                 self.payouts.insert(
                     line.payout,
@@ -1070,10 +903,7 @@ impl PaymentsMachine {
         let op = u64::try_from(payout >> 8 & u128::from(u64::MAX)).expect("masked");
         let mut post = resolve(OpTag::PayoutResult, op, 0, payout, ok);
         post.id = payout_result_id(payout, 0);
-        let mut chain = vec![Leg {
-            transfer: post,
-            short: E::InvalidState,
-        }];
+        let mut chain = vec![Leg { transfer: post, short: E::InvalidState }];
         if ok {
             let mut out = transfer(
                 OpTag::PayoutResult,
@@ -1086,24 +916,16 @@ impl PaymentsMachine {
                 Reason::PayoutSettled,
             );
             out.id = payout_result_id(payout, 1);
-            chain.push(Leg {
-                transfer: out,
-                short: E::InvalidState,
-            });
+            chain.push(Leg { transfer: out, short: E::InvalidState });
         }
         self.chain(now, &mut chain)?;
-        Ok(Done::Payout {
-            payout,
-            amount: p.amount,
-        })
+        Ok(Done::Payout { payout, amount: p.amount })
     }
 
     // Queries.
 
     pub fn payment(&self, id: u64) -> Option<(&Payment, PaymentStatus)> {
-        self.payments
-            .get(&id)
-            .map(|p| (p, self.payment_status(id, p)))
+        self.payments.get(&id).map(|p| (p, self.payment_status(id, p)))
     }
 
     pub fn refund_of(&self, id: u64) -> Option<(u64, u64)> {
@@ -1111,8 +933,7 @@ impl PaymentsMachine {
     }
 
     pub fn account(&self, kind: Kind, currency: u32, entity: u64) -> Option<&Account> {
-        self.ledger
-            .lookup_account(account_id(kind, currency, entity))
+        self.ledger.lookup_account(account_id(kind, currency, entity))
     }
 
     pub fn statement(&self, filter: &AccountFilter) -> Vec<Transfer> {
@@ -1123,9 +944,7 @@ impl PaymentsMachine {
 
     pub fn campaign(&self, id: u64) -> Option<(&Campaign, u64)> {
         let c = self.campaigns.get(&id)?;
-        let a = self
-            .account(Kind::CampaignBudget, c.currency, id)
-            .expect("budget account");
+        let a = self.account(Kind::CampaignBudget, c.currency, id).expect("budget account");
         let left = u64::try_from(a.credits_posted - a.debits_posted - a.debits_pending)
             .expect("budget below u64::MAX");
         Some((c, left))
@@ -1149,10 +968,7 @@ impl PaymentsMachine {
             HoldKind::TopUp => OpTag::TopUp,
             HoldKind::Withdrawal => OpTag::Withdrawal,
         };
-        Some((
-            hold,
-            self.ledger.pending_status(chart::transfer_id(tag, id, 0)),
-        ))
+        Some((hold, self.ledger.pending_status(chart::transfer_id(tag, id, 0))))
     }
 
     /// The first outcome of the operation `op` stands for (by kind and id), if it ran.
@@ -1170,9 +986,7 @@ impl PaymentsMachine {
     }
 
     pub fn settlements_all(&self) -> impl Iterator<Item = (u64, &[SettlementLine])> {
-        self.settlements
-            .iter()
-            .map(|(&id, lines)| (id, lines.as_slice()))
+        self.settlements.iter().map(|(&id, lines)| (id, lines.as_slice()))
     }
 
     pub fn payouts(&self) -> impl Iterator<Item = (u128, &Payout)> {
@@ -1188,11 +1002,7 @@ pub fn settlement_payout_id(run: u64, merchant: u64) -> u128 {
 
 /// The ids of a payout result's transfers: the payout's id with its tag byte replaced.
 fn payout_result_id(payout: u128, leg: u8) -> u128 {
-    let tag = if leg == 0 {
-        OpTag::PayoutResult
-    } else {
-        OpTag::PayoutSettled
-    };
+    let tag = if leg == 0 { OpTag::PayoutResult } else { OpTag::PayoutSettled };
     (payout & !(0xFF << 120)) | ((tag as u128) << 120)
 }
 
@@ -1287,7 +1097,7 @@ fn op_key(op: &Op) -> (u8, u128) {
 fn fingerprint(op: &Op) -> u64 {
     let mut bytes = Vec::with_capacity(96);
     crate::command::codec::encode(op, &mut bytes);
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }

@@ -62,18 +62,9 @@ pub fn payment_legs(
     merchant_funded: bool,
 ) -> Legs {
     debug_assert!(discount <= food);
-    let base = if merchant_funded {
-        food - discount
-    } else {
-        food
-    };
+    let base = if merchant_funded { food - discount } else { food };
     let platform = commission(base, bps);
-    Legs {
-        merchant: food - platform,
-        rider: delivery,
-        platform,
-        coupon: discount,
-    }
+    Legs { merchant: food - platform, rider: delivery, platform, coupon: discount }
 }
 
 /// The legs a refund of `amount` reverses, given what is not yet refunded (`remaining`).
@@ -86,10 +77,7 @@ pub fn payment_legs(
 /// remains of it, and none is negative.
 pub fn refund_legs(remaining: &Legs, amount: u64) -> Legs {
     let total = remaining.total();
-    assert!(
-        amount <= total,
-        "refund {amount} above the remaining {total}"
-    );
+    assert!(amount <= total, "refund {amount} above the remaining {total}");
     if amount == total {
         return *remaining;
     }
@@ -104,14 +92,9 @@ pub fn refund_legs(remaining: &Legs, amount: u64) -> Legs {
     let owed = amount + coupon;
     // Rounding can leave the merchant a unit or two outside [0, remaining]: move the
     // difference to the other payees, who have room because all remaining legs cover `owed`.
-    let merchant = owed
-        .saturating_sub(rider + platform)
-        .min(remaining.merchant);
+    let merchant = owed.saturating_sub(rider + platform).min(remaining.merchant);
     let mut gap = i128::from(owed) - i128::from(merchant + rider + platform);
-    for leg in [
-        (&mut platform, remaining.platform),
-        (&mut rider, remaining.rider),
-    ] {
+    for leg in [(&mut platform, remaining.platform), (&mut rider, remaining.rider)] {
         let (value, cap) = leg;
         if gap > 0 {
             let add = u64::try_from(gap).expect("positive").min(cap - *value);
@@ -123,16 +106,8 @@ pub fn refund_legs(remaining: &Legs, amount: u64) -> Legs {
             gap += i128::from(take);
         }
     }
-    assert_eq!(
-        gap, 0,
-        "remaining legs {remaining:?} cannot cover a refund of {amount}"
-    );
-    let legs = Legs {
-        merchant,
-        rider,
-        platform,
-        coupon,
-    };
+    assert_eq!(gap, 0, "remaining legs {remaining:?} cannot cover a refund of {amount}");
+    let legs = Legs { merchant, rider, platform, coupon };
     debug_assert_eq!(legs.total(), amount);
     legs
 }
@@ -160,15 +135,7 @@ mod tests {
     #[test]
     fn payment_legs_add_up_to_what_the_user_pays() {
         let legs = payment_legs(5_000, 500, 1_000, 2_000, false);
-        assert_eq!(
-            legs,
-            Legs {
-                merchant: 4_000,
-                rider: 500,
-                platform: 1_000,
-                coupon: 1_000
-            }
-        );
+        assert_eq!(legs, Legs { merchant: 4_000, rider: 500, platform: 1_000, coupon: 1_000 });
         assert_eq!(legs.total(), 4_500);
         // Merchant-funded: commission on the discounted food amount.
         let legs = payment_legs(5_000, 500, 1_000, 2_000, true);

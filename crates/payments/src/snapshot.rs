@@ -122,10 +122,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     }
     let ledger = StateMachine::read_snapshot(&mut &mut *r)?;
     let mut r = R(r);
-    let mut m = PaymentsMachine {
-        ledger,
-        ..PaymentsMachine::default()
-    };
+    let mut m = PaymentsMachine { ledger, ..PaymentsMachine::default() };
     for _ in 0..r.len()? {
         m.channels.insert(r.u64()?, r.u32()?);
     }
@@ -161,26 +158,11 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
             valid_until: r.u64()?,
             per_user_limit: r.u32()?,
         };
-        m.campaigns.insert(
-            id,
-            Campaign {
-                currency,
-                funder,
-                budget,
-                rule,
-            },
-        );
+        m.campaigns.insert(id, Campaign { currency, funder, budget, rule });
     }
     for _ in 0..r.len()? {
         let id = r.u64()?;
-        m.coupons.insert(
-            id,
-            Coupon {
-                campaign: r.u64()?,
-                user: r.u64()?,
-                redeemed_by: r.u64()?,
-            },
-        );
+        m.coupons.insert(id, Coupon { campaign: r.u64()?, user: r.u64()?, redeemed_by: r.u64()? });
     }
     for _ in 0..r.len()? {
         m.redemptions.insert((r.u64()?, r.u64()?), r.u32()?);
@@ -195,9 +177,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         let refunded = r.legs()?;
         let status = r.status()?;
         let timestamp = r.u64()?;
-        let refunds = (0..r.len()?)
-            .map(|_| r.u64())
-            .collect::<io::Result<Vec<_>>>()?;
+        let refunds = (0..r.len()?).map(|_| r.u64()).collect::<io::Result<Vec<_>>>()?;
         let payment = Payment {
             user,
             merchant,
@@ -226,23 +206,14 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
             1 => HoldKind::Withdrawal,
             _ => return Err(bad("hold kind")),
         };
-        let hold = Hold {
-            kind,
-            user: r.u64()?,
-            channel: r.u64()?,
-            currency: r.u32()?,
-            amount: r.u64()?,
-        };
+        let hold =
+            Hold { kind, user: r.u64()?, channel: r.u64()?, currency: r.u32()?, amount: r.u64()? };
         m.holds.insert(id, hold);
     }
     for _ in 0..r.len()? {
         let id = r.u128()?;
-        let payout = Payout {
-            merchant: r.u64()?,
-            channel: r.u64()?,
-            currency: r.u32()?,
-            amount: r.u64()?,
-        };
+        let payout =
+            Payout { merchant: r.u64()?, channel: r.u64()?, currency: r.u32()?, amount: r.u64()? };
         m.payouts.insert(id, payout);
     }
     for _ in 0..r.len()? {
@@ -260,10 +231,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
 }
 
 fn bad(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("payments snapshot: {what}"),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("payments snapshot: {what}"))
 }
 
 struct W<'a>(&'a mut dyn Write);
@@ -293,21 +261,12 @@ impl W<'_> {
         entries.into_iter().try_for_each(|(k, v)| f(self, k, v))
     }
     fn legs(&mut self, l: &Legs) -> io::Result<()> {
-        [l.merchant, l.rider, l.platform, l.coupon]
-            .into_iter()
-            .try_for_each(|v| self.u64(v))
+        [l.merchant, l.rider, l.platform, l.coupon].into_iter().try_for_each(|v| self.u64(v))
     }
     fn statement(&mut self, s: &Statement) -> io::Result<()> {
-        [
-            s.payments,
-            s.gross,
-            s.refunds,
-            s.commission,
-            s.commission_returned,
-            s.discounts,
-        ]
-        .into_iter()
-        .try_for_each(|v| self.u64(v))
+        [s.payments, s.gross, s.refunds, s.commission, s.commission_returned, s.discounts]
+            .into_iter()
+            .try_for_each(|v| self.u64(v))
     }
     fn status(&mut self, s: PaymentStatus) -> io::Result<()> {
         self.u8(s as u8)
@@ -328,18 +287,11 @@ impl W<'_> {
         match o {
             Err(e) => {
                 self.u8(0)?;
-                let index = PaymentError::ALL
-                    .iter()
-                    .position(|x| x == e)
-                    .expect("listed");
+                let index = PaymentError::ALL.iter().position(|x| x == e).expect("listed");
                 self.u8(u8::try_from(index).expect("fewer than 256 errors"))
             }
             Ok(Done::Created) => self.u8(1),
-            Ok(Done::Payment {
-                status,
-                total,
-                legs,
-            }) => {
+            Ok(Done::Payment { status, total, legs }) => {
                 self.u8(2)?;
                 self.status(*status)?;
                 self.u64(*total)?;
@@ -439,33 +391,20 @@ impl R<'_> {
     }
     fn outcome(&mut self) -> io::Result<Outcome> {
         Ok(match self.u8()? {
-            0 => Err(*PaymentError::ALL
-                .get(usize::from(self.u8()?))
-                .ok_or_else(|| bad("error"))?),
+            0 => {
+                Err(*PaymentError::ALL.get(usize::from(self.u8()?)).ok_or_else(|| bad("error"))?)
+            }
             1 => Ok(Done::Created),
-            2 => Ok(Done::Payment {
-                status: self.status()?,
-                total: self.u64()?,
-                legs: self.legs()?,
-            }),
-            3 => Ok(Done::Refund {
-                amount: self.u64()?,
-                legs: self.legs()?,
-                full: self.u8()? != 0,
-            }),
-            4 => Ok(Done::Hold {
-                amount: self.u64()?,
-            }),
-            5 => Ok(Done::Payout {
-                payout: self.u128()?,
-                amount: self.u64()?,
-            }),
-            6 => Ok(Done::Settlement {
-                lines: self.lines()?,
-            }),
-            7 => Ok(Done::Expired(
-                usize::try_from(self.u64()?).map_err(|_| bad("count"))?,
-            )),
+            2 => {
+                Ok(Done::Payment { status: self.status()?, total: self.u64()?, legs: self.legs()? })
+            }
+            3 => {
+                Ok(Done::Refund { amount: self.u64()?, legs: self.legs()?, full: self.u8()? != 0 })
+            }
+            4 => Ok(Done::Hold { amount: self.u64()? }),
+            5 => Ok(Done::Payout { payout: self.u128()?, amount: self.u64()? }),
+            6 => Ok(Done::Settlement { lines: self.lines()? }),
+            7 => Ok(Done::Expired(usize::try_from(self.u64()?).map_err(|_| bad("count"))?)),
             _ => return Err(bad("outcome")),
         })
     }

@@ -7,8 +7,8 @@
 
 use huifu_ledger::constants::{EXPIRE_EVENTS_MAX, NS_PER_S};
 use huifu_ledger::{
-    Account, AccountFilter, CreateAccountResult, CreateTransferResult, PendingStatus,
-    StateMachine, Totals, Transfer, TransferFlags,
+    Account, AccountFilter, CreateAccountResult, CreateTransferResult, PendingStatus, StateMachine,
+    Totals, Transfer, TransferFlags,
 };
 
 /// The ledger (currency) of every account and transfer unless a test says otherwise.
@@ -40,7 +40,13 @@ pub fn pending(id: u128, debit: u128, credit: u128, amount: u128, timeout: u32) 
 /// A post of `pending_id` that leaves every optional field zero, so it is taken from the pending
 /// transfer.
 pub fn post(id: u128, pending_id: u128, amount: u128) -> Transfer {
-    Transfer { id, pending_id, amount, flags: TransferFlags::POST_PENDING_TRANSFER, ..Transfer::default() }
+    Transfer {
+        id,
+        pending_id,
+        amount,
+        flags: TransferFlags::POST_PENDING_TRANSFER,
+        ..Transfer::default()
+    }
 }
 
 /// A void of `pending_id`; amount zero means "the whole pending amount".
@@ -102,6 +108,12 @@ impl Ledger {
         ledger
     }
 
+    /// A ledger on `sm` (a state restored from a snapshot, say) whose clock stands where this
+    /// one's does.
+    pub fn with_state(&self, sm: StateMachine) -> Ledger {
+        Ledger { sm, clock: self.clock, last_timestamp: self.last_timestamp }
+    }
+
     /// The timestamp the next batch of `events` events gets.
     pub fn next_timestamp(&self, events: usize) -> u64 {
         self.clock.max(self.sm.timestamp_min(events))
@@ -128,7 +140,11 @@ impl Ledger {
         self.create_accounts_at(timestamp, batch)
     }
 
-    pub fn create_accounts_at(&mut self, timestamp: u64, batch: &[Account]) -> Vec<CreateAccountResult> {
+    pub fn create_accounts_at(
+        &mut self,
+        timestamp: u64,
+        batch: &[Account],
+    ) -> Vec<CreateAccountResult> {
         let mut results = Vec::new();
         self.sm.create_accounts(timestamp, batch, &mut results);
         self.last_timestamp = timestamp;

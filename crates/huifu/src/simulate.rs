@@ -1,0 +1,227 @@
+//! `huifu simulate` and `huifu audit`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use huifu_engine::{Engine, EngineOptions};
+use huifu_payments::{audit, PaymentsMachine};
+use huifu_sim::{Progress, SimConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::util;
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Users, each with a wallet.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Merchants (picked with a heavy tail: a few are very busy).
+    #[arg(long, default_value_t = 5_000)]
+    merchants: u64,
+    /// Riders.
+    #[arg(long, default_value_t = 10_000)]
+    riders: u64,
+    /// Payments in the day.
+    #[arg(long, default_value_t = 1_000_000)]
+    payments: u64,
+    /// Seed of everything random in the run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Average payments per second over the day (peaks at lunch and dinner go above it).
+    #[arg(long, conflicts_with = "max_rate")]
+    rate: Option<u64>,
+    /// As fast as the engine goes (the default).
+    #[arg(long)]
+    max_rate: bool,
+    /// Concurrent clients, each sending batches of operations.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Operations per batch.
+    #[arg(long, default_value_t = huifu_sim::BATCH_OPS_DEFAULT)]
+    batch: usize,
+    /// Data folder (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.users < args.clients as u64 || args.clients == 0 {
+        bail!("--clients must be between 1 and --users");
+    }
+    if args.merchants < 4 || args.riders == 0 || args.payments == 0 {
+        bail!("need at least 4 merchants, 1 rider and 1 payment");
+    }
+    if args.batch == 0 || args.batch > huifu_payments::constants::BATCH_OPS_MAX {
+        bail!("--batch must be between 1 and {}", huifu_payments::constants::BATCH_OPS_MAX);
+    }
+    let data_dir =
+        util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
+    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(data_dir.path()))
+        .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
+    let engine = Arc::new(engine);
+    let config = SimConfig {
+        users: args.users,
+        merchants: args.merchants,
+        riders: args.riders,
+        payments: args.payments,
+        seed: args.seed,
+        rate: args.rate,
+        clients: args.clients,
+        batch_ops: args.batch,
+        ..SimConfig::default()
+    };
+    eprintln!(
+        "simulating a day of {} payments: {} users, {} merchants, {} riders, {} clients, data in {}",
+        args.payments,
+        args.users,
+        args.merchants,
+        args.riders,
+        args.clients,
+        data_dir.path().display()
+    );
+    let progress = Progress::default();
+    let bar = ProgressBar::new(args.payments);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} payments  {msg}  ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    let result = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| huifu_sim::run(&engine, &config, &progress));
+        let started = Instant::now();
+        let mut last = (Instant::now(), 0u64);
+        while !runner.is_finished() {
+            std::thread::sleep(Duration::from_millis(250));
+            let done = progress.payments.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_position(done);
+            if last.0.elapsed() >= Duration::from_secs(1) {
+                let window = progress.take_latency();
+                let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                let average = done as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "{rate:.0}/s now, {average:.0}/s average, p99 {:.1} ms",
+                    util::ms(window.value_at_quantile(0.99))
+                ));
+                last = (Instant::now(), done);
+            }
+        }
+        runner.join().expect("simulation thread")
+    })?;
+    bar.finish_and_clear();
+    let rss_bytes_max = util::rss_bytes_max();
+    drop(engine);
+    let disk_bytes = util::disk_bytes(data_dir.path());
+    let c = &result.counts;
+    let l = &result.latency;
+    let per_payment = disk_bytes / c.payments.max(1);
+    eprintln!();
+    eprintln!(
+        "payments            {} ({} wallet, {} bank channel)",
+        c.payments, c.payments_wallet, c.payments_channel
+    );
+    eprintln!("captures/releases   {} / {}", c.captures, c.releases);
+    eprintln!("refunds             {} ({} full)", c.refunds, c.refunds_full);
+    eprintln!("coupons redeemed    {}", c.coupons_redeemed);
+    eprintln!("top-ups             {}", c.topups);
+    eprintln!("withdrawals         {}", c.withdrawals);
+    eprintln!("payouts             {} ({} settlement runs)", c.payouts, c.settlement_runs);
+    eprintln!("operations          {}", c.ops);
+    for (code, n) in &c.rejected {
+        eprintln!("rejected            {n} {code}");
+    }
+    eprintln!("seconds             {:.2}", result.seconds);
+    eprintln!("payments/s          {:.0}", result.payments_per_second());
+    eprintln!(
+        "batch latency ms    p50 {:.2}  p99 {:.2}  max {:.2}",
+        util::ms(l.value_at_quantile(0.5)),
+        util::ms(l.value_at_quantile(0.99)),
+        util::ms(l.max())
+    );
+    eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
+    eprintln!("disk                {} MiB ({per_payment} bytes per payment)", disk_bytes >> 20);
+    eprintln!(
+        "acknowledged        {} sampled, {} missing",
+        result.acknowledged_checked, result.acknowledged_missing
+    );
+    let audit_ok = result.audit.ok() && result.acknowledged_missing == 0;
+    if audit_ok {
+        eprintln!(
+            "audit               ok ({} accounts, {} transfers, {} payments)",
+            result.audit.accounts, result.audit.transfers, result.audit.payments
+        );
+    } else {
+        eprintln!("audit               FAILED");
+        for v in &result.audit.violations {
+            eprintln!("  {v}");
+        }
+    }
+    if args.json {
+        let mut violations = result.audit.violations.clone();
+        if result.acknowledged_missing > 0 {
+            violations
+                .push(format!("{} acknowledged payments missing", result.acknowledged_missing));
+        }
+        let json = serde_json::json!({
+            "payments": c.payments,
+            "payments_per_second": result.payments_per_second().round() as u64,
+            "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
+            "latency_ms_p99": util::ms(l.value_at_quantile(0.99)),
+            "latency_ms_max": util::ms(l.max()),
+            "refunds": c.refunds,
+            "topups": c.topups,
+            "withdrawals": c.withdrawals,
+            "payouts": c.payouts,
+            "settlement_runs": c.settlement_runs,
+            "coupons_redeemed": c.coupons_redeemed,
+            "operations": c.ops,
+            "seconds": result.seconds,
+            "rss_bytes_max": rss_bytes_max,
+            "disk_bytes": disk_bytes,
+            "disk_bytes_per_payment": per_payment,
+            "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
+        });
+        println!("{json}");
+    }
+    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The data folder of a stopped huifu.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    if !args.data_dir.join("journal").is_dir() {
+        bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
+    }
+    let (engine, recovery) = Engine::<PaymentsMachine>::open(EngineOptions::new(&args.data_dir))
+        .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
+    let report = engine.read(audit)?;
+    eprintln!(
+        "recovered {} journal records after checkpoint {} in {:?}",
+        recovery.records_replayed, recovery.checkpoint_seq, recovery.duration
+    );
+    eprintln!(
+        "{} accounts, {} transfers, {} payments",
+        report.accounts, report.transfers, report.payments
+    );
+    if report.ok() {
+        println!("audit ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for v in &report.violations {
+            println!("violation: {v}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
