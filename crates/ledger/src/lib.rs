@@ -31,10 +31,12 @@
 
 pub mod codec;
 pub mod constants;
+mod log;
 mod results;
 mod state_machine;
 mod types;
 
+pub use log::TransferLog;
 pub use results::{CreateAccountResult, CreateTransferResult};
 pub use state_machine::{StateMachine, Totals};
 pub use types::{Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags};

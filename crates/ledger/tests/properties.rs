@@ -934,7 +934,7 @@ fn check_agrees(sm: &StateMachine, model: &Model) -> Result<(), TestCaseError> {
 
     let mut expected: Vec<Transfer> = model.transfers.values().copied().collect();
     expected.sort_by_key(|t| t.timestamp);
-    prop_assert_eq!(sm.transfers(), &expected[..]);
+    prop_assert_eq!(sm.transfers().to_vec(), expected.to_vec());
     for id in (0..=TRANSFERS + 1).chain(HOLD_IDS..HOLD_IDS + 40) {
         prop_assert_eq!(sm.lookup_transfer(id), model.transfers.get(&id));
         prop_assert_eq!(sm.pending_status(id), model.status.get(&id).copied());
