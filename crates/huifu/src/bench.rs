@@ -1,5 +1,6 @@
 //! `huifu bench ...`: throughput and latency of the engine, measured in release builds.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
 use huifu_engine::{
     Engine, EngineOptions, LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery,
 };
 use huifu_ledger::constants::BATCH_EVENTS_MAX;
 use huifu_ledger::{Account, CreateAccountResult, CreateTransferResult, Transfer};
+use huifu_payments::chart::Kind;
+use huifu_payments::constants::{AMOUNT_MAX, BATCH_OPS_MAX};
+use huifu_payments::{CouponRule, Done, Funder, Op, PaymentStatus, PaymentsMachine};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -24,6 +29,9 @@ pub enum BenchCommand {
     /// Durable ledger transfers per second through the engine, in batches (the counterpart of
     /// TigerBeetle's `benchmark`).
     Ledger(LedgerArgs),
+    /// Durable wallet payments per second through the payment engine: merchant, rider and
+    /// commission legs, a coupon on about a quarter of them.
+    Payments(PaymentsArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +65,7 @@ pub struct LedgerArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ledger(args) => bench_ledger(args),
+        BenchCommand::Payments(args) => bench_payments(args),
     }
 }
 
@@ -238,4 +247,409 @@ pub fn progress_bar(total: u64, quiet_json: bool) -> ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+#[derive(Args)]
+pub struct PaymentsArgs {
+    /// Payments to make.
+    #[arg(long, default_value_t = 2_000_000)]
+    payments: u64,
+    /// Clients sending batches back to back, each waiting for its reply.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Payments per batch: one engine command, one journal record.
+    #[arg(long, default_value_t = huifu_sim::BATCH_OPS_DEFAULT)]
+    batch: usize,
+    /// Users, each with a wallet funded for its share of the payments.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Merchants, each with a commission rate above zero.
+    #[arg(long, default_value_t = 5_000)]
+    merchants: u64,
+    /// Riders.
+    #[arg(long, default_value_t = 10_000)]
+    riders: u64,
+    /// Data folder (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Do not fsync: measures the engine without the disk. Acknowledged work is not durable.
+    #[arg(long)]
+    no_fsync: bool,
+    /// Seed of the random merchants, riders and amounts.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Currency of the payments benchmark (ISO 4217 numeric: CNY); amounts are in fen.
+const PAY_CURRENCY: u32 = 156;
+/// The one bank channel, through which the wallets are funded at set-up.
+const PAY_CHANNEL: u64 = 1;
+/// Platform-funded coupon campaigns; coupons alternate between them, so two budget accounts
+/// share the redemptions.
+const PAY_CAMPAIGNS: u64 = 2;
+/// One payment in this many carries a coupon: about a quarter, as on a busy platform.
+const PAY_COUPON_EVERY: u64 = 4;
+/// Discount of one coupon, in fen.
+const PAY_COUPON_OFF: u64 = 500;
+/// Smallest food amount of an order, in fen (inclusive). It is also the coupons' minimum
+/// order, so no coupon is refused for a small order.
+const PAY_FOOD_MIN: u64 = 1_500;
+/// Largest food amount of an order, in fen (exclusive).
+const PAY_FOOD_MAX: u64 = 8_000;
+/// Smallest delivery fee, in fen (inclusive).
+const PAY_DELIVERY_MIN: u64 = 300;
+/// Largest delivery fee, in fen (exclusive).
+const PAY_DELIVERY_MAX: u64 = 800;
+/// Lowest merchant commission rate in basis points: above zero, so that every payment has a
+/// commission leg.
+const PAY_COMMISSION_BPS_MIN: u32 = 500;
+/// Highest merchant commission rate in basis points (inclusive).
+const PAY_COMMISSION_BPS_MAX: u32 = 2_000;
+/// Hold of the set-up top-ups. The bank's confirmation follows in the same batch, so the hold
+/// never runs out; it only has to be valid.
+const PAY_TOPUP_TIMEOUT_S: u32 = 3_600;
+
+const _: () = assert!(PAY_COUPON_OFF <= PAY_FOOD_MIN && PAY_COMMISSION_BPS_MIN > 0);
+
+/// What the payments of the benchmark look like; shared by the clients.
+#[derive(Clone, Copy)]
+struct PaymentShape {
+    users: u64,
+    merchants: u64,
+    riders: u64,
+    seed: u64,
+}
+
+impl PaymentShape {
+    /// Payment `i` (from 0): its id is `i + 1`, its user `1 + i % users`, and every
+    /// `PAY_COUPON_EVERY`-th payment redeems coupon `1 + i / PAY_COUPON_EVERY`, granted at
+    /// set-up to that user. The rest is drawn from `rng`.
+    fn payment(&self, rng: &mut SmallRng, i: u64) -> Op {
+        let coupon = if i.is_multiple_of(PAY_COUPON_EVERY) { 1 + i / PAY_COUPON_EVERY } else { 0 };
+        Op::Pay {
+            id: i + 1,
+            user: self.user(i),
+            merchant: rng.gen_range(1..=self.merchants),
+            rider: rng.gen_range(1..=self.riders),
+            food: rng.gen_range(PAY_FOOD_MIN..PAY_FOOD_MAX),
+            delivery: rng.gen_range(PAY_DELIVERY_MIN..PAY_DELIVERY_MAX),
+            coupon,
+            channel: 0,
+            timeout_s: 0,
+        }
+    }
+
+    fn user(&self, i: u64) -> u64 {
+        1 + i % self.users
+    }
+
+    /// The random source of the batch starting at payment `start`: the payments are the same
+    /// whichever client sends them.
+    fn rng(&self, start: u64) -> SmallRng {
+        SmallRng::seed_from_u64(self.seed ^ start.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// What one client saw: successful payments, the sums of their legs, rejections by code.
+#[derive(Default)]
+struct PaymentTally {
+    payments: u64,
+    coupons: u64,
+    merchant: u64,
+    rider: u64,
+    platform: u64,
+    coupon: u64,
+    rejected: BTreeMap<&'static str, u64>,
+}
+
+impl PaymentTally {
+    fn add(&mut self, other: &PaymentTally) {
+        self.payments += other.payments;
+        self.coupons += other.coupons;
+        self.merchant += other.merchant;
+        self.rider += other.rider;
+        self.platform += other.platform;
+        self.coupon += other.coupon;
+        for (code, n) in &other.rejected {
+            *self.rejected.entry(code).or_default() += n;
+        }
+    }
+
+    fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+fn bench_payments(args: PaymentsArgs) -> anyhow::Result<ExitCode> {
+    if args.batch == 0 || args.batch > BATCH_OPS_MAX {
+        bail!("--batch must be between 1 and {BATCH_OPS_MAX}, not {}", args.batch);
+    }
+    if args.clients == 0 || args.payments == 0 {
+        bail!("--clients and --payments must be at least 1");
+    }
+    if args.users == 0 || args.merchants == 0 || args.riders == 0 {
+        bail!("--users, --merchants and --riders must be at least 1");
+    }
+    // Each wallet holds enough for all its payments at the largest amounts, coupons aside.
+    let per_user = args.payments.div_ceil(args.users);
+    let funding = per_user.saturating_mul(PAY_FOOD_MAX + PAY_DELIVERY_MAX);
+    if funding > AMOUNT_MAX {
+        bail!("{per_user} payments per user need more than one top-up: raise --users");
+    }
+    let data_dir =
+        util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
+    let mut options = EngineOptions::new(data_dir.path());
+    options.fsync = !args.no_fsync;
+    let (engine, _) = Engine::<PaymentsMachine>::open(options)
+        .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
+    let engine = Arc::new(engine);
+    let shape = PaymentShape {
+        users: args.users,
+        merchants: args.merchants,
+        riders: args.riders,
+        seed: args.seed,
+    };
+
+    eprintln!(
+        "setting up {} users, {} merchants, {} riders, {} coupons in {}",
+        args.users,
+        args.merchants,
+        args.riders,
+        args.payments.div_ceil(PAY_COUPON_EVERY),
+        data_dir.path().display()
+    );
+    let setup_started = Instant::now();
+    setup_payments(&engine, &shape, args.payments, funding)?;
+    let setup_seconds = setup_started.elapsed().as_secs_f64();
+
+    let progress = progress_bar(args.payments, args.json);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let engine = engine.clone();
+            let next = next.clone();
+            let progress = progress.clone();
+            let (total, batch) = (args.payments, args.batch as u64);
+            std::thread::spawn(move || -> anyhow::Result<(PaymentTally, Histogram<u64>)> {
+                let mut tally = PaymentTally::default();
+                let mut histogram = util::histogram();
+                loop {
+                    let start = next.fetch_add(batch, Ordering::Relaxed);
+                    if start >= total {
+                        break;
+                    }
+                    let count = batch.min(total - start);
+                    let mut rng = shape.rng(start);
+                    let ops: Vec<Op> =
+                        (start..start + count).map(|i| shape.payment(&mut rng, i)).collect();
+                    let sent = Instant::now();
+                    let outcome = engine.execute(Op::Batch(ops))?;
+                    histogram.record(duration_us(sent.elapsed())).ok();
+                    let Ok(Done::Batch(outcomes)) = outcome else {
+                        bail!("a batch got {outcome:?}")
+                    };
+                    if outcomes.len() as u64 != count {
+                        bail!("{} outcomes for a batch of {count}", outcomes.len());
+                    }
+                    let before = tally.payments;
+                    for outcome in outcomes {
+                        match outcome {
+                            Ok(Done::Payment {
+                                status: PaymentStatus::Succeeded, legs, ..
+                            }) => {
+                                tally.payments += 1;
+                                tally.coupons += u64::from(legs.coupon > 0);
+                                tally.merchant += legs.merchant;
+                                tally.rider += legs.rider;
+                                tally.platform += legs.platform;
+                                tally.coupon += legs.coupon;
+                            }
+                            Ok(_) => *tally.rejected.entry("unexpected_outcome").or_default() += 1,
+                            Err(e) => *tally.rejected.entry(e.code()).or_default() += 1,
+                        }
+                    }
+                    progress.inc(tally.payments - before);
+                }
+                Ok((tally, histogram))
+            })
+        })
+        .collect();
+    let mut tally = PaymentTally::default();
+    let mut latencies = util::histogram();
+    for client in clients {
+        let (t, h) = client.join().expect("client thread")?;
+        tally.add(&t);
+        latencies.add(&h).expect("same bounds");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+
+    // What the ledger holds must be what the clients were told: every leg, in its account.
+    let merchants = args.merchants;
+    let riders = args.riders;
+    let check = engine.read(move |m| {
+        let credits = |kind: Kind, entity: u64| {
+            m.account(kind, PAY_CURRENCY, entity).map_or(0, |a| a.credits_posted)
+        };
+        let debits = |kind: Kind, entity: u64| {
+            m.account(kind, PAY_CURRENCY, entity).map_or(0, |a| a.debits_posted)
+        };
+        LedgerCheck {
+            balanced: m.ledger().totals().is_balanced(),
+            payments: m.payments().count() as u64,
+            merchant: (1..=merchants).map(|e| credits(Kind::Merchant, e)).sum(),
+            rider: (1..=riders).map(|e| credits(Kind::Rider, e)).sum(),
+            platform: credits(Kind::PlatformRevenue, 0),
+            coupon: (1..=PAY_CAMPAIGNS).map(|e| debits(Kind::CampaignBudget, e)).sum(),
+        }
+    })?;
+    let rss_bytes_max = util::rss_bytes_max();
+    let disk_bytes = util::disk_bytes(data_dir.path());
+    drop(engine);
+    let payments_per_second = (tally.payments as f64 / seconds).round() as u64;
+    let disk_bytes_per_payment = disk_bytes / tally.payments.max(1);
+    let (p50, p99, max) = (
+        util::ms(latencies.value_at_quantile(0.50)),
+        util::ms(latencies.value_at_quantile(0.99)),
+        util::ms(latencies.max()),
+    );
+
+    eprintln!("payments            {} ({} with a coupon)", tally.payments, tally.coupons);
+    eprintln!("users               {}", args.users);
+    eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
+    eprintln!("durable             {}", !args.no_fsync);
+    eprintln!("set-up seconds      {setup_seconds:.3}");
+    eprintln!("seconds             {seconds:.3}");
+    eprintln!("payments/s          {payments_per_second}");
+    eprintln!("batch latency ms    p50 {p50:.3}  p99 {p99:.3}  max {max:.3}");
+    eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
+    eprintln!(
+        "disk                {} MiB ({disk_bytes_per_payment} bytes per payment)",
+        disk_bytes >> 20
+    );
+    for (code, n) in &tally.rejected {
+        eprintln!("rejected            {n} {code}");
+    }
+    let ledger_ok = check.balanced
+        && check.payments == tally.payments
+        && check.merchant == u128::from(tally.merchant)
+        && check.rider == u128::from(tally.rider)
+        && check.platform == u128::from(tally.platform)
+        && check.coupon == u128::from(tally.coupon);
+    eprintln!(
+        "ledger              {}",
+        if ledger_ok { "agrees with the replies" } else { "DIFFERS" }
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "payments": tally.payments,
+            "coupons": tally.coupons,
+            "users": args.users,
+            "merchants": args.merchants,
+            "riders": args.riders,
+            "clients": args.clients,
+            "batch": args.batch,
+            "setup_seconds": setup_seconds,
+            "seconds": seconds,
+            "payments_per_second": payments_per_second,
+            "latency_ms_p50": p50,
+            "latency_ms_p99": p99,
+            "latency_ms_max": max,
+            "durable": !args.no_fsync,
+            "rejected": tally.rejected,
+            "rss_bytes_max": rss_bytes_max,
+            "disk_bytes": disk_bytes,
+            "disk_bytes_per_payment": disk_bytes_per_payment,
+        });
+        println!("{json}");
+    }
+    if tally.rejected_total() > 0 || !ledger_ok {
+        eprintln!(
+            "error: {} payments rejected; ledger {check:?} against replies: {} payments, legs \
+             merchant {} rider {} platform {} coupon {}",
+            tally.rejected_total(),
+            tally.payments,
+            tally.merchant,
+            tally.rider,
+            tally.platform,
+            tally.coupon
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ledger's side of the payments benchmark's closing check.
+#[derive(Debug)]
+struct LedgerCheck {
+    balanced: bool,
+    payments: u64,
+    merchant: u128,
+    rider: u128,
+    platform: u128,
+    coupon: u128,
+}
+
+/// The channel, parties, funded wallets, campaigns and coupons of the payments benchmark.
+fn setup_payments(
+    engine: &Engine<PaymentsMachine>,
+    shape: &PaymentShape,
+    payments: u64,
+    funding: u64,
+) -> anyhow::Result<()> {
+    let mut rng = SmallRng::seed_from_u64(shape.seed);
+    let mut ops = vec![Op::CreateChannel { id: PAY_CHANNEL, currency: PAY_CURRENCY }];
+    ops.extend((1..=shape.merchants).map(|id| Op::CreateMerchant {
+        id,
+        currency: PAY_CURRENCY,
+        commission_bps: rng.gen_range(PAY_COMMISSION_BPS_MIN..=PAY_COMMISSION_BPS_MAX),
+        channel: PAY_CHANNEL,
+    }));
+    ops.extend((1..=shape.riders).map(|id| Op::CreateRider { id, currency: PAY_CURRENCY }));
+    for user in 1..=shape.users {
+        ops.push(Op::CreateUser { id: user, currency: PAY_CURRENCY });
+        ops.push(Op::TopUp {
+            id: user,
+            user,
+            channel: PAY_CHANNEL,
+            amount: funding,
+            timeout_s: PAY_TOPUP_TIMEOUT_S,
+        });
+        ops.push(Op::BankResult { id: user, ok: true });
+    }
+    let coupons = payments.div_ceil(PAY_COUPON_EVERY);
+    // A budget for every coupon, so that none is refused for want of budget.
+    let budget = coupons.div_ceil(PAY_CAMPAIGNS) * PAY_COUPON_OFF;
+    ops.extend((1..=PAY_CAMPAIGNS).map(|id| Op::CreateCampaign {
+        id,
+        currency: PAY_CURRENCY,
+        funder: Funder::Platform,
+        budget,
+        rule: CouponRule {
+            amount_off: PAY_COUPON_OFF,
+            min_order: PAY_FOOD_MIN,
+            valid_from: 0,
+            valid_until: 0,
+            per_user_limit: 0,
+        },
+    }));
+    ops.extend((0..coupons).map(|c| Op::GrantCoupon {
+        id: 1 + c,
+        campaign: 1 + c % PAY_CAMPAIGNS,
+        user: shape.user(c * PAY_COUPON_EVERY),
+    }));
+    for chunk in ops.chunks(BATCH_OPS_MAX) {
+        let outcome = engine.execute(Op::Batch(chunk.to_vec()))?;
+        let Ok(Done::Batch(outcomes)) = &outcome else { bail!("set-up batch got {outcome:?}") };
+        if let Some((op, error)) =
+            chunk.iter().zip(outcomes).find_map(|(op, o)| o.as_ref().err().map(|e| (op, e)))
+        {
+            bail!("set-up step {op:?} failed: {error}");
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 //! the engine, the benchmarks and the simulator.
 
 mod bench;
+mod report;
+mod serve;
 mod simulate;
 mod util;
 
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Simulate a day of food-delivery payments on the embedded engine, then audit it.
     Simulate(simulate::SimulateArgs),
+    /// Serve the HTTP/JSON API on the embedded engine.
+    Serve(serve::ServeArgs),
     /// Check every invariant of a stopped data folder.
     Audit(simulate::AuditArgs),
     /// Measure the engine under load.
@@ -30,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::simulate(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
         Command::Bench(command) => bench::run(command),
     };

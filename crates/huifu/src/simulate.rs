@@ -12,7 +12,7 @@ use huifu_payments::{audit, PaymentsMachine};
 use huifu_sim::{Progress, SimConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::util;
+use crate::{report, util};
 
 #[derive(Args)]
 pub struct SimulateArgs {
@@ -49,7 +49,18 @@ pub struct SimulateArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Write a self-contained HTML report (summary, charts over the day, operation mix) here.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
 }
+
+/// How often the progress loop wakes to move the bar.
+const PROGRESS_POLL_MS: u64 = 250;
+/// Length of one timeline window: the resolution of the report's charts.
+const TIMELINE_WINDOW_MS: u64 = 1_000;
+/// The window cut short by the end of the day is kept only if at least this long: a shorter
+/// one holds too few batches for a meaningful rate or percentile.
+const TIMELINE_TAIL_MS_MIN: u64 = 250;
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if args.users < args.clients as u64 || args.clients == 0 {
@@ -94,24 +105,50 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         )
         .expect("valid template"),
     );
+    let mut timeline: Vec<report::Sample> = Vec::new();
     let result = std::thread::scope(|scope| {
         let runner = scope.spawn(|| huifu_sim::run(&engine, &config, &progress));
-        let started = Instant::now();
-        let mut last = (Instant::now(), 0u64);
+        // The current window: when it began and the payments done then. Windows start with
+        // the day (set-up is not part of the timeline).
+        let mut window: Option<(Instant, u64)> = None;
+        let mut tail_done = false;
         while !runner.is_finished() {
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(PROGRESS_POLL_MS));
+            // The end of the day first: once it is set, the payments read after it are final.
+            let ended = progress.ended.get().copied();
             let done = progress.payments.load(std::sync::atomic::Ordering::Relaxed);
             bar.set_position(done);
-            if last.0.elapsed() >= Duration::from_secs(1) {
-                let window = progress.take_latency();
-                let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                let average = done as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "{rate:.0}/s now, {average:.0}/s average, p99 {:.1} ms",
-                    util::ms(window.value_at_quantile(0.99))
-                ));
-                last = (Instant::now(), done);
+            let Some(&day) = progress.started.get() else { continue };
+            let (from, done_before) = *window.get_or_insert((day, 0));
+            let to = ended.unwrap_or_else(Instant::now);
+            let length = to.saturating_duration_since(from);
+            let full = length >= Duration::from_millis(TIMELINE_WINDOW_MS);
+            let tail = ended.is_some() && !tail_done;
+            if !(full || tail) {
+                continue;
             }
+            tail_done |= ended.is_some();
+            let latency = progress.take_latency();
+            if !full && length < Duration::from_millis(TIMELINE_TAIL_MS_MIN) {
+                continue;
+            }
+            let rate = (done - done_before) as f64 / length.as_secs_f64();
+            let percentile =
+                |q: f64| (!latency.is_empty()).then(|| util::ms(latency.value_at_quantile(q)));
+            timeline.push(report::Sample {
+                seconds: to.duration_since(day).as_secs_f64(),
+                payments: done,
+                payments_per_second: rate,
+                latency_ms_p50: percentile(0.5),
+                latency_ms_p99: percentile(0.99),
+                rss_bytes: rss_bytes(),
+            });
+            let average = done as f64 / to.duration_since(day).as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{rate:.0}/s now, {average:.0}/s average, p99 {:.1} ms",
+                percentile(0.99).unwrap_or(0.0)
+            ));
+            window = Some((to, done));
         }
         runner.join().expect("simulation thread")
     })?;
@@ -190,7 +227,32 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{json}");
     }
+    if let Some(path) = &args.report {
+        report::write(
+            path,
+            &report::Report {
+                config: &config,
+                result: &result,
+                timeline: &timeline,
+                rss_bytes_max,
+                disk_bytes,
+            },
+        )?;
+        eprintln!("report              {}", path.display());
+    }
     Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.
+fn rss_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 #[derive(Args)]

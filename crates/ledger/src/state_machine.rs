@@ -13,7 +13,7 @@ use crate::codec;
 use crate::constants::{
     AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX, TIMESTAMP_MAX,
 };
-use crate::log::{IdIndex, TransferLog};
+use crate::log::{prefetch_write, IdIndex, TransferLog};
 use crate::results::{CreateAccountResult, CreateTransferResult};
 use crate::types::{Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags};
 
@@ -145,13 +145,31 @@ impl StateMachine {
     }
 
     pub fn lookup_transfer(&self, id: u128) -> Option<&Transfer> {
-        self.transfer_index.get(&id).map(|&i| &self.transfers[i as usize])
+        self.transfer_find(id).map(|i| &self.transfers[i as usize])
     }
 
     /// What became of a pending transfer; `None` if `id` is not a pending transfer.
     pub fn pending_status(&self, id: u128) -> Option<PendingStatus> {
-        let index = self.transfer_index.get(&id)?;
-        self.pending.get(index).copied()
+        let index = self.transfer_find(id)?;
+        self.pending.get(&index).copied()
+    }
+
+    /// The index in the log of the transfer with this id.
+    #[inline]
+    fn transfer_find(&self, id: u128) -> Option<u32> {
+        let transfers = &self.transfers;
+        self.transfer_index.get(id, |i| transfers[i as usize].id)
+    }
+
+    /// Appends a transfer whose id is not yet in the log, and indexes it.
+    #[inline]
+    fn transfer_push(&mut self, t: Transfer) -> u32 {
+        let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
+        self.transfers.push(t);
+        let transfers = &self.transfers;
+        let replaced = self.transfer_index.insert(t.id, index, |i| transfers[i as usize].id);
+        debug_assert_eq!(replaced, None);
+        index
     }
 
     /// The earliest time at which a pending transfer expires, if any is waiting.
@@ -181,24 +199,28 @@ impl StateMachine {
         events: &[Transfer],
         results: &mut Vec<CreateTransferResult>,
     ) {
-        self.prefetch(events);
         self.execute(timestamp, events, results);
+        debug_assert_eq!(self.transfer_index.len(), self.transfers.len());
     }
 
-    /// Looks up every id the batch will need before applying it. The lookups are independent,
-    /// so the processor overlaps their cache misses; the apply loop then finds them in cache.
-    /// Only a hint: it changes nothing.
-    fn prefetch(&self, events: &[Transfer]) {
-        let mut found = 0u32;
-        for t in events {
-            found = found.wrapping_add(u32::from(self.transfer_index.get(&t.id).is_some()));
+    /// Starts loading what applying `t` will touch that is likely not in cache: the slots of the
+    /// id index where its id (and the pending id of a post or void) would be, its accounts, and
+    /// the ends of their lists of transfers. Called `PREFETCH_DISTANCE` events ahead, so that the
+    /// loads of several events overlap and each is done before its event is applied. Only a
+    /// hint: it changes nothing.
+    #[inline]
+    fn prefetch(&self, t: &Transfer) {
+        self.transfer_index.prefetch(t.id);
+        if t.pending_id != 0 {
+            self.transfer_index.prefetch(t.pending_id);
         }
-        for t in events {
-            let dr = self.account_index.get(&t.debit_account_id).copied().unwrap_or(0);
-            let cr = self.account_index.get(&t.credit_account_id).copied().unwrap_or(0);
-            found = found.wrapping_add(dr ^ cr);
+        for account_id in [t.debit_account_id, t.credit_account_id] {
+            if let Some(&a) = self.account_index.get(&account_id) {
+                prefetch_write(&self.accounts[a as usize]);
+                let list = &self.account_transfers[a as usize];
+                prefetch_write(list.as_ptr().wrapping_add(list.len()));
+            }
         }
-        std::hint::black_box(found);
     }
 
     /// The batch loop shared by accounts and transfers: timestamps, linked chains, imports.
@@ -218,7 +240,13 @@ impl StateMachine {
         let batch_imported = events.first().is_some_and(|e| e.imported());
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
+        for event in events.iter().take(PREFETCH_DISTANCE) {
+            E::prefetch(self, event);
+        }
         for (index, event) in events.iter().enumerate() {
+            if let Some(ahead) = events.get(index + PREFETCH_DISTANCE) {
+                E::prefetch(self, ahead);
+            }
             let timestamp_event = timestamp - len + index as u64 + 1;
             let linked = event.linked();
             let result = 'result: {
@@ -313,9 +341,14 @@ impl StateMachine {
                 }
                 Undo::AccountUpdated { index, old } => self.accounts[index as usize] = old,
                 Undo::TransferInserted => {
-                    let t = self.transfers.pop().expect("inserted transfer");
+                    let t = *self.transfers.last().expect("inserted transfer");
+                    // Removed from the index while the log still holds it (the index reads ids
+                    // from the log).
+                    let transfers = &self.transfers;
+                    let removed = self.transfer_index.remove(t.id, |i| transfers[i as usize].id);
+                    self.transfers.pop();
                     let index = u32::try_from(self.transfers.len()).expect("transfer index");
-                    self.transfer_index.remove(&t.id);
+                    debug_assert_eq!(removed, Some(index));
                     for account_id in [t.debit_account_id, t.credit_account_id] {
                         let a = self.account_index[&account_id];
                         let popped = self.account_transfers[a as usize].pop();
@@ -451,7 +484,7 @@ impl StateMachine {
         if id_reserved(t.id) {
             return if t.id == 0 { R::IdMustNotBeZero } else { R::IdMustNotBeIntMax };
         }
-        if let Some(&index) = self.transfer_index.get(&t.id) {
+        if let Some(index) = self.transfer_find(t.id) {
             return self.transfer_exists(t, &self.transfers[index as usize]);
         }
         if self.orphaned.contains(&t.id) {
@@ -578,9 +611,7 @@ impl StateMachine {
         let totals = self.totals.add(amount, pending);
 
         // From here on the transfer succeeds.
-        let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
-        self.transfers.push(Transfer { amount, timestamp: timestamp_actual, ..*t });
-        self.transfer_index.insert(t.id, index);
+        let index = self.transfer_push(Transfer { amount, timestamp: timestamp_actual, ..*t });
         self.account_transfers[dr_index as usize].push(index);
         self.account_transfers[cr_index as usize].push(index);
         self.record(Undo::TransferInserted);
@@ -699,7 +730,7 @@ impl StateMachine {
         if t.timeout != 0 {
             return R::TimeoutReservedForPendingTransfer;
         }
-        let Some(&p_index) = self.transfer_index.get(&t.pending_id) else {
+        let Some(p_index) = self.transfer_find(t.pending_id) else {
             return R::PendingTransferNotFound;
         };
         let p = self.transfers[p_index as usize];
@@ -777,8 +808,7 @@ impl StateMachine {
         }
 
         // From here on the post or void succeeds.
-        let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
-        self.transfers.push(Transfer {
+        let index = self.transfer_push(Transfer {
             id: t.id,
             debit_account_id: p.debit_account_id,
             credit_account_id: p.credit_account_id,
@@ -793,7 +823,6 @@ impl StateMachine {
             flags: t.flags,
             timestamp: timestamp_actual,
         });
-        self.transfer_index.insert(t.id, index);
         self.account_transfers[dr_index as usize].push(index);
         self.account_transfers[cr_index as usize].push(index);
         self.record(Undo::TransferInserted);
@@ -1011,14 +1040,14 @@ impl StateMachine {
             r.read_exact(&mut buf)?;
             let t = codec::decode_transfer(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many transfers"))?;
-            if sm.transfer_index.insert(t.id, index).is_some() {
+            if sm.transfer_find(t.id).is_some() {
                 return Err(bad("duplicate transfer id"));
             }
             for account_id in [t.debit_account_id, t.credit_account_id] {
                 let a = *sm.account_index.get(&account_id).ok_or_else(|| bad("unknown account"))?;
                 sm.account_transfers[a as usize].push(index);
             }
-            sm.transfers.push(t);
+            sm.transfer_push(t);
         }
         let pending = count_of(r)?;
         sm.pending.reserve(pending);
@@ -1048,6 +1077,10 @@ impl StateMachine {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG01";
+
+/// How many events ahead of the one being applied `execute` prefetches: enough for the loads of
+/// several events to be in flight while one is applied.
+const PREFETCH_DISTANCE: usize = 16;
 
 fn account_exists(a: &Account, e: &Account) -> CreateAccountResult {
     use CreateAccountResult as R;
@@ -1137,6 +1170,8 @@ trait Event {
     fn imported(&self) -> bool;
     fn timestamp(&self) -> u64;
     fn create(sm: &mut StateMachine, timestamp_event: u64, event: &Self) -> Self::Result;
+    /// Starts loading what `create` will need (see `StateMachine::prefetch`).
+    fn prefetch(_sm: &StateMachine, _event: &Self) {}
     fn is_transient(result: Self::Result) -> bool;
 }
 
@@ -1194,6 +1229,10 @@ impl Event for Transfer {
     }
     fn create(sm: &mut StateMachine, timestamp_event: u64, t: &Transfer) -> CreateTransferResult {
         sm.create_transfer(timestamp_event, t)
+    }
+    #[inline]
+    fn prefetch(sm: &StateMachine, t: &Transfer) {
+        sm.prefetch(t);
     }
     fn is_transient(result: CreateTransferResult) -> bool {
         result.is_transient()

@@ -1,6 +1,8 @@
 //! The operations of the payment domain, their outcomes and errors, and the binary encoding of
 //! operations for the journal.
 
+use huifu_ledger::{Account, CreateAccountResult, CreateTransferResult, Transfer};
+
 use crate::money::Legs;
 
 /// Who pays for a coupon campaign's discounts.
@@ -124,6 +126,17 @@ pub enum Op {
     },
     /// Several independent operations in one journal record, each with its own outcome.
     Batch(Vec<Op>),
+    /// `op` under a client's idempotency key: the first time, the machine gives `op` a fresh id
+    /// (its `id` field must be 0) and keeps the outcome under the key; a retry with the same key
+    /// and the same `op` returns that outcome, with a different `op` it is rejected.
+    Keyed {
+        key: u128,
+        op: Box<Op>,
+    },
+    /// Accounts straight into the ledger (operators' adjustments and tools).
+    LedgerAccounts(Vec<Account>),
+    /// Transfers straight into the ledger (operators' adjustments and tools).
+    LedgerTransfers(Vec<Transfer>),
     /// Expires holds whose timeout passed (issued by the engine's clock, never by clients).
     Expire,
 }
@@ -132,13 +145,35 @@ pub enum Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Done {
     Created,
-    Payment { status: PaymentStatus, total: u64, legs: Legs },
-    Refund { amount: u64, legs: Legs, full: bool },
-    Hold { amount: u64 },
-    Payout { payout: u128, amount: u64 },
-    Settlement { lines: Vec<SettlementLine> },
+    Payment {
+        status: PaymentStatus,
+        total: u64,
+        legs: Legs,
+    },
+    Refund {
+        amount: u64,
+        legs: Legs,
+        full: bool,
+    },
+    Hold {
+        amount: u64,
+    },
+    Payout {
+        payout: u128,
+        amount: u64,
+    },
+    Settlement {
+        lines: Vec<SettlementLine>,
+    },
     Batch(Vec<Outcome>),
     Expired(usize),
+    /// The outcome of a keyed operation, with the id it was given.
+    Allocated {
+        id: u64,
+        outcome: Box<Outcome>,
+    },
+    LedgerAccounts(Vec<CreateAccountResult>),
+    LedgerTransfers(Vec<CreateTransferResult>),
 }
 
 pub type Outcome = Result<Done, PaymentError>;
@@ -252,6 +287,12 @@ pub enum PaymentError {
     HoldExpired,
     #[error("nested batches are not allowed")]
     NestedBatch,
+    #[error("an account with this party's id exists in the ledger with other fields")]
+    AccountConflict,
+    #[error("an account of the operation is closed")]
+    AccountClosed,
+    #[error("the ledger rejected the operation")]
+    LedgerRejected,
     #[error("the batch is too large")]
     BatchTooLarge,
 }
@@ -286,6 +327,9 @@ impl PaymentError {
         PaymentError::InvalidState,
         PaymentError::HoldExpired,
         PaymentError::NestedBatch,
+        PaymentError::AccountConflict,
+        PaymentError::AccountClosed,
+        PaymentError::LedgerRejected,
         PaymentError::BatchTooLarge,
     ];
 
@@ -320,6 +364,9 @@ impl PaymentError {
             E::InvalidState => "invalid_state",
             E::HoldExpired => "hold_expired",
             E::NestedBatch => "nested_batch",
+            E::AccountConflict => "account_conflict",
+            E::AccountClosed => "account_closed",
+            E::LedgerRejected => "ledger_rejected",
             E::BatchTooLarge => "batch_too_large",
         }
     }
@@ -358,10 +405,14 @@ pub mod codec {
                 w.u8(5);
                 w.u64(*id);
                 w.u32(*currency);
-                w.u64(match funder {
-                    Funder::Platform => 0,
-                    Funder::Merchant(m) => *m,
-                });
+                // A kind byte: `Merchant(0)` must not read back as `Platform`.
+                match funder {
+                    Funder::Platform => w.u8(0),
+                    Funder::Merchant(m) => {
+                        w.u8(1);
+                        w.u64(*m);
+                    }
+                }
                 w.u64(*budget);
                 w.u64(rule.amount_off);
                 w.u64(rule.min_order);
@@ -440,20 +491,50 @@ pub mod codec {
                 }
             }
             Op::Expire => w.u8(18),
+            Op::Keyed { .. } | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) => {
+                encode_more(op, &mut w)
+            }
+        }
+    }
+
+    /// `Keyed` and the ledger operations, after the per-kind tags above.
+    fn encode_more(op: &Op, w: &mut W<'_>) {
+        match op {
+            Op::Keyed { key, op } => {
+                w.u8(19);
+                w.0.extend_from_slice(&key.to_le_bytes());
+                encode(op, w.0);
+            }
+            Op::LedgerAccounts(accounts) => {
+                w.u8(20);
+                w.u32(u32::try_from(accounts.len()).expect("batch length fits u32"));
+                huifu_ledger::codec::encode_accounts(accounts, w.0);
+            }
+            Op::LedgerTransfers(transfers) => {
+                w.u8(21);
+                w.u32(u32::try_from(transfers.len()).expect("batch length fits u32"));
+                huifu_ledger::codec::encode_transfers(transfers, w.0);
+            }
+            _ => unreachable!("encoded by encode"),
         }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Op, String> {
-        let mut r = R(bytes);
-        let op = decode_one(&mut r, true)?;
+        let mut r = R(bytes, 0);
+        let op = decode_one(&mut r)?;
         if !r.0.is_empty() {
             return Err(format!("{} trailing bytes", r.0.len()));
         }
         Ok(op)
     }
 
-    fn decode_one(r: &mut R<'_>, top: bool) -> Result<Op, String> {
-        Ok(match r.u8()? {
+    /// Reads one operation. Whatever `encode` writes reads back, nested batches and batches
+    /// above the limits included: the machine rejects those, but they are journaled before they
+    /// are applied, so a restart must read them again.
+    fn decode_one(r: &mut R<'_>) -> Result<Op, String> {
+        let tag = r.u8()?;
+        r.1 = tag;
+        Ok(match tag {
             1 => Op::CreateChannel { id: r.u64()?, currency: r.u32()? },
             2 => Op::CreateUser { id: r.u64()?, currency: r.u32()? },
             3 => Op::CreateMerchant {
@@ -466,9 +547,10 @@ pub mod codec {
             5 => Op::CreateCampaign {
                 id: r.u64()?,
                 currency: r.u32()?,
-                funder: match r.u64()? {
+                funder: match r.u8()? {
                     0 => Funder::Platform,
-                    m => Funder::Merchant(m),
+                    1 => Funder::Merchant(r.u64()?),
+                    kind => return Err(format!("unknown funder kind {kind}")),
                 },
                 budget: r.u64()?,
                 rule: CouponRule {
@@ -512,19 +594,35 @@ pub mod codec {
             14 => Op::Payout { id: r.u64()?, merchant: r.u64()?, amount: r.u64()? },
             15 => Op::SettlementRun { id: r.u64()? },
             16 => Op::PayoutResult { payout: r.u128()?, ok: r.bool()? },
-            17 if top => {
-                let n = r.u32()?;
-                let n = usize::try_from(n).map_err(|_| "batch too long")?;
-                if n > crate::constants::BATCH_OPS_MAX {
-                    return Err(format!("batch of {n} operations"));
-                }
-                let mut ops = Vec::with_capacity(n);
+            17 => {
+                let n = usize::try_from(r.u32()?).map_err(|_| "batch too long")?;
+                // An operation takes at least one byte: allocate no more than the input allows.
+                let mut ops = Vec::with_capacity(n.min(r.0.len()));
                 for _ in 0..n {
-                    ops.push(decode_one(r, false)?);
+                    ops.push(decode_one(r)?);
                 }
                 Op::Batch(ops)
             }
             18 => Op::Expire,
+            19 => {
+                let key = r.u128()?;
+                let op = decode_one(r)?;
+                Op::Keyed { key, op: Box::new(op) }
+            }
+            20 | 21 => {
+                let tag = r.1;
+                let n = usize::try_from(r.u32()?).map_err(|_| "batch too long")?;
+                let bytes = r.bytes(n * huifu_ledger::constants::EVENT_SIZE)?;
+                if tag == 20 {
+                    Op::LedgerAccounts(
+                        huifu_ledger::codec::decode_accounts(bytes).ok_or("accounts")?,
+                    )
+                } else {
+                    Op::LedgerTransfers(
+                        huifu_ledger::codec::decode_transfers(bytes).ok_or("transfers")?,
+                    )
+                }
+            }
             tag => return Err(format!("unknown operation tag {tag}")),
         })
     }
@@ -542,8 +640,17 @@ pub mod codec {
         }
     }
 
-    struct R<'a>(&'a [u8]);
-    impl R<'_> {
+    /// The bytes left, and the tag of the operation being read.
+    struct R<'a>(&'a [u8], u8);
+    impl<'a> R<'a> {
+        fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+            if self.0.len() < n {
+                return Err("truncated operation".into());
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Ok(head)
+        }
         fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
             let (head, rest) = self.0.split_first_chunk::<N>().ok_or("truncated operation")?;
             self.0 = rest;

@@ -6,6 +6,9 @@ use huifu_ledger::constants::BATCH_EVENTS_MAX;
 /// settlement payout's ledger id can hold the run id and the merchant id side by side.
 pub const ENTITY_ID_MAX: u64 = (1 << 56) - 1;
 
+/// Ids the machine gives to keyed operations start here; ids chosen by clients stay below it.
+pub const ALLOCATED_ID_MIN: u64 = 1 << 52;
+
 /// Largest amount of one payment, refund, top-up, withdrawal, payout or budget, in minor units
 /// (10^15: ten trillion yuan in fen). Sums of many such amounts stay far below u64::MAX.
 pub const AMOUNT_MAX: u64 = 1_000_000_000_000_000;
@@ -25,4 +28,5 @@ pub const TIMEOUT_S_MAX: u32 = 7 * 24 * 3600;
 pub const TIMEOUT_S_DEFAULT: u32 = 15 * 60;
 
 const _: () = assert!(BATCH_OPS_MAX >= 1_000);
+const _: () = assert!(ALLOCATED_ID_MIN < ENTITY_ID_MAX);
 const _: () = assert!((AMOUNT_MAX as u128) * (BATCH_EVENTS_MAX as u128) < u64::MAX as u128);

@@ -18,7 +18,8 @@ use crate::command::{
     CouponRule, Done, Funder, Op, Outcome, PaymentError, PaymentStatus, SettlementLine, Statement,
 };
 use crate::constants::{
-    AMOUNT_MAX, BATCH_OPS_MAX, ENTITY_ID_MAX, OP_EVENTS_MAX, TIMEOUT_S_DEFAULT, TIMEOUT_S_MAX,
+    ALLOCATED_ID_MIN, AMOUNT_MAX, BATCH_OPS_MAX, ENTITY_ID_MAX, OP_EVENTS_MAX, TIMEOUT_S_DEFAULT,
+    TIMEOUT_S_MAX,
 };
 use crate::money::{self, Legs};
 
@@ -117,6 +118,9 @@ pub struct PaymentsMachine {
     /// Redemptions per (campaign, user), for the per-user limit.
     pub(crate) redemptions: HashMap<(u64, u64), u32>,
     pub(crate) payments: HashMap<u64, Payment>,
+    /// Authorized payments by the deadline of their last hold: (expires at, payment id). Derived
+    /// from `payments` and the ledger (rebuilt when a snapshot is read).
+    pub(crate) authorized: BTreeSet<(u64, u64)>,
     /// Refund id → (payment id, amount).
     pub(crate) refunds: HashMap<u64, (u64, u64)>,
     pub(crate) holds: HashMap<u64, Hold>,
@@ -125,6 +129,10 @@ pub struct PaymentsMachine {
     pub(crate) settlements: HashMap<u64, Vec<SettlementLine>>,
     /// First outcome of every operation, with a fingerprint of its fields: (kind, id) → ...
     pub(crate) outcomes: HashMap<(u8, u128), (u64, Outcome)>,
+    /// Keyed operations: idempotency key → (fingerprint, id given, first outcome).
+    pub(crate) keys: HashMap<u128, (u64, u64, Outcome)>,
+    /// The last id given to a keyed operation (0 before the first).
+    pub(crate) last_id: u64,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.
@@ -149,6 +157,9 @@ impl PaymentsMachine {
             Op::Batch(ops) => ops.iter().map(|op| self.events(op)).sum(),
             Op::SettlementRun { .. } => self.merchant_ids.len().max(1),
             Op::Expire => EXPIRE_EVENTS_MAX,
+            Op::Keyed { op, .. } => self.events(op),
+            Op::LedgerAccounts(a) => a.len(),
+            Op::LedgerTransfers(t) => t.len(),
             _ => OP_EVENTS_MAX,
         }
     }
@@ -164,17 +175,70 @@ impl PaymentsMachine {
                     .iter()
                     .map(|op| match op {
                         Op::Batch(_) | Op::Expire => Err(E::NestedBatch),
-                        op => self.apply_once(now, op),
+                        op => self.apply(now, op),
                     })
                     .collect();
                 Ok(Done::Batch(outcomes))
             }
             Op::Expire => {
                 let timestamp = now.max(self.ledger.timestamp_min(EXPIRE_EVENTS_MAX));
-                Ok(Done::Expired(self.ledger.expire_pending_transfers(timestamp)))
+                let expired = self.ledger.expire_pending_transfers(timestamp);
+                self.expire_payments(timestamp);
+                Ok(Done::Expired(expired))
+            }
+            Op::Keyed { key, op } => self.apply_keyed(now, *key, op),
+            Op::LedgerAccounts(accounts) => {
+                if accounts.len() > BATCH_EVENTS_MAX {
+                    return Err(E::BatchTooLarge);
+                }
+                let mut results = Vec::new();
+                let timestamp = now.max(self.ledger.timestamp_min(accounts.len()));
+                self.ledger.create_accounts(timestamp, accounts, &mut results);
+                Ok(Done::LedgerAccounts(results))
+            }
+            Op::LedgerTransfers(transfers) => {
+                if transfers.len() > BATCH_EVENTS_MAX {
+                    return Err(E::BatchTooLarge);
+                }
+                let mut results = Vec::new();
+                let timestamp = now.max(self.ledger.timestamp_min(transfers.len()));
+                self.ledger.create_transfers(timestamp, transfers, &mut results);
+                Ok(Done::LedgerTransfers(results))
             }
             op => self.apply_once(now, op),
         }
+    }
+
+    /// An operation under an idempotency key; see `Op::Keyed`.
+    fn apply_keyed(&mut self, now: u64, key: u128, op: &Op) -> Outcome {
+        if matches!(
+            op,
+            Op::Batch(_)
+                | Op::Expire
+                | Op::Keyed { .. }
+                | Op::LedgerAccounts(_)
+                | Op::LedgerTransfers(_)
+        ) {
+            return Err(E::NestedBatch);
+        }
+        let print = fingerprint(op);
+        if let Some((first_print, id, outcome)) = self.keys.get(&key) {
+            if *first_print != print {
+                return Err(E::IdempotencyConflict);
+            }
+            return Ok(Done::Allocated { id: *id, outcome: Box::new(outcome.clone()) });
+        }
+        let (op, id) = match op_id(op) {
+            Some(0) => {
+                self.last_id = self.last_id.max(ALLOCATED_ID_MIN - 1) + 1;
+                (with_id(op, self.last_id), self.last_id)
+            }
+            Some(_) => return Err(E::InvalidId),
+            None => (op.clone(), 0),
+        };
+        let outcome = self.apply_once(now, &op);
+        self.keys.insert(key, (print, id, outcome.clone()));
+        Ok(Done::Allocated { id, outcome: Box::new(outcome) })
     }
 
     /// Idempotency: the first outcome of an id is kept and returned for every retry.
@@ -189,7 +253,20 @@ impl PaymentsMachine {
             };
         }
         let outcome = self.execute(now, op);
-        self.outcomes.insert(key, (print, outcome.clone()));
+        // An answer for a payment, hold or payout that does not exist (yet) is not that
+        // object's first outcome: keeping it would block the real answer later.
+        let resolves = matches!(
+            op,
+            Op::Capture { .. }
+                | Op::Release { .. }
+                | Op::BankResult { .. }
+                | Op::PayoutResult { .. }
+        );
+        let unknown =
+            matches!(outcome, Err(E::UnknownPayment | E::UnknownOperation | E::UnknownPayout));
+        if !(resolves && unknown) {
+            self.outcomes.insert(key, (print, outcome.clone()));
+        }
         outcome
     }
 
@@ -197,20 +274,20 @@ impl PaymentsMachine {
         match *op {
             Op::CreateChannel { id, currency } => {
                 check_id(id)?;
-                self.create_accounts(&[chart::new_account(Kind::Channel, currency, id)]);
-                self.ensure_platform_accounts(currency);
+                self.ensure_platform_accounts(currency)?;
+                self.create_accounts(&[chart::new_account(Kind::Channel, currency, id)])?;
                 self.channels.insert(id, currency);
                 Ok(Done::Created)
             }
             Op::CreateUser { id, currency } => {
                 check_id(id)?;
-                self.create_accounts(&[chart::new_account(Kind::Wallet, currency, id)]);
+                self.create_accounts(&[chart::new_account(Kind::Wallet, currency, id)])?;
                 self.users.insert(id, currency);
                 Ok(Done::Created)
             }
             Op::CreateRider { id, currency } => {
                 check_id(id)?;
-                self.create_accounts(&[chart::new_account(Kind::Rider, currency, id)]);
+                self.create_accounts(&[chart::new_account(Kind::Rider, currency, id)])?;
                 self.riders.insert(id, currency);
                 Ok(Done::Created)
             }
@@ -222,7 +299,7 @@ impl PaymentsMachine {
                 if *self.channels.get(&channel).ok_or(E::UnknownChannel)? != currency {
                     return Err(E::CurrencyMismatch);
                 }
-                self.create_accounts(&[chart::new_account(Kind::Merchant, currency, id)]);
+                self.create_accounts(&[chart::new_account(Kind::Merchant, currency, id)])?;
                 self.merchants.insert(
                     id,
                     Merchant { currency, commission_bps, channel, period: Statement::default() },
@@ -258,36 +335,44 @@ impl PaymentsMachine {
             Op::Payout { id, merchant, amount } => self.payout(now, id, merchant, amount),
             Op::SettlementRun { id } => self.settlement_run(now, id),
             Op::PayoutResult { payout, ok } => self.payout_result(now, payout, ok),
-            Op::Batch(_) | Op::Expire => unreachable!("handled by apply"),
+            Op::Batch(_)
+            | Op::Expire
+            | Op::Keyed { .. }
+            | Op::LedgerAccounts(_)
+            | Op::LedgerTransfers(_) => unreachable!("handled by apply"),
         }
     }
 
-    /// Creates accounts that may already exist (platform accounts, re-created parties).
-    fn create_accounts(&mut self, accounts: &[Account]) {
+    /// Creates accounts that may already exist (platform accounts, re-created parties). An
+    /// account made through the ledger endpoints with one of these ids and other fields is a
+    /// conflict, not a crash.
+    fn create_accounts(&mut self, accounts: &[Account]) -> Result<(), PaymentError> {
         let mut results = Vec::new();
         let timestamp = self.ledger.timestamp_min(accounts.len());
         self.ledger.create_accounts(timestamp, accounts, &mut results);
-        for (a, r) in accounts.iter().zip(&results) {
-            assert!(
-                matches!(
-                    r,
-                    huifu_ledger::CreateAccountResult::Created
-                        | huifu_ledger::CreateAccountResult::Exists
-                ),
-                "account {:#x}: {r}",
-                a.id
-            );
+        let created_or_exists = |r: &huifu_ledger::CreateAccountResult| {
+            matches!(
+                r,
+                huifu_ledger::CreateAccountResult::Created
+                    | huifu_ledger::CreateAccountResult::Exists
+            )
+        };
+        if results.iter().all(created_or_exists) {
+            Ok(())
+        } else {
+            Err(E::AccountConflict)
         }
     }
 
-    fn ensure_platform_accounts(&mut self, currency: u32) {
+    fn ensure_platform_accounts(&mut self, currency: u32) -> Result<(), PaymentError> {
         if self.ledger.lookup_account(account_id(Kind::PlatformRevenue, currency, 0)).is_none() {
             self.create_accounts(&[
                 chart::new_account(Kind::PlatformRevenue, currency, 0),
                 chart::new_account(Kind::PayoutsInTransit, currency, 0),
                 chart::new_account(Kind::PlatformMarketing, currency, 0),
-            ]);
+            ])?;
         }
+        Ok(())
     }
 
     /// Runs the legs as one linked chain: all succeed or none does.
@@ -314,7 +399,11 @@ impl PaymentsMachine {
             CreateTransferResult::PendingTransferExpired => E::HoldExpired,
             CreateTransferResult::PendingTransferAlreadyPosted
             | CreateTransferResult::PendingTransferAlreadyVoided => E::InvalidState,
-            other => panic!("leg {index} of {transfers:?} failed unexpectedly: {other}"),
+            // Only possible after operators changed the ledger directly (closed an account,
+            // created one with a party's id): refuse, never crash the machine.
+            CreateTransferResult::DebitAccountAlreadyClosed
+            | CreateTransferResult::CreditAccountAlreadyClosed => E::AccountClosed,
+            _ => E::LedgerRejected,
         })
     }
 
@@ -332,7 +421,7 @@ impl PaymentsMachine {
         if rule.amount_off == 0 || rule.amount_off > AMOUNT_MAX {
             return Err(E::InvalidAmount);
         }
-        self.ensure_platform_accounts(currency);
+        self.ensure_platform_accounts(currency)?;
         let (source, short) = match funder {
             Funder::Platform => (account_id(Kind::PlatformMarketing, currency, 0), E::InvalidState),
             Funder::Merchant(m) => {
@@ -343,7 +432,7 @@ impl PaymentsMachine {
                 (account_id(Kind::Merchant, currency, m), E::MerchantBalanceInsufficient)
             }
         };
-        self.create_accounts(&[chart::new_account(Kind::CampaignBudget, currency, id)]);
+        self.create_accounts(&[chart::new_account(Kind::CampaignBudget, currency, id)])?;
         let mut legs = [Leg {
             transfer: transfer(
                 OpTag::Campaign,
@@ -544,6 +633,8 @@ impl PaymentsMachine {
         }
         if status == PaymentStatus::Succeeded {
             self.account_payment(merchant_id, &legs, food, merchant_funded);
+        } else {
+            self.authorized.insert((self.hold_deadline(id, &legs), id));
         }
         self.payments.insert(
             id,
@@ -606,15 +697,45 @@ impl PaymentsMachine {
         }
     }
 
-    /// The payment's current status, with the ledger's word on holds that expired.
+    /// The ledger id of an authorized payment's last hold: the coupon's reservation if it has
+    /// one (it is made after the hold, with the same timeout, so it expires last), else the hold.
+    fn last_hold(id: u64, legs: &Legs) -> u128 {
+        chart::transfer_id(OpTag::Payment, id, u8::from(legs.coupon > 0))
+    }
+
+    /// When the last hold of an authorized payment expires.
+    pub(crate) fn hold_deadline(&self, id: u64, legs: &Legs) -> u64 {
+        let t = self.ledger.lookup_transfer(Self::last_hold(id, legs)).expect("hold");
+        t.timestamp + t.timeout_ns()
+    }
+
+    /// The payment's current status, with the ledger's word on holds that expired (once all of
+    /// them did, so an expired payment holds nothing).
     pub fn payment_status(&self, id: u64, payment: &Payment) -> PaymentStatus {
         if payment.status == PaymentStatus::Authorized
-            && self.ledger.pending_status(chart::transfer_id(OpTag::Payment, id, 0))
+            && self.ledger.pending_status(Self::last_hold(id, &payment.legs))
                 == Some(PendingStatus::Expired)
         {
             return PaymentStatus::Expired;
         }
         payment.status
+    }
+
+    /// Marks the authorized payments whose holds the ledger expired by `timestamp` as expired,
+    /// and gives their coupons back, as a release does.
+    fn expire_payments(&mut self, timestamp: u64) {
+        let due: Vec<(u64, u64)> =
+            self.authorized.range(..=(timestamp, u64::MAX)).copied().collect();
+        for (deadline, id) in due {
+            let p = &self.payments[&id];
+            if self.payment_status(id, p) != PaymentStatus::Expired {
+                continue;
+            }
+            let p = p.clone();
+            self.authorized.remove(&(deadline, id));
+            self.restore_coupon(timestamp, &p, id);
+            self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Expired;
+        }
     }
 
     fn authorized(&self, id: u64) -> Result<&Payment, PaymentError> {
@@ -661,14 +782,10 @@ impl PaymentsMachine {
             p.rider,
             &p.legs,
         );
-        match self.chain(now, &mut chain) {
-            Ok(()) => {}
-            Err(E::HoldExpired) => {
-                self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Expired;
-                return Err(E::HoldExpired);
-            }
-            Err(e) => return Err(e),
-        }
+        // A hold past its deadline stays in the ledger until the next expiry, which then marks
+        // the payment expired: until then the money is still held.
+        self.chain(now, &mut chain)?;
+        self.authorized.remove(&(self.hold_deadline(id, &p.legs), id));
         let merchant_funded =
             p.campaign != 0 && matches!(self.campaigns[&p.campaign].funder, Funder::Merchant(_));
         self.account_payment(p.merchant, &p.legs, p.food, merchant_funded);
@@ -701,6 +818,7 @@ impl PaymentsMachine {
             });
         }
         self.chain(now, &mut chain)?;
+        self.authorized.remove(&(self.hold_deadline(id, &p.legs), id));
         self.restore_coupon(now, &p, id);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Released;
         Ok(Done::Payment { status: PaymentStatus::Released, total: p.total(), legs: p.legs })
@@ -1000,10 +1118,14 @@ pub fn settlement_payout_id(run: u64, merchant: u64) -> u128 {
     (u128::from(OpTag::Settlement as u8) << 120) | (u128::from(run) << 56) | u128::from(merchant)
 }
 
-/// The ids of a payout result's transfers: the payout's id with its tag byte replaced.
+/// The ids of a payout result's transfers: the payout's id with its tag byte replaced, and that
+/// tag kept in the byte below (free in both kinds of payout id), so the answers to an instant
+/// payout and to a settlement payout whose other bits match still have different ids.
 fn payout_result_id(payout: u128, leg: u8) -> u128 {
     let tag = if leg == 0 { OpTag::PayoutResult } else { OpTag::PayoutSettled };
-    (payout & !(0xFF << 120)) | ((tag as u128) << 120)
+    debug_assert_eq!(payout >> 112 & 0xFF, 0, "byte 14 of a payout id is free");
+    let payout_tag = payout >> 120;
+    (payout & !(0xFF << 120)) | ((tag as u128) << 120) | (payout_tag << 112)
 }
 
 fn check_id(id: u64) -> Result<(), PaymentError> {
@@ -1088,8 +1210,52 @@ fn op_key(op: &Op) -> (u8, u128) {
         Op::Payout { id, .. } => (14, id.into()),
         Op::SettlementRun { id } => (15, id.into()),
         Op::PayoutResult { payout, .. } => (16, payout),
-        Op::Batch(_) | Op::Expire => (0, 0),
+        Op::Batch(_)
+        | Op::Expire
+        | Op::Keyed { .. }
+        | Op::LedgerAccounts(_)
+        | Op::LedgerTransfers(_) => (0, 0),
     }
+}
+
+/// The id an operation names itself by, for operations that create something.
+fn op_id(op: &Op) -> Option<u64> {
+    match *op {
+        Op::CreateChannel { id, .. }
+        | Op::CreateUser { id, .. }
+        | Op::CreateMerchant { id, .. }
+        | Op::CreateRider { id, .. }
+        | Op::CreateCampaign { id, .. }
+        | Op::GrantCoupon { id, .. }
+        | Op::TopUp { id, .. }
+        | Op::Withdraw { id, .. }
+        | Op::Pay { id, .. }
+        | Op::Refund { id, .. }
+        | Op::Payout { id, .. }
+        | Op::SettlementRun { id } => Some(id),
+        _ => None,
+    }
+}
+
+/// `op` with its id set to `new`.
+fn with_id(op: &Op, new: u64) -> Op {
+    let mut op = op.clone();
+    match &mut op {
+        Op::CreateChannel { id, .. }
+        | Op::CreateUser { id, .. }
+        | Op::CreateMerchant { id, .. }
+        | Op::CreateRider { id, .. }
+        | Op::CreateCampaign { id, .. }
+        | Op::GrantCoupon { id, .. }
+        | Op::TopUp { id, .. }
+        | Op::Withdraw { id, .. }
+        | Op::Pay { id, .. }
+        | Op::Refund { id, .. }
+        | Op::Payout { id, .. }
+        | Op::SettlementRun { id } => *id = new,
+        _ => {}
+    }
+    op
 }
 
 /// FNV-1a over the operation's encoding: tells a retry from a different operation with the

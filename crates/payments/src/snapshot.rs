@@ -111,7 +111,14 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.u128(k.1)?;
         w.u64(*print)?;
         w.outcome(outcome)
-    })
+    })?;
+    w.map(&m.keys, |w, k, (print, id, outcome)| {
+        w.u128(*k)?;
+        w.u64(*print)?;
+        w.u64(*id)?;
+        w.outcome(outcome)
+    })?;
+    w.u64(m.last_id)
 }
 
 pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
@@ -194,6 +201,9 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
             refunds,
             timestamp,
         };
+        if payment.status == PaymentStatus::Authorized {
+            m.authorized.insert((m.hold_deadline(id, &payment.legs), id));
+        }
         m.payments.insert(id, payment);
     }
     for _ in 0..r.len()? {
@@ -227,6 +237,13 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         let outcome = r.outcome()?;
         m.outcomes.insert(key, (print, outcome));
     }
+    for _ in 0..r.len()? {
+        let key = r.u128()?;
+        let (print, id) = (r.u64()?, r.u64()?);
+        let outcome = r.outcome()?;
+        m.keys.insert(key, (print, id, outcome));
+    }
+    m.last_id = r.u64()?;
     Ok(m)
 }
 
@@ -320,7 +337,14 @@ impl W<'_> {
                 self.u8(7)?;
                 self.u64(*n as u64)
             }
-            Ok(Done::Batch(_)) => unreachable!("batch outcomes are not kept"),
+            Ok(Done::Allocated { id, outcome }) => {
+                self.u8(8)?;
+                self.u64(*id)?;
+                self.outcome(outcome)
+            }
+            Ok(Done::Batch(_) | Done::LedgerAccounts(_) | Done::LedgerTransfers(_)) => {
+                unreachable!("batch and ledger outcomes are not kept")
+            }
         }
     }
 }
@@ -405,6 +429,7 @@ impl R<'_> {
             5 => Ok(Done::Payout { payout: self.u128()?, amount: self.u64()? }),
             6 => Ok(Done::Settlement { lines: self.lines()? }),
             7 => Ok(Done::Expired(usize::try_from(self.u64()?).map_err(|_| bad("count"))?)),
+            8 => Ok(Done::Allocated { id: self.u64()?, outcome: Box::new(self.outcome()?) }),
             _ => return Err(bad("outcome")),
         })
     }

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -86,6 +86,10 @@ pub struct Progress {
     /// Batch latencies in microseconds since the last `take_latency`.
     latency: Mutex<Histogram<u64>>,
     pub stop: AtomicBool,
+    /// When the day began (set-up done, clients starting): the origin of a timeline.
+    pub started: OnceLock<Instant>,
+    /// When the last client's last reply came (before the closing audit).
+    pub ended: OnceLock<Instant>,
 }
 
 impl Default for Progress {
@@ -95,6 +99,8 @@ impl Default for Progress {
             ops: AtomicU64::new(0),
             latency: Mutex::new(histogram()),
             stop: AtomicBool::new(false),
+            started: OnceLock::new(),
+            ended: OnceLock::new(),
         }
     }
 }
@@ -201,6 +207,7 @@ pub fn run(
 
     let zipf = Arc::new(Zipf::new(config.merchants, 1.1));
     let started = Instant::now();
+    progress.started.set(started).ok();
     let results: Vec<Result<ClientResult, EngineError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..config.clients)
             .map(|k| {
@@ -211,7 +218,9 @@ pub fn run(
             .collect();
         handles.into_iter().map(|h| h.join().expect("client thread")).collect()
     });
-    let seconds = started.elapsed().as_secs_f64();
+    let ended = Instant::now();
+    progress.ended.set(ended).ok();
+    let seconds = ended.duration_since(started).as_secs_f64();
     let mut counts = Counts::default();
     let mut latency = histogram();
     let mut acknowledged = Vec::new();

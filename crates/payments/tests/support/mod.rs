@@ -6,9 +6,12 @@
 use std::collections::BTreeMap;
 
 use huifu_engine::Machine;
-use huifu_ledger::Totals;
-use huifu_payments::chart::Kind;
-use huifu_payments::{audit, CouponRule, Done, Funder, Op, Outcome, PaymentError, PaymentsMachine};
+use huifu_ledger::{PendingStatus, Totals};
+use huifu_payments::chart::{transfer_id, Kind, OpTag};
+use huifu_payments::{
+    audit, settlement_payout_id, CouponRule, Done, Funder, Op, Outcome, PaymentError,
+    PaymentStatus, PaymentsMachine,
+};
 
 pub const CNY: u32 = 156;
 pub const EUR: u32 = 978;
@@ -28,14 +31,12 @@ pub fn posted(m: &PaymentsMachine, kind: Kind, currency: u32, entity: u64) -> i1
 /// Posted balance less held debits: what the owner can spend now.
 pub fn available(m: &PaymentsMachine, kind: Kind, currency: u32, entity: u64) -> i128 {
     posted(m, kind, currency, entity)
-        - m.account(kind, currency, entity)
-            .map_or(0, |a| i128::try_from(a.debits_pending).unwrap())
+        - m.account(kind, currency, entity).map_or(0, |a| i128::try_from(a.debits_pending).unwrap())
 }
 
 /// Credits held (pending) on an account.
 pub fn credits_pending(m: &PaymentsMachine, kind: Kind, currency: u32, entity: u64) -> u128 {
-    m.account(kind, currency, entity)
-        .map_or(0, |a| a.credits_pending)
+    m.account(kind, currency, entity).map_or(0, |a| a.credits_pending)
 }
 
 /// Debits held (pending) on an account.
@@ -90,15 +91,7 @@ pub fn money(m: &PaymentsMachine) -> Money {
             .accounts()
             .iter()
             .map(|a| {
-                (
-                    a.id,
-                    [
-                        a.debits_pending,
-                        a.debits_posted,
-                        a.credits_pending,
-                        a.credits_posted,
-                    ],
-                )
+                (a.id, [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted])
             })
             .filter(|(_, b)| *b != [0; 4])
             .collect(),
@@ -130,10 +123,7 @@ pub struct World {
 
 impl World {
     pub fn empty() -> World {
-        World {
-            m: PaymentsMachine::new(),
-            now: T0,
-        }
+        World { m: PaymentsMachine::new(), now: T0 }
     }
 
     /// Channels 1 (CNY) and 2 (EUR); users 10, 11 (CNY, with 100.00 and 50.00 in their
@@ -142,52 +132,16 @@ impl World {
     pub fn new() -> World {
         let mut w = World::empty();
         for op in [
-            Op::CreateChannel {
-                id: 1,
-                currency: CNY,
-            },
-            Op::CreateChannel {
-                id: 2,
-                currency: EUR,
-            },
-            Op::CreateUser {
-                id: 10,
-                currency: CNY,
-            },
-            Op::CreateUser {
-                id: 11,
-                currency: CNY,
-            },
-            Op::CreateUser {
-                id: 12,
-                currency: EUR,
-            },
-            Op::CreateMerchant {
-                id: 20,
-                currency: CNY,
-                commission_bps: 1_000,
-                channel: 1,
-            },
-            Op::CreateMerchant {
-                id: 21,
-                currency: CNY,
-                commission_bps: 1_500,
-                channel: 1,
-            },
-            Op::CreateMerchant {
-                id: 22,
-                currency: EUR,
-                commission_bps: 1_000,
-                channel: 2,
-            },
-            Op::CreateRider {
-                id: 30,
-                currency: CNY,
-            },
-            Op::CreateRider {
-                id: 31,
-                currency: EUR,
-            },
+            Op::CreateChannel { id: 1, currency: CNY },
+            Op::CreateChannel { id: 2, currency: EUR },
+            Op::CreateUser { id: 10, currency: CNY },
+            Op::CreateUser { id: 11, currency: CNY },
+            Op::CreateUser { id: 12, currency: EUR },
+            Op::CreateMerchant { id: 20, currency: CNY, commission_bps: 1_000, channel: 1 },
+            Op::CreateMerchant { id: 21, currency: CNY, commission_bps: 1_500, channel: 1 },
+            Op::CreateMerchant { id: 22, currency: EUR, commission_bps: 1_000, channel: 2 },
+            Op::CreateRider { id: 30, currency: CNY },
+            Op::CreateRider { id: 31, currency: EUR },
         ] {
             assert_eq!(w.ok(op), Done::Created);
         }
@@ -223,19 +177,10 @@ impl World {
 
     pub fn top_up(&mut self, id: u64, user: u64, amount: u64) {
         assert_eq!(
-            self.ok(Op::TopUp {
-                id,
-                user,
-                channel: 1,
-                amount,
-                timeout_s: 0
-            }),
+            self.ok(Op::TopUp { id, user, channel: 1, amount, timeout_s: 0 }),
             Done::Hold { amount }
         );
-        assert_eq!(
-            self.ok(Op::BankResult { id, ok: true }),
-            Done::Hold { amount }
-        );
+        assert_eq!(self.ok(Op::BankResult { id, ok: true }), Done::Hold { amount });
     }
 
     pub fn platform_campaign(&mut self, id: u64, budget: u64, rule: CouponRule) {
@@ -258,28 +203,12 @@ impl World {
 
 /// A coupon of `amount_off` with no minimum, no end and no limit.
 pub fn rule(amount_off: u64) -> CouponRule {
-    CouponRule {
-        amount_off,
-        min_order: 0,
-        valid_from: 0,
-        valid_until: 0,
-        per_user_limit: 0,
-    }
+    CouponRule { amount_off, min_order: 0, valid_from: 0, valid_until: 0, per_user_limit: 0 }
 }
 
 /// A payment of `food` + `delivery` by `user` at merchant `merchant` with rider 30.
 pub fn pay(id: u64, user: u64, merchant: u64, food: u64, delivery: u64, coupon: u64) -> Op {
-    Op::Pay {
-        id,
-        user,
-        merchant,
-        rider: 30,
-        food,
-        delivery,
-        coupon,
-        channel: 0,
-        timeout_s: 0,
-    }
+    Op::Pay { id, user, merchant, rider: 30, food, delivery, coupon, channel: 0, timeout_s: 0 }
 }
 
 /// The same payment through bank channel 1, held for `timeout_s`.
@@ -292,17 +221,7 @@ pub fn pay_by_bank(
     coupon: u64,
     timeout_s: u32,
 ) -> Op {
-    Op::Pay {
-        id,
-        user,
-        merchant,
-        rider: 30,
-        food,
-        delivery,
-        coupon,
-        channel: 1,
-        timeout_s,
-    }
+    Op::Pay { id, user, merchant, rider: 30, food, delivery, coupon, channel: 1, timeout_s }
 }
 
 // A world for random operation mixes (property and idempotency tests).
@@ -313,8 +232,14 @@ pub const RIDERS: [u64; 2] = [30, 31];
 pub const CHANNELS: [u64; 2] = [1, 2];
 /// Campaign 40 is the platform's, 41 merchant 20's; both have budgets below their demand.
 pub const CAMPAIGNS: [u64; 2] = [40, 41];
-/// Coupons granted at setup: ids 100.. (two per user per campaign).
+/// Coupons granted at setup: `coupon_id(campaign, user, k)`, two per user per campaign.
 pub const COUPONS: std::ops::Range<u64> = 100..120;
+
+/// The `k`-th coupon (0 or 1) of the user at `user` in `USERS` in the campaign at `campaign`
+/// in `CAMPAIGNS`.
+pub fn coupon_id(campaign: usize, user: usize, k: usize) -> u64 {
+    COUPONS.start + (campaign * USERS.len() * 2 + user * 2 + k) as u64
+}
 
 /// Operations that set up the random world (all succeed at `T0`).
 pub fn mix_setup() -> Vec<Op> {
@@ -336,17 +261,14 @@ pub fn mix_setup() -> Vec<Op> {
     for &id in &RIDERS {
         ops.push(Op::CreateRider { id, currency: CNY });
     }
-    // Money for merchant 20's campaign: one top-up and one payment.
-    ops.push(Op::TopUp {
-        id: 90,
-        user: 10,
-        channel: 1,
-        amount: 5_000,
-        timeout_s: 0,
-    });
-    ops.push(Op::BankResult { id: 90, ok: true });
+    // Money in every wallet, and a payment that gives merchant 20 what its campaign needs.
+    for (i, &user) in USERS.iter().enumerate() {
+        let id = 90 + i as u64;
+        ops.push(Op::TopUp { id, user, channel: CHANNELS[i % 2], amount: 20_000, timeout_s: 0 });
+        ops.push(Op::BankResult { id, ok: true });
+    }
     ops.push(Op::Pay {
-        id: 91,
+        id: 89,
         user: 10,
         merchant: 20,
         rider: 30,
@@ -378,25 +300,18 @@ pub fn mix_setup() -> Vec<Op> {
             amount_off: 500,
             min_order: 0,
             valid_from: 0,
-            // Ends while the mixes run, so late refunds do not give the coupon back.
+            // Ends while the mixes run, so late refunds and expiries keep the coupon used.
             valid_until: T0 + 3_000 * S,
             per_user_limit: 0,
         },
     });
-    let mut coupon = COUPONS.start;
-    for &campaign in &CAMPAIGNS {
-        for &user in &USERS {
-            for _ in 0..2 {
-                ops.push(Op::GrantCoupon {
-                    id: coupon,
-                    campaign,
-                    user,
-                });
-                coupon += 1;
+    for (c, &campaign) in CAMPAIGNS.iter().enumerate() {
+        for (u, &user) in USERS.iter().enumerate() {
+            for k in 0..2 {
+                ops.push(Op::GrantCoupon { id: coupon_id(c, u, k), campaign, user });
             }
         }
     }
-    assert_eq!(coupon, COUPONS.end);
     ops
 }
 
@@ -452,6 +367,10 @@ pub enum Action {
     Expire {
         seconds: u64,
     },
+    /// Moves the clock on by `seconds` without expiring anything: no operation.
+    Wait {
+        seconds: u64,
+    },
     /// Applies an earlier operation again.
     Retry {
         op: usize,
@@ -460,7 +379,9 @@ pub enum Action {
     Batch(Vec<Action>),
 }
 
-/// Turns actions into operations, tracking the ids they create.
+/// Turns actions into operations, tracking the ids they create. References mostly go to
+/// something the operation can act on (a pending hold, an authorized payment...) and sometimes
+/// to anything, so rejections happen too.
 #[derive(Default)]
 pub struct Mix {
     next_id: u64,
@@ -473,10 +394,7 @@ pub struct Mix {
 
 impl Mix {
     pub fn new() -> Mix {
-        Mix {
-            next_id: 1_000,
-            ..Mix::default()
-        }
+        Mix { next_id: 1_000, ..Mix::default() }
     }
 
     fn id(&mut self) -> u64 {
@@ -484,19 +402,28 @@ impl Mix {
         self.next_id
     }
 
-    fn pick<T: Copy>(items: &[T], index: usize) -> Option<T> {
-        (!items.is_empty()).then(|| items[index % items.len()])
+    fn pick<T: Clone>(items: &[T], index: usize) -> Option<T> {
+        (!items.is_empty()).then(|| items[index % items.len()].clone())
     }
 
-    /// The operation of `action` against `m` (read for what remains to refund).
+    /// Mostly one of the items that `useful` accepts; sometimes (or when none is) any item.
+    fn prefer<T: Copy>(items: &[T], index: usize, useful: impl Fn(T) -> bool) -> Option<T> {
+        let good: Vec<T> = items.iter().copied().filter(|&i| useful(i)).collect();
+        if !index.is_multiple_of(4) && !good.is_empty() {
+            Self::pick(&good, index / 4)
+        } else {
+            Self::pick(items, index / 4)
+        }
+    }
+
+    fn payment_is(m: &PaymentsMachine, id: u64, status: PaymentStatus) -> bool {
+        m.payment(id).is_some_and(|(p, s)| s == status && p.refunded_total() < p.total())
+    }
+
+    /// The operation of `action` against `m` as it is now.
     pub fn op(&mut self, m: &PaymentsMachine, action: &Action) -> Op {
         match *action {
-            Action::TopUp {
-                user,
-                channel,
-                amount,
-                timeout_s,
-            } => {
+            Action::TopUp { user, channel, amount, timeout_s } => {
                 let id = self.id();
                 self.holds.push(id);
                 Op::TopUp {
@@ -507,11 +434,7 @@ impl Mix {
                     timeout_s,
                 }
             }
-            Action::Withdraw {
-                user,
-                channel,
-                amount,
-            } => {
+            Action::Withdraw { user, channel, amount } => {
                 let id = self.id();
                 self.holds.push(id);
                 Op::Withdraw {
@@ -524,80 +447,79 @@ impl Mix {
             }
             Action::BankResult { hold, ok } => Op::BankResult {
                 // An unknown hold when none was made.
-                id: Self::pick(&self.holds, hold).unwrap_or(999),
+                id: Self::prefer(&self.holds, hold, |id| {
+                    m.hold_of(id).is_some_and(|(_, s)| s == Some(PendingStatus::Pending))
+                })
+                .unwrap_or(999),
                 ok,
             },
-            Action::Pay {
-                user,
-                merchant,
-                rider,
-                food,
-                delivery,
-                coupon,
-                channel,
-                timeout_s,
-            } => {
+            Action::Pay { user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
                 let id = self.id();
                 self.payments.push(id);
+                let user = user % USERS.len();
+                let coupon = coupon.map_or(0, |c| {
+                    if c.is_multiple_of(5) {
+                        // Any coupon: often another user's.
+                        COUPONS.start + (c / 5) as u64 % (COUPONS.end - COUPONS.start)
+                    } else {
+                        coupon_id(c / 5 % CAMPAIGNS.len(), user, c / 10 % 2)
+                    }
+                });
                 Op::Pay {
                     id,
-                    user: USERS[user % USERS.len()],
+                    user: USERS[user],
                     merchant: MERCHANTS[merchant % MERCHANTS.len()],
                     rider: RIDERS[rider % RIDERS.len()],
                     food,
                     delivery,
-                    coupon: coupon.map_or(0, |c| {
-                        COUPONS.start + (c as u64) % (COUPONS.end - COUPONS.start)
-                    }),
+                    coupon,
                     channel: channel.map_or(0, |c| CHANNELS[c % CHANNELS.len()]),
                     timeout_s,
                 }
             }
             Action::Capture { payment } => Op::Capture {
-                id: Self::pick(&self.payments, payment).unwrap_or(999),
+                id: Self::prefer(&self.payments, payment, |id| {
+                    Self::payment_is(m, id, PaymentStatus::Authorized)
+                })
+                .unwrap_or(999),
             },
             Action::Release { payment } => Op::Release {
-                id: Self::pick(&self.payments, payment).unwrap_or(999),
+                id: Self::prefer(&self.payments, payment, |id| {
+                    Self::payment_is(m, id, PaymentStatus::Authorized)
+                })
+                .unwrap_or(999),
             },
             Action::Refund { payment, part } => {
                 let id = self.id();
-                let payment = Self::pick(&self.payments, payment).unwrap_or(999);
-                let remaining = m
-                    .payment(payment)
-                    .map_or(1_000, |(p, _)| p.total() - p.refunded_total());
-                Op::Refund {
-                    id,
-                    payment,
-                    amount: (remaining * part / 1_000).max(1),
-                }
+                let payment = Self::prefer(&self.payments, payment, |id| {
+                    Self::payment_is(m, id, PaymentStatus::Succeeded)
+                })
+                .unwrap_or(999);
+                let remaining =
+                    m.payment(payment).map_or(1_000, |(p, _)| p.total() - p.refunded_total());
+                Op::Refund { id, payment, amount: (remaining * part / 1_000).max(1) }
             }
             Action::Payout { merchant, amount } => {
                 let id = self.id();
-                self.payouts
-                    .push(huifu_payments::chart::transfer_id(
-                        huifu_payments::chart::OpTag::Payout,
-                        id,
-                        0,
-                    ));
-                Op::Payout {
-                    id,
-                    merchant: MERCHANTS[merchant % MERCHANTS.len()],
-                    amount,
-                }
+                self.payouts.push(transfer_id(OpTag::Payout, id, 0));
+                Op::Payout { id, merchant: MERCHANTS[merchant % MERCHANTS.len()], amount }
             }
             Action::PayoutResult { payout, ok } => Op::PayoutResult {
-                payout: Self::pick(&self.payouts, payout).unwrap_or(999),
+                payout: Self::prefer(&self.payouts, payout, |id| {
+                    m.ledger().pending_status(id) == Some(PendingStatus::Pending)
+                })
+                .unwrap_or(999),
                 ok,
             },
             Action::SettlementRun => {
                 let id = self.id();
                 for &merchant in &MERCHANTS {
-                    self.payouts
-                        .push(huifu_payments::settlement_payout_id(id, merchant));
+                    self.payouts.push(settlement_payout_id(id, merchant));
                 }
                 Op::SettlementRun { id }
             }
             Action::Expire { .. } => Op::Expire,
+            Action::Wait { .. } => unreachable!("waiting is no operation"),
             Action::Retry { op } => match Self::pick(&self.ops, op) {
                 Some((_, op)) if op != Op::Expire => op,
                 _ => Op::Expire,
@@ -628,55 +550,47 @@ impl Rng {
         usize::try_from(self.below(1 << 16)).unwrap()
     }
 
+    fn timeout(&mut self) -> u32 {
+        [0, 60, 600][self.index() % 3]
+    }
+
+    /// A random action; `nested` for one inside a batch (no expiry, retry or batch).
     pub fn action(&mut self, nested: bool) -> Action {
-        match self.below(if nested { 10 } else { 13 }) {
-            0 => Action::TopUp {
+        match self.below(if nested { 14 } else { 19 }) {
+            0 | 1 => Action::TopUp {
                 user: self.index(),
                 channel: self.index(),
                 amount: 1 + self.below(8_000),
-                timeout_s: [0, 60, 600][self.index() % 3],
+                timeout_s: self.timeout(),
             },
-            1 => Action::Withdraw {
+            2 => Action::Withdraw {
                 user: self.index(),
                 channel: self.index(),
                 amount: 1 + self.below(4_000),
             },
-            2 => Action::BankResult {
-                hold: self.index(),
-                ok: self.below(4) != 0,
-            },
-            3 | 4 => Action::Pay {
+            3 | 4 => Action::BankResult { hold: self.index(), ok: self.below(4) != 0 },
+            5..=7 => Action::Pay {
                 user: self.index(),
                 merchant: self.index(),
                 rider: self.index(),
                 food: self.below(4_000),
                 delivery: self.below(600),
                 coupon: (self.below(2) == 0).then(|| self.index()),
-                channel: (self.below(2) == 0).then(|| self.index()),
-                timeout_s: [0, 60, 600][self.index() % 3],
+                channel: (self.below(3) == 0).then(|| self.index()),
+                timeout_s: self.timeout(),
             },
-            5 => Action::Capture {
-                payment: self.index(),
-            },
-            6 => Action::Release {
-                payment: self.index(),
-            },
-            7 => Action::Refund {
-                payment: self.index(),
-                part: self.below(1_100),
-            },
-            8 => Action::Payout {
+            8 => Action::Capture { payment: self.index() },
+            9 => Action::Release { payment: self.index() },
+            10 => Action::Refund { payment: self.index(), part: self.below(1_100) },
+            11 => Action::Payout {
                 merchant: self.index(),
                 amount: [0, 1 + self.below(3_000)][self.index() % 2],
             },
-            9 => Action::PayoutResult {
-                payout: self.index(),
-                ok: self.below(3) != 0,
-            },
-            10 => Action::SettlementRun,
-            11 => Action::Expire {
-                seconds: self.below(400),
-            },
+            12 => Action::PayoutResult { payout: self.index(), ok: self.below(3) != 0 },
+            13 => Action::SettlementRun,
+            14 | 15 => Action::Expire { seconds: self.below(400) },
+            16 => Action::Retry { op: self.index() },
+            17 => Action::Wait { seconds: self.below(200) },
             _ => Action::Batch((0..2 + self.below(2)).map(|_| self.action(true)).collect()),
         }
     }

@@ -1,0 +1,449 @@
+//! Integration tests of `huifu serve`: the real binary on a free port, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-key-0123456789";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_huifu"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("HUIFU_ADMIN_KEY", ADMIN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start huifu serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(url) = line.strip_prefix("huifu listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// A request; returns the status and the JSON body (or the text in "text").
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        idem: Option<&str>,
+    ) -> (u16, Value) {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        let mut req = agent.request(method, &format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        if let Some(i) = idem {
+            req = req.set("Idempotency-Key", i);
+        }
+        let result = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
+        (status, value)
+    }
+
+    fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(key), Some(body), None)
+    }
+
+    fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        self.call("GET", path, Some(key), None, None)
+    }
+
+    fn ok(&self, path: &str, key: &str, body: Value) -> Value {
+        let (status, v) = self.post(path, key, body);
+        assert_eq!(status, 200, "POST {path}: {v}");
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+#[test]
+fn ledger_endpoints_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (status, v) = s.post(
+        "/v1/ledger/accounts",
+        ADMIN,
+        json!([
+            {"id": "1", "ledger": 7, "code": 1},
+            {"id": "2", "ledger": 7, "code": 1, "flags": ["debits_must_not_exceed_credits"]},
+            {"id": "1", "ledger": 8, "code": 1},
+            {"id": "0", "ledger": 7, "code": 1},
+        ]),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        json!([
+            {"index": 0, "result": "created"},
+            {"index": 1, "result": "created"},
+            {"index": 2, "result": "exists_with_different_ledger"},
+            {"index": 3, "result": "id_must_not_be_zero"},
+        ])
+    );
+    let v = s.ok(
+        "/v1/ledger/transfers",
+        ADMIN,
+        json!([
+            {"id": "10", "debit_account_id": "1", "credit_account_id": "2", "amount": "100", "ledger": 7, "code": 1, "flags": ["linked"]},
+            {"id": "11", "debit_account_id": "1", "credit_account_id": "2", "amount": "5", "ledger": 7, "code": 1},
+            {"id": "12", "debit_account_id": "2", "credit_account_id": "1", "amount": "500", "ledger": 7, "code": 1},
+            {"id": "13", "debit_account_id": "2", "credit_account_id": "1", "amount": "50", "ledger": 7, "code": 1, "flags": ["pending"], "timeout": 3600},
+        ]),
+    );
+    assert_eq!(v[0]["result"], "created");
+    assert_eq!(v[2]["result"], "exceeds_credits");
+    assert_eq!(v[3]["result"], "created");
+    // A retry of the same transfer: idempotent by its id.
+    let v = s.ok(
+        "/v1/ledger/transfers",
+        ADMIN,
+        json!([{"id": "11", "debit_account_id": "1", "credit_account_id": "2", "amount": "5", "ledger": 7, "code": 1}]),
+    );
+    assert_eq!(v, json!([{"index": 0, "result": "exists"}]));
+    let v = s.ok("/v1/ledger/accounts/lookup", ADMIN, json!({"ids": ["2", "99"]}));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["credits_posted"], "105");
+    assert_eq!(v[0]["debits_pending"], "50");
+    assert_eq!(v[0]["flags"], json!(["debits_must_not_exceed_credits"]));
+    assert!(v[0]["timestamp"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    let v = s.ok("/v1/ledger/transfers/lookup", ADMIN, json!({"ids": ["13"]}));
+    assert_eq!(v[0]["timeout"], 3600);
+    assert_eq!(v[0]["flags"], json!(["pending"]));
+    // Paging through account 2's transfers, oldest first.
+    let (_, page) = s.get("/v1/ledger/accounts/2/transfers?limit=2", ADMIN);
+    let ids: Vec<&str> =
+        page.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["10", "11"]);
+    let (_, page) = s.get("/v1/ledger/accounts/2/transfers?limit=2&starting_after=11", ADMIN);
+    assert_eq!(page[0]["id"], "13");
+    assert_eq!(page.as_array().unwrap().len(), 1);
+
+    // Bad input: a clear error naming the field, and nothing changes.
+    let (status, v) = s.post("/v1/ledger/transfers", ADMIN, json!([{"id": 10}]));
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "[0].id");
+    let (status, v) = s.post(
+        "/v1/ledger/accounts",
+        ADMIN,
+        json!([{"id": "5", "ledger": 1, "code": 1, "colour": "red"}]),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "invalid_field");
+    let (status, v) = s.post(
+        "/v1/ledger/accounts",
+        ADMIN,
+        json!([{"id": "5", "ledger": 1, "code": 1, "flags": ["shiny"]}]),
+    );
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_flag")));
+    let too_many: Vec<Value> =
+        (0..8_191).map(|i| json!({"id": (i + 100).to_string(), "ledger": 1, "code": 1})).collect();
+    let (status, _) = s.post("/v1/ledger/accounts", ADMIN, Value::Array(too_many));
+    assert_eq!(status, 400);
+    let v = s.ok("/v1/ledger/accounts/lookup", ADMIN, json!({"ids": ["5", "100"]}));
+    assert_eq!(v, json!([]));
+    // Access: no key, a wrong key.
+    let (status, v) = s.call("POST", "/v1/ledger/accounts", None, Some(json!([])), None);
+    assert_eq!((status, v["error"]["type"].as_str()), (401, Some("authentication_error")));
+    let (status, _) = s.post("/v1/ledger/accounts", "hk_not_a_key", json!([]));
+    assert_eq!(status, 401);
+}
+
+/// The parties and money of a small platform, made over HTTP.
+struct World {
+    channel: String,
+    user: String,
+    merchant: String,
+    other_merchant: String,
+    rider: String,
+}
+
+fn world(s: &Server, key: &str) -> World {
+    let channel = id(&s.ok("/v1/channels", key, json!({"currency": "CNY"})));
+    let user = id(&s.ok("/v1/users", key, json!({"currency": "CNY"})));
+    let merchant = id(&s.ok(
+        "/v1/merchants",
+        key,
+        json!({"currency": "CNY", "commission_bps": 1000, "channel": channel}),
+    ));
+    let other_merchant = id(&s.ok(
+        "/v1/merchants",
+        key,
+        json!({"currency": "CNY", "commission_bps": 500, "channel": channel}),
+    ));
+    let rider = id(&s.ok("/v1/riders", key, json!({"currency": "CNY"})));
+    let topup =
+        s.ok("/v1/topups", key, json!({"user": user, "channel": channel, "amount": 100_000}));
+    assert_eq!(topup["status"], "pending");
+    let done = s.ok(&format!("/v1/topups/{}/confirm", id(&topup)), key, json!({}));
+    assert_eq!(done["status"], "succeeded");
+    World { channel, user, merchant, other_merchant, rider }
+}
+
+#[test]
+fn payments_refunds_coupons_payouts_and_settlement_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let platform = s.ok("/v1/api_keys", ADMIN, json!({"role": "platform"}))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let w = world(&s, &platform);
+
+    let pay = s.ok(
+        "/v1/payments",
+        &platform,
+        json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 3000, "delivery_fee": 500, "currency": "CNY"}),
+    );
+    assert_eq!(pay["status"], "succeeded");
+    assert_eq!(pay["amount"], 3500);
+    assert_eq!(pay["commission"], 300);
+    assert_eq!(pay["merchant_amount"], 2700);
+    // Real-time crediting: the merchant's balance shows it at once.
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.merchant), &platform);
+    assert_eq!(bal["available"], "2700");
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), &platform);
+    assert_eq!(bal["available"], "96500");
+
+    // A partial refund, then the rest.
+    let r1 = s.ok("/v1/refunds", &platform, json!({"payment": id(&pay), "amount": 1000}));
+    assert_eq!(r1["amount"], 1000);
+    assert_eq!(r1["completes_refund"], false);
+    let (status, v) =
+        s.post("/v1/refunds", &platform, json!({"payment": id(&pay), "amount": 2501}));
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("refund_exceeds_payment")));
+    let r2 = s.ok("/v1/refunds", &platform, json!({"payment": id(&pay), "amount": 2500}));
+    assert_eq!(r2["completes_refund"], true);
+    let (_, got) = s.get(&format!("/v1/payments/{}", id(&pay)), &platform);
+    assert_eq!(got["amount_refunded"], 3500);
+    assert_eq!(got["refunds"].as_array().unwrap().len(), 2);
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), &platform);
+    assert_eq!(bal["available"], "100000");
+
+    // A coupon of a platform campaign.
+    let campaign = s.ok(
+        "/v1/campaigns",
+        &platform,
+        json!({"currency": "CNY", "funder": "platform", "budget": 10_000, "amount_off": 800, "min_order": 2000}),
+    );
+    let coupon = s.ok("/v1/coupons", &platform, json!({"campaign": id(&campaign), "user": w.user}));
+    let pay2 = s.ok(
+        "/v1/payments",
+        &platform,
+        json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 5000, "delivery_fee": 400, "currency": "CNY", "coupon": id(&coupon)}),
+    );
+    assert_eq!(pay2["discount"], 800);
+    assert_eq!(pay2["amount"], 4600);
+    let (_, c) = s.get(&format!("/v1/campaigns/{}", id(&campaign)), &platform);
+    assert_eq!(c["spent"], 800);
+    let (status, v) = s.post(
+        "/v1/payments",
+        &platform,
+        json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 5000, "currency": "CNY", "coupon": id(&coupon)}),
+    );
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("coupon_used")));
+
+    // A bank-channel payment: authorised, then captured.
+    let pay3 = s.ok(
+        "/v1/payments",
+        &platform,
+        json!({"user": w.user, "merchant": w.other_merchant, "rider": w.rider, "food_amount": 2000, "currency": "CNY", "channel": w.channel}),
+    );
+    assert_eq!(pay3["status"], "authorized");
+    let captured = s.ok(&format!("/v1/payments/{}/capture", id(&pay3)), &platform, json!({}));
+    assert_eq!(captured["status"], "succeeded");
+
+    // Statement, newest first, paged.
+    let (_, st) = s.get(&format!("/v1/statements/{}?limit=2", w.user), &platform);
+    assert_eq!(st["data"].as_array().unwrap().len(), 2);
+    assert_eq!(st["has_more"], true);
+    let last = st["data"][1]["id"].as_str().unwrap().to_owned();
+    let (_, st2) =
+        s.get(&format!("/v1/statements/{}?limit=100&starting_after={last}", w.user), &platform);
+    assert!(!st2["data"].as_array().unwrap().is_empty());
+    assert_eq!(st2["has_more"], false);
+
+    // A settlement run pays each merchant what it has; a payout confirmed, the CSV file.
+    let run = s.ok("/v1/settlement_runs", &platform, json!({}));
+    let lines = run["lines"].as_array().unwrap();
+    let line = lines.iter().find(|l| l["merchant"] == json!(w.merchant)).unwrap();
+    // The first payment was refunded in full; the second leaves food 5000 − commission 500.
+    assert_eq!(line["net"], 4500);
+    let payout = line["payout"].as_str().unwrap().to_owned();
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.merchant), &platform);
+    assert_eq!(bal["available"], "0");
+    let paid = s.ok(&format!("/v1/payouts/{payout}/confirm"), &platform, json!({}));
+    assert_eq!(paid["status"], "paid");
+    let (status, csv) = s.get(&format!("/v1/settlement_runs/{}/payouts.csv", id(&run)), &platform);
+    assert_eq!(status, 200);
+    assert!(csv["text"].as_str().unwrap().contains(&payout));
+    // Nothing left to refund from the merchant: rejected, not negative.
+    let (status, v) =
+        s.post("/v1/refunds", &platform, json!({"payment": id(&pay2), "amount": 4600}));
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("merchant_balance_insufficient")));
+
+    let (status, text) = s.call("GET", "/healthz", None, None, None);
+    assert_eq!((status, text["text"].as_str()), (200, Some("ok\n")));
+    let (_, metrics) = s.call("GET", "/metrics", None, None, None);
+    assert!(metrics["text"].as_str().unwrap().contains("huifu_http_requests_total"));
+}
+
+#[test]
+fn idempotency_keys_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let w = world(&s, ADMIN);
+    let body = json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 1000, "currency": "CNY"});
+    let (status, first) =
+        s.call("POST", "/v1/payments", Some(ADMIN), Some(body.clone()), Some("order-1"));
+    assert_eq!(status, 200);
+    let (_, again) =
+        s.call("POST", "/v1/payments", Some(ADMIN), Some(body.clone()), Some("order-1"));
+    assert_eq!(first, again, "a retry returns the first response");
+    let mut other = body.clone();
+    other["food_amount"] = json!(2000);
+    let (status, v) = s.call("POST", "/v1/payments", Some(ADMIN), Some(other), Some("order-1"));
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("idempotency_conflict")));
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
+    assert_eq!(bal["available"], "99000", "the payment was applied exactly once");
+
+    // A merchant sees its own payment, not another merchant's; it cannot create payments.
+    let mine = s.ok("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": w.merchant}))
+        ["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs =
+        s.ok("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": w.other_merchant}))
+            ["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let pay = id(&first);
+    assert_eq!(s.get(&format!("/v1/payments/{pay}"), &mine).0, 200);
+    assert_eq!(s.get(&format!("/v1/payments/{pay}"), &theirs).0, 404);
+    let (status, _) = s.post("/v1/refunds", &theirs, json!({"payment": pay, "amount": 100}));
+    assert_eq!(status, 404);
+    let (status, _) = s.post("/v1/refunds", &mine, json!({"payment": pay, "amount": 100}));
+    assert_eq!(status, 200);
+    assert_eq!(s.post("/v1/payments", &mine, body).0, 403);
+    assert_eq!(s.get(&format!("/v1/balances/{}", w.merchant), &theirs).0, 404);
+    assert_eq!(s.get(&format!("/v1/balances/{}", w.merchant), &mine).0, 200);
+    assert_eq!(s.post("/v1/ledger/accounts", &mine, json!([])).0, 403);
+
+    // Malformed JSON, wrong types, unknown fields.
+    let (status, v) = s.call("POST", "/v1/users", Some(ADMIN), Some(json!("not an object")), None);
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = s.post("/v1/users", ADMIN, json!({"currency": "CNY", "name": "x"}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("name")));
+    let (status, v) = s.post("/v1/users", ADMIN, json!({"currency": "XXX"}));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_currency")));
+    let (status, v) = s.post("/v1/payments", ADMIN, json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": "ten", "currency": "CNY"}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("food_amount")));
+}
+
+/// Payments acknowledged over HTTP survive `kill -9` of the server, under load.
+#[test]
+fn acknowledged_payments_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let w = world(&s, ADMIN);
+    let base = s.base.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, tx, stop) = (base.clone(), tx.clone(), stop.clone());
+            let body = json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 10, "currency": "CNY"});
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = agent
+                        .post(&format!("{base}/v1/payments"))
+                        .set("Authorization", &format!("Bearer {ADMIN}"))
+                        .send_json(body.clone());
+                    match r {
+                        Ok(r) => {
+                            let v: Value = r.into_json().unwrap();
+                            tx.send(v["id"].as_str().unwrap().to_owned()).unwrap();
+                        }
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    std::thread::sleep(Duration::from_millis(700));
+    s.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked: Vec<String> = rx.iter().collect();
+    assert!(acked.len() > 10, "only {} payments acknowledged", acked.len());
+
+    let s = Server::start(dir.path());
+    for p in &acked {
+        let (status, v) = s.get(&format!("/v1/payments/{p}"), ADMIN);
+        assert_eq!((status, v["status"].as_str()), (200, Some("succeeded")), "{p} lost");
+    }
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
+    let spent = 100_000 - bal["available"].as_str().unwrap().parse::<u64>().unwrap();
+    // Every acknowledged payment applied once; a few more may have been applied, not yet acked.
+    assert!(
+        spent >= 10 * acked.len() as u64 && spent.is_multiple_of(10),
+        "spent {spent} for {} payments",
+        acked.len()
+    );
+    s.kill();
+    let audit = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        .args(["audit", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+}

@@ -1,0 +1,370 @@
+//! Idempotency: a retry returns the first outcome, failures included, whenever it comes; the
+//! same id with other fields is a conflict; and both hold across a restart of the engine, from
+//! the journal alone and from a checkpoint. Also: every operation survives the journal's
+//! encoding, so a restart replays exactly what was applied.
+
+mod support;
+
+use std::path::Path;
+
+use huifu_engine::{Engine, EngineOptions};
+use huifu_payments::command::codec;
+use huifu_payments::constants::BATCH_OPS_MAX;
+use huifu_payments::{audit, CouponRule, Funder, Op, Outcome, PaymentError, PaymentsMachine};
+use proptest::prelude::*;
+use support::*;
+
+/// Applies the world's setup and `actions`; returns every operation (with batches' operations
+/// also one by one) and its first outcome.
+fn run(w: &mut World, actions: &[Action]) -> Vec<(Op, Outcome)> {
+    let mut applied = Vec::new();
+    for op in mix_setup() {
+        applied.push((op.clone(), Ok(w.ok(op))));
+    }
+    let mut mix = Mix::new();
+    for action in actions {
+        match action {
+            Action::Expire { seconds } | Action::Wait { seconds } => {
+                w.now += seconds * S;
+                if let Action::Expire { .. } = action {
+                    w.ok(Op::Expire);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let op = mix.op(&w.m, action);
+        let outcome = w.apply(op.clone());
+        if op == Op::Expire {
+            // A retry with nothing to retry: the clock's operation, not a client's.
+            continue;
+        }
+        if let (Op::Batch(ops), Ok(huifu_payments::Done::Batch(outcomes))) = (&op, &outcome) {
+            applied.extend(ops.iter().cloned().zip(outcomes.iter().cloned()));
+        }
+        mix.ops.push((w.now, op.clone()));
+        applied.push((op, outcome));
+    }
+    assert_audit_clean(&w.m);
+    applied
+}
+
+fn actions(n: usize, seed: u64) -> Vec<Action> {
+    let mut rng = Rng(seed);
+    (0..n).map(|_| rng.action(false)).collect()
+}
+
+/// The same operation with one field changed (`None` when it has no field but its id).
+fn other(op: &Op) -> Option<Op> {
+    Some(match op.clone() {
+        Op::CreateChannel { id, currency } => Op::CreateChannel { id, currency: currency + 1 },
+        Op::CreateUser { id, currency } => Op::CreateUser { id, currency: currency + 1 },
+        Op::CreateMerchant { id, currency, commission_bps, channel } => {
+            Op::CreateMerchant { id, currency, commission_bps: commission_bps + 1, channel }
+        }
+        Op::CreateRider { id, currency } => Op::CreateRider { id, currency: currency + 1 },
+        Op::CreateCampaign { id, currency, funder, budget, rule } => {
+            Op::CreateCampaign { id, currency, funder, budget: budget + 1, rule }
+        }
+        Op::GrantCoupon { id, campaign, user } => Op::GrantCoupon { id, campaign, user: user + 1 },
+        // Top-ups and withdrawals share their ids.
+        Op::TopUp { id, user, channel, amount, timeout_s } => {
+            Op::Withdraw { id, user, channel, amount, timeout_s }
+        }
+        Op::Withdraw { id, user, channel, amount, timeout_s } => {
+            Op::Withdraw { id, user, channel, amount, timeout_s: timeout_s + 1 }
+        }
+        Op::BankResult { id, ok } => Op::BankResult { id, ok: !ok },
+        Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
+            Op::Pay {
+                id,
+                user,
+                merchant,
+                rider,
+                food,
+                delivery: delivery + 1,
+                coupon,
+                channel,
+                timeout_s,
+            }
+        }
+        // Capture and release share the payment's id.
+        Op::Capture { id } => Op::Release { id },
+        Op::Release { id } => Op::Capture { id },
+        Op::Refund { id, payment, amount } => Op::Refund { id, payment, amount: amount + 1 },
+        Op::Payout { id, merchant, amount } => Op::Payout { id, merchant, amount: amount + 1 },
+        Op::PayoutResult { payout, ok } => Op::PayoutResult { payout, ok: !ok },
+        _ => return None,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_retry_returns_the_first_outcome(seed in any::<u64>(), n in 20usize..120) {
+        let mut w = World::empty();
+        let applied = run(&mut w, &actions(n, seed | 1));
+        let before = money(&w.m);
+        // A day later: coupons ended, holds timed out (but not expired), nothing else changed.
+        w.now += 24 * 3_600 * S;
+        for (op, first) in &applied {
+            prop_assert_eq!(&w.apply(op.clone()), first, "retry of {:?}", op);
+        }
+        prop_assert_eq!(money(&w.m), before);
+        assert_audit_clean(&w.m);
+    }
+
+    #[test]
+    fn the_same_id_with_other_fields_is_a_conflict(seed in any::<u64>(), n in 20usize..120) {
+        let mut w = World::empty();
+        let applied = run(&mut w, &actions(n, seed | 1));
+        let before = money(&w.m);
+        let mut conflicts = 0;
+        for (op, first) in &applied {
+            // Operations that own their id: their first outcome is the one kept.
+            if *first == Err(PaymentError::IdempotencyConflict) || w.m.outcome_of(op) != Some(first) {
+                continue;
+            }
+            let Some(other) = other(op) else { continue };
+            prop_assert_eq!(
+                w.apply(other.clone()),
+                Err(PaymentError::IdempotencyConflict),
+                "{:?} after {:?}", other, op
+            );
+            conflicts += 1;
+            // The conflict did not replace the first outcome.
+            prop_assert_eq!(&w.apply(op.clone()), first);
+        }
+        prop_assert!(conflicts > 20);
+        prop_assert_eq!(money(&w.m), before);
+        assert_audit_clean(&w.m);
+    }
+}
+
+// Through the engine.
+
+fn open(dir: &Path) -> (Engine<PaymentsMachine>, huifu_engine::Recovery) {
+    let mut options = EngineOptions::new(dir);
+    options.fsync = false;
+    options.segment_size_max = 64 << 10;
+    Engine::open(options).expect("engine opens")
+}
+
+/// Runs `actions` through the engine (its clock: no expiries or waits), returning every
+/// operation with its outcome.
+fn run_engine(
+    engine: &Engine<PaymentsMachine>,
+    mut mix: Mix,
+    actions: &[Action],
+) -> (Mix, Vec<(Op, Outcome)>) {
+    let mut applied = Vec::new();
+    for action in actions {
+        if matches!(action, Action::Expire { .. } | Action::Wait { .. }) {
+            continue;
+        }
+        let action = action.clone();
+        let (back, op) = engine
+            .read(move |m| {
+                let op = mix.op(m, &action);
+                (mix, op)
+            })
+            .unwrap();
+        mix = back;
+        let outcome = engine.execute(op.clone()).unwrap();
+        mix.ops.push((0, op.clone()));
+        applied.push((op, outcome));
+    }
+    (mix, applied)
+}
+
+fn retry_all(engine: &Engine<PaymentsMachine>, applied: &[(Op, Outcome)]) {
+    for (op, first) in applied {
+        assert_eq!(&engine.execute(op.clone()).unwrap(), first, "retry of {op:?}");
+    }
+}
+
+fn check_engine(engine: &Engine<PaymentsMachine>) -> Vec<u8> {
+    let report = engine.read(audit).unwrap();
+    assert!(report.ok(), "{:#?}", report.violations);
+    engine.read(snapshot).unwrap()
+}
+
+#[test]
+fn retries_return_the_first_outcomes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut applied = Vec::new();
+    let (engine, _) = open(dir.path());
+    for op in mix_setup() {
+        let outcome = engine.execute(op.clone()).unwrap();
+        applied.push((op, outcome));
+    }
+    // Campaign 41 ended long before the engine's clock: the rest must have worked.
+    assert!(applied.iter().all(|(_, o)| o.is_ok()));
+    let (mix, more) = run_engine(&engine, Mix::new(), &actions(250, 0xfeed));
+    applied.extend(more);
+    let state = check_engine(&engine);
+    drop(engine);
+
+    // From the journal alone.
+    let (engine, recovery) = open(dir.path());
+    assert_eq!(recovery.records_replayed as usize, applied.len());
+    assert_eq!(check_engine(&engine), state);
+    retry_all(&engine, &applied);
+    assert_eq!(check_engine(&engine), state);
+
+    // From a checkpoint, then the journal after it.
+    engine.checkpoint().unwrap();
+    let (_, more) = run_engine(&engine, mix, &actions(150, 0xbeef));
+    let after_checkpoint = more.len();
+    applied.extend(more);
+    let state = check_engine(&engine);
+    drop(engine);
+    let (engine, recovery) = open(dir.path());
+    assert!(recovery.checkpoint_seq > 1);
+    assert_eq!(recovery.records_replayed as usize, after_checkpoint);
+    assert_eq!(check_engine(&engine), state);
+    retry_all(&engine, &applied);
+    assert_eq!(check_engine(&engine), state);
+
+    // From a checkpoint alone.
+    engine.checkpoint().unwrap();
+    drop(engine);
+    let (engine, recovery) = open(dir.path());
+    assert_eq!(recovery.records_replayed, 0);
+    assert_eq!(check_engine(&engine), state);
+    retry_all(&engine, &applied);
+}
+
+#[test]
+fn operations_the_machine_rejects_are_replayed_alike_after_a_restart() {
+    // Whatever a client sends is journaled before it is applied, so it must come back from the
+    // journal as it was sent, however malformed.
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = open(dir.path());
+    let mut ops: Vec<Op> = mix_setup();
+    ops.extend([
+        Op::Batch(vec![Op::Batch(vec![]), Op::CreateUser { id: 500, currency: CNY }]),
+        Op::Batch(vec![Op::Batch(vec![Op::Batch(vec![Op::Expire])]), Op::Expire]),
+        Op::Batch(vec![Op::Capture { id: 1 }; BATCH_OPS_MAX + 1]),
+        Op::CreateCampaign {
+            id: 501,
+            currency: CNY,
+            funder: Funder::Merchant(0),
+            budget: 100,
+            rule: CouponRule {
+                amount_off: 10,
+                min_order: 0,
+                valid_from: 0,
+                valid_until: 0,
+                per_user_limit: 0,
+            },
+        },
+    ]);
+    let applied: Vec<(Op, Outcome)> =
+        ops.into_iter().map(|op| (op.clone(), engine.execute(op).unwrap())).collect();
+    let n = applied.len();
+    assert_eq!(applied[n - 1].1, Err(PaymentError::UnknownMerchant));
+    assert_eq!(applied[n - 2].1, Err(PaymentError::BatchTooLarge));
+    let state = check_engine(&engine);
+    drop(engine);
+    let (engine, _) = open(dir.path());
+    assert_eq!(check_engine(&engine), state);
+    retry_all(&engine, &applied);
+    assert!(engine.read(|m| m.campaign(501).is_none()).unwrap());
+}
+
+// The journal's encoding.
+
+fn rule() -> impl Strategy<Value = CouponRule> {
+    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+        |(amount_off, min_order, valid_from, valid_until, per_user_limit)| CouponRule {
+            amount_off,
+            min_order,
+            valid_from,
+            valid_until,
+            per_user_limit,
+        },
+    )
+}
+
+fn any_op() -> impl Strategy<Value = Op> {
+    let leaf =
+        prop_oneof![
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(id, currency)| Op::CreateChannel { id, currency }),
+            (any::<u64>(), any::<u32>()).prop_map(|(id, currency)| Op::CreateUser { id, currency }),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(id, currency)| Op::CreateRider { id, currency }),
+            (any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+                |(id, currency, commission_bps, channel)| Op::CreateMerchant {
+                    id,
+                    currency,
+                    commission_bps,
+                    channel
+                }
+            ),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                prop_oneof![Just(Funder::Platform), any::<u64>().prop_map(Funder::Merchant)],
+                any::<u64>(),
+                rule()
+            )
+                .prop_map(|(id, currency, funder, budget, rule)| Op::CreateCampaign {
+                    id,
+                    currency,
+                    funder,
+                    budget,
+                    rule
+                }),
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(id, campaign, user)| Op::GrantCoupon { id, campaign, user }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<bool>())
+                .prop_map(|(id, user, channel, amount, timeout_s, top_up)| if top_up {
+                    Op::TopUp { id, user, channel, amount, timeout_s }
+                } else {
+                    Op::Withdraw { id, user, channel, amount, timeout_s }
+                }),
+            (any::<u64>(), any::<bool>()).prop_map(|(id, ok)| Op::BankResult { id, ok }),
+            (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, timeout_s)| Op::Pay {
+                id: v[0],
+                user: v[1],
+                merchant: v[2],
+                rider: v[3],
+                food: v[4],
+                delivery: v[5],
+                coupon: v[6],
+                channel: v[7],
+                timeout_s,
+            }),
+            any::<u64>().prop_map(|id| Op::Capture { id }),
+            any::<u64>().prop_map(|id| Op::Release { id }),
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(id, payment, amount)| Op::Refund { id, payment, amount }),
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(id, merchant, amount)| Op::Payout { id, merchant, amount }),
+            any::<u64>().prop_map(|id| Op::SettlementRun { id }),
+            (any::<u128>(), any::<bool>()).prop_map(|(payout, ok)| Op::PayoutResult { payout, ok }),
+            Just(Op::Expire),
+        ];
+    // Batches and keyed operations, nested ones included (the machine rejects those, the
+    // journal must keep them).
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Op::Batch),
+            (any::<u128>(), inner).prop_map(|(key, op)| Op::Keyed { key, op: Box::new(op) }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_operation_decodes_to_itself(op in any_op()) {
+        let mut bytes = Vec::new();
+        codec::encode(&op, &mut bytes);
+        prop_assert_eq!(codec::decode(&bytes), Ok(op));
+    }
+}

@@ -1,0 +1,1113 @@
+//! The payment resources under `/v1`: parties, top-ups and withdrawals, payments, refunds,
+//! campaigns and coupons, payouts and settlement runs, balances and statements, API keys.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use huifu_ledger::{AccountFilter, Transfer};
+use huifu_payments::chart::{self, Kind};
+use huifu_payments::{
+    CouponRule, Done, Funder, Op, Outcome, Payment, PaymentStatus, PaymentsMachine, SettlementLine,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Caller, Role};
+use crate::constants::{BATCH_OPERATIONS_MAX, LIST_LIMIT_MAX};
+use crate::error::ApiError;
+use crate::ledger::PageQuery;
+use crate::wire::{self, parse_body, parse_currency, parse_id, Prefix};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/channels", post(create_channel))
+        .route("/v1/users", post(create_user))
+        .route("/v1/merchants", post(create_merchant))
+        .route("/v1/riders", post(create_rider))
+        .route("/v1/topups", post(create_topup))
+        .route("/v1/withdrawals", post(create_withdrawal))
+        .route("/v1/topups/{id}/{answer}", post(bank_answer_topup))
+        .route("/v1/withdrawals/{id}/{answer}", post(bank_answer_withdrawal))
+        .route("/v1/payments", post(create_payment))
+        .route("/v1/payments/{id}", get(get_payment))
+        .route("/v1/payments/{id}/{action}", post(resolve_payment))
+        .route("/v1/refunds", post(create_refund))
+        .route("/v1/refunds/{id}", get(get_refund))
+        .route("/v1/campaigns", post(create_campaign))
+        .route("/v1/campaigns/{id}", get(get_campaign))
+        .route("/v1/coupons", post(create_coupon))
+        .route("/v1/payouts", post(create_payout))
+        .route("/v1/payouts/{id}/{answer}", post(payout_answer))
+        .route("/v1/settlement_runs", post(create_settlement))
+        .route("/v1/settlement_runs/{id}", get(get_settlement))
+        .route("/v1/settlement_runs/{id}/payouts.csv", get(settlement_csv))
+        .route("/v1/balances/{object}", get(get_balance))
+        .route("/v1/statements/{object}", get(get_statement))
+        .route("/v1/batch", post(batch))
+        .route("/v1/api_keys", post(create_api_key))
+}
+
+// Access.
+
+fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let caller = state.keys.authenticate(headers)?;
+    if caller.role.is_operator() {
+        Ok(caller)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+/// May `caller` see or act on merchant `merchant`'s objects? A merchant sees only its own;
+/// another merchant's objects are answered as missing, not forbidden.
+fn may_see(caller: &Caller, merchant: u64, what: &str) -> Result<(), ApiError> {
+    match caller.role {
+        Role::Merchant(own) if own != merchant => Err(ApiError::not_found(what)),
+        _ => Ok(()),
+    }
+}
+
+/// The key of an `Op::Keyed`: the client's `Idempotency-Key`, scoped to its API key and the
+/// route, or a random one when the request has none (then a retry is a new operation).
+fn idempotency_key(caller: &Caller, headers: &HeaderMap, route: &str) -> Result<u128, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(rand::random()) };
+    let key = value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible characters",
+            Some("Idempotency-Key"),
+        )
+    })?;
+    Ok(scoped_key(caller, route, key))
+}
+
+fn scoped_key(caller: &Caller, route: &str, key: &str) -> u128 {
+    let mut h = Sha256::new();
+    h.update(caller.key_hash);
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
+}
+
+/// Applies `op` under the request's idempotency key; the id it was given and its outcome.
+async fn keyed(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    route: &str,
+    op: Op,
+) -> Result<(u64, Done), ApiError> {
+    let key = idempotency_key(caller, headers, route)?;
+    match state.execute(Op::Keyed { key, op: Box::new(op) }).await? {
+        Done::Allocated { id, outcome } => Ok((id, (*outcome)?)),
+        other => Err(state.unexpected(other)),
+    }
+}
+
+fn created(body: Value) -> Response {
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+fn amount_field(value: u64, param: &str) -> Result<u64, ApiError> {
+    if value == 0 || value > huifu_payments::constants::AMOUNT_MAX {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            format!("{param} must be between 1 and {}", huifu_payments::constants::AMOUNT_MAX),
+            Some(param),
+        ));
+    }
+    Ok(value)
+}
+
+// Parties.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CurrencyBody {
+    currency: String,
+}
+
+async fn create_party(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    route: &str,
+    prefix: Prefix,
+    make: fn(u32) -> Op,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: CurrencyBody = parse_body(&body)?;
+    let currency = parse_currency(&b.currency)?;
+    let (id, _) = keyed(&state, &caller, &headers, route, make(currency)).await?;
+    let object = match prefix {
+        Prefix::Channel => "channel",
+        Prefix::User => "user",
+        _ => "rider",
+    };
+    Ok(created(json!({"id": prefix.id(id), "object": object, "currency": b.currency})))
+}
+
+async fn create_channel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_party(state, headers, body, "channels", Prefix::Channel, |currency| Op::CreateChannel {
+        id: 0,
+        currency,
+    })
+    .await
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_party(state, headers, body, "users", Prefix::User, |currency| Op::CreateUser {
+        id: 0,
+        currency,
+    })
+    .await
+}
+
+async fn create_rider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_party(state, headers, body, "riders", Prefix::Rider, |currency| Op::CreateRider {
+        id: 0,
+        currency,
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantBody {
+    currency: String,
+    commission_bps: u32,
+    channel: String,
+}
+
+async fn create_merchant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: MerchantBody = parse_body(&body)?;
+    let currency = parse_currency(&b.currency)?;
+    let channel = parse_id(Prefix::Channel, &b.channel, "channel")?;
+    if b.commission_bps > 10_000 {
+        return Err(ApiError::invalid(
+            "invalid_commission",
+            "commission_bps must be at most 10000",
+            Some("commission_bps"),
+        ));
+    }
+    let op = Op::CreateMerchant { id: 0, currency, commission_bps: b.commission_bps, channel };
+    let (id, _) = keyed(&state, &caller, &headers, "merchants", op).await?;
+    Ok(created(json!({
+        "id": Prefix::Merchant.id(id),
+        "object": "merchant",
+        "currency": b.currency,
+        "commission_bps": b.commission_bps,
+        "channel": b.channel,
+    })))
+}
+
+// Top-ups and withdrawals.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    user: String,
+    channel: String,
+    amount: u64,
+    #[serde(default)]
+    timeout_seconds: u32,
+}
+
+async fn create_hold(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    topup: bool,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: HoldBody = parse_body(&body)?;
+    let user = parse_id(Prefix::User, &b.user, "user")?;
+    let channel = parse_id(Prefix::Channel, &b.channel, "channel")?;
+    let amount = amount_field(b.amount, "amount")?;
+    let (op, route, prefix) = if topup {
+        (
+            Op::TopUp { id: 0, user, channel, amount, timeout_s: b.timeout_seconds },
+            "topups",
+            Prefix::TopUp,
+        )
+    } else {
+        (
+            Op::Withdraw { id: 0, user, channel, amount, timeout_s: b.timeout_seconds },
+            "withdrawals",
+            Prefix::Withdrawal,
+        )
+    };
+    let (id, _) = keyed(&state, &caller, &headers, route, op).await?;
+    Ok(created(json!({
+        "id": prefix.id(id),
+        "object": if topup { "topup" } else { "withdrawal" },
+        "status": "pending",
+        "user": b.user,
+        "channel": b.channel,
+        "amount": amount,
+    })))
+}
+
+async fn create_topup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_hold(state, headers, body, true).await
+}
+
+async fn create_withdrawal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_hold(state, headers, body, false).await
+}
+
+fn answer_ok(answer: &str) -> Result<bool, ApiError> {
+    match answer {
+        "confirm" => Ok(true),
+        "fail" => Ok(false),
+        _ => Err(ApiError::not_found("action (use confirm or fail)")),
+    }
+}
+
+async fn bank_answer(
+    state: AppState,
+    headers: HeaderMap,
+    prefix: Prefix,
+    id: String,
+    answer: String,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let id = parse_id(prefix, &id, "id")?;
+    let ok = answer_ok(&answer)?;
+    let route = format!("{}/answer", prefix.text());
+    let (_, done) = keyed(&state, &caller, &headers, &route, Op::BankResult { id, ok }).await?;
+    let amount = match done {
+        Done::Hold { amount } => amount,
+        other => return Err(state.unexpected(other)),
+    };
+    Ok(created(json!({
+        "id": prefix.id(id),
+        "status": if ok { "succeeded" } else { "failed" },
+        "amount": amount,
+    })))
+}
+
+async fn bank_answer_topup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, answer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    bank_answer(state, headers, Prefix::TopUp, id, answer).await
+}
+
+async fn bank_answer_withdrawal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, answer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    bank_answer(state, headers, Prefix::Withdrawal, id, answer).await
+}
+
+// Payments and refunds.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentBody {
+    user: String,
+    merchant: String,
+    rider: String,
+    food_amount: u64,
+    #[serde(default)]
+    delivery_fee: u64,
+    currency: String,
+    #[serde(default)]
+    coupon: Option<String>,
+    /// Pay through this bank channel instead of the wallet.
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    timeout_seconds: u32,
+    /// Only inside `POST /v1/batch`.
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+struct PaymentView {
+    id: u64,
+    status: PaymentStatus,
+    user: u64,
+    merchant: u64,
+    rider: u64,
+    currency: u32,
+    food: u64,
+    delivery: u64,
+    coupon: u64,
+    channel: u64,
+    legs: huifu_payments::money::Legs,
+    refunded: u64,
+    refunds: Vec<u64>,
+}
+
+fn payment_json(p: &PaymentView) -> Value {
+    json!({
+        "id": Prefix::Payment.id(p.id),
+        "object": "payment",
+        "status": p.status.name(),
+        "amount": p.legs.total(),
+        "currency": wire::currency_code(p.currency),
+        "food_amount": p.food,
+        "delivery_fee": p.delivery,
+        "discount": p.legs.coupon,
+        "commission": p.legs.platform,
+        "merchant_amount": p.legs.merchant,
+        "user": Prefix::User.id(p.user),
+        "merchant": Prefix::Merchant.id(p.merchant),
+        "rider": Prefix::Rider.id(p.rider),
+        "coupon": (p.coupon != 0).then(|| Prefix::Coupon.id(p.coupon)),
+        "channel": (p.channel != 0).then(|| Prefix::Channel.id(p.channel)),
+        "amount_refunded": p.refunded,
+        "refunds": p.refunds.iter().map(|r| Prefix::Refund.id(*r)).collect::<Vec<_>>(),
+    })
+}
+
+fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
+    PaymentView {
+        id,
+        status,
+        user: p.user,
+        merchant: p.merchant,
+        rider: p.rider,
+        currency: p.currency,
+        food: p.food,
+        delivery: p.delivery,
+        coupon: p.coupon,
+        channel: p.channel,
+        legs: p.legs,
+        refunded: p.refunded.total(),
+        refunds: p.refunds.clone(),
+    }
+}
+
+/// The operation of a payment body, and the parts of it needed to render the result.
+fn payment_op(b: &PaymentBody) -> Result<(Op, u32), ApiError> {
+    let user = parse_id(Prefix::User, &b.user, "user")?;
+    let merchant = parse_id(Prefix::Merchant, &b.merchant, "merchant")?;
+    let rider = parse_id(Prefix::Rider, &b.rider, "rider")?;
+    let currency = parse_currency(&b.currency)?;
+    let food = amount_field(b.food_amount, "food_amount")?;
+    let coupon = b.coupon.as_deref().map(|c| parse_id(Prefix::Coupon, c, "coupon")).transpose()?;
+    let channel =
+        b.channel.as_deref().map(|c| parse_id(Prefix::Channel, c, "channel")).transpose()?;
+    let op = Op::Pay {
+        id: 0,
+        user,
+        merchant,
+        rider,
+        food,
+        delivery: b.delivery_fee,
+        coupon: coupon.unwrap_or(0),
+        channel: channel.unwrap_or(0),
+        timeout_s: b.timeout_seconds,
+    };
+    Ok((op, currency))
+}
+
+fn payment_result(id: u64, op: &Op, currency: u32, done: Done) -> Result<Value, ApiError> {
+    let (
+        Op::Pay { user, merchant, rider, food, delivery, coupon, channel, .. },
+        Done::Payment { status, legs, .. },
+    ) = (op, done)
+    else {
+        return Err(ApiError::internal());
+    };
+    Ok(payment_json(&PaymentView {
+        id,
+        status,
+        user: *user,
+        merchant: *merchant,
+        rider: *rider,
+        currency,
+        food: *food,
+        delivery: *delivery,
+        coupon: *coupon,
+        channel: *channel,
+        legs,
+        refunded: 0,
+        refunds: Vec::new(),
+    }))
+}
+
+async fn create_payment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: PaymentBody = parse_body(&body)?;
+    if b.idempotency_key.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "idempotency_key belongs in the Idempotency-Key header here",
+            Some("idempotency_key"),
+        ));
+    }
+    let (op, currency) = payment_op(&b)?;
+    let (id, done) = keyed(&state, &caller, &headers, "payments", op.clone()).await?;
+    // The payment's currency is the user's: a request naming another is rejected after the fact
+    // only if it differs, which the domain already checks through the parties.
+    Ok(created(payment_result(id, &op, currency, done)?))
+}
+
+async fn get_payment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let id = parse_id(Prefix::Payment, &id, "id")?;
+    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, p, status))).await?;
+    let p = found.ok_or_else(|| ApiError::not_found("payment"))?;
+    may_see(&caller, p.merchant, "payment")?;
+    Ok(created(payment_json(&p)))
+}
+
+async fn resolve_payment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let id = parse_id(Prefix::Payment, &id, "id")?;
+    let op = match action.as_str() {
+        "capture" => Op::Capture { id },
+        "release" => Op::Release { id },
+        _ => return Err(ApiError::not_found("action (use capture or release)")),
+    };
+    keyed(&state, &caller, &headers, "payments/resolve", op).await?;
+    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, p, status))).await?;
+    Ok(created(payment_json(&found.ok_or_else(|| ApiError::not_found("payment"))?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    payment: String,
+    amount: u64,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn create_refund(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let b: RefundBody = parse_body(&body)?;
+    let payment = parse_id(Prefix::Payment, &b.payment, "payment")?;
+    let amount = amount_field(b.amount, "amount")?;
+    if let Role::Merchant(_) = caller.role {
+        let merchant = state.read(move |m| m.payment(payment).map(|(p, _)| p.merchant)).await?;
+        may_see(&caller, merchant.ok_or_else(|| ApiError::not_found("payment"))?, "payment")?;
+    }
+    let op = Op::Refund { id: 0, payment, amount };
+    let (id, done) = keyed(&state, &caller, &headers, "refunds", op).await?;
+    let Done::Refund { amount, legs, full } = done else { return Err(state.unexpected(done)) };
+    Ok(created(refund_json(id, payment, amount, &legs, full)))
+}
+
+fn refund_json(
+    id: u64,
+    payment: u64,
+    amount: u64,
+    legs: &huifu_payments::money::Legs,
+    full: bool,
+) -> Value {
+    json!({
+        "id": Prefix::Refund.id(id),
+        "object": "refund",
+        "payment": Prefix::Payment.id(payment),
+        "amount": amount,
+        "merchant_amount": legs.merchant,
+        "delivery_fee": legs.rider,
+        "commission": legs.platform,
+        "discount": legs.coupon,
+        "completes_refund": full,
+        "status": "succeeded",
+    })
+}
+
+async fn get_refund(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let id = parse_id(Prefix::Refund, &id, "id")?;
+    let found = state
+        .read(move |m| {
+            let (payment, amount) = m.refund_of(id)?;
+            let (p, _) = m.payment(payment)?;
+            Some((payment, amount, p.merchant))
+        })
+        .await?;
+    let (payment, amount, merchant) = found.ok_or_else(|| ApiError::not_found("refund"))?;
+    may_see(&caller, merchant, "refund")?;
+    Ok(created(json!({
+        "id": Prefix::Refund.id(id),
+        "object": "refund",
+        "payment": Prefix::Payment.id(payment),
+        "amount": amount,
+        "status": "succeeded",
+    })))
+}
+
+// Campaigns and coupons.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignBody {
+    currency: String,
+    /// `platform`, or the merchant id that funds it.
+    funder: String,
+    budget: u64,
+    amount_off: u64,
+    #[serde(default)]
+    min_order: u64,
+    /// Nanoseconds since the Unix epoch; 0 for now.
+    #[serde(default)]
+    valid_from: u64,
+    /// Nanoseconds since the Unix epoch; 0 for no end.
+    #[serde(default)]
+    valid_until: u64,
+    #[serde(default)]
+    per_user_limit: u32,
+}
+
+async fn create_campaign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: CampaignBody = parse_body(&body)?;
+    let currency = parse_currency(&b.currency)?;
+    let funder = if b.funder == "platform" {
+        Funder::Platform
+    } else {
+        Funder::Merchant(parse_id(Prefix::Merchant, &b.funder, "funder")?)
+    };
+    let budget = amount_field(b.budget, "budget")?;
+    let amount_off = amount_field(b.amount_off, "amount_off")?;
+    let rule = CouponRule {
+        amount_off,
+        min_order: b.min_order,
+        valid_from: b.valid_from,
+        valid_until: b.valid_until,
+        per_user_limit: b.per_user_limit,
+    };
+    let op = Op::CreateCampaign { id: 0, currency, funder, budget, rule };
+    let (id, _) = keyed(&state, &caller, &headers, "campaigns", op).await?;
+    Ok(created(json!({
+        "id": Prefix::Campaign.id(id),
+        "object": "campaign",
+        "currency": b.currency,
+        "funder": b.funder,
+        "budget": budget,
+        "spent": 0,
+        "amount_off": amount_off,
+        "min_order": b.min_order,
+        "valid_from": b.valid_from,
+        "valid_until": b.valid_until,
+        "per_user_limit": b.per_user_limit,
+    })))
+}
+
+async fn get_campaign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let id = parse_id(Prefix::Campaign, &id, "id")?;
+    let found = state.read(move |m| m.campaign(id).map(|(c, left)| (c.clone(), left))).await?;
+    let (c, left) = found.ok_or_else(|| ApiError::not_found("campaign"))?;
+    if let Role::Merchant(own) = caller.role {
+        if c.funder != Funder::Merchant(own) {
+            return Err(ApiError::not_found("campaign"));
+        }
+    }
+    Ok(created(json!({
+        "id": Prefix::Campaign.id(id),
+        "object": "campaign",
+        "currency": wire::currency_code(c.currency),
+        "funder": match c.funder {
+            Funder::Platform => "platform".to_owned(),
+            Funder::Merchant(m) => Prefix::Merchant.id(m),
+        },
+        "budget": c.budget,
+        "left": left,
+        "spent": c.budget - left,
+        "amount_off": c.rule.amount_off,
+        "min_order": c.rule.min_order,
+        "valid_from": c.rule.valid_from,
+        "valid_until": c.rule.valid_until,
+        "per_user_limit": c.rule.per_user_limit,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CouponBody {
+    campaign: String,
+    user: String,
+}
+
+async fn create_coupon(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: CouponBody = parse_body(&body)?;
+    let campaign = parse_id(Prefix::Campaign, &b.campaign, "campaign")?;
+    let user = parse_id(Prefix::User, &b.user, "user")?;
+    let (id, _) =
+        keyed(&state, &caller, &headers, "coupons", Op::GrantCoupon { id: 0, campaign, user })
+            .await?;
+    Ok(created(json!({
+        "id": Prefix::Coupon.id(id),
+        "object": "coupon",
+        "campaign": b.campaign,
+        "user": b.user,
+    })))
+}
+
+// Payouts and settlement.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayoutBody {
+    merchant: String,
+    /// All that is available when absent.
+    #[serde(default)]
+    amount: Option<u64>,
+}
+
+async fn create_payout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let b: PayoutBody = parse_body(&body)?;
+    let merchant = parse_id(Prefix::Merchant, &b.merchant, "merchant")?;
+    may_see(&caller, merchant, "merchant")?;
+    let amount = b.amount.map(|a| amount_field(a, "amount")).transpose()?.unwrap_or(0);
+    let op = Op::Payout { id: 0, merchant, amount };
+    let (_, done) = keyed(&state, &caller, &headers, "payouts", op).await?;
+    let Done::Payout { payout, amount } = done else { return Err(state.unexpected(done)) };
+    Ok(created(json!({
+        "id": wire::payout_id(payout),
+        "object": "payout",
+        "merchant": b.merchant,
+        "amount": amount,
+        "status": "in_transit",
+    })))
+}
+
+async fn payout_answer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, answer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let payout = wire::parse_payout_id(&id, "id")?;
+    let ok = answer_ok(&answer)?;
+    let (_, done) =
+        keyed(&state, &caller, &headers, "payouts/answer", Op::PayoutResult { payout, ok }).await?;
+    let Done::Payout { amount, .. } = done else { return Err(state.unexpected(done)) };
+    Ok(created(json!({
+        "id": id,
+        "object": "payout",
+        "amount": amount,
+        "status": if ok { "paid" } else { "failed" },
+    })))
+}
+
+fn line_json(l: &SettlementLine) -> Value {
+    json!({
+        "merchant": Prefix::Merchant.id(l.merchant),
+        "channel": Prefix::Channel.id(l.channel),
+        "currency": wire::currency_code(l.currency),
+        "payout": (l.payout != 0).then(|| wire::payout_id(l.payout)),
+        "payments": l.statement.payments,
+        "gross": l.statement.gross,
+        "refunds": l.statement.refunds,
+        "commission": l.statement.commission,
+        "commission_returned": l.statement.commission_returned,
+        "discounts": l.statement.discounts,
+        "net": l.net,
+    })
+}
+
+async fn create_settlement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let (id, done) =
+        keyed(&state, &caller, &headers, "settlement_runs", Op::SettlementRun { id: 0 }).await?;
+    let Done::Settlement { lines } = done else { return Err(state.unexpected(done)) };
+    Ok(created(json!({
+        "id": Prefix::Settlement.id(id),
+        "object": "settlement_run",
+        "lines": lines.iter().map(line_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn settlement_lines(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(u64, Vec<SettlementLine>), ApiError> {
+    let id = parse_id(Prefix::Settlement, id, "id")?;
+    let lines = state.read(move |m| m.settlement(id).map(<[_]>::to_vec)).await?;
+    let mut lines = lines.ok_or_else(|| ApiError::not_found("settlement run"))?;
+    if let Role::Merchant(own) = caller.role {
+        lines.retain(|l| l.merchant == own);
+    }
+    Ok((id, lines))
+}
+
+async fn get_settlement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let (id, lines) = settlement_lines(&state, &caller, &id).await?;
+    Ok(created(json!({
+        "id": Prefix::Settlement.id(id),
+        "object": "settlement_run",
+        "lines": lines.iter().map(line_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// The payout file for the bank: one line per payout of the run.
+async fn settlement_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let (id, lines) = settlement_lines(&state, &caller, &id).await?;
+    let mut csv = String::from("settlement_run,payout,merchant,channel,currency,amount\n");
+    for l in lines.iter().filter(|l| l.net > 0) {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            Prefix::Settlement.id(id),
+            wire::payout_id(l.payout),
+            Prefix::Merchant.id(l.merchant),
+            Prefix::Channel.id(l.channel),
+            wire::currency_code(l.currency),
+            l.net
+        ));
+    }
+    Ok(([("content-type", "text/csv")], csv).into_response())
+}
+
+// Balances and statements.
+
+/// The ledger account behind an object id (`usr_1` → its wallet), if the party exists.
+fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kind, u64, u32)> {
+    let (prefix, id) = object.split_once('_')?;
+    let id: u64 = id.parse().ok()?;
+    let kind = match prefix {
+        "usr" => Kind::Wallet,
+        "mer" => Kind::Merchant,
+        "rdr" => Kind::Rider,
+        "chn" => Kind::Channel,
+        "cmp" => Kind::CampaignBudget,
+        _ => return None,
+    };
+    let currency = match kind {
+        Kind::Merchant => m.merchant(id)?.currency,
+        Kind::CampaignBudget => m.campaign(id)?.0.currency,
+        _ => {
+            // Users, riders and channels: the account exists in exactly one currency.
+            return m
+                .ledger()
+                .accounts()
+                .iter()
+                .find(|a| chart::split_account_id(a.id) == Some((kind, a.ledger, id)))
+                .map(|a| (a.id, kind, id, a.ledger));
+        }
+    };
+    Some((chart::account_id(kind, currency, id), kind, id, currency))
+}
+
+fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<(), ApiError> {
+    match caller.role {
+        Role::Merchant(own) if !(kind == Kind::Merchant && entity == own) => {
+            Err(ApiError::not_found("account"))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn get_balance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(object): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let o = object.clone();
+    let found = state
+        .read(move |m| {
+            let (account, kind, entity, currency) = account_of(m, &o)?;
+            Some((*m.ledger().lookup_account(account)?, kind, entity, currency))
+        })
+        .await?;
+    let (a, kind, entity, currency) = found.ok_or_else(|| ApiError::not_found("account"))?;
+    check_owner(&caller, kind, entity)?;
+    // Credit-normal accounts (wallets, merchants, riders, budgets): available = what is owed to
+    // the party less what is held for money going out.
+    let available = a.credits_posted.saturating_sub(a.debits_posted + a.debits_pending);
+    Ok(created(json!({
+        "object": "balance",
+        "account": object,
+        "kind": kind.name(),
+        "currency": wire::currency_code(currency),
+        "available": available.to_string(),
+        "pending_in": a.credits_pending.to_string(),
+        "pending_out": a.debits_pending.to_string(),
+        "debits_posted": a.debits_posted.to_string(),
+        "credits_posted": a.credits_posted.to_string(),
+    })))
+}
+
+fn entry_json(t: &Transfer, account: u128) -> Value {
+    let credit = t.credit_account_id == account;
+    json!({
+        "id": t.id.to_string(),
+        "direction": if credit { "credit" } else { "debit" },
+        "amount": t.amount.to_string(),
+        "code": t.code,
+        "operation": t.user_data_64.to_string(),
+        "flags": t.flags.names().collect::<Vec<_>>(),
+        "timestamp": t.timestamp.to_string(),
+    })
+}
+
+/// An account's entries, newest first; `starting_after` is the last entry id of the previous
+/// page.
+async fn get_statement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(object): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let limit = crate::ledger::page_limit(page.limit)?.min(LIST_LIMIT_MAX);
+    let after: Option<u128> = match &page.starting_after {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            ApiError::invalid(
+                "invalid_id",
+                format!("`{text}` is not an entry id"),
+                Some("starting_after"),
+            )
+        })?),
+    };
+    let o = object.clone();
+    let found = state
+        .read(move |m| {
+            let (account, kind, entity, _) = account_of(m, &o)?;
+            let mut filter = AccountFilter::all(account, limit + 1);
+            filter.reversed = true;
+            if let Some(after) = after {
+                filter.timestamp_max =
+                    m.ledger().lookup_transfer(after)?.timestamp.checked_sub(1)?;
+                if filter.timestamp_max == 0 {
+                    return Some((account, kind, entity, Vec::new()));
+                }
+            }
+            let mut out = Vec::new();
+            m.ledger().get_account_transfers(&filter, &mut out);
+            Some((account, kind, entity, out))
+        })
+        .await?;
+    let (account, kind, entity, mut entries) =
+        found.ok_or_else(|| ApiError::not_found("account"))?;
+    check_owner(&caller, kind, entity)?;
+    let has_more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    Ok(created(json!({
+        "object": "list",
+        "data": entries.iter().map(|t| entry_json(t, account)).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+// The batch endpoint.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    #[serde(default)]
+    payments: Vec<PaymentBody>,
+    #[serde(default)]
+    refunds: Vec<RefundBody>,
+}
+
+/// Many payments and refunds in one request and one journal record; each has its own result
+/// (`{"result": ...}` or `{"error": ...}`) and may carry its own `idempotency_key`.
+async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = operator(&state, &headers)?;
+    let b: BatchBody = parse_body(&body)?;
+    let count = b.payments.len() + b.refunds.len();
+    if count == 0 || count > BATCH_OPERATIONS_MAX {
+        return Err(ApiError::invalid(
+            "batch_too_large",
+            format!("a batch holds 1 to {BATCH_OPERATIONS_MAX} operations"),
+            None,
+        ));
+    }
+    let key_of = |given: &Option<String>, route: &str| match given {
+        Some(k) => scoped_key(&caller, route, k),
+        None => rand::random(),
+    };
+    // Invalid items get their error without reaching the engine; the rest go as one batch.
+    let mut items: Vec<Result<(Op, u32), ApiError>> = Vec::with_capacity(count);
+    let mut ops = Vec::with_capacity(count);
+    for p in &b.payments {
+        let item = payment_op(p);
+        if let Ok((op, _)) = &item {
+            ops.push(Op::Keyed {
+                key: key_of(&p.idempotency_key, "payments"),
+                op: Box::new(op.clone()),
+            });
+        }
+        items.push(item);
+    }
+    for r in &b.refunds {
+        let item = parse_id(Prefix::Payment, &r.payment, "payment").and_then(|payment| {
+            Ok((Op::Refund { id: 0, payment, amount: amount_field(r.amount, "amount")? }, 0))
+        });
+        if let Ok((op, _)) = &item {
+            ops.push(Op::Keyed {
+                key: key_of(&r.idempotency_key, "refunds"),
+                op: Box::new(op.clone()),
+            });
+        }
+        items.push(item);
+    }
+    let outcomes = if ops.is_empty() {
+        Vec::new()
+    } else {
+        match state.execute(Op::Batch(ops)).await? {
+            Done::Batch(outcomes) => outcomes,
+            other => return Err(state.unexpected(other)),
+        }
+    };
+    let mut outcomes = outcomes.into_iter();
+    let results: Vec<Value> = items
+        .into_iter()
+        .map(|item| {
+            let rendered = item.and_then(|(op, currency)| {
+                let outcome: Outcome = outcomes.next().ok_or_else(ApiError::internal)?;
+                let Done::Allocated { id, outcome } = outcome? else {
+                    return Err(ApiError::internal());
+                };
+                let done = (*outcome)?;
+                match (&op, done) {
+                    (Op::Pay { .. }, done) => payment_result(id, &op, currency, done),
+                    (Op::Refund { payment, .. }, Done::Refund { amount, legs, full }) => {
+                        Ok(refund_json(id, *payment, amount, &legs, full))
+                    }
+                    _ => Err(ApiError::internal()),
+                }
+            });
+            match rendered {
+                Ok(v) => json!({"result": v}),
+                Err(e) => json!({"error": {
+                    "type": e.kind, "code": e.code, "message": e.message, "param": e.param,
+                    "status": e.status.as_u16(),
+                }}),
+            }
+        })
+        .collect();
+    Ok(created(json!({"object": "batch", "results": results})))
+}
+
+// API keys.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    /// `admin`, `platform` or `merchant`.
+    role: String,
+    #[serde(default)]
+    merchant: Option<String>,
+}
+
+async fn create_api_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden());
+    }
+    let b: ApiKeyBody = parse_body(&body)?;
+    let role = match (b.role.as_str(), &b.merchant) {
+        ("admin", None) => Role::Admin,
+        ("platform", None) => Role::Platform,
+        ("merchant", Some(m)) => Role::Merchant(parse_id(Prefix::Merchant, m, "merchant")?),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_role",
+                "role is admin, platform, or merchant with a merchant id",
+                Some("role"),
+            ))
+        }
+    };
+    let key = state.keys.create(role).map_err(|e| {
+        tracing::error!(error = %e, "cannot store an API key");
+        ApiError::internal()
+    })?;
+    Ok(created(json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant})))
+}

@@ -1,0 +1,123 @@
+//! The one error type of the API: an HTTP status and the JSON error object. Internal details are
+//! logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use huifu_payments::PaymentError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `idempotency_error`,
+    /// `business_error`, `rate_limit_error` or `api_error`.
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn invalid(
+        code: &'static str,
+        message: impl Into<String>,
+        param: Option<&str>,
+    ) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code,
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "authentication_error",
+            code: "invalid_api_key",
+            message: "send a valid API key as `Authorization: Bearer <key>`".into(),
+            param: None,
+        }
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            code: "forbidden",
+            message: "this API key may not do that".into(),
+            param: None,
+        }
+    }
+
+    /// Also what a merchant gets for another merchant's objects: they are invisible to it.
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: "resource_missing",
+            message: format!("no such {what}"),
+            param: None,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "api_error",
+            code: "unavailable",
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "api_error",
+            code: "internal",
+            message: "internal error".into(),
+            param: None,
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> ApiError {
+        use PaymentError as E;
+        let (status, kind) = match e {
+            E::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_error"),
+            E::InvalidId
+            | E::InvalidAmount
+            | E::InvalidCommission
+            | E::NestedBatch
+            | E::BatchTooLarge => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            E::UnknownUser
+            | E::UnknownMerchant
+            | E::UnknownRider
+            | E::UnknownChannel
+            | E::UnknownCampaign
+            | E::UnknownCoupon
+            | E::UnknownPayment
+            | E::UnknownOperation
+            | E::UnknownPayout => (StatusCode::NOT_FOUND, "invalid_request_error"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "business_error"),
+        };
+        ApiError { status, kind, code: e.code(), message: e.to_string(), param: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {
+                "type": self.kind,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+            }
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,372 @@
+//! The ledger endpoints for operators (admin key only), with TigerBeetle's field and result
+//! names: 128- and 64-bit integers as decimal strings, 32- and 16-bit as numbers, flags as lists
+//! of snake_case names, at most 8,190 events per call.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use huifu_ledger::constants::{BATCH_EVENTS_MAX, QUERY_LIMIT_MAX};
+use huifu_ledger::{Account, AccountFilter, AccountFlags, Transfer, TransferFlags};
+use huifu_payments::{Done, Op};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::wire::parse_body;
+use crate::AppState;
+
+/// Transfers one page returns when the request names no limit.
+const PAGE_LIMIT_DEFAULT: u32 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/ledger/accounts", post(create_accounts))
+        .route("/v1/ledger/transfers", post(create_transfers))
+        .route("/v1/ledger/accounts/lookup", post(lookup_accounts))
+        .route("/v1/ledger/transfers/lookup", post(lookup_transfers))
+        .route("/v1/ledger/accounts/{id}/transfers", get(account_transfers))
+}
+
+/// A u128 or u64 as a decimal string.
+#[derive(Clone, Copy, Debug, Default)]
+struct Dec<T>(T);
+
+impl<'de, T: std::str::FromStr> Deserialize<'de> for Dec<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Dec).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not an unsigned integer in range"))
+        })
+    }
+}
+
+impl<T: std::fmt::Display> Serialize for Dec<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountIn {
+    #[serde(default)]
+    id: Dec<u128>,
+    #[serde(default)]
+    debits_pending: Dec<u128>,
+    #[serde(default)]
+    debits_posted: Dec<u128>,
+    #[serde(default)]
+    credits_pending: Dec<u128>,
+    #[serde(default)]
+    credits_posted: Dec<u128>,
+    #[serde(default)]
+    user_data_128: Dec<u128>,
+    #[serde(default)]
+    user_data_64: Dec<u64>,
+    #[serde(default)]
+    user_data_32: u32,
+    #[serde(default)]
+    reserved: u32,
+    #[serde(default)]
+    ledger: u32,
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    timestamp: Dec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferIn {
+    #[serde(default)]
+    id: Dec<u128>,
+    #[serde(default)]
+    debit_account_id: Dec<u128>,
+    #[serde(default)]
+    credit_account_id: Dec<u128>,
+    #[serde(default)]
+    amount: Dec<u128>,
+    #[serde(default)]
+    pending_id: Dec<u128>,
+    #[serde(default)]
+    user_data_128: Dec<u128>,
+    #[serde(default)]
+    user_data_64: Dec<u64>,
+    #[serde(default)]
+    user_data_32: u32,
+    #[serde(default)]
+    timeout: u32,
+    #[serde(default)]
+    ledger: u32,
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    timestamp: Dec<u64>,
+}
+
+fn account_flags(names: &[String], index: usize) -> Result<AccountFlags, ApiError> {
+    names.iter().try_fold(AccountFlags::default(), |acc, name| {
+        AccountFlags::from_name(name).map(|f| acc | f).ok_or_else(|| unknown_flag(name, index))
+    })
+}
+
+fn transfer_flags(names: &[String], index: usize) -> Result<TransferFlags, ApiError> {
+    names.iter().try_fold(TransferFlags::default(), |acc, name| {
+        TransferFlags::from_name(name).map(|f| acc | f).ok_or_else(|| unknown_flag(name, index))
+    })
+}
+
+fn unknown_flag(name: &str, index: usize) -> ApiError {
+    ApiError::invalid(
+        "invalid_flag",
+        format!("event {index}: unknown flag `{name}`"),
+        Some(&format!("[{index}].flags")),
+    )
+}
+
+pub fn account_json(a: &Account) -> Value {
+    serde_json::json!({
+        "id": a.id.to_string(),
+        "debits_pending": a.debits_pending.to_string(),
+        "debits_posted": a.debits_posted.to_string(),
+        "credits_pending": a.credits_pending.to_string(),
+        "credits_posted": a.credits_posted.to_string(),
+        "user_data_128": a.user_data_128.to_string(),
+        "user_data_64": a.user_data_64.to_string(),
+        "user_data_32": a.user_data_32,
+        "reserved": a.reserved,
+        "ledger": a.ledger,
+        "code": a.code,
+        "flags": a.flags.names().collect::<Vec<_>>(),
+        "timestamp": a.timestamp.to_string(),
+    })
+}
+
+pub fn transfer_json(t: &Transfer) -> Value {
+    serde_json::json!({
+        "id": t.id.to_string(),
+        "debit_account_id": t.debit_account_id.to_string(),
+        "credit_account_id": t.credit_account_id.to_string(),
+        "amount": t.amount.to_string(),
+        "pending_id": t.pending_id.to_string(),
+        "user_data_128": t.user_data_128.to_string(),
+        "user_data_64": t.user_data_64.to_string(),
+        "user_data_32": t.user_data_32,
+        "timeout": t.timeout,
+        "ledger": t.ledger,
+        "code": t.code,
+        "flags": t.flags.names().collect::<Vec<_>>(),
+        "timestamp": t.timestamp.to_string(),
+    })
+}
+
+fn check_batch(len: usize) -> Result<(), ApiError> {
+    if len > BATCH_EVENTS_MAX {
+        return Err(ApiError::invalid(
+            "batch_too_large",
+            format!("{len} events; at most {BATCH_EVENTS_MAX} per call"),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match state.keys.authenticate(headers)?.role {
+        Role::Admin => Ok(()),
+        _ => Err(ApiError::forbidden()),
+    }
+}
+
+fn results<R: std::fmt::Display>(results: &[R]) -> Json<Value> {
+    Json(Value::Array(
+        results
+            .iter()
+            .enumerate()
+            .map(|(index, r)| serde_json::json!({"index": index, "result": r.to_string()}))
+            .collect(),
+    ))
+}
+
+async fn create_accounts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers)?;
+    let events: Vec<AccountIn> = parse_body(&body)?;
+    check_batch(events.len())?;
+    let accounts = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ok(Account {
+                id: a.id.0,
+                debits_pending: a.debits_pending.0,
+                debits_posted: a.debits_posted.0,
+                credits_pending: a.credits_pending.0,
+                credits_posted: a.credits_posted.0,
+                user_data_128: a.user_data_128.0,
+                user_data_64: a.user_data_64.0,
+                user_data_32: a.user_data_32,
+                reserved: a.reserved,
+                ledger: a.ledger,
+                code: a.code,
+                flags: account_flags(&a.flags, i)?,
+                timestamp: a.timestamp.0,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    match state.execute(Op::LedgerAccounts(accounts)).await? {
+        Done::LedgerAccounts(r) => Ok(results(&r)),
+        other => Err(state.unexpected(other)),
+    }
+}
+
+async fn create_transfers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers)?;
+    let events: Vec<TransferIn> = parse_body(&body)?;
+    check_batch(events.len())?;
+    let transfers = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(Transfer {
+                id: t.id.0,
+                debit_account_id: t.debit_account_id.0,
+                credit_account_id: t.credit_account_id.0,
+                amount: t.amount.0,
+                pending_id: t.pending_id.0,
+                user_data_128: t.user_data_128.0,
+                user_data_64: t.user_data_64.0,
+                user_data_32: t.user_data_32,
+                timeout: t.timeout,
+                ledger: t.ledger,
+                code: t.code,
+                flags: transfer_flags(&t.flags, i)?,
+                timestamp: t.timestamp.0,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    match state.execute(Op::LedgerTransfers(transfers)).await? {
+        Done::LedgerTransfers(r) => Ok(results(&r)),
+        other => Err(state.unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ids {
+    ids: Vec<Dec<u128>>,
+}
+
+async fn lookup_accounts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers)?;
+    let ids: Ids = parse_body(&body)?;
+    check_batch(ids.ids.len())?;
+    let found = state
+        .read(move |m| {
+            ids.ids
+                .iter()
+                .filter_map(|id| m.ledger().lookup_account(id.0))
+                .map(account_json)
+                .collect()
+        })
+        .await?;
+    Ok(Json(Value::Array(found)))
+}
+
+async fn lookup_transfers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers)?;
+    let ids: Ids = parse_body(&body)?;
+    check_batch(ids.ids.len())?;
+    let found = state
+        .read(move |m| {
+            ids.ids
+                .iter()
+                .filter_map(|id| m.ledger().lookup_transfer(id.0))
+                .map(transfer_json)
+                .collect()
+        })
+        .await?;
+    Ok(Json(Value::Array(found)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<u32>,
+    pub starting_after: Option<String>,
+}
+
+/// Parses a page's limit: 1 ..= QUERY_LIMIT_MAX.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if limit == 0 || limit > QUERY_LIMIT_MAX {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {QUERY_LIMIT_MAX}"),
+            Some("limit"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// An account's transfers, oldest first; `starting_after` is the id of the last transfer of
+/// the previous page.
+async fn account_transfers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers)?;
+    let account: u128 = id.parse().map_err(|_| {
+        ApiError::invalid("invalid_id", format!("`{id}` is not an account id"), Some("id"))
+    })?;
+    let limit = page_limit(page.limit)?;
+    let after: Option<u128> = match page.starting_after {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            ApiError::invalid(
+                "invalid_id",
+                format!("`{text}` is not a transfer id"),
+                Some("starting_after"),
+            )
+        })?),
+    };
+    let page = state
+        .read(move |m| {
+            let ledger = m.ledger();
+            ledger.lookup_account(account)?;
+            let mut filter = AccountFilter::all(account, limit);
+            if let Some(after) = after {
+                filter.timestamp_min = ledger.lookup_transfer(after).map(|t| t.timestamp + 1)?;
+            }
+            let mut out = Vec::new();
+            ledger.get_account_transfers(&filter, &mut out);
+            Some(out.iter().map(transfer_json).collect::<Vec<_>>())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("account, or no such transfer to start after"))?;
+    Ok(Json(Value::Array(page)))
+}

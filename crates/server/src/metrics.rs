@@ -1,0 +1,95 @@
+//! `GET /healthz`, `GET /metrics` (Prometheus text), and the middleware that counts requests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hdrhistogram::Histogram;
+
+use crate::AppState;
+
+pub struct Metrics {
+    requests: [AtomicU64; 5],
+    latency_us: Mutex<Histogram<u64>>,
+    engine_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let h = || Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+        Metrics {
+            requests: Default::default(),
+            latency_us: Mutex::new(h()),
+            engine_us: Mutex::new(h()),
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000)
+}
+
+impl Metrics {
+    /// Time from submitting to the engine to its durable answer.
+    pub fn engine(&self, d: Duration) {
+        self.engine_us.lock().expect("lock").record(micros(d)).ok();
+    }
+
+    fn request(&self, status: u16, d: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].fetch_add(1, Ordering::Relaxed);
+        self.latency_us.lock().expect("lock").record(micros(d)).ok();
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP huifu_http_requests_total HTTP requests by status class.\n");
+        out.push_str("# TYPE huifu_http_requests_total counter\n");
+        for (i, n) in self.requests.iter().enumerate() {
+            out.push_str(&format!(
+                "huifu_http_requests_total{{class=\"{}xx\"}} {}\n",
+                i + 1,
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        for (name, help, h) in [
+            ("huifu_http_request_seconds", "HTTP request latency.", &self.latency_us),
+            (
+                "huifu_engine_commit_seconds",
+                "Engine latency: submit to durable (journal fsynced) answer.",
+                &self.engine_us,
+            ),
+        ] {
+            let h = h.lock().expect("lock");
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} summary\n"));
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                out.push_str(&format!(
+                    "{name}{{quantile=\"{q}\"}} {}\n",
+                    h.value_at_quantile(q) as f64 / 1e6
+                ));
+            }
+            out.push_str(&format!("{name}_count {}\n", h.len()));
+        }
+        out
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(render))
+}
+
+async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(response.status().as_u16(), started.elapsed());
+    response
+}
