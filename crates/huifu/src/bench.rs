@@ -384,6 +384,105 @@ impl PaymentTally {
 }
 
 fn bench_payments(args: PaymentsArgs) -> anyhow::Result<ExitCode> {
+    let run = run_payments(&args)?;
+    let tally = &run.tally;
+    let payments_per_second = (tally.payments as f64 / run.seconds).round() as u64;
+    let disk_bytes_per_payment = run.disk_bytes / tally.payments.max(1);
+    let (p50, p99, max) = (
+        util::ms(run.latencies.value_at_quantile(0.50)),
+        util::ms(run.latencies.value_at_quantile(0.99)),
+        util::ms(run.latencies.max()),
+    );
+    let ledger_ok = run.ledger_agrees();
+
+    eprintln!("payments            {} ({} with a coupon)", tally.payments, tally.coupons);
+    eprintln!("users               {}", args.users);
+    eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
+    eprintln!("durable             {}", !args.no_fsync);
+    eprintln!("set-up seconds      {:.3}", run.setup_seconds);
+    eprintln!("seconds             {:.3}", run.seconds);
+    eprintln!("payments/s          {payments_per_second}");
+    eprintln!("batch latency ms    p50 {p50:.3}  p99 {p99:.3}  max {max:.3}");
+    eprintln!("rss max             {} MiB", run.rss_bytes_max >> 20);
+    eprintln!(
+        "disk                {} MiB ({disk_bytes_per_payment} bytes per payment)",
+        run.disk_bytes >> 20
+    );
+    for (code, n) in &tally.rejected {
+        eprintln!("rejected            {n} {code}");
+    }
+    eprintln!(
+        "ledger              {}",
+        if ledger_ok { "agrees with the replies" } else { "DIFFERS" }
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "payments": tally.payments,
+            "coupons": tally.coupons,
+            "users": args.users,
+            "merchants": args.merchants,
+            "riders": args.riders,
+            "clients": args.clients,
+            "batch": args.batch,
+            "setup_seconds": run.setup_seconds,
+            "seconds": run.seconds,
+            "payments_per_second": payments_per_second,
+            "latency_ms_p50": p50,
+            "latency_ms_p99": p99,
+            "latency_ms_max": max,
+            "durable": !args.no_fsync,
+            "rejected": tally.rejected,
+            "rss_bytes_max": run.rss_bytes_max,
+            "disk_bytes": run.disk_bytes,
+            "disk_bytes_per_payment": disk_bytes_per_payment,
+        });
+        println!("{json}");
+    }
+    if tally.rejected_total() > 0 || !ledger_ok {
+        eprintln!(
+            "error: {} payments rejected; ledger {:?} against replies: {} payments, legs \
+             merchant {} rider {} platform {} coupon {}",
+            tally.rejected_total(),
+            run.check,
+            tally.payments,
+            tally.merchant,
+            tally.rider,
+            tally.platform,
+            tally.coupon
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a payments benchmark measured and found.
+struct PaymentsRun {
+    tally: PaymentTally,
+    /// Batch latencies, submit to durable reply, in microseconds.
+    latencies: Histogram<u64>,
+    /// From the first payment batch to the last reply.
+    seconds: f64,
+    setup_seconds: f64,
+    check: LedgerCheck,
+    rss_bytes_max: u64,
+    disk_bytes: u64,
+}
+
+impl PaymentsRun {
+    /// The ledger holds exactly what the replies said: every payment, every leg.
+    fn ledger_agrees(&self) -> bool {
+        let (check, tally) = (&self.check, &self.tally);
+        check.balanced
+            && check.payments == tally.payments
+            && check.merchant == u128::from(tally.merchant)
+            && check.rider == u128::from(tally.rider)
+            && check.platform == u128::from(tally.platform)
+            && check.coupon == u128::from(tally.coupon)
+    }
+}
+
+/// Sets up, runs the clients, and checks the ledger against what they were told.
+fn run_payments(args: &PaymentsArgs) -> anyhow::Result<PaymentsRun> {
     if args.batch == 0 || args.batch > BATCH_OPS_MAX {
         bail!("--batch must be between 1 and {BATCH_OPS_MAX}, not {}", args.batch);
     }
@@ -510,77 +609,7 @@ fn bench_payments(args: PaymentsArgs) -> anyhow::Result<ExitCode> {
     let rss_bytes_max = util::rss_bytes_max();
     let disk_bytes = util::disk_bytes(data_dir.path());
     drop(engine);
-    let payments_per_second = (tally.payments as f64 / seconds).round() as u64;
-    let disk_bytes_per_payment = disk_bytes / tally.payments.max(1);
-    let (p50, p99, max) = (
-        util::ms(latencies.value_at_quantile(0.50)),
-        util::ms(latencies.value_at_quantile(0.99)),
-        util::ms(latencies.max()),
-    );
-
-    eprintln!("payments            {} ({} with a coupon)", tally.payments, tally.coupons);
-    eprintln!("users               {}", args.users);
-    eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
-    eprintln!("durable             {}", !args.no_fsync);
-    eprintln!("set-up seconds      {setup_seconds:.3}");
-    eprintln!("seconds             {seconds:.3}");
-    eprintln!("payments/s          {payments_per_second}");
-    eprintln!("batch latency ms    p50 {p50:.3}  p99 {p99:.3}  max {max:.3}");
-    eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
-    eprintln!(
-        "disk                {} MiB ({disk_bytes_per_payment} bytes per payment)",
-        disk_bytes >> 20
-    );
-    for (code, n) in &tally.rejected {
-        eprintln!("rejected            {n} {code}");
-    }
-    let ledger_ok = check.balanced
-        && check.payments == tally.payments
-        && check.merchant == u128::from(tally.merchant)
-        && check.rider == u128::from(tally.rider)
-        && check.platform == u128::from(tally.platform)
-        && check.coupon == u128::from(tally.coupon);
-    eprintln!(
-        "ledger              {}",
-        if ledger_ok { "agrees with the replies" } else { "DIFFERS" }
-    );
-    if args.json {
-        let json = serde_json::json!({
-            "payments": tally.payments,
-            "coupons": tally.coupons,
-            "users": args.users,
-            "merchants": args.merchants,
-            "riders": args.riders,
-            "clients": args.clients,
-            "batch": args.batch,
-            "setup_seconds": setup_seconds,
-            "seconds": seconds,
-            "payments_per_second": payments_per_second,
-            "latency_ms_p50": p50,
-            "latency_ms_p99": p99,
-            "latency_ms_max": max,
-            "durable": !args.no_fsync,
-            "rejected": tally.rejected,
-            "rss_bytes_max": rss_bytes_max,
-            "disk_bytes": disk_bytes,
-            "disk_bytes_per_payment": disk_bytes_per_payment,
-        });
-        println!("{json}");
-    }
-    if tally.rejected_total() > 0 || !ledger_ok {
-        eprintln!(
-            "error: {} payments rejected; ledger {check:?} against replies: {} payments, legs \
-             merchant {} rider {} platform {} coupon {}",
-            tally.rejected_total(),
-            tally.payments,
-            tally.merchant,
-            tally.rider,
-            tally.platform,
-            tally.coupon
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(PaymentsRun { tally, latencies, seconds, setup_seconds, check, rss_bytes_max, disk_bytes })
 }
 
 /// The ledger's side of the payments benchmark's closing check.
@@ -652,4 +681,45 @@ fn setup_payments(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payments_benchmark_pays_every_order_with_a_coupon_on_a_quarter() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = PaymentsArgs {
+            payments: 3_001,
+            clients: 3,
+            batch: 100,
+            users: 70,
+            merchants: 9,
+            riders: 5,
+            data_dir: Some(dir.path().to_path_buf()),
+            no_fsync: true,
+            seed: 7,
+            json: false,
+        };
+        let run = run_payments(&args).unwrap();
+        assert!(run.tally.rejected.is_empty(), "{:?}", run.tally.rejected);
+        assert_eq!(run.tally.payments, 3_001);
+        assert_eq!(run.tally.coupons, 3_001_u64.div_ceil(PAY_COUPON_EVERY));
+        assert!(run.tally.platform > 0 && run.tally.rider > 0 && run.tally.merchant > 0);
+        assert!(run.ledger_agrees(), "{:?}", run.check);
+        assert_eq!(run.latencies.len(), 3_001_u64.div_ceil(100));
+    }
+
+    #[test]
+    fn a_payment_is_the_same_whichever_client_sends_it() {
+        let shape = PaymentShape { users: 10, merchants: 3, riders: 2, seed: 1 };
+        let make = |start: u64| {
+            let mut rng = shape.rng(start);
+            (start..start + 8).map(|i| shape.payment(&mut rng, i)).collect::<Vec<_>>()
+        };
+        assert_eq!(make(16), make(16));
+        let Op::Pay { id, user, coupon, channel, .. } = make(16)[0] else { panic!() };
+        assert_eq!((id, user, coupon, channel), (17, 7, 5, 0));
+    }
 }

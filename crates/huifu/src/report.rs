@@ -18,11 +18,13 @@ const CHART_HEIGHT_PX: u32 = 320;
 /// Headroom above the highest point of a chart, as a fraction of it: the line never touches the
 /// frame, and the legend in the upper corner sits above the data.
 const CHART_HEADROOM: f64 = 0.25;
+/// Room right of the last point, as a fraction of the time axis, so its dot is not cut.
+const CHART_MARGIN_X: f64 = 0.02;
 /// Font size of a chart's title, in pixels.
 const CHART_TITLE_PX: u32 = 20;
 /// Font size of axis labels and legends, in pixels.
 const CHART_LABEL_PX: u32 = 14;
-/// Radius of the dot that marks each window on a line, in pixels.
+/// Radius of the dot that marks each sample on a line of instant values, in pixels.
 const CHART_DOT_PX: u32 = 3;
 
 /// One window of the simulated day (about a second), as the progress loop saw it.
@@ -79,7 +81,8 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
         &[Series {
             label: "payments/s",
             color: RGBColor(31, 119, 180),
-            points: timeline.iter().map(|s| (s.seconds, s.payments_per_second)).collect(),
+            points: steps(timeline, |s| Some(s.payments_per_second)),
+            dots: false,
         }],
     )?;
     let latency = line_chart(
@@ -89,18 +92,14 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
             Series {
                 label: "p50",
                 color: RGBColor(44, 160, 44),
-                points: timeline
-                    .iter()
-                    .filter_map(|s| s.latency_ms_p50.map(|v| (s.seconds, v)))
-                    .collect(),
+                points: steps(timeline, |s| s.latency_ms_p50),
+                dots: false,
             },
             Series {
                 label: "p99",
                 color: RGBColor(214, 39, 40),
-                points: timeline
-                    .iter()
-                    .filter_map(|s| s.latency_ms_p99.map(|v| (s.seconds, v)))
-                    .collect(),
+                points: steps(timeline, |s| s.latency_ms_p99),
+                dots: false,
             },
         ],
     )?;
@@ -111,6 +110,7 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
             label: "RSS",
             color: RGBColor(148, 103, 189),
             points: timeline.iter().map(|s| (s.seconds, s.rss_bytes as f64 / MIB)).collect(),
+            dots: true,
         }],
     )?;
 
@@ -224,10 +224,12 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
 
     let _ = write!(
         html,
-        "<h2>Over the day</h2>\n<p class=\"note\">One point per window of about a second, from \
-         the first payment batch to the last reply ({} windows).</p>\n\
+        "<h2>Over the day</h2>\n<p class=\"note\">Rates and latencies are measured over windows \
+         of about a second (a step each), memory at the end of each window; from the first \
+         payment batch to the last reply ({} window{}).</p>\n\
          <figure>{throughput}</figure>\n<figure>{latency}</figure>\n<figure>{memory}</figure>\n",
-        timeline.len()
+        timeline.len(),
+        if timeline.len() == 1 { "" } else { "s" }
     );
 
     // The operation mix, with a bar scaled to the largest count.
@@ -310,12 +312,26 @@ struct Series<'a> {
     label: &'a str,
     color: RGBColor,
     points: Vec<(f64, f64)>,
+    /// Mark each point: for values read at an instant rather than over a window.
+    dots: bool,
+}
+
+/// A value measured over each window as a step: flat from the window's start (the previous
+/// window's end, or the start of the day) to its end. Windows without a value are left out.
+fn steps(timeline: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+    let starts = std::iter::once(0.0).chain(timeline.iter().map(|s| s.seconds));
+    timeline
+        .iter()
+        .zip(starts)
+        .filter_map(|(s, start)| value(s).map(|v| [(start, v), (s.seconds, v)]))
+        .flatten()
+        .collect()
 }
 
 /// A line chart of `series` against seconds, as an SVG document.
 fn line_chart(title: &str, y_desc: &str, series: &[Series]) -> anyhow::Result<String> {
     let points = series.iter().flat_map(|s| s.points.iter());
-    let x_max = points.clone().map(|p| p.0).fold(0.0, f64::max).max(1.0);
+    let x_max = points.clone().map(|p| p.0).fold(0.0, f64::max).max(1.0) * (1.0 + CHART_MARGIN_X);
     let y_max = points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * (1.0 + CHART_HEADROOM);
     let mut svg = String::new();
     {
@@ -350,13 +366,13 @@ fn line_chart(title: &str, y_desc: &str, series: &[Series]) -> anyhow::Result<St
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            // A dot per window, so that a short run with a few windows still reads as points
-            // in time rather than as a line from nowhere.
-            chart
-                .draw_series(
-                    s.points.iter().map(|p| Circle::new(*p, CHART_DOT_PX, color.filled())),
-                )
-                .map_err(chart_error)?;
+            if s.dots {
+                chart
+                    .draw_series(
+                        s.points.iter().map(|p| Circle::new(*p, CHART_DOT_PX, color.filled())),
+                    )
+                    .map_err(chart_error)?;
+            }
         }
         // One line needs no legend: the title and the axis say what it is.
         if series.len() > 1 {

@@ -325,6 +325,54 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
         s.post("/v1/refunds", &platform, json!({"payment": id(&pay2), "amount": 4600}));
     assert_eq!((status, v["error"]["code"].as_str()), (422, Some("merchant_balance_insufficient")));
 
+    // Lists by merchant and by user, newest first, paged.
+    let (_, list) = s.get(&format!("/v1/payments?merchant={}&limit=1", w.merchant), &platform);
+    assert_eq!(list["data"][0]["id"], json!(id(&pay2)));
+    assert_eq!(list["has_more"], true);
+    let (_, list) = s.get(
+        &format!("/v1/payments?merchant={}&limit=10&starting_after={}", w.merchant, id(&pay2)),
+        &platform,
+    );
+    assert_eq!(list["data"][0]["id"], json!(id(&pay)));
+    assert_eq!(list["has_more"], false);
+    let (_, list) = s.get(&format!("/v1/payments?user={}", w.user), &platform);
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
+
+    // The merchant's money movements as server-sent events, resumable from an id.
+    let merchant_key =
+        s.ok("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": w.merchant}))["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let events = ureq::get(&format!("{}/v1/events", s.base))
+        .set("Authorization", &format!("Bearer {merchant_key}"))
+        .call()
+        .unwrap();
+    let mut lines = BufReader::new(events.into_reader()).lines();
+    let first_id = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.strip_prefix("id:").map(|v| v.trim().to_owned()))
+        .unwrap();
+    let first_event = lines.next().unwrap().unwrap();
+    assert_eq!(first_event, "event: balance.credited");
+    let resumed = ureq::get(&format!("{}/v1/events", s.base))
+        .set("Authorization", &format!("Bearer {merchant_key}"))
+        .set("Last-Event-ID", &first_id)
+        .call()
+        .unwrap();
+    let next_id = BufReader::new(resumed.into_reader())
+        .lines()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.strip_prefix("id:").map(|v| v.trim().parse::<u64>().unwrap()))
+        .unwrap();
+    assert!(next_id > first_id.parse::<u64>().unwrap());
+
+    // A body above the limit gets a JSON error too.
+    let big = "x".repeat(9 << 20);
+    let (status, v) = s.post("/v1/users", &platform, json!({"currency": big}));
+    assert_eq!((status, v["error"]["code"].as_str()), (413, Some("body_too_large")));
+
     let (status, text) = s.call("GET", "/healthz", None, None, None);
     assert_eq!((status, text["text"].as_str()), (200, Some("ok\n")));
     let (_, metrics) = s.call("GET", "/metrics", None, None, None);

@@ -133,6 +133,9 @@ pub struct PaymentsMachine {
     pub(crate) keys: HashMap<u128, (u64, u64, Outcome)>,
     /// The last id given to a keyed operation (0 before the first).
     pub(crate) last_id: u64,
+    /// Payment ids of each merchant and of each user, oldest first, for listing.
+    pub(crate) by_merchant: HashMap<u64, Vec<u64>>,
+    pub(crate) by_user: HashMap<u64, Vec<u64>>,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.
@@ -636,6 +639,8 @@ impl PaymentsMachine {
         } else {
             self.authorized.insert((self.hold_deadline(id, &legs), id));
         }
+        self.by_merchant.entry(merchant_id).or_default().push(id);
+        self.by_user.entry(user).or_default().push(id);
         self.payments.insert(
             id,
             Payment {
@@ -1044,6 +1049,25 @@ impl PaymentsMachine {
 
     pub fn payment(&self, id: u64) -> Option<(&Payment, PaymentStatus)> {
         self.payments.get(&id).map(|p| (p, self.payment_status(id, p)))
+    }
+
+    /// A page of a merchant's (`merchant`) or a user's payment ids, newest first, after the
+    /// payment `starting_after` (from the top when `None`); `None` if that payment is not in
+    /// the list.
+    pub fn payments_page(
+        &self,
+        merchant: bool,
+        party: u64,
+        starting_after: Option<u64>,
+        limit: usize,
+    ) -> Option<Vec<u64>> {
+        let list = if merchant { self.by_merchant.get(&party) } else { self.by_user.get(&party) };
+        let list = list.map(Vec::as_slice).unwrap_or_default();
+        let end = match starting_after {
+            None => list.len(),
+            Some(after) => list.iter().rposition(|&id| id == after)?,
+        };
+        Some(list[..end].iter().rev().take(limit).copied().collect())
     }
 
     pub fn refund_of(&self, id: u64) -> Option<(u64, u64)> {

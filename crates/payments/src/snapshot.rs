@@ -118,7 +118,15 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.u64(*id)?;
         w.outcome(outcome)
     })?;
-    w.u64(m.last_id)
+    w.u64(m.last_id)?;
+    for lists in [&m.by_merchant, &m.by_user] {
+        w.map(lists, |w, k, ids| {
+            w.u64(*k)?;
+            w.u64(ids.len() as u64)?;
+            ids.iter().try_for_each(|id| w.u64(*id))
+        })?;
+    }
+    Ok(())
 }
 
 pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
@@ -244,6 +252,17 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         m.keys.insert(key, (print, id, outcome));
     }
     m.last_id = r.u64()?;
+    for merchants in [true, false] {
+        for _ in 0..r.len()? {
+            let party = r.u64()?;
+            let ids = (0..r.len()?).map(|_| r.u64()).collect::<io::Result<Vec<u64>>>()?;
+            if merchants {
+                m.by_merchant.insert(party, ids);
+            } else {
+                m.by_user.insert(party, ids);
+            }
+        }
+    }
     Ok(m)
 }
 

@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/withdrawals", post(create_withdrawal))
         .route("/v1/topups/{id}/{answer}", post(bank_answer_topup))
         .route("/v1/withdrawals/{id}/{answer}", post(bank_answer_withdrawal))
-        .route("/v1/payments", post(create_payment))
+        .route("/v1/payments", post(create_payment).get(list_payments))
         .route("/v1/payments/{id}", get(get_payment))
         .route("/v1/payments/{id}/{action}", post(resolve_payment))
         .route("/v1/refunds", post(create_refund))
@@ -498,6 +498,63 @@ async fn get_payment(
     Ok(created(payment_json(&p)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    merchant: Option<String>,
+    user: Option<String>,
+    limit: Option<u32>,
+    starting_after: Option<String>,
+}
+
+/// A merchant's or a user's payments, newest first, with cursor paging.
+async fn list_payments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let caller = state.keys.authenticate(&headers)?;
+    let limit = crate::ledger::page_limit(q.limit)?.min(LIST_LIMIT_MAX) as usize;
+    let (by_merchant, party) = match (&q.merchant, &q.user, caller.role) {
+        (Some(m), None, _) => (true, parse_id(Prefix::Merchant, m, "merchant")?),
+        (None, None, Role::Merchant(own)) => (true, own),
+        (None, Some(u), role) if role.is_operator() => (false, parse_id(Prefix::User, u, "user")?),
+        (None, Some(_), _) => return Err(ApiError::forbidden()),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_filter",
+                "list by exactly one of `merchant` or `user`",
+                Some("merchant"),
+            ))
+        }
+    };
+    if by_merchant {
+        may_see(&caller, party, "merchant")?;
+    }
+    let after = q
+        .starting_after
+        .as_deref()
+        .map(|p| parse_id(Prefix::Payment, p, "starting_after"))
+        .transpose()?;
+    let page = state
+        .read(move |m| {
+            let ids = m.payments_page(by_merchant, party, after, limit + 1)?;
+            Some(
+                ids.iter()
+                    .filter_map(|&id| m.payment(id).map(|(p, status)| view(id, p, status)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment to start after"))?;
+    let has_more = page.len() > limit;
+    Ok(created(json!({
+        "object": "list",
+        "data": page.iter().take(limit).map(payment_json).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
 async fn resolve_payment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -847,7 +904,7 @@ async fn settlement_csv(
 // Balances and statements.
 
 /// The ledger account behind an object id (`usr_1` → its wallet), if the party exists.
-fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kind, u64, u32)> {
+pub(crate) fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kind, u64, u32)> {
     let (prefix, id) = object.split_once('_')?;
     let id: u64 = id.parse().ok()?;
     let kind = match prefix {
@@ -874,7 +931,7 @@ fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kind, u64, u32
     Some((chart::account_id(kind, currency, id), kind, id, currency))
 }
 
-fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<(), ApiError> {
+pub(crate) fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<(), ApiError> {
     match caller.role {
         Role::Merchant(own) if !(kind == Kind::Merchant && entity == own) => {
             Err(ApiError::not_found("account"))
@@ -914,7 +971,7 @@ async fn get_balance(
     })))
 }
 
-fn entry_json(t: &Transfer, account: u128) -> Value {
+pub(crate) fn entry_json(t: &Transfer, account: u128) -> Value {
     let credit = t.credit_account_id == account;
     json!({
         "id": t.id.to_string(),

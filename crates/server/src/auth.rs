@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use axum::http::HeaderMap;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use crate::constants::{RATE_BURST_PER_KEY, RATE_PER_KEY_PER_SECOND};
 use crate::error::ApiError;
 
 /// Characters of a key after its `hk_` prefix: 32 alphanumerics, about 190 bits.
@@ -60,6 +62,8 @@ pub struct Caller {
 pub struct KeyStore {
     path: PathBuf,
     keys: RwLock<HashMap<[u8; 32], Role>>,
+    /// Per key: (tokens left, last refill); one token per request.
+    buckets: Mutex<HashMap<[u8; 32], (u64, Instant)>>,
 }
 
 fn hash(key: &str) -> [u8; 32] {
@@ -104,7 +108,7 @@ impl KeyStore {
                 }
             }
         }
-        Ok(KeyStore { path, keys: RwLock::new(keys) })
+        Ok(KeyStore { path, keys: RwLock::new(keys), buckets: Mutex::new(HashMap::new()) })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,7 +154,29 @@ impl KeyStore {
             .expect("lock")
             .get(&key_hash)
             .ok_or_else(ApiError::unauthenticated)?;
+        self.take_token(&key_hash)?;
         Ok(Caller { role, key_hash })
+    }
+
+    /// The per-key rate limit: a token bucket of `RATE_BURST_PER_KEY` tokens refilled at
+    /// `RATE_PER_KEY_PER_SECOND`.
+    fn take_token(&self, key_hash: &[u8; 32]) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("lock");
+        let (tokens, last) = buckets.entry(*key_hash).or_insert((RATE_BURST_PER_KEY, now));
+        let refill = u64::try_from(
+            now.duration_since(*last).as_micros() * u128::from(RATE_PER_KEY_PER_SECOND) / 1_000_000,
+        )
+        .unwrap_or(u64::MAX);
+        if refill > 0 {
+            *tokens = tokens.saturating_add(refill).min(RATE_BURST_PER_KEY);
+            *last = now;
+        }
+        if *tokens == 0 {
+            return Err(ApiError::rate_limited());
+        }
+        *tokens -= 1;
+        Ok(())
     }
 }
 

@@ -13,3 +13,15 @@ pub const BATCH_OPERATIONS_MAX: usize = 1_000;
 pub const LIST_LIMIT_MAX: u32 = 1_000;
 
 const _: () = assert!(BATCH_OPERATIONS_MAX <= huifu_payments::constants::BATCH_OPS_MAX);
+
+/// How often an idle event stream looks for new entries: the delay a merchant may see.
+pub const EVENTS_POLL_MS: u64 = 100;
+
+/// Most entries one look of an event stream takes; the rest follow at once.
+pub const EVENTS_PAGE_MAX: u32 = 1_000;
+
+/// Requests per second one API key may make on average; above it the answer is 429.
+pub const RATE_PER_KEY_PER_SECOND: u64 = 100_000;
+
+/// Requests one API key may make at once above its rate (the bucket's size).
+pub const RATE_BURST_PER_KEY: u64 = 200_000;

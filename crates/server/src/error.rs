@@ -72,6 +72,26 @@ impl ApiError {
         }
     }
 
+    pub fn rate_limited() -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: "rate_limited",
+            message: "too many requests for this API key; slow down".into(),
+            param: None,
+        }
+    }
+
+    pub fn too_large() -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            code: "body_too_large",
+            message: format!("the body is above {} bytes", crate::constants::BODY_BYTES_MAX),
+            param: None,
+        }
+    }
+
     pub fn internal() -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,6 +18,7 @@ mod api;
 mod auth;
 pub mod constants;
 mod error;
+mod events;
 mod ledger;
 mod metrics;
 mod wire;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ledger::routes())
         .merge(api::routes())
+        .merge(events::routes())
         .merge(metrics::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

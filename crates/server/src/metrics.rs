@@ -89,7 +89,11 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // The body limit answers in plain text; every error of the API is JSON.
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response = crate::error::ApiError::too_large().into_response();
+    }
     state.metrics.request(response.status().as_u16(), started.elapsed());
     response
 }
