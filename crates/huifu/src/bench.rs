@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// Durable wallet payments per second through the payment engine: merchant, rider and
     /// commission legs, a coupon on about a quarter of them.
     Payments(PaymentsArgs),
+    /// Wallet payments per second through the HTTP API (`huifu serve`), over many keep-alive
+    /// connections, one payment or one batch per request.
+    Http(crate::bench_http::HttpArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +69,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ledger(args) => bench_ledger(args),
         BenchCommand::Payments(args) => bench_payments(args),
+        BenchCommand::Http(args) => crate::bench_http::bench_http(args),
     }
 }
 

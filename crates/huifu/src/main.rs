@@ -2,6 +2,7 @@
 //! the engine, the benchmarks and the simulator.
 
 mod bench;
+mod bench_http;
 mod report;
 mod serve;
 mod simulate;

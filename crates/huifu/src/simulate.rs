@@ -112,8 +112,13 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         // the day (set-up is not part of the timeline).
         let mut window: Option<(Instant, u64)> = None;
         let mut tail_done = false;
-        while !runner.is_finished() {
-            std::thread::sleep(Duration::from_millis(PROGRESS_POLL_MS));
+        // One more pass after the runner finished, so that the last window is not lost.
+        let mut finished = false;
+        while !finished {
+            finished = runner.is_finished();
+            if !finished {
+                std::thread::sleep(Duration::from_millis(PROGRESS_POLL_MS));
+            }
             // The end of the day first: once it is set, the payments read after it are final.
             let ended = progress.ended.get().copied();
             let done = progress.payments.load(std::sync::atomic::Ordering::Relaxed);
@@ -200,6 +205,20 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             eprintln!("  {v}");
         }
     }
+    // Before the JSON, which stays the last line.
+    if let Some(path) = &args.report {
+        report::write(
+            path,
+            &report::Report {
+                config: &config,
+                result: &result,
+                timeline: &timeline,
+                rss_bytes_max,
+                disk_bytes,
+            },
+        )?;
+        eprintln!("report              {}", path.display());
+    }
     if args.json {
         let mut violations = result.audit.violations.clone();
         if result.acknowledged_missing > 0 {
@@ -226,19 +245,6 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
         });
         println!("{json}");
-    }
-    if let Some(path) = &args.report {
-        report::write(
-            path,
-            &report::Report {
-                config: &config,
-                result: &result,
-                timeline: &timeline,
-                rss_bytes_max,
-                disk_bytes,
-            },
-        )?;
-        eprintln!("report              {}", path.display());
     }
     Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -422,6 +422,21 @@ fn idempotency_keys_and_roles() {
     assert_eq!(s.get(&format!("/v1/balances/{}", w.merchant), &mine).0, 200);
     assert_eq!(s.post("/v1/ledger/accounts", &mine, json!([])).0, 403);
 
+    // A currency that is not the user's.
+    let (status, v) = s.post("/v1/payments", ADMIN, json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 100, "currency": "USD"}));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("currency_mismatch")));
+    // The batch endpoint: each operation its own result, retries by their own keys.
+    let item = json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 100, "idempotency_key": "b-1"});
+    let batch = json!({"payments": [item.clone(), {"user": w.user, "merchant": "mer_0", "rider": w.rider, "food_amount": 100}, item]});
+    let v = s.ok("/v1/batch", ADMIN, batch);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["result"]["status"], "succeeded");
+    assert_eq!(results[1]["error"]["code"], "invalid_id");
+    assert_eq!(results[2]["result"]["id"], results[0]["result"]["id"], "same key, same payment");
+    // 100,000 − 1,000 + the merchant's refund of 100 − this batch's one payment of 100.
+    let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
+    assert_eq!(bal["available"], "99000");
+
     // Malformed JSON, wrong types, unknown fields.
     let (status, v) = s.call("POST", "/v1/users", Some(ADMIN), Some(json!("not an object")), None);
     assert_eq!(status, 400, "{v}");

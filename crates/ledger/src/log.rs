@@ -140,7 +140,7 @@ const BUCKET_SLOTS: usize = 8;
 
 /// The highest load (entries per slot) of a shard, in 1/65536. Shards grow at loads between half
 /// of it and all of it, so their loads average about 0.72 of it.
-const LOAD_MAX: u32 = 52_429; // 0.8
+const LOAD_MAX: u32 = 39_322; // 0.6
 
 /// The load at which shard `shard` grows, in 1/65536: from `LOAD_MAX` down to half of it, evenly
 /// spaced in log scale, so that as the index doubles the shards grow one after the other.

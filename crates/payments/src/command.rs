@@ -149,6 +149,8 @@ pub enum Done {
         status: PaymentStatus,
         total: u64,
         legs: Legs,
+        /// The payment's currency: its user's.
+        currency: u32,
     },
     Refund {
         amount: u64,

@@ -22,7 +22,7 @@
 //! }
 //! let pay = Op::Pay { id: 50, user: 10, merchant: 20, rider: 30, food: 3_000, delivery: 500,
 //!     coupon: 0, channel: 0, timeout_s: 0 };
-//! let Ok(Done::Payment { status, total, legs }) = m.apply(now, &pay) else { panic!() };
+//! let Ok(Done::Payment { status, total, legs, .. }) = m.apply(now, &pay) else { panic!() };
 //! assert_eq!((status, total), (PaymentStatus::Succeeded, 3_500));
 //! assert_eq!((legs.merchant, legs.rider, legs.platform), (2_700, 500, 300));
 //! // The merchant sees the money at once.

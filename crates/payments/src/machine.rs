@@ -660,7 +660,7 @@ impl PaymentsMachine {
                 timestamp: now,
             },
         );
-        Ok(Done::Payment { status, total, legs })
+        Ok(Done::Payment { status, total, legs, currency })
     }
 
     /// The wallet's legs of a payment: merchant share, delivery fee, commission.
@@ -795,7 +795,12 @@ impl PaymentsMachine {
             p.campaign != 0 && matches!(self.campaigns[&p.campaign].funder, Funder::Merchant(_));
         self.account_payment(p.merchant, &p.legs, p.food, merchant_funded);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Succeeded;
-        Ok(Done::Payment { status: PaymentStatus::Succeeded, total: p.total(), legs: p.legs })
+        Ok(Done::Payment {
+            status: PaymentStatus::Succeeded,
+            total: p.total(),
+            legs: p.legs,
+            currency: p.currency,
+        })
     }
 
     fn release(&mut self, now: u64, id: u64) -> Outcome {
@@ -826,7 +831,12 @@ impl PaymentsMachine {
         self.authorized.remove(&(self.hold_deadline(id, &p.legs), id));
         self.restore_coupon(now, &p, id);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Released;
-        Ok(Done::Payment { status: PaymentStatus::Released, total: p.total(), legs: p.legs })
+        Ok(Done::Payment {
+            status: PaymentStatus::Released,
+            total: p.total(),
+            legs: p.legs,
+            currency: p.currency,
+        })
     }
 
     /// A coupon whose payment was undone comes back to its user if its campaign is still valid.
@@ -1094,6 +1104,11 @@ impl PaymentsMachine {
 
     pub fn settlement(&self, id: u64) -> Option<&[SettlementLine]> {
         self.settlements.get(&id).map(Vec::as_slice)
+    }
+
+    /// The currency of a user's wallet.
+    pub fn user_currency(&self, id: u64) -> Option<u32> {
+        self.users.get(&id).copied()
     }
 
     pub fn merchant(&self, id: u64) -> Option<&Merchant> {

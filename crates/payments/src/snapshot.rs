@@ -327,11 +327,12 @@ impl W<'_> {
                 self.u8(u8::try_from(index).expect("fewer than 256 errors"))
             }
             Ok(Done::Created) => self.u8(1),
-            Ok(Done::Payment { status, total, legs }) => {
+            Ok(Done::Payment { status, total, legs, currency }) => {
                 self.u8(2)?;
                 self.status(*status)?;
                 self.u64(*total)?;
-                self.legs(legs)
+                self.legs(legs)?;
+                self.u32(*currency)
             }
             Ok(Done::Refund { amount, legs, full }) => {
                 self.u8(3)?;
@@ -438,9 +439,12 @@ impl R<'_> {
                 Err(*PaymentError::ALL.get(usize::from(self.u8()?)).ok_or_else(|| bad("error"))?)
             }
             1 => Ok(Done::Created),
-            2 => {
-                Ok(Done::Payment { status: self.status()?, total: self.u64()?, legs: self.legs()? })
-            }
+            2 => Ok(Done::Payment {
+                status: self.status()?,
+                total: self.u64()?,
+                legs: self.legs()?,
+                currency: self.u32()?,
+            }),
             3 => {
                 Ok(Done::Refund { amount: self.u64()?, legs: self.legs()?, full: self.u8()? != 0 })
             }

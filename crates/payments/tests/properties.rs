@@ -123,7 +123,7 @@ fn check(m: &PaymentsMachine, b: &Before, op: &Op, outcome: &Outcome) {
     match (op, outcome) {
         (
             Op::Pay { id, user, merchant: to, rider: by, .. },
-            Ok(Done::Payment { status, total, legs }),
+            Ok(Done::Payment { status, total, legs, .. }),
         ) => {
             let campaign = m.payment(*id).unwrap().0.campaign;
             if let Some(&left) = b.budgets.get(&campaign) {
@@ -140,7 +140,7 @@ fn check(m: &PaymentsMachine, b: &Before, op: &Op, outcome: &Outcome) {
                 assert_eq!(merchant(m, *to), b.merchants[to]);
             }
         }
-        (Op::Capture { id }, Ok(Done::Payment { status, total, legs })) => {
+        (Op::Capture { id }, Ok(Done::Payment { status, total, legs, .. })) => {
             assert_eq!(b.payments[id].0, PaymentStatus::Authorized);
             assert_eq!(*status, PaymentStatus::Succeeded);
             let p = m.payment(*id).unwrap().0;

@@ -19,7 +19,7 @@ fn legs(merchant: u64, rider: u64, platform: u64, coupon: u64) -> Legs {
 }
 
 fn paid(total: u64, legs: Legs) -> Done {
-    Done::Payment { status: PaymentStatus::Succeeded, total, legs }
+    Done::Payment { status: PaymentStatus::Succeeded, total, legs, currency: 156 }
 }
 
 fn status(w: &World, payment: u64) -> PaymentStatus {
@@ -467,6 +467,7 @@ fn a_channel_payment_is_authorized_then_captured() {
         status: PaymentStatus::Authorized,
         total: 2_500,
         legs: legs(2_700, 500, 300, 1_000),
+        currency: 156,
     };
     assert_eq!(w.ok(pay_by_bank(50, 11, 20, 3_000, 500, 100, 0)), authorized);
     // Nothing is spent yet: the money and the discount are held.
@@ -503,6 +504,7 @@ fn a_released_channel_payment_gives_the_coupon_back() {
             status: PaymentStatus::Released,
             total: 2_500,
             legs: legs(2_700, 500, 300, 1_000),
+            currency: 156,
         }
     );
     assert_eq!(status(&w, 50), PaymentStatus::Released);

@@ -346,7 +346,9 @@ struct PaymentBody {
     food_amount: u64,
     #[serde(default)]
     delivery_fee: u64,
-    currency: String,
+    /// Optional: the payment's currency is its user's; when given, it must match.
+    #[serde(default)]
+    currency: Option<String>,
     #[serde(default)]
     coupon: Option<String>,
     /// Pay through this bank channel instead of the wallet.
@@ -415,12 +417,12 @@ fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
     }
 }
 
-/// The operation of a payment body, and the parts of it needed to render the result.
+/// The operation of a payment body, and the currency it names (0 when none).
 fn payment_op(b: &PaymentBody) -> Result<(Op, u32), ApiError> {
     let user = parse_id(Prefix::User, &b.user, "user")?;
     let merchant = parse_id(Prefix::Merchant, &b.merchant, "merchant")?;
     let rider = parse_id(Prefix::Rider, &b.rider, "rider")?;
-    let currency = parse_currency(&b.currency)?;
+    let currency = b.currency.as_deref().map(parse_currency).transpose()?.unwrap_or(0);
     let food = amount_field(b.food_amount, "food_amount")?;
     let coupon = b.coupon.as_deref().map(|c| parse_id(Prefix::Coupon, c, "coupon")).transpose()?;
     let channel =
@@ -439,10 +441,10 @@ fn payment_op(b: &PaymentBody) -> Result<(Op, u32), ApiError> {
     Ok((op, currency))
 }
 
-fn payment_result(id: u64, op: &Op, currency: u32, done: Done) -> Result<Value, ApiError> {
+fn payment_result(id: u64, op: &Op, done: Done) -> Result<Value, ApiError> {
     let (
         Op::Pay { user, merchant, rider, food, delivery, coupon, channel, .. },
-        Done::Payment { status, legs, .. },
+        Done::Payment { status, legs, currency, .. },
     ) = (op, done)
     else {
         return Err(ApiError::internal());
@@ -479,10 +481,37 @@ async fn create_payment(
         ));
     }
     let (op, currency) = payment_op(&b)?;
+    check_currencies(&state, &[(&op, currency)]).await?;
     let (id, done) = keyed(&state, &caller, &headers, "payments", op.clone()).await?;
-    // The payment's currency is the user's: a request naming another is rejected after the fact
-    // only if it differs, which the domain already checks through the parties.
-    Ok(created(payment_result(id, &op, currency, done)?))
+    Ok(created(payment_result(id, &op, done)?))
+}
+
+/// Payments that name a currency must name their user's (one read for all of them).
+async fn check_currencies(state: &AppState, items: &[(&Op, u32)]) -> Result<(), ApiError> {
+    let named: Vec<(u64, u32)> = items
+        .iter()
+        .filter(|(_, c)| *c != 0)
+        .filter_map(|(op, c)| match op {
+            Op::Pay { user, .. } => Some((*user, *c)),
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let wrong = state
+        .read(move |m| {
+            named.iter().any(|(user, c)| m.user_currency(*user).is_some_and(|uc| uc != *c))
+        })
+        .await?;
+    if wrong {
+        return Err(ApiError::invalid(
+            "currency_mismatch",
+            "the payment's currency is its user's wallet currency",
+            Some("currency"),
+        ));
+    }
+    Ok(())
 }
 
 async fn get_payment(
@@ -1069,8 +1098,35 @@ async fn batch(
     // Invalid items get their error without reaching the engine; the rest go as one batch.
     let mut items: Vec<Result<(Op, u32), ApiError>> = Vec::with_capacity(count);
     let mut ops = Vec::with_capacity(count);
-    for p in &b.payments {
-        let item = payment_op(p);
+    let parsed: Vec<Result<(Op, u32), ApiError>> = b.payments.iter().map(payment_op).collect();
+    // Payments naming a currency must name their user's: one read for the whole batch.
+    let named: Vec<(u64, u32)> = parsed
+        .iter()
+        .filter_map(|item| match item {
+            Ok((Op::Pay { user, .. }, c)) if *c != 0 => Some((*user, *c)),
+            _ => None,
+        })
+        .collect();
+    let currencies: std::collections::HashMap<u64, u32> = if named.is_empty() {
+        Default::default()
+    } else {
+        state
+            .read(move |m| {
+                named.iter().filter_map(|(u, _)| Some((*u, m.user_currency(*u)?))).collect()
+            })
+            .await?
+    };
+    for (p, item) in b.payments.iter().zip(parsed) {
+        let item = item.and_then(|(op, c)| match &op {
+            Op::Pay { user, .. } if c != 0 && currencies.get(user).is_some_and(|uc| *uc != c) => {
+                Err(ApiError::invalid(
+                    "currency_mismatch",
+                    "the payment's currency is its user's wallet currency",
+                    Some("currency"),
+                ))
+            }
+            _ => Ok((op, c)),
+        });
         if let Ok((op, _)) = &item {
             ops.push(Op::Keyed {
                 key: key_of(&p.idempotency_key, "payments"),
@@ -1103,14 +1159,14 @@ async fn batch(
     let results: Vec<Value> = items
         .into_iter()
         .map(|item| {
-            let rendered = item.and_then(|(op, currency)| {
+            let rendered = item.and_then(|(op, _)| {
                 let outcome: Outcome = outcomes.next().ok_or_else(ApiError::internal)?;
                 let Done::Allocated { id, outcome } = outcome? else {
                     return Err(ApiError::internal());
                 };
                 let done = (*outcome)?;
                 match (&op, done) {
-                    (Op::Pay { .. }, done) => payment_result(id, &op, currency, done),
+                    (Op::Pay { .. }, done) => payment_result(id, &op, done),
                     (Op::Refund { payment, .. }, Done::Refund { amount, legs, full }) => {
                         Ok(refund_json(id, *payment, amount, &legs, full))
                     }

@@ -1,0 +1,1023 @@
+//! `huifu bench http`: wallet payments per second through the HTTP API, sent over many
+//! keep-alive connections, against a running server or a `huifu serve` started for the run.
+//!
+//! The HTTP/1.1 client is written here on `tokio::net::TcpStream`: one request at a time per
+//! connection, a `Content-Length` body each way. It is all the benchmark needs, and it keeps the
+//! load generator's own cost small and easy to see next to the server's.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hdrhistogram::Histogram;
+use huifu_server::constants::BATCH_OPERATIONS_MAX;
+use indicatif::ProgressBar;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::util;
+
+#[derive(Args)]
+pub struct HttpArgs {
+    /// Base URL of a running server (default: start `huifu serve` on a temporary folder for the
+    /// run, and stop it afterwards).
+    #[arg(long)]
+    url: Option<String>,
+    /// An admin or platform API key of the server at --url (default: `HUIFU_ADMIN_KEY`).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Payments to make.
+    #[arg(long, default_value_t = 200_000)]
+    payments: u64,
+    /// Keep-alive connections, each sending its requests back to back.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Payments per request: 1 sends `POST /v1/payments`, more send `POST /v1/batch` (at most
+    /// 1,000).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Users, each with a wallet funded over HTTP for its share of the payments.
+    #[arg(long, default_value_t = 1_000)]
+    users: u64,
+    /// Merchants.
+    #[arg(long, default_value_t = 100)]
+    merchants: u64,
+    /// Riders.
+    #[arg(long, default_value_t = 200)]
+    riders: u64,
+    /// Worker threads of the load generator (the server started for the run has its own).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seed of the random merchants, riders and amounts.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Currency of the payments; amounts are in fen.
+const CURRENCY: &str = "CNY";
+/// Smallest food amount of an order, in fen (inclusive).
+const FOOD_MIN: u64 = 1_500;
+/// Largest food amount of an order, in fen (exclusive).
+const FOOD_MAX: u64 = 8_000;
+/// Smallest delivery fee, in fen (inclusive).
+const DELIVERY_MIN: u64 = 300;
+/// Largest delivery fee, in fen (exclusive).
+const DELIVERY_MAX: u64 = 800;
+/// Lowest merchant commission rate in basis points.
+const COMMISSION_BPS_MIN: u32 = 500;
+/// Highest merchant commission rate in basis points (inclusive).
+const COMMISSION_BPS_MAX: u32 = 2_000;
+/// Hold of the set-up top-ups; each is confirmed at once, so it only has to be valid.
+const TOPUP_TIMEOUT_S: u32 = 3_600;
+/// A request with no reply by then fails the run. The server answers 503 after its own
+/// timeout (10 s), well before.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Room for a reply head and a single payment's reply; grown for batch replies.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+/// Linux reports process CPU time in clock ticks of 1/100 s.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+pub fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
+    let mut server = None;
+    let (url, key) = match &args.url {
+        Some(url) => {
+            let key = args
+                .api_key
+                .clone()
+                .or_else(|| std::env::var("HUIFU_ADMIN_KEY").ok())
+                .filter(|k| !k.trim().is_empty())
+                .context("--url needs --api-key (or HUIFU_ADMIN_KEY)")?;
+            (url.clone(), key)
+        }
+        None => {
+            let spawned = Spawned::start()?;
+            let target = (spawned.url.clone(), spawned.key.clone());
+            server = Some(spawned);
+            target
+        }
+    };
+    let run = run_http(&args, &url, &key, server.as_ref().map(|s| s.child.id()))?;
+    drop(server);
+
+    let payments_per_second = (run.tally.payments as f64 / run.seconds).round() as u64;
+    let requests_per_second = (run.tally.requests as f64 / run.seconds).round() as u64;
+    let latencies = &run.tally.latencies;
+    let (p50, p99, max) = (
+        util::ms(latencies.value_at_quantile(0.50)),
+        util::ms(latencies.value_at_quantile(0.99)),
+        util::ms(latencies.max()),
+    );
+    let errors = run.tally.errors();
+    let endpoint = if args.batch > 1 { "POST /v1/batch" } else { "POST /v1/payments" };
+    let started = if args.url.is_some() { "given" } else { "started for the run" };
+    eprintln!("server              {url} ({started})");
+    eprintln!("payments            {}", run.tally.payments);
+    eprintln!(
+        "requests            {} ({endpoint}, {} per request)",
+        run.tally.requests, args.batch
+    );
+    eprintln!("connections         {} ({} client thread(s))", args.connections, args.threads);
+    eprintln!("set-up seconds      {:.3}", run.setup_seconds);
+    eprintln!("seconds             {:.3}", run.seconds);
+    eprintln!("payments/s          {payments_per_second}");
+    eprintln!("requests/s          {requests_per_second}");
+    eprintln!("latency ms          p50 {p50:.3}  p99 {p99:.3}  max {max:.3}");
+    eprintln!(
+        "cpu seconds         client {}  server {}",
+        seconds_text(run.client_cpu_seconds),
+        seconds_text(run.server_cpu_seconds)
+    );
+    eprintln!(
+        "rss max             client {} MiB  server {}",
+        run.client_rss_bytes_max >> 20,
+        run.server_rss_bytes_max.map_or("-".to_owned(), |b| format!("{} MiB", b >> 20))
+    );
+    eprintln!("errors              {errors}");
+    for (kind, n) in &run.tally.error_kinds {
+        eprintln!("error               {n} {kind}");
+    }
+    if args.json {
+        let json = json!({
+            "url": url,
+            "server_started": args.url.is_none(),
+            "payments": run.tally.payments,
+            "requests": run.tally.requests,
+            "connections": args.connections,
+            "batch": args.batch,
+            "threads": args.threads,
+            "users": args.users,
+            "merchants": args.merchants,
+            "riders": args.riders,
+            "setup_seconds": run.setup_seconds,
+            "seconds": run.seconds,
+            "payments_per_second": payments_per_second,
+            "requests_per_second": requests_per_second,
+            "latency_ms_p50": p50,
+            "latency_ms_p99": p99,
+            "latency_ms_max": max,
+            "errors": errors,
+            "error_kinds": run.tally.error_kinds,
+            "client_cpu_seconds": run.client_cpu_seconds,
+            "server_cpu_seconds": run.server_cpu_seconds,
+            "client_rss_bytes_max": run.client_rss_bytes_max,
+            "server_rss_bytes_max": run.server_rss_bytes_max,
+        });
+        println!("{json}");
+    }
+    if errors > 0 {
+        eprintln!("error: {errors} of {} payments did not succeed", args.payments);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seconds_text(seconds: Option<f64>) -> String {
+    seconds.map_or("-".to_owned(), |s| format!("{s:.2}"))
+}
+
+/// What a run measured.
+struct HttpRun {
+    tally: Tally,
+    setup_seconds: f64,
+    /// From the first payment request to the last reply.
+    seconds: f64,
+    /// CPU time of the load generator over the same span.
+    client_cpu_seconds: Option<f64>,
+    /// CPU time of the server over the same span, when its process is known.
+    server_cpu_seconds: Option<f64>,
+    client_rss_bytes_max: u64,
+    server_rss_bytes_max: Option<u64>,
+}
+
+/// Sets up the parties over HTTP, then sends the payments from all connections.
+fn run_http(
+    args: &HttpArgs,
+    url: &str,
+    key: &str,
+    server_pid: Option<u32>,
+) -> anyhow::Result<HttpRun> {
+    if args.batch == 0 || args.batch > BATCH_OPERATIONS_MAX {
+        bail!("--batch must be between 1 and {BATCH_OPERATIONS_MAX}, not {}", args.batch);
+    }
+    if args.connections == 0 || args.payments == 0 || args.threads == 0 {
+        bail!("--connections, --payments and --threads must be at least 1");
+    }
+    if args.users == 0 || args.merchants == 0 || args.riders == 0 {
+        bail!("--users, --merchants and --riders must be at least 1");
+    }
+    // Each wallet holds enough for all its payments at the largest amounts.
+    let per_user = args.payments.div_ceil(args.users);
+    let funding = per_user.saturating_mul(FOOD_MAX + DELIVERY_MAX);
+    if funding > huifu_payments::constants::AMOUNT_MAX {
+        bail!("{per_user} payments per user need more than one top-up: raise --users");
+    }
+    let endpoint = Arc::new(Endpoint::parse(url, key)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut conns = Vec::with_capacity(args.connections);
+        for _ in 0..args.connections {
+            conns.push(Conn::open(endpoint.clone()).await?);
+        }
+        eprintln!(
+            "setting up {} users, {} merchants, {} riders over {} connections to {url}",
+            args.users, args.merchants, args.riders, args.connections
+        );
+        let setup_started = Instant::now();
+        let (conns, world) = set_up(conns, args, funding).await?;
+        let setup_seconds = setup_started.elapsed().as_secs_f64();
+
+        let progress = crate::bench::progress_bar(args.payments, args.json);
+        let world = Arc::new(world);
+        let next = Arc::new(AtomicU64::new(0));
+        let client_cpu = cpu_seconds("self");
+        let server_cpu = server_pid.and_then(|pid| cpu_seconds(&pid.to_string()));
+        let started = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(n, conn)| {
+                let sender = Sender {
+                    conn,
+                    world: world.clone(),
+                    next: next.clone(),
+                    progress: progress.clone(),
+                    rng: SmallRng::seed_from_u64(
+                        args.seed ^ (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    ),
+                    total: args.payments,
+                    batch: args.batch,
+                };
+                tokio::spawn(sender.run())
+            })
+            .collect();
+        let mut tally = Tally::default();
+        let mut failure = None;
+        for task in tasks {
+            match task.await.context("a connection's task panicked")? {
+                Ok(t) => tally.add(&t),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let seconds = tally.last_reply.map_or(0.0, |t| (t - started).as_secs_f64()).max(1e-9);
+        let client_cpu_seconds = client_cpu.zip(cpu_seconds("self")).map(|(a, b)| b - a);
+        let server_cpu_seconds = server_pid
+            .and_then(|pid| cpu_seconds(&pid.to_string()))
+            .zip(server_cpu)
+            .map(|(b, a)| b - a);
+        progress.finish_and_clear();
+        Ok(HttpRun {
+            tally,
+            setup_seconds,
+            seconds,
+            client_cpu_seconds,
+            server_cpu_seconds,
+            client_rss_bytes_max: util::rss_bytes_max(),
+            server_rss_bytes_max: server_pid
+                .map(|pid| proc_status_kb(&pid.to_string(), "VmHWM:") * 1024),
+        })
+    })
+}
+
+/// The ids the server gave the parties of the benchmark.
+struct World {
+    users: Vec<String>,
+    merchants: Vec<String>,
+    riders: Vec<String>,
+}
+
+/// One channel; the users, merchants and riders; a confirmed top-up for every user.
+async fn set_up(
+    conns: Vec<Conn>,
+    args: &HttpArgs,
+    funding: u64,
+) -> anyhow::Result<(Vec<Conn>, World)> {
+    let mut rng = SmallRng::seed_from_u64(args.seed);
+    let channel_body = json!({"currency": CURRENCY});
+    let (conns, replies) = post_all(conns, vec![("/v1/channels".into(), channel_body)]).await?;
+    let channel = reply_id(&replies[0])?;
+
+    let mut parties = Vec::new();
+    let party = json!({"currency": CURRENCY});
+    parties.extend((0..args.users).map(|_| ("/v1/users".to_owned(), party.clone())));
+    parties.extend((0..args.merchants).map(|_| {
+        let bps = rng.gen_range(COMMISSION_BPS_MIN..=COMMISSION_BPS_MAX);
+        let body = json!({"currency": CURRENCY, "commission_bps": bps, "channel": channel});
+        ("/v1/merchants".to_owned(), body)
+    }));
+    parties.extend((0..args.riders).map(|_| ("/v1/riders".to_owned(), party.clone())));
+    let (conns, replies) = post_all(conns, parties).await?;
+    let mut ids = replies.iter().map(reply_id).collect::<anyhow::Result<Vec<_>>>()?;
+    let riders = ids.split_off((args.users + args.merchants) as usize);
+    let merchants = ids.split_off(args.users as usize);
+    let users = ids;
+
+    let topups = users
+        .iter()
+        .map(|user| {
+            let body = json!({
+                "user": user, "channel": channel, "amount": funding,
+                "timeout_seconds": TOPUP_TIMEOUT_S,
+            });
+            ("/v1/topups".to_owned(), body)
+        })
+        .collect();
+    let (conns, replies) = post_all(conns, topups).await?;
+    let confirms = replies
+        .iter()
+        .map(|topup| Ok((format!("/v1/topups/{}/confirm", reply_id(topup)?), json!({}))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (conns, replies) = post_all(conns, confirms).await?;
+    if let Some(reply) = replies.iter().find(|r| r["status"] != "succeeded") {
+        bail!("a top-up was not confirmed: {reply}");
+    }
+    Ok((conns, World { users, merchants, riders }))
+}
+
+/// The `id` of a reply; ids go into request bodies unescaped, so they must be plain.
+fn reply_id(reply: &Value) -> anyhow::Result<String> {
+    reply["id"]
+        .as_str()
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map(str::to_owned)
+        .with_context(|| format!("a reply without a plain id: {reply}"))
+}
+
+/// Sends every request (path, JSON body) over all `conns` at once and checks that each got 200;
+/// the replies, in the order of the requests.
+async fn post_all(
+    conns: Vec<Conn>,
+    requests: Vec<(String, Value)>,
+) -> anyhow::Result<(Vec<Conn>, Vec<Value>)> {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (requests, next) = (requests.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut replies = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, body)) = requests.get(index) else { break };
+                    let sent = serde_json::to_vec(body).expect("a JSON value");
+                    let (status, reply) = conn.post(path, &sent).await?;
+                    if status != 200 {
+                        bail!("POST {path} {body}: {status} {}", String::from_utf8_lossy(reply));
+                    }
+                    let value: Value = serde_json::from_slice(reply)
+                        .with_context(|| format!("POST {path}: a reply that is not JSON"))?;
+                    replies.push((index, value));
+                }
+                Ok((conn, replies))
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(tasks.len());
+    let mut replies = vec![Value::Null; requests.len()];
+    let mut failure = None;
+    for task in tasks {
+        match task.await.context("a set-up task panicked")? {
+            Ok((conn, done)) => {
+                conns.push(conn);
+                for (index, value) in done {
+                    replies[index] = value;
+                }
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    match failure {
+        Some(e) => Err(e.context("set-up failed")),
+        None => Ok((conns, replies)),
+    }
+}
+
+/// One connection's share of the run: it takes the next payments, sends them, checks the reply,
+/// and goes on until all are sent.
+struct Sender {
+    conn: Conn,
+    world: Arc<World>,
+    next: Arc<AtomicU64>,
+    progress: ProgressBar,
+    rng: SmallRng,
+    total: u64,
+    batch: usize,
+}
+
+impl Sender {
+    async fn run(mut self) -> anyhow::Result<Tally> {
+        let mut tally = Tally::default();
+        let mut body = Vec::with_capacity(256 * self.batch + 64);
+        let path = if self.batch > 1 { "/v1/batch" } else { "/v1/payments" };
+        loop {
+            let start = self.next.fetch_add(self.batch as u64, Ordering::Relaxed);
+            if start >= self.total {
+                break;
+            }
+            let count = (self.batch as u64).min(self.total - start);
+            body.clear();
+            if self.batch > 1 {
+                body.extend_from_slice(b"{\"payments\":[");
+                for i in start..start + count {
+                    if i > start {
+                        body.push(b',');
+                    }
+                    self.payment(&mut body, i);
+                }
+                body.extend_from_slice(b"]}");
+            } else {
+                self.payment(&mut body, start);
+            }
+            let sent = Instant::now();
+            let (status, reply) = self.conn.post(path, &body).await?;
+            let now = Instant::now();
+            tally.latencies.record(duration_us(now - sent)).ok();
+            tally.last_reply = Some(now);
+            tally.requests += 1;
+            let before = tally.payments;
+            if self.batch > 1 {
+                tally.check_batch(status, reply, count);
+            } else {
+                tally.check_payment(status, reply);
+            }
+            self.progress.inc(tally.payments - before);
+        }
+        Ok(tally)
+    }
+
+    /// The JSON body of payment `i`: a wallet payment by user `i % users`.
+    fn payment(&mut self, out: &mut Vec<u8>, i: u64) {
+        let world = &self.world;
+        let user = &world.users[(i % world.users.len() as u64) as usize];
+        let merchant = &world.merchants[self.rng.gen_range(0..world.merchants.len())];
+        let rider = &world.riders[self.rng.gen_range(0..world.riders.len())];
+        let food = self.rng.gen_range(FOOD_MIN..FOOD_MAX);
+        let delivery = self.rng.gen_range(DELIVERY_MIN..DELIVERY_MAX);
+        write!(
+            out,
+            "{{\"user\":\"{user}\",\"merchant\":\"{merchant}\",\"rider\":\"{rider}\",\
+             \"food_amount\":{food},\"delivery_fee\":{delivery},\"currency\":\"{CURRENCY}\"}}"
+        )
+        .expect("writing to a Vec");
+    }
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// What the connections saw: successful payments, requests, failures by kind, latencies.
+struct Tally {
+    payments: u64,
+    requests: u64,
+    /// Payments that did not succeed, by what went wrong (`HTTP 429 rate_limited`, ...).
+    error_kinds: BTreeMap<String, u64>,
+    /// Per request, send to complete reply, in microseconds.
+    latencies: Histogram<u64>,
+    last_reply: Option<Instant>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            payments: 0,
+            requests: 0,
+            error_kinds: BTreeMap::new(),
+            latencies: util::histogram(),
+            last_reply: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PaymentReply<'a> {
+    #[serde(borrow)]
+    status: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ErrorReply<'a> {
+    #[serde(borrow)]
+    error: ErrorBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct BatchReply<'a> {
+    #[serde(borrow)]
+    results: Vec<BatchItem<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BatchItem<'a> {
+    #[serde(borrow, default)]
+    result: Option<PaymentReply<'a>>,
+    #[serde(borrow, default)]
+    error: Option<ErrorBody<'a>>,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.payments += other.payments;
+        self.requests += other.requests;
+        for (kind, n) in &other.error_kinds {
+            *self.error_kinds.entry(kind.clone()).or_default() += n;
+        }
+        self.latencies.add(&other.latencies).expect("same bounds");
+        self.last_reply = self.last_reply.max(other.last_reply);
+    }
+
+    fn errors(&self) -> u64 {
+        self.error_kinds.values().sum()
+    }
+
+    fn error(&mut self, kind: String, n: u64) {
+        *self.error_kinds.entry(kind).or_default() += n;
+    }
+
+    fn check_payment(&mut self, status: u16, reply: &[u8]) {
+        if status != 200 {
+            return self.error(http_error(status, reply), 1);
+        }
+        match serde_json::from_slice::<PaymentReply>(reply) {
+            Ok(p) if p.status == "succeeded" => self.payments += 1,
+            Ok(p) => self.error(format!("payment {}", p.status), 1),
+            Err(_) => self.error("HTTP 200 with an unreadable reply".into(), 1),
+        }
+    }
+
+    fn check_batch(&mut self, status: u16, reply: &[u8], count: u64) {
+        if status != 200 {
+            return self.error(http_error(status, reply), count);
+        }
+        let Ok(batch) = serde_json::from_slice::<BatchReply>(reply) else {
+            return self.error("HTTP 200 with an unreadable reply".into(), count);
+        };
+        if batch.results.len() as u64 != count {
+            let kind = format!("{} results for a batch of {count}", batch.results.len());
+            return self.error(kind, count);
+        }
+        for item in batch.results {
+            match (item.result, item.error) {
+                (Some(p), _) if p.status == "succeeded" => self.payments += 1,
+                (Some(p), _) => self.error(format!("payment {}", p.status), 1),
+                (None, Some(e)) => self.error(format!("batch item {}", e.code.unwrap_or("?")), 1),
+                (None, None) => self.error("batch item without a result".into(), 1),
+            }
+        }
+    }
+}
+
+/// `HTTP 422 coupon_used`: the status and, if the body says, the error's code.
+fn http_error(status: u16, reply: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorReply>(reply) {
+        Ok(ErrorReply { error: ErrorBody { code: Some(code) } }) => format!("HTTP {status} {code}"),
+        _ => format!("HTTP {status}"),
+    }
+}
+
+/// Where the requests go: `host:port`, a path prefix, and the key they carry.
+struct Endpoint {
+    authority: String,
+    prefix: String,
+    key: String,
+}
+
+impl Endpoint {
+    /// From `http://host[:port][/prefix]`.
+    fn parse(url: &str, key: &str) -> anyhow::Result<Endpoint> {
+        let rest = url
+            .strip_prefix("http://")
+            .with_context(|| format!("`{url}`: only http:// URLs are supported"))?;
+        let (authority, prefix) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        if authority.is_empty() {
+            bail!("`{url}` has no host");
+        }
+        let has_port = !authority.ends_with(']')
+            && authority
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let authority = if has_port { authority.to_owned() } else { format!("{authority}:80") };
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        Ok(Endpoint { authority, prefix, key: key.trim().to_owned() })
+    }
+
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.authority))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection: one request at a time, each with a `Content-Length` body,
+/// each reply read whole (status line, headers, `Content-Length` body) before the next request.
+struct Conn {
+    endpoint: Arc<Endpoint>,
+    /// `None` once the server has said it closes the connection; the next request reconnects.
+    stream: Option<TcpStream>,
+    /// The request being sent.
+    out: Vec<u8>,
+    /// Bytes read; `buf[..used]` is the reply last returned, `buf[used..filled]` what followed.
+    buf: Vec<u8>,
+    used: usize,
+    filled: usize,
+}
+
+impl Conn {
+    async fn open(endpoint: Arc<Endpoint>) -> anyhow::Result<Conn> {
+        let stream = endpoint.connect().await?;
+        Ok(Conn {
+            endpoint,
+            stream: Some(stream),
+            out: Vec::with_capacity(1024),
+            buf: vec![0; READ_BUFFER_BYTES],
+            used: 0,
+            filled: 0,
+        })
+    }
+
+    /// `POST path` with a JSON body: the reply's status and body.
+    async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, &[u8])> {
+        let endpoint = self.endpoint.clone();
+        match tokio::time::timeout(REPLY_TIMEOUT, self.exchange("POST", path, body)).await {
+            Ok(reply) => reply.with_context(|| {
+                format!("POST {}{path} on {}", endpoint.prefix, endpoint.authority)
+            }),
+            Err(_) => bail!("POST {path}: no reply in {} s", REPLY_TIMEOUT.as_secs()),
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, &[u8])> {
+        // Forget the previous reply.
+        self.buf.copy_within(self.used..self.filled, 0);
+        self.filled -= self.used;
+        self.used = 0;
+        if self.stream.is_none() {
+            self.stream = Some(self.endpoint.connect().await?);
+            self.filled = 0;
+        }
+        let Endpoint { authority, prefix, key } = &*self.endpoint;
+        self.out.clear();
+        write!(
+            self.out,
+            "{method} {prefix}{path} HTTP/1.1\r\nhost: {authority}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("writing to a Vec");
+        self.out.extend_from_slice(body);
+        let stream = self.stream.as_mut().expect("connected");
+        stream.write_all(&self.out).await?;
+
+        let head_len = loop {
+            if let Some(i) = self.buf[..self.filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill(0).await?;
+        };
+        let head = parse_head(&self.buf[..head_len])?;
+        let end = head_len + head.length;
+        while self.filled < end {
+            self.fill(end).await?;
+        }
+        self.used = end;
+        if head.close {
+            self.stream = None;
+        }
+        Ok((head.status, &self.buf[head_len..end]))
+    }
+
+    /// Reads what the server sent next, growing the buffer to hold at least `want` bytes.
+    async fn fill(&mut self, want: usize) -> anyhow::Result<()> {
+        if self.filled == self.buf.len() || want > self.buf.len() {
+            let len = want.max(self.buf.len() * 2);
+            self.buf.resize(len, 0);
+        }
+        let stream = self.stream.as_mut().context("the connection is closed")?;
+        let n = stream.read(&mut self.buf[self.filled..]).await?;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        self.filled += n;
+        Ok(())
+    }
+}
+
+/// What a reply's head says.
+#[derive(Debug, PartialEq)]
+struct Head {
+    status: u16,
+    length: usize,
+    close: bool,
+}
+
+/// Parses a reply head, up to and including its empty line.
+fn parse_head(head: &[u8]) -> anyhow::Result<Head> {
+    let text = std::str::from_utf8(head).context("a reply head that is not text")?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let (version, rest) = status_line.split_once(' ').unwrap_or_default();
+    let status = rest
+        .get(..3)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .with_context(|| format!("not an HTTP/1 status line: `{status_line}`"))?;
+    let mut length = None;
+    let mut close = version == "HTTP/1.0";
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse().with_context(|| format!("Content-Length `{value}`"))?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("a reply with Transfer-Encoding `{value}`: only Content-Length is supported");
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    let bodiless = status / 100 == 1 || status == 204 || status == 304;
+    let length = match length {
+        Some(n) => n,
+        None if bodiless => 0,
+        None => bail!("a {status} reply without Content-Length"),
+    };
+    Ok(Head { status, length, close })
+}
+
+/// A `huifu serve` child process on a temporary data folder, killed on drop.
+struct Spawned {
+    child: Child,
+    url: String,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// Starts this executable's `serve` on a free port and waits for its address.
+    fn start() -> anyhow::Result<Spawned> {
+        let dir = tempfile::Builder::new()
+            .prefix("huifu-bench-http-")
+            .tempdir()
+            .context("cannot create a data folder")?;
+        let key: String = rand::thread_rng()
+            .sample_iter(rand::distributions::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let key = format!("hk_bench_{key}");
+        let exe = std::env::current_exe().context("cannot find the huifu executable")?;
+        let child = Command::new(&exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("HUIFU_ADMIN_KEY", &key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", exe.display()))?;
+        let mut server = Spawned { child, url: String::new(), key, _dir: dir };
+        let stdout = server.child.stdout.take().context("no stdout of huifu serve")?;
+        let mut lines = BufReader::new(stdout).lines();
+        server.url = loop {
+            match lines.next() {
+                Some(line) => {
+                    let line = line.context("cannot read the output of huifu serve")?;
+                    if let Some(url) = line.strip_prefix("huifu listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                None => bail!("huifu serve stopped before listening"),
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(server)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user and system) of process `pid` (`self` for this one) so far, in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// A `kB` field of `/proc/{pid}/status`; 0 where unknown.
+fn proc_status_kb(pid: &str, field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(payments: u64, batch: usize) -> HttpArgs {
+        HttpArgs {
+            url: None,
+            api_key: None,
+            payments,
+            connections: 5,
+            batch,
+            users: 7,
+            merchants: 3,
+            riders: 2,
+            threads: 2,
+            seed: 1,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn urls_give_the_address_and_the_path_prefix() {
+        let e = Endpoint::parse("http://127.0.0.1:7070", " k ").unwrap();
+        assert_eq!(
+            (e.authority.as_str(), e.prefix.as_str(), e.key.as_str()),
+            ("127.0.0.1:7070", "", "k")
+        );
+        let e = Endpoint::parse("http://example.com/api/", "k").unwrap();
+        assert_eq!((e.authority.as_str(), e.prefix.as_str()), ("example.com:80", "/api"));
+        let e = Endpoint::parse("http://[::1]", "k").unwrap();
+        assert_eq!(e.authority, "[::1]:80");
+        assert!(Endpoint::parse("https://example.com", "k").is_err());
+        assert!(Endpoint::parse("http:///x", "k").is_err());
+    }
+
+    #[test]
+    fn reply_heads_give_status_length_and_whether_the_connection_stays() {
+        let head =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 12\r\n\r\n";
+        assert_eq!(parse_head(head).unwrap(), Head { status: 200, length: 12, close: false });
+        let head =
+            b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parse_head(head).unwrap(), Head { status: 429, length: 0, close: true });
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"SMTP 220\r\n\r\n").is_err());
+    }
+
+    /// Replies cut into small pieces are put together; a reply that closes the connection makes
+    /// the next request open a new one.
+    #[test]
+    fn the_client_reads_split_replies_and_reconnects_after_close() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let mut accepted = 0;
+                // First connection: two replies, the second closing; second connection: one.
+                for replies in [vec![false, true], vec![false]] {
+                    let (mut socket, _) = listener.accept().await.unwrap();
+                    accepted += 1;
+                    let mut seen = Vec::new();
+                    for close in replies {
+                        let mut byte = [0; 1];
+                        while !seen.ends_with(b"\r\n\r\n{}") {
+                            socket.read_exact(&mut byte).await.unwrap();
+                            seen.push(byte[0]);
+                        }
+                        seen.clear();
+                        let body = br#"{"status":"succeeded","padding":"xxxxxxxxxxxxxxxx"}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}\r\n",
+                            body.len(),
+                            if close { "connection: close\r\n" } else { "" }
+                        );
+                        let reply = [head.as_bytes(), body].concat();
+                        for piece in reply.chunks(7) {
+                            socket.write_all(piece).await.unwrap();
+                            socket.flush().await.unwrap();
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                accepted
+            });
+            let endpoint = Arc::new(Endpoint::parse(&format!("http://{addr}"), "k").unwrap());
+            let mut conn = Conn::open(endpoint).await.unwrap();
+            for _ in 0..3 {
+                let (status, body) = conn.post("/v1/payments", b"{}").await.unwrap();
+                assert_eq!(status, 200);
+                assert!(body.starts_with(br#"{"status":"succeeded""#) && body.ends_with(b"}"));
+            }
+            assert_eq!(server.await.unwrap(), 2);
+        });
+    }
+
+    #[test]
+    fn replies_are_counted_as_payments_or_errors_by_kind() {
+        let mut t = Tally::default();
+        t.check_payment(200, br#"{"id":"pay_1","status":"succeeded"}"#);
+        t.check_payment(200, br#"{"id":"pay_2","status":"authorized"}"#);
+        t.check_payment(429, br#"{"error":{"type":"rate_limit_error","code":"rate_limited"}}"#);
+        t.check_payment(502, b"bad gateway");
+        t.check_batch(
+            200,
+            br#"{"object":"batch","results":[{"result":{"status":"succeeded"}},{"error":{"code":"invalid_id","param":"user"}}]}"#,
+            2,
+        );
+        t.check_batch(200, br#"{"results":[]}"#, 3);
+        t.check_batch(503, br#"{"error":{"code":"unavailable"}}"#, 4);
+        assert_eq!(t.payments, 2);
+        let kinds: Vec<(&str, u64)> = t.error_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("0 results for a batch of 3", 3),
+                ("HTTP 429 rate_limited", 1),
+                ("HTTP 502", 1),
+                ("HTTP 503 unavailable", 4),
+                ("batch item invalid_id", 1),
+                ("payment authorized", 1),
+            ]
+        );
+        assert_eq!(t.errors(), 11);
+    }
+
+    /// The whole benchmark against a real server, in this process: set-up over HTTP, then
+    /// single payments, then batches (with a short last one).
+    #[test]
+    fn the_benchmark_pays_every_payment_through_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}").parse().unwrap();
+        let key = "hk_test_admin_key_0123456789";
+        let mut config = huifu_server::Config::new(dir.path(), listen);
+        config.admin_key = Some(key.to_owned());
+        config.fsync = false;
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        server.spawn(huifu_server::serve(config));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let url = format!("http://127.0.0.1:{port}");
+
+        let run = run_http(&args(301, 1), &url, key, None).unwrap();
+        assert!(run.tally.error_kinds.is_empty(), "{:?}", run.tally.error_kinds);
+        assert_eq!((run.tally.payments, run.tally.requests), (301, 301));
+        assert_eq!(run.tally.latencies.len(), 301);
+        assert!(run.seconds > 0.0 && run.setup_seconds > 0.0);
+
+        let run = run_http(&args(1_050, 100), &url, key, None).unwrap();
+        assert!(run.tally.error_kinds.is_empty(), "{:?}", run.tally.error_kinds);
+        assert_eq!((run.tally.payments, run.tally.requests), (1_050, 11));
+
+        // A wrong key: the set-up fails with the server's answer.
+        let error = run_http(&args(10, 1), &url, "hk_wrong", None).err().unwrap();
+        assert!(format!("{error:#}").contains("401"), "{error:#}");
+        drop(server);
+    }
+}
