@@ -203,11 +203,11 @@ impl StateMachine {
         debug_assert_eq!(self.transfer_index.len(), self.transfers.len());
     }
 
-    /// Starts loading what applying `t` will touch that is likely not in cache: the slots of the
-    /// id index where its id (and the pending id of a post or void) would be, its accounts, and
-    /// the ends of their lists of transfers. Called a group of events ahead (see `PREFETCH_GROUP`),
-    /// so that the loads of several events overlap and each is done before its event is applied.
-    /// Only a hint: it changes nothing.
+    /// Starts loading what applying the transfers of `group` will touch that is likely not in
+    /// cache: the slots of the id index where their ids (and the pending ids of posts and voids)
+    /// would be, their accounts, and the ends of the accounts' lists of transfers. Called a group
+    /// ahead (see `PREFETCH_GROUP`), so that the loads of many events overlap and each is done
+    /// before its event is applied. Only a hint: it changes nothing.
     #[inline]
     fn prefetch(&self, group: &[Transfer]) {
         // The index first, in a loop of few instructions, so that all its misses are in flight

@@ -89,6 +89,17 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // A body announced above the limit is refused before a byte of it is read.
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > crate::constants::BODY_BYTES_MAX) {
+        let response = crate::error::ApiError::too_large().into_response();
+        state.metrics.request(response.status().as_u16(), started.elapsed());
+        return response;
+    }
     let mut response = next.run(request).await;
     // The body limit answers in plain text; every error of the API is JSON.
     if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
