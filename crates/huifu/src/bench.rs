@@ -172,10 +172,30 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     };
     let failures = failures.load(Ordering::Relaxed);
     let latencies = latencies.lock().expect("lock");
-    let rss_bytes_max = util::rss_bytes_max();
     let transfers_per_second = (args.transfers as f64 / seconds).round() as u64;
     let disk_bytes = util::disk_bytes(data_dir.path());
+
+    // Restart: a checkpoint, then a new engine on the folder; the sampled transfers must be
+    // there again.
+    let started = Instant::now();
+    engine.checkpoint()?;
+    let checkpoint_seconds = started.elapsed().as_secs_f64();
     drop(engine);
+    let started = Instant::now();
+    let mut options = EngineOptions::new(data_dir.path());
+    options.fsync = !args.no_fsync;
+    let (engine, recovery) = Engine::<LedgerMachine>::open(options)?;
+    let restart_seconds = started.elapsed().as_secs_f64();
+    let mut found_after_restart = 0;
+    for chunk in ids.chunks(BATCH_EVENTS_MAX) {
+        if let LedgerAnswer::Transfers(t) =
+            engine.query(LedgerQuery::LookupTransfers(chunk.to_vec()))?
+        {
+            found_after_restart += t.len();
+        }
+    }
+    drop(engine);
+    let rss_bytes_max = util::rss_bytes_max();
 
     eprintln!("transfers           {}", args.transfers);
     eprintln!("accounts            {}", args.accounts);
@@ -192,6 +212,11 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
     eprintln!("disk                {} MiB", disk_bytes >> 20);
     eprintln!("lookups             {found} of {} sampled transfers found", ids.len());
+    eprintln!(
+        "restart             checkpoint {checkpoint_seconds:.2} s, reopen {restart_seconds:.2} s \
+         ({} journal records replayed), {found_after_restart} found again",
+        recovery.records_replayed
+    );
     if args.json {
         let json = serde_json::json!({
             "transfers": args.transfers,
@@ -207,10 +232,16 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
             "failed": failures,
             "rss_bytes_max": rss_bytes_max,
             "disk_bytes": disk_bytes,
+            "checkpoint_seconds": checkpoint_seconds,
+            "restart_seconds": restart_seconds,
         });
         println!("{json}");
     }
-    if failures > 0 || found != ids.len() || !totals.is_balanced() {
+    if failures > 0
+        || found != ids.len()
+        || found_after_restart != ids.len()
+        || !totals.is_balanced()
+    {
         eprintln!(
             "error: {failures} transfers failed, {found}/{} found, totals {totals:?}",
             ids.len()
