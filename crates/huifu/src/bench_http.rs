@@ -54,6 +54,10 @@ pub struct HttpArgs {
     /// Riders.
     #[arg(long, default_value_t = 200)]
     riders: u64,
+    /// Name the currency in every payment (optional in the API; the server then checks it
+    /// against the user's wallet).
+    #[arg(long)]
+    name_currency: bool,
     /// Worker threads of the load generator (the server started for the run has its own).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -90,6 +94,7 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 pub fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
+    funding(&args)?;
     let mut server = None;
     let (url, key) = match &args.url {
         Some(url) => {
@@ -124,8 +129,9 @@ pub fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
     let started = if args.url.is_some() { "given" } else { "started for the run" };
     eprintln!("server              {url} ({started})");
     eprintln!("payments            {}", run.tally.payments);
+    let named = if args.name_currency { ", currency named" } else { "" };
     eprintln!(
-        "requests            {} ({endpoint}, {} per request)",
+        "requests            {} ({endpoint}, {} per request{named})",
         run.tally.requests, args.batch
     );
     eprintln!("connections         {} ({} client thread(s))", args.connections, args.threads);
@@ -157,6 +163,7 @@ pub fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
             "connections": args.connections,
             "batch": args.batch,
             "threads": args.threads,
+            "name_currency": args.name_currency,
             "users": args.users,
             "merchants": args.merchants,
             "riders": args.riders,
@@ -208,21 +215,7 @@ fn run_http(
     key: &str,
     server_pid: Option<u32>,
 ) -> anyhow::Result<HttpRun> {
-    if args.batch == 0 || args.batch > BATCH_OPERATIONS_MAX {
-        bail!("--batch must be between 1 and {BATCH_OPERATIONS_MAX}, not {}", args.batch);
-    }
-    if args.connections == 0 || args.payments == 0 || args.threads == 0 {
-        bail!("--connections, --payments and --threads must be at least 1");
-    }
-    if args.users == 0 || args.merchants == 0 || args.riders == 0 {
-        bail!("--users, --merchants and --riders must be at least 1");
-    }
-    // Each wallet holds enough for all its payments at the largest amounts.
-    let per_user = args.payments.div_ceil(args.users);
-    let funding = per_user.saturating_mul(FOOD_MAX + DELIVERY_MAX);
-    if funding > huifu_payments::constants::AMOUNT_MAX {
-        bail!("{per_user} payments per user need more than one top-up: raise --users");
-    }
+    let funding = funding(args)?;
     let endpoint = Arc::new(Endpoint::parse(url, key)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
@@ -262,6 +255,7 @@ fn run_http(
                     ),
                     total: args.payments,
                     batch: args.batch,
+                    name_currency: args.name_currency,
                 };
                 tokio::spawn(sender.run())
             })
@@ -278,11 +272,9 @@ fn run_http(
             return Err(e);
         }
         let seconds = tally.last_reply.map_or(0.0, |t| (t - started).as_secs_f64()).max(1e-9);
-        let client_cpu_seconds = client_cpu.zip(cpu_seconds("self")).map(|(a, b)| b - a);
-        let server_cpu_seconds = server_pid
-            .and_then(|pid| cpu_seconds(&pid.to_string()))
-            .zip(server_cpu)
-            .map(|(b, a)| b - a);
+        let client_cpu_seconds = cpu_delta(client_cpu, cpu_seconds("self"));
+        let server_cpu_seconds =
+            cpu_delta(server_cpu, server_pid.and_then(|pid| cpu_seconds(&pid.to_string())));
         progress.finish_and_clear();
         Ok(HttpRun {
             tally,
@@ -295,6 +287,26 @@ fn run_http(
                 .map(|pid| proc_status_kb(&pid.to_string(), "VmHWM:") * 1024),
         })
     })
+}
+
+/// Checks the arguments; what each user's wallet is funded with: enough for all its payments
+/// at the largest amounts.
+fn funding(args: &HttpArgs) -> anyhow::Result<u64> {
+    if args.batch == 0 || args.batch > BATCH_OPERATIONS_MAX {
+        bail!("--batch must be between 1 and {BATCH_OPERATIONS_MAX}, not {}", args.batch);
+    }
+    if args.connections == 0 || args.payments == 0 || args.threads == 0 {
+        bail!("--connections, --payments and --threads must be at least 1");
+    }
+    if args.users == 0 || args.merchants == 0 || args.riders == 0 {
+        bail!("--users, --merchants and --riders must be at least 1");
+    }
+    let per_user = args.payments.div_ceil(args.users);
+    let funding = per_user.saturating_mul(FOOD_MAX + DELIVERY_MAX);
+    if funding > huifu_payments::constants::AMOUNT_MAX {
+        bail!("{per_user} payments per user need more than one top-up: raise --users");
+    }
+    Ok(funding)
 }
 
 /// The ids the server gave the parties of the benchmark.
@@ -421,6 +433,7 @@ struct Sender {
     rng: SmallRng,
     total: u64,
     batch: usize,
+    name_currency: bool,
 }
 
 impl Sender {
@@ -475,9 +488,15 @@ impl Sender {
         write!(
             out,
             "{{\"user\":\"{user}\",\"merchant\":\"{merchant}\",\"rider\":\"{rider}\",\
-             \"food_amount\":{food},\"delivery_fee\":{delivery},\"currency\":\"{CURRENCY}\"}}"
+             \"food_amount\":{food},\"delivery_fee\":{delivery}"
         )
         .expect("writing to a Vec");
+        if self.name_currency {
+            out.extend_from_slice(b",\"currency\":\"");
+            out.extend_from_slice(CURRENCY.as_bytes());
+            out.push(b'"');
+        }
+        out.push(b'}');
     }
 }
 
@@ -842,6 +861,13 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((ticks(14)? + ticks(15)?) as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
+/// The CPU seconds between two readings, to the clock tick.
+fn cpu_delta(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    before
+        .zip(after)
+        .map(|(a, b)| ((b - a) * CLOCK_TICKS_PER_SECOND).round() / CLOCK_TICKS_PER_SECOND)
+}
+
 /// A `kB` field of `/proc/{pid}/status`; 0 where unknown.
 fn proc_status_kb(pid: &str, field: &str) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -869,6 +895,7 @@ mod tests {
             merchants: 3,
             riders: 2,
             threads: 2,
+            name_currency: false,
             seed: 1,
             json: false,
         }
@@ -1011,7 +1038,9 @@ mod tests {
         assert_eq!(run.tally.latencies.len(), 301);
         assert!(run.seconds > 0.0 && run.setup_seconds > 0.0);
 
-        let run = run_http(&args(1_050, 100), &url, key, None).unwrap();
+        let mut batched = args(1_050, 100);
+        batched.name_currency = true;
+        let run = run_http(&batched, &url, key, None).unwrap();
         assert!(run.tally.error_kinds.is_empty(), "{:?}", run.tally.error_kinds);
         assert_eq!((run.tally.payments, run.tally.requests), (1_050, 11));
 
