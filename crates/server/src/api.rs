@@ -760,7 +760,7 @@ async fn get_campaign(
         },
         "budget": c.budget,
         "left": left,
-        "spent": c.budget - left,
+        "spent": c.budget.saturating_sub(left),
         "amount_off": c.rule.amount_off,
         "min_order": c.rule.min_order,
         "valid_from": c.rule.valid_from,
@@ -947,15 +947,10 @@ pub(crate) fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kin
     let currency = match kind {
         Kind::Merchant => m.merchant(id)?.currency,
         Kind::CampaignBudget => m.campaign(id)?.0.currency,
-        _ => {
-            // Users, riders and channels: the account exists in exactly one currency.
-            return m
-                .ledger()
-                .accounts()
-                .iter()
-                .find(|a| chart::split_account_id(a.id) == Some((kind, a.ledger, id)))
-                .map(|a| (a.id, kind, id, a.ledger));
-        }
+        Kind::Wallet => m.user_currency(id)?,
+        Kind::Rider => m.rider_currency(id)?,
+        Kind::Channel => m.channel_currency(id)?,
+        _ => return None,
     };
     Some((chart::account_id(kind, currency, id), kind, id, currency))
 }
