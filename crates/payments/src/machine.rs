@@ -755,28 +755,7 @@ impl PaymentsMachine {
     fn capture(&mut self, now: u64, id: u64) -> Outcome {
         let p = self.authorized(id)?.clone();
         let wallet = account_id(Kind::Wallet, p.currency, p.user);
-        let mut chain = vec![Leg {
-            transfer: resolve(
-                OpTag::Capture,
-                id,
-                0,
-                chart::transfer_id(OpTag::Payment, id, 0),
-                true,
-            ),
-            short: E::InvalidState,
-        }];
-        if p.legs.coupon > 0 {
-            chain.push(Leg {
-                transfer: resolve(
-                    OpTag::Capture,
-                    id,
-                    1,
-                    chart::transfer_id(OpTag::Payment, id, 1),
-                    true,
-                ),
-                short: E::InvalidState,
-            });
-        }
+        let mut chain = resolve_holds(OpTag::Capture, id, &p, true);
         self.payment_legs(
             &mut chain,
             OpTag::Capture,
@@ -805,28 +784,7 @@ impl PaymentsMachine {
 
     fn release(&mut self, now: u64, id: u64) -> Outcome {
         let p = self.authorized(id)?.clone();
-        let mut chain = vec![Leg {
-            transfer: resolve(
-                OpTag::Release,
-                id,
-                0,
-                chart::transfer_id(OpTag::Payment, id, 0),
-                false,
-            ),
-            short: E::InvalidState,
-        }];
-        if p.legs.coupon > 0 {
-            chain.push(Leg {
-                transfer: resolve(
-                    OpTag::Release,
-                    id,
-                    1,
-                    chart::transfer_id(OpTag::Payment, id, 1),
-                    false,
-                ),
-                short: E::InvalidState,
-            });
-        }
+        let mut chain = resolve_holds(OpTag::Release, id, &p, false);
         self.chain(now, &mut chain)?;
         self.authorized.remove(&(self.hold_deadline(id, &p.legs), id));
         self.restore_coupon(now, &p, id);
@@ -1231,6 +1189,18 @@ fn transfer(
         code: reason as u16,
         ..Transfer::default()
     }
+}
+
+/// Posts (`post`) or voids the holds of an authorized payment: the money, and the coupon's
+/// discount when it has one.
+fn resolve_holds(tag: OpTag, id: u64, p: &Payment, post: bool) -> Vec<Leg> {
+    let holds = if p.legs.coupon > 0 { 2 } else { 1 };
+    (0..holds)
+        .map(|leg| Leg {
+            transfer: resolve(tag, id, leg, chart::transfer_id(OpTag::Payment, id, leg), post),
+            short: E::InvalidState,
+        })
+        .collect()
 }
 
 /// Posts (whole) or voids a pending transfer.
