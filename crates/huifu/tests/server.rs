@@ -531,3 +531,70 @@ fn acknowledged_payments_survive_kill_9() {
         .unwrap();
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
 }
+
+#[test]
+fn openapi_document_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (status, doc) = s.call("GET", "/openapi.json", None, None, None);
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().expect("an openapi version").starts_with("3."), "{doc}");
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    // Every route of the router, with its methods.
+    let routes: &[(&str, &[&str])] = &[
+        ("/v1/ledger/accounts", &["post"]),
+        ("/v1/ledger/transfers", &["post"]),
+        ("/v1/ledger/accounts/lookup", &["post"]),
+        ("/v1/ledger/transfers/lookup", &["post"]),
+        ("/v1/ledger/accounts/{id}/transfers", &["get"]),
+        ("/v1/channels", &["post"]),
+        ("/v1/users", &["post"]),
+        ("/v1/merchants", &["post"]),
+        ("/v1/riders", &["post"]),
+        ("/v1/topups", &["post"]),
+        ("/v1/withdrawals", &["post"]),
+        ("/v1/topups/{id}/{answer}", &["post"]),
+        ("/v1/withdrawals/{id}/{answer}", &["post"]),
+        ("/v1/payments", &["post", "get"]),
+        ("/v1/payments/{id}", &["get"]),
+        ("/v1/payments/{id}/{action}", &["post"]),
+        ("/v1/refunds", &["post"]),
+        ("/v1/refunds/{id}", &["get"]),
+        ("/v1/campaigns", &["post"]),
+        ("/v1/campaigns/{id}", &["get"]),
+        ("/v1/coupons", &["post"]),
+        ("/v1/payouts", &["post"]),
+        ("/v1/payouts/{id}/{answer}", &["post"]),
+        ("/v1/settlement_runs", &["post"]),
+        ("/v1/settlement_runs/{id}", &["get"]),
+        ("/v1/settlement_runs/{id}/payouts.csv", &["get"]),
+        ("/v1/balances/{object}", &["get"]),
+        ("/v1/statements/{object}", &["get"]),
+        ("/v1/events", &["get"]),
+        ("/v1/batch", &["post"]),
+        ("/v1/api_keys", &["post"]),
+        ("/healthz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/openapi.json", &["get"]),
+    ];
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in routes {
+        let item = paths.get(*path).unwrap_or_else(|| panic!("{path} is not documented"));
+        for method in *methods {
+            let op = &item[*method];
+            assert!(op.is_object(), "{method} {path} is not documented");
+            assert!(op["responses"]["200"].is_object(), "{method} {path}: no 200 response");
+        }
+    }
+    assert_eq!(paths.len(), routes.len(), "documented paths that the router does not have");
+    // The request bodies are the real ones, with their fields.
+    let payment = &doc["components"]["schemas"]["PaymentBody"];
+    for field in ["user", "merchant", "rider", "food_amount"] {
+        assert!(payment["required"].as_array().unwrap().iter().any(|f| f == field), "{field}");
+    }
+    // An error response is the error object.
+    let error = &doc["paths"]["/v1/payments"]["post"]["responses"]["422"]["content"]
+        ["application/json"]["schema"]["$ref"];
+    assert_eq!(error, "#/components/schemas/ErrorBody");
+    s.kill();
+}

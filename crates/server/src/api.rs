@@ -15,6 +15,7 @@ use huifu_payments::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Role};
 use crate::constants::{BATCH_OPERATIONS_MAX, LIST_LIMIT_MAX};
@@ -128,7 +129,7 @@ fn amount_field(value: u64, param: &str) -> Result<u64, ApiError> {
 
 // Parties.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CurrencyBody {
     currency: String,
@@ -154,6 +155,19 @@ async fn create_party(
     Ok(created(json!({"id": prefix.id(id), "object": object, "currency": b.currency})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/channels",
+    tag = "parties",
+    summary = "Create a bank channel (operators)",
+    request_body = CurrencyBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The channel: `{id, object, currency}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_channel(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -166,6 +180,19 @@ async fn create_channel(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "parties",
+    summary = "Create a user and its wallet (operators)",
+    request_body = CurrencyBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The user: `{id, object, currency}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_user(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -178,6 +205,19 @@ async fn create_user(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/riders",
+    tag = "parties",
+    summary = "Create a rider (operators)",
+    request_body = CurrencyBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The rider: `{id, object, currency}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_rider(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -190,7 +230,7 @@ async fn create_rider(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MerchantBody {
     currency: String,
@@ -198,6 +238,19 @@ struct MerchantBody {
     channel: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/merchants",
+    tag = "parties",
+    summary = "Create a merchant (operators)",
+    request_body = MerchantBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The merchant: `{id, object, currency, commission_bps, channel}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_merchant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -227,7 +280,7 @@ async fn create_merchant(
 
 // Top-ups and withdrawals.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HoldBody {
     user: String,
@@ -272,6 +325,19 @@ async fn create_hold(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/topups",
+    tag = "bank",
+    summary = "Start a wallet top-up through a bank channel (operators)",
+    request_body = HoldBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The pending top-up: `{id, object, status, user, channel, amount}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_topup(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -280,6 +346,19 @@ async fn create_topup(
     create_hold(state, headers, body, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/withdrawals",
+    tag = "bank",
+    summary = "Start a wallet withdrawal to a bank channel (operators)",
+    request_body = HoldBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The pending withdrawal: `{id, object, status, user, channel, amount}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_withdrawal(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -319,6 +398,18 @@ async fn bank_answer(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/topups/{id}/{answer}",
+    tag = "bank",
+    summary = "Confirm or fail a pending top-up (operators)",
+    params(("id" = String, Path, description = "The top-up id (`top_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn bank_answer_topup(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -327,6 +418,18 @@ async fn bank_answer_topup(
     bank_answer(state, headers, Prefix::TopUp, id, answer).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/withdrawals/{id}/{answer}",
+    tag = "bank",
+    summary = "Confirm or fail a pending withdrawal (operators)",
+    params(("id" = String, Path, description = "The withdrawal id (`wdr_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn bank_answer_withdrawal(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -337,7 +440,7 @@ async fn bank_answer_withdrawal(
 
 // Payments and refunds.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PaymentBody {
     user: String,
@@ -466,6 +569,19 @@ fn payment_result(id: u64, op: &Op, done: Done) -> Result<Value, ApiError> {
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    tag = "payments",
+    summary = "Pay a merchant and a rider from a wallet or a bank channel (operators)",
+    request_body = PaymentBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_payment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -514,6 +630,18 @@ async fn check_currencies(state: &AppState, items: &[(&Op, u32)]) -> Result<(), 
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    tag = "payments",
+    summary = "A payment",
+    params(("id" = String, Path, description = "The payment id (`pay_1`).")),
+    responses(
+        (status = 200, body = Object, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_payment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -527,16 +655,33 @@ async fn get_payment(
     Ok(created(payment_json(&p)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// List this merchant's payments (`mer_1`); a merchant key lists its own by default.
     merchant: Option<String>,
+    /// List this user's payments (`usr_1`); operators only.
     user: Option<String>,
+    /// Payments per page: 1 to 1,000 (100 by default).
     limit: Option<u32>,
+    /// The id of the last payment of the previous page.
     starting_after: Option<String>,
 }
 
 /// A merchant's or a user's payments, newest first, with cursor paging.
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    tag = "payments",
+    summary = "A merchant's or a user's payments, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Object, description = "`{object: list, data: [payment], has_more}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_payments(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -584,6 +729,18 @@ async fn list_payments(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{id}/{action}",
+    tag = "payments",
+    summary = "Capture or release a bank-channel payment (operators)",
+    params(("id" = String, Path, description = "The payment id (`pay_1`)."), ("action" = String, Path, pattern = "^(capture|release)$", description = "`capture` or `release`."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The payment after the action."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn resolve_payment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -601,7 +758,7 @@ async fn resolve_payment(
     Ok(created(payment_json(&found.ok_or_else(|| ApiError::not_found("payment"))?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefundBody {
     payment: String,
@@ -610,6 +767,19 @@ struct RefundBody {
     idempotency_key: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "payments",
+    summary = "Refund part or all of a payment",
+    request_body = RefundBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The refund: `{id, object, payment, amount, merchant_amount, delivery_fee, commission, discount, completes_refund, status}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_refund(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -650,6 +820,18 @@ fn refund_json(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/refunds/{id}",
+    tag = "payments",
+    summary = "A refund",
+    params(("id" = String, Path, description = "The refund id (`ref_1`).")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object, payment, amount, status}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_refund(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -677,7 +859,7 @@ async fn get_refund(
 
 // Campaigns and coupons.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CampaignBody {
     currency: String,
@@ -697,6 +879,19 @@ struct CampaignBody {
     per_user_limit: u32,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns",
+    tag = "coupons",
+    summary = "Create a coupon campaign with its budget (operators)",
+    request_body = CampaignBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "The campaign with its rule, budget and `spent`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -736,6 +931,18 @@ async fn create_campaign(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}",
+    tag = "coupons",
+    summary = "A campaign and what is left of its budget",
+    params(("id" = String, Path, description = "The campaign id (`cmp_1`).")),
+    responses(
+        (status = 200, body = Object, description = "The campaign with its rule, `budget`, `left` and `spent`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -769,13 +976,26 @@ async fn get_campaign(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CouponBody {
     campaign: String,
     user: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/coupons",
+    tag = "coupons",
+    summary = "Grant a user a coupon of a campaign (operators)",
+    request_body = CouponBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object, campaign, user}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_coupon(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -798,7 +1018,7 @@ async fn create_coupon(
 
 // Payouts and settlement.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PayoutBody {
     merchant: String,
@@ -807,6 +1027,19 @@ struct PayoutBody {
     amount: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payouts",
+    tag = "settlement",
+    summary = "Pay out a merchant's available balance to its bank channel",
+    request_body = PayoutBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object, merchant, amount, status: in_transit}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_payout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -829,6 +1062,18 @@ async fn create_payout(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payouts/{id}/{answer}",
+    tag = "settlement",
+    summary = "Confirm or fail a payout in transit (operators)",
+    params(("id" = String, Path, description = "The payout id (`po_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object, amount, status}`; status is `paid` or `failed`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn payout_answer(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -864,6 +1109,18 @@ fn line_json(l: &SettlementLine) -> Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/settlement_runs",
+    tag = "settlement",
+    summary = "Settle every merchant: statements and payouts (operators)",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_settlement(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -893,6 +1150,18 @@ async fn settlement_lines(
     Ok((id, lines))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/settlement_runs/{id}",
+    tag = "settlement",
+    summary = "A settlement run (a merchant sees only its own line)",
+    params(("id" = String, Path, description = "The settlement run id (`stl_1`).")),
+    responses(
+        (status = 200, body = Object, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_settlement(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -908,6 +1177,18 @@ async fn get_settlement(
 }
 
 /// The payout file for the bank: one line per payout of the run.
+#[utoipa::path(
+    get,
+    path = "/v1/settlement_runs/{id}/payouts.csv",
+    tag = "settlement",
+    summary = "The payout file of a settlement run for the bank",
+    params(("id" = String, Path, description = "The settlement run id (`stl_1`).")),
+    responses(
+        (status = 200, body = String, content_type = "text/csv", description = "`settlement_run,payout,merchant,channel,currency,amount`, one line per payout."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn settlement_csv(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -964,6 +1245,18 @@ pub(crate) fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<()
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/balances/{object}",
+    tag = "balances",
+    summary = "A party's balance",
+    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id.")),
+    responses(
+        (status = 200, body = Object, description = "`{object: balance, account, kind, currency, available, pending_in, pending_out, debits_posted, credits_posted}`; amounts as decimal strings."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_balance(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1010,6 +1303,18 @@ pub(crate) fn entry_json(t: &Transfer, account: u128) -> Value {
 
 /// An account's entries, newest first; `starting_after` is the last entry id of the previous
 /// page.
+#[utoipa::path(
+    get,
+    path = "/v1/statements/{object}",
+    tag = "balances",
+    summary = "A party's account entries, newest first",
+    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id."), PageQuery),
+    responses(
+        (status = 200, body = Object, description = "`{object: list, data: [entry], has_more}`; each entry is `{id, direction, amount, code, operation, flags, timestamp}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_statement(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1060,7 +1365,7 @@ async fn get_statement(
 
 // The batch endpoint.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
     #[serde(default)]
@@ -1071,6 +1376,18 @@ struct BatchBody {
 
 /// Many payments and refunds in one request and one journal record; each has its own result
 /// (`{"result": ...}` or `{"error": ...}`) and may carry its own `idempotency_key`.
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    tag = "payments",
+    summary = "Up to 1,000 payments and refunds in one request (operators)",
+    request_body = BatchBody,
+    responses(
+        (status = 200, body = Object, description = "`{object: batch, results}`: per item, in order (payments, then refunds), `{result: ...}` or `{error: {type, code, message, param, status}}`."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1182,7 +1499,7 @@ async fn batch(
 
 // API keys.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApiKeyBody {
     /// `admin`, `platform` or `merchant`.
@@ -1191,6 +1508,18 @@ struct ApiKeyBody {
     merchant: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/api_keys",
+    tag = "keys",
+    summary = "Create an API key (admin)",
+    request_body = ApiKeyBody,
+    responses(
+        (status = 200, body = Object, description = "`{object: api_key, key, role, merchant}`; the key is shown only here."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_api_key(
     State(state): State<AppState>,
     headers: HeaderMap,

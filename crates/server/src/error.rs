@@ -1,9 +1,14 @@
 //! The one error type of the API: an HTTP status and the JSON error object. Internal details are
 //! logged, never sent.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use huifu_payments::PaymentError;
+use serde::Serialize;
+use utoipa::openapi::{self, Content, Ref, RefOr, ResponseBuilder};
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -128,16 +133,67 @@ impl From<PaymentError> for ApiError {
     }
 }
 
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+/// What went wrong, for programs (`type`, `code`, `param`) and for people (`message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `idempotency_error`,
+    /// `business_error`, `rate_limit_error` or `api_error`.
+    #[serde(rename = "type")]
+    #[schema(example = "invalid_request_error")]
+    pub kind: &'static str,
+    /// A stable, machine-readable code such as `invalid_id` or `insufficient_funds`.
+    #[schema(example = "invalid_id")]
+    pub code: &'static str,
+    pub message: String,
+    /// The request field or header at fault, when there is one.
+    pub param: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": {
-                "type": self.kind,
-                "code": self.code,
-                "message": self.message,
-                "param": self.param,
-            }
-        });
+        let body = ErrorBody {
+            error: ErrorObject {
+                kind: self.kind,
+                code: self.code,
+                message: self.message,
+                param: self.param,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The error responses of the API, for the OpenAPI document: each is an [`ErrorBody`].
+impl utoipa::IntoResponses for ApiError {
+    fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+        [
+            (400, "The request is malformed: its body, a field, an id, a query parameter or the Idempotency-Key."),
+            (401, "No valid API key: send `Authorization: Bearer <key>`."),
+            (403, "This API key's role may not do this."),
+            (404, "No such object or route action (another merchant's objects are answered as missing)."),
+            (409, "The Idempotency-Key was already used with another request body."),
+            (413, "The body is above the size limit."),
+            (422, "A business rule refused the operation (funds, state, budget, limits)."),
+            (429, "Too many requests for this API key."),
+            (503, "The engine is unavailable or did not answer in time."),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name(ErrorBody::name()))),
+                )
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
     }
 }

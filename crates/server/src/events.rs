@@ -14,6 +14,7 @@ use axum::Router;
 use futures_util::stream::{self, Stream};
 use huifu_ledger::AccountFilter;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::api::{account_of, check_owner, entry_json};
 use crate::auth::Role;
@@ -26,14 +27,33 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", get(events))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// The object whose account to follow (`mer_1`, `usr_2`, ...); a merchant key follows its
     /// own account by default.
     account: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "An account's entries as Server-Sent Events",
+    description = "Each event is a transfer on the account: `event` is `balance.credited` or \
+        `balance.debited`, `id` is the transfer's timestamp, `data` is `{account, entry}`. \
+        Send `Last-Event-ID` to resume after the last event received.",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id."),
+    ),
+    responses(
+        (status = 200, body = String, content_type = "text/event-stream", description = "An endless stream of events, with keep-alive comments."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

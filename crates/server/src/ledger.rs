@@ -12,6 +12,7 @@ use huifu_ledger::{Account, AccountFilter, AccountFlags, Transfer, TransferFlags
 use huifu_payments::{Done, Op};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -49,22 +50,30 @@ impl<T: std::fmt::Display> Serialize for Dec<T> {
     }
 }
 
-#[derive(Deserialize)]
+/// An account to create, with TigerBeetle's fields; 128- and 64-bit integers are decimal strings.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountIn {
     #[serde(default)]
+    #[schema(value_type = String)]
     id: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     debits_pending: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     debits_posted: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     credits_pending: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     credits_posted: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     user_data_128: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     user_data_64: Dec<u64>,
     #[serde(default)]
     user_data_32: u32,
@@ -77,25 +86,34 @@ struct AccountIn {
     #[serde(default)]
     flags: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = String)]
     timestamp: Dec<u64>,
 }
 
-#[derive(Deserialize)]
+/// A transfer to create, with TigerBeetle's fields; 128- and 64-bit integers are decimal strings.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferIn {
     #[serde(default)]
+    #[schema(value_type = String)]
     id: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     debit_account_id: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     credit_account_id: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     amount: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     pending_id: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     user_data_128: Dec<u128>,
     #[serde(default)]
+    #[schema(value_type = String)]
     user_data_64: Dec<u64>,
     #[serde(default)]
     user_data_32: u32,
@@ -108,6 +126,7 @@ struct TransferIn {
     #[serde(default)]
     flags: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = String)]
     timestamp: Dec<u64>,
 }
 
@@ -185,21 +204,43 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn results<R: std::fmt::Display>(results: &[R]) -> Json<Value> {
-    Json(Value::Array(
+/// The result of one event of a create call.
+#[derive(Serialize, ToSchema)]
+pub struct EventResult {
+    /// The event's position in the request, from 0.
+    index: usize,
+    /// `ok`, or TigerBeetle's name for why the event was refused (`exists`, ...).
+    #[schema(example = "ok")]
+    result: String,
+}
+
+fn results<R: std::fmt::Display>(results: &[R]) -> Json<Vec<EventResult>> {
+    Json(
         results
             .iter()
             .enumerate()
-            .map(|(index, r)| serde_json::json!({"index": index, "result": r.to_string()}))
+            .map(|(index, r)| EventResult { index, result: r.to_string() })
             .collect(),
-    ))
+    )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/accounts",
+    tag = "ledger",
+    summary = "Create ledger accounts (admin)",
+    request_body(content = Vec<AccountIn>, description = "Up to 8,190 accounts."),
+    responses(
+        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `ok` or TigerBeetle's result name."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_accounts(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<EventResult>>, ApiError> {
     admin(&state, &headers)?;
     let events: Vec<AccountIn> = parse_body(&body)?;
     check_batch(events.len())?;
@@ -230,11 +271,23 @@ async fn create_accounts(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/transfers",
+    tag = "ledger",
+    summary = "Create ledger transfers (admin)",
+    request_body(content = Vec<TransferIn>, description = "Up to 8,190 transfers."),
+    responses(
+        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `ok` or TigerBeetle's result name."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_transfers(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<EventResult>>, ApiError> {
     admin(&state, &headers)?;
     let events: Vec<TransferIn> = parse_body(&body)?;
     check_batch(events.len())?;
@@ -265,12 +318,26 @@ async fn create_transfers(
     }
 }
 
-#[derive(Deserialize)]
+/// The ids to look up, as decimal strings.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Ids {
+    #[schema(value_type = Vec<String>)]
     ids: Vec<Dec<u128>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/accounts/lookup",
+    tag = "ledger",
+    summary = "Look up ledger accounts (admin)",
+    request_body = Ids,
+    responses(
+        (status = 200, body = Vec<Object>, description = "The accounts found, with TigerBeetle's fields; ids not found are left out."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn lookup_accounts(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -291,6 +358,18 @@ async fn lookup_accounts(
     Ok(Json(Value::Array(found)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/transfers/lookup",
+    tag = "ledger",
+    summary = "Look up ledger transfers (admin)",
+    request_body = Ids,
+    responses(
+        (status = 200, body = Vec<Object>, description = "The transfers found, with TigerBeetle's fields; ids not found are left out."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn lookup_transfers(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -311,10 +390,13 @@ async fn lookup_transfers(
     Ok(Json(Value::Array(found)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page: 1 to 8,189 (100 by default; list endpoints cap it at 1,000).
     pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
     pub starting_after: Option<String>,
 }
 
@@ -333,6 +415,18 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 
 /// An account's transfers, oldest first; `starting_after` is the id of the last transfer of
 /// the previous page.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/accounts/{id}/transfers",
+    tag = "ledger",
+    summary = "An account's transfers, oldest first (admin)",
+    params(("id" = String, Path, description = "The account id, a decimal u128."), PageQuery),
+    responses(
+        (status = 200, body = Vec<Object>, description = "One page of transfers, with TigerBeetle's fields."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
 async fn account_transfers(
     State(state): State<AppState>,
     headers: HeaderMap,

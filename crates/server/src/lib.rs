@@ -21,6 +21,7 @@ mod error;
 mod events;
 mod ledger;
 mod metrics;
+mod openapi;
 mod wire;
 
 use std::net::SocketAddr;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(events::routes())
         .merge(metrics::routes())
+        .merge(openapi::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)

@@ -80,9 +80,27 @@ impl Metrics {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(render))
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(render))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: the server answers",
+    responses((status = 200, body = String, content_type = "text/plain", description = "`ok`")),
+)]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Request counts by status and latency summaries, in the Prometheus text format.")),
+)]
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -1,0 +1,154 @@
+//! `GET /openapi.json`: the OpenAPI 3 description of the API, generated from the handlers'
+//! annotations and the request types, built once and served without authentication.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorObject};
+use crate::AppState;
+
+/// The name of the security scheme every authenticated operation names.
+pub const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "huifu",
+        description = "A real-time payment engine: payments for the platform's services and \
+            merchants' back offices, the ledger for operators. Authenticate with \
+            `Authorization: Bearer <key>`; roles are admin, platform and merchant (which sees \
+            only its own objects). Object ids carry a type prefix (`usr_`, `mer_`, `pay_`, ...); \
+            amounts are integers in minor units. Every error is an `ErrorBody`."
+    ),
+    paths(
+        crate::ledger::create_accounts,
+        crate::ledger::create_transfers,
+        crate::ledger::lookup_accounts,
+        crate::ledger::lookup_transfers,
+        crate::ledger::account_transfers,
+        crate::api::create_channel,
+        crate::api::create_user,
+        crate::api::create_merchant,
+        crate::api::create_rider,
+        crate::api::create_topup,
+        crate::api::create_withdrawal,
+        crate::api::bank_answer_topup,
+        crate::api::bank_answer_withdrawal,
+        crate::api::create_payment,
+        crate::api::list_payments,
+        crate::api::get_payment,
+        crate::api::resolve_payment,
+        crate::api::create_refund,
+        crate::api::get_refund,
+        crate::api::create_campaign,
+        crate::api::get_campaign,
+        crate::api::create_coupon,
+        crate::api::create_payout,
+        crate::api::payout_answer,
+        crate::api::create_settlement,
+        crate::api::get_settlement,
+        crate::api::settlement_csv,
+        crate::api::get_balance,
+        crate::api::get_statement,
+        crate::api::batch,
+        crate::api::create_api_key,
+        crate::events::events,
+        crate::metrics::healthz,
+        crate::metrics::render,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorObject)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// Registers the bearer-key security scheme the operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("An API key: `Authorization: Bearer <key>`."))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// The document, as JSON.
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This OpenAPI document",
+    responses((status = 200, body = Object, description = "The OpenAPI 3 description of the API.")),
+)]
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_with_every_reference_resolved() {
+        let doc: Value = serde_json::from_str(super::document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert_eq!(doc["components"]["securitySchemes"][super::BEARER]["scheme"], "bearer");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/").expect("a schema reference");
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{r} is not defined");
+        }
+        // Every authenticated operation names the bearer scheme and documents its errors.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let public = ["/healthz", "/metrics", "/openapi.json"].contains(&path.as_str());
+                assert_eq!(op.get("security").is_none(), public, "{method} {path}");
+                assert!(op["responses"].get("200").is_some(), "{method} {path}");
+                if !public {
+                    for status in ["400", "401", "403", "404", "409", "422", "429"] {
+                        let r = &op["responses"][status]["content"]["application/json"];
+                        assert_eq!(r["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                    }
+                }
+            }
+        }
+    }
+}
