@@ -458,6 +458,32 @@ fn idempotency_keys_and_roles() {
     let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
     assert_eq!(bal["available"], "99000");
 
+    // Negative, zero and overflowing amounts, unknown ids: clear errors, no money moves.
+    let (_, before) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
+    for (food, code) in [
+        (json!(-5), "invalid_field"),
+        (json!(0), "invalid_amount"),
+        (json!(18_446_744_073_709_551_616.0_f64), "invalid_field"),
+    ] {
+        let (status, v) = s.post(
+            "/v1/payments",
+            ADMIN,
+            json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": food}),
+        );
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+        assert_eq!(v["error"]["param"], "food_amount");
+    }
+    let (status, v) = s.post(
+        "/v1/payments",
+        ADMIN,
+        json!({"user": "usr_999999", "merchant": w.merchant, "rider": w.rider, "food_amount": 100}),
+    );
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("unknown_user")));
+    let (status, _) = s.post("/v1/refunds", ADMIN, json!({"payment": "pay_999999", "amount": 100}));
+    assert_eq!(status, 404);
+    let (_, after) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
+    assert_eq!(before, after);
+
     // Malformed JSON, wrong types, unknown fields.
     let (status, v) = s.call("POST", "/v1/users", Some(ADMIN), Some(json!("not an object")), None);
     assert_eq!(status, 400, "{v}");
