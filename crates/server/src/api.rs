@@ -132,6 +132,7 @@ fn amount_field(value: u64, param: &str) -> Result<u64, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CurrencyBody {
+    #[schema(value_type = crate::wire::CurrencyCode)]
     currency: String,
 }
 
@@ -233,6 +234,7 @@ async fn create_rider(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MerchantBody {
+    #[schema(value_type = crate::wire::CurrencyCode)]
     currency: String,
     commission_bps: u32,
     channel: String,
@@ -451,6 +453,7 @@ struct PaymentBody {
     delivery_fee: u64,
     /// Optional: the payment's currency is its user's; when given, it must match.
     #[serde(default)]
+    #[schema(value_type = Option<crate::wire::CurrencyCode>)]
     currency: Option<String>,
     #[serde(default)]
     coupon: Option<String>,
@@ -862,6 +865,7 @@ async fn get_refund(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CampaignBody {
+    #[schema(value_type = crate::wire::CurrencyCode)]
     currency: String,
     /// `platform`, or the merchant id that funds it.
     funder: String,

@@ -69,6 +69,21 @@ pub fn parse_payout_id(text: &str, param: &str) -> Result<u128, ApiError> {
     })
 }
 
+/// The currencies the API knows, for the OpenAPI document (the same list as `CURRENCIES`).
+#[allow(clippy::upper_case_acronyms, dead_code)]
+#[derive(utoipa::ToSchema)]
+pub enum CurrencyCode {
+    CNY,
+    HKD,
+    JPY,
+    KRW,
+    SGD,
+    THB,
+    GBP,
+    USD,
+    EUR,
+}
+
 /// Currencies by ISO 4217 code and number. Amounts are integers in the minor unit.
 const CURRENCIES: &[(&str, u32)] = &[
     ("CNY", 156),
