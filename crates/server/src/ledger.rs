@@ -231,7 +231,7 @@ fn results<R: std::fmt::Display>(results: &[R]) -> Json<Vec<EventResult>> {
     summary = "Create ledger accounts (admin)",
     request_body(content = Vec<AccountIn>, description = "Up to 8,190 accounts."),
     responses(
-        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `ok` or TigerBeetle's result name."),
+        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `created` or TigerBeetle's result name (such as `exists`, `exceeds_credits`)."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -278,7 +278,7 @@ async fn create_accounts(
     summary = "Create ledger transfers (admin)",
     request_body(content = Vec<TransferIn>, description = "Up to 8,190 transfers."),
     responses(
-        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `ok` or TigerBeetle's result name."),
+        (status = 200, body = Vec<EventResult>, description = "One `{index, result}` per event, in order; `result` is `created` or TigerBeetle's result name (such as `exists`, `exceeds_credits`)."),
         ApiError,
     ),
     security(("bearer" = [])),
