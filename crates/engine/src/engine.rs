@@ -63,8 +63,9 @@ pub enum EngineError {
     Journal(#[from] JournalError),
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// The I/O error is part of the message, not a separate cause, so it is printed once.
+    #[error("{what} {path}: {cause}")]
+    Io { what: &'static str, path: PathBuf, cause: std::io::Error },
     #[error("data folder {0} is in use by another huifu process")]
     Locked(PathBuf),
     #[error("the engine has stopped")]
@@ -75,7 +76,7 @@ pub enum EngineError {
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
     let path = path.to_path_buf();
-    move |source| EngineError::Io { what, path, source }
+    move |cause| EngineError::Io { what, path, cause }
 }
 
 /// What recovery found when the engine opened.
@@ -448,7 +449,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                     Some(Err(e)) => Err(EngineError::Io {
                         what: "checkpoint failed",
                         path: self.checkpoint_path.clone(),
-                        source: std::io::Error::other(e.to_string()),
+                        cause: std::io::Error::other(e.to_string()),
                     }),
                     None => unreachable!("checkpoint requested"),
                 }),

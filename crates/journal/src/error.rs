@@ -5,14 +5,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// The operating system refused an operation on `path`.
-    #[error("I/O error while trying to {op} {}: {source}", .path.display())]
+    #[error("I/O error while trying to {op} {}: {cause}", .path.display())]
     Io {
         /// What the journal was doing, e.g. "write" or "fsync".
         op: &'static str,
         /// File or directory involved.
         path: PathBuf,
-        /// Underlying error.
-        source: io::Error,
+        /// Underlying error (in the message, not a separate cause, so it is printed once).
+        cause: io::Error,
     },
 
     /// Stored data failed verification. Committed data may be lost, so this is
@@ -90,7 +90,7 @@ pub enum ReplayError<E> {
 impl JournalError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| JournalError::Io { op, path, source }
+        move |cause| JournalError::Io { op, path, cause }
     }
 
     pub(crate) fn corrupt(

@@ -133,14 +133,15 @@ impl Config {
 pub enum ServeError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    /// The I/O error is part of the message, not a separate cause, so it is printed once.
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains in-flight requests and stops the
 /// engine (which finishes and fsyncs everything queued).
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let io = |what: String| move |source| ServeError::Io { what, source };
+    let io = |what: String| move |cause| ServeError::Io { what, cause };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(format!("cannot create {}", config.data_dir.display())))?;
     let keys =
