@@ -231,13 +231,15 @@ impl PaymentsMachine {
             }
             return Ok(Done::Allocated { id: *id, outcome: Box::new(outcome.clone()) });
         }
-        let (op, id) = match op_id(op) {
-            Some(0) => {
+        let mut op = op.clone();
+        let id = match id_field(&mut op) {
+            Some(field) if *field != 0 => return Err(E::InvalidId),
+            Some(field) => {
                 self.last_id = self.last_id.max(ALLOCATED_ID_MIN - 1) + 1;
-                (with_id(op, self.last_id), self.last_id)
+                *field = self.last_id;
+                self.last_id
             }
-            Some(_) => return Err(E::InvalidId),
-            None => (op.clone(), 0),
+            None => 0,
         };
         let outcome = self.apply_once(now, &op);
         self.keys.insert(key, (print, id, outcome.clone()));
@@ -1247,9 +1249,9 @@ fn op_key(op: &Op) -> (u8, u128) {
     }
 }
 
-/// The id an operation names itself by, for operations that create something.
-fn op_id(op: &Op) -> Option<u64> {
-    match *op {
+/// The id field of an operation that creates something (and names itself by that id).
+fn id_field(op: &mut Op) -> Option<&mut u64> {
+    match op {
         Op::CreateChannel { id, .. }
         | Op::CreateUser { id, .. }
         | Op::CreateMerchant { id, .. }
@@ -1264,27 +1266,6 @@ fn op_id(op: &Op) -> Option<u64> {
         | Op::SettlementRun { id } => Some(id),
         _ => None,
     }
-}
-
-/// `op` with its id set to `new`.
-fn with_id(op: &Op, new: u64) -> Op {
-    let mut op = op.clone();
-    match &mut op {
-        Op::CreateChannel { id, .. }
-        | Op::CreateUser { id, .. }
-        | Op::CreateMerchant { id, .. }
-        | Op::CreateRider { id, .. }
-        | Op::CreateCampaign { id, .. }
-        | Op::GrantCoupon { id, .. }
-        | Op::TopUp { id, .. }
-        | Op::Withdraw { id, .. }
-        | Op::Pay { id, .. }
-        | Op::Refund { id, .. }
-        | Op::Payout { id, .. }
-        | Op::SettlementRun { id } => *id = new,
-        _ => {}
-    }
-    op
 }
 
 /// FNV-1a over the operation's encoding: tells a retry from a different operation with the
