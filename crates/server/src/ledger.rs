@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use huifu_ledger::constants::{BATCH_EVENTS_MAX, QUERY_LIMIT_MAX};
-use huifu_ledger::{Account, AccountFilter, AccountFlags, Transfer, TransferFlags};
+use huifu_ledger::{Account, AccountFilter, AccountFlags, StateMachine, Transfer, TransferFlags};
 use huifu_payments::{Done, Op};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -130,6 +130,87 @@ struct TransferIn {
     timestamp: Dec<u64>,
 }
 
+impl AccountIn {
+    fn into_account(self, index: usize) -> Result<Account, ApiError> {
+        Ok(Account {
+            id: self.id.0,
+            debits_pending: self.debits_pending.0,
+            debits_posted: self.debits_posted.0,
+            credits_pending: self.credits_pending.0,
+            credits_posted: self.credits_posted.0,
+            user_data_128: self.user_data_128.0,
+            user_data_64: self.user_data_64.0,
+            user_data_32: self.user_data_32,
+            reserved: self.reserved,
+            ledger: self.ledger,
+            code: self.code,
+            flags: account_flags(&self.flags, index)?,
+            timestamp: self.timestamp.0,
+        })
+    }
+}
+
+impl TransferIn {
+    fn into_transfer(self, index: usize) -> Result<Transfer, ApiError> {
+        Ok(Transfer {
+            id: self.id.0,
+            debit_account_id: self.debit_account_id.0,
+            credit_account_id: self.credit_account_id.0,
+            amount: self.amount.0,
+            pending_id: self.pending_id.0,
+            user_data_128: self.user_data_128.0,
+            user_data_64: self.user_data_64.0,
+            user_data_32: self.user_data_32,
+            timeout: self.timeout,
+            ledger: self.ledger,
+            code: self.code,
+            flags: transfer_flags(&self.flags, index)?,
+            timestamp: self.timestamp.0,
+        })
+    }
+}
+
+/// What creating accounts and creating transfers share: parse the batch, convert each event
+/// (naming the one at fault), apply it as one ledger operation, render one result per event.
+async fn create<In: serde::de::DeserializeOwned, Event>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    convert: fn(In, usize) -> Result<Event, ApiError>,
+    op: fn(Vec<Event>) -> Op,
+) -> Result<Json<Vec<EventResult>>, ApiError> {
+    admin(state, headers)?;
+    let events: Vec<In> = parse_body(body)?;
+    check_batch(events.len())?;
+    let events = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| convert(e, i))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    match state.execute(op(events)).await? {
+        Done::LedgerAccounts(r) => Ok(results(&r)),
+        Done::LedgerTransfers(r) => Ok(results(&r)),
+        other => Err(state.unexpected(other)),
+    }
+}
+
+/// What the two lookups share: the objects `find` returns for the ids, in order, those not
+/// found left out.
+async fn lookup(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    find: fn(&StateMachine, u128) -> Option<Value>,
+) -> Result<Json<Value>, ApiError> {
+    admin(state, headers)?;
+    let ids: Ids = parse_body(body)?;
+    check_batch(ids.ids.len())?;
+    let found = state
+        .read(move |m| ids.ids.iter().filter_map(|id| find(m.ledger(), id.0)).collect())
+        .await?;
+    Ok(Json(Value::Array(found)))
+}
+
 fn account_flags(names: &[String], index: usize) -> Result<AccountFlags, ApiError> {
     names.iter().try_fold(AccountFlags::default(), |acc, name| {
         AccountFlags::from_name(name).map(|f| acc | f).ok_or_else(|| unknown_flag(name, index))
@@ -241,34 +322,7 @@ async fn create_accounts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Vec<EventResult>>, ApiError> {
-    admin(&state, &headers)?;
-    let events: Vec<AccountIn> = parse_body(&body)?;
-    check_batch(events.len())?;
-    let accounts = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            Ok(Account {
-                id: a.id.0,
-                debits_pending: a.debits_pending.0,
-                debits_posted: a.debits_posted.0,
-                credits_pending: a.credits_pending.0,
-                credits_posted: a.credits_posted.0,
-                user_data_128: a.user_data_128.0,
-                user_data_64: a.user_data_64.0,
-                user_data_32: a.user_data_32,
-                reserved: a.reserved,
-                ledger: a.ledger,
-                code: a.code,
-                flags: account_flags(&a.flags, i)?,
-                timestamp: a.timestamp.0,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    match state.execute(Op::LedgerAccounts(accounts)).await? {
-        Done::LedgerAccounts(r) => Ok(results(&r)),
-        other => Err(state.unexpected(other)),
-    }
+    create(&state, &headers, &body, AccountIn::into_account, Op::LedgerAccounts).await
 }
 
 #[utoipa::path(
@@ -288,34 +342,7 @@ async fn create_transfers(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Vec<EventResult>>, ApiError> {
-    admin(&state, &headers)?;
-    let events: Vec<TransferIn> = parse_body(&body)?;
-    check_batch(events.len())?;
-    let transfers = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            Ok(Transfer {
-                id: t.id.0,
-                debit_account_id: t.debit_account_id.0,
-                credit_account_id: t.credit_account_id.0,
-                amount: t.amount.0,
-                pending_id: t.pending_id.0,
-                user_data_128: t.user_data_128.0,
-                user_data_64: t.user_data_64.0,
-                user_data_32: t.user_data_32,
-                timeout: t.timeout,
-                ledger: t.ledger,
-                code: t.code,
-                flags: transfer_flags(&t.flags, i)?,
-                timestamp: t.timestamp.0,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    match state.execute(Op::LedgerTransfers(transfers)).await? {
-        Done::LedgerTransfers(r) => Ok(results(&r)),
-        other => Err(state.unexpected(other)),
-    }
+    create(&state, &headers, &body, TransferIn::into_transfer, Op::LedgerTransfers).await
 }
 
 /// The ids to look up, as decimal strings.
@@ -343,19 +370,7 @@ async fn lookup_accounts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&state, &headers)?;
-    let ids: Ids = parse_body(&body)?;
-    check_batch(ids.ids.len())?;
-    let found = state
-        .read(move |m| {
-            ids.ids
-                .iter()
-                .filter_map(|id| m.ledger().lookup_account(id.0))
-                .map(account_json)
-                .collect()
-        })
-        .await?;
-    Ok(Json(Value::Array(found)))
+    lookup(&state, &headers, &body, |ledger, id| ledger.lookup_account(id).map(account_json)).await
 }
 
 #[utoipa::path(
@@ -375,19 +390,8 @@ async fn lookup_transfers(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&state, &headers)?;
-    let ids: Ids = parse_body(&body)?;
-    check_batch(ids.ids.len())?;
-    let found = state
-        .read(move |m| {
-            ids.ids
-                .iter()
-                .filter_map(|id| m.ledger().lookup_transfer(id.0))
-                .map(transfer_json)
-                .collect()
-        })
-        .await?;
-    Ok(Json(Value::Array(found)))
+    lookup(&state, &headers, &body, |ledger, id| ledger.lookup_transfer(id).map(transfer_json))
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
