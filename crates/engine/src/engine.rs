@@ -70,8 +70,6 @@ pub enum EngineError {
     Locked(PathBuf),
     #[error("the engine has stopped")]
     Stopped,
-    #[error("the engine is overloaded: {0} requests are queued")]
-    Overloaded(usize),
 }
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {

@@ -107,11 +107,7 @@ impl Machine for LedgerMachine {
     }
 
     fn tick(&self, now: u64) -> Option<LedgerCommand> {
-        let next = self.ledger.expiry_next()?;
-        // The same timestamp the engine will give the command; see `expire_pending_transfers`.
-        let timestamp = now.max(self.ledger.timestamp_min(EXPIRE_EVENTS_MAX));
-        let window = u64::try_from(EXPIRE_EVENTS_MAX).expect("fits u64");
-        (next <= timestamp - window + 1).then_some(LedgerCommand::ExpirePending)
+        self.ledger.expiry_due(now).then_some(LedgerCommand::ExpirePending)
     }
 
     fn encode(command: &LedgerCommand, out: &mut Vec<u8>) {

@@ -177,6 +177,18 @@ impl StateMachine {
         self.expiry.first().map(|&(at, _)| at)
     }
 
+    /// The timestamp to give `expire_pending_transfers` at time `now`.
+    pub fn expire_timestamp(&self, now: u64) -> u64 {
+        now.max(self.timestamp_min(EXPIRE_EVENTS_MAX))
+    }
+
+    /// Whether `expire_pending_transfers(self.expire_timestamp(now))` would expire anything:
+    /// the engine asks this before journaling an expiry.
+    pub fn expiry_due(&self, now: u64) -> bool {
+        let window = u64::try_from(EXPIRE_EVENTS_MAX).expect("fits u64");
+        self.expiry_next().is_some_and(|next| next <= self.expire_timestamp(now) - window + 1)
+    }
+
     /// Pending transfers waiting to expire.
     pub fn expiry_waiting(&self) -> usize {
         self.expiry.len()

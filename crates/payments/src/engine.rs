@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::io::{self, Read, Write};
 
 use huifu_engine::{DecodeError, Machine};
-use huifu_ledger::constants::EXPIRE_EVENTS_MAX;
 
 use crate::command::{codec, Op, Outcome};
 use crate::machine::PaymentsMachine;
@@ -33,11 +32,7 @@ impl Machine for PaymentsMachine {
     }
 
     fn tick(&self, now: u64) -> Option<Op> {
-        let next = self.ledger().expiry_next()?;
-        // Mirrors `expire_pending_transfers`: the expiry's timestamp and what is due at it.
-        let timestamp = now.max(self.ledger().timestamp_min(EXPIRE_EVENTS_MAX));
-        let window = u64::try_from(EXPIRE_EVENTS_MAX).expect("fits u64");
-        (next <= timestamp - window + 1).then_some(Op::Expire)
+        self.ledger().expiry_due(now).then_some(Op::Expire)
     }
 
     fn encode(op: &Op, out: &mut Vec<u8>) {

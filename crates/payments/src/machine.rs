@@ -184,7 +184,7 @@ impl PaymentsMachine {
                 Ok(Done::Batch(outcomes))
             }
             Op::Expire => {
-                let timestamp = now.max(self.ledger.timestamp_min(EXPIRE_EVENTS_MAX));
+                let timestamp = self.ledger.expire_timestamp(now);
                 let expired = self.ledger.expire_pending_transfers(timestamp);
                 self.expire_payments(timestamp);
                 Ok(Done::Expired(expired))

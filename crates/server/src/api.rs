@@ -1350,9 +1350,7 @@ async fn get_statement(
                     return Some((account, kind, entity, Vec::new()));
                 }
             }
-            let mut out = Vec::new();
-            m.ledger().get_account_transfers(&filter, &mut out);
-            Some((account, kind, entity, out))
+            Some((account, kind, entity, m.statement(&filter)))
         })
         .await?;
     let (account, kind, entity, mut entries) =
