@@ -106,7 +106,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     }
     drop(accounts);
 
-    let progress = progress_bar(args.transfers, args.json);
+    let progress = progress_bar(args.transfers);
     let next = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(util::histogram()));
     let failures = Arc::new(AtomicU64::new(0));
@@ -272,9 +272,8 @@ fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-pub fn progress_bar(total: u64, quiet_json: bool) -> ProgressBar {
+pub fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    let _ = quiet_json;
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} {per_sec} ETA {eta}",
@@ -559,7 +558,7 @@ fn run_payments(args: &PaymentsArgs) -> anyhow::Result<PaymentsRun> {
     setup_payments(&engine, &shape, args.payments, funding)?;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
 
-    let progress = progress_bar(args.payments, args.json);
+    let progress = progress_bar(args.payments);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let clients: Vec<_> = (0..args.clients)

@@ -235,7 +235,7 @@ fn run_http(
         let (conns, world) = set_up(conns, args, funding).await?;
         let setup_seconds = setup_started.elapsed().as_secs_f64();
 
-        let progress = crate::bench::progress_bar(args.payments, args.json);
+        let progress = crate::bench::progress_bar(args.payments);
         let world = Arc::new(world);
         let next = Arc::new(AtomicU64::new(0));
         let client_cpu = cpu_seconds("self");
