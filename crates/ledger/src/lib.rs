@@ -39,4 +39,6 @@ mod types;
 pub use log::TransferLog;
 pub use results::{CreateAccountResult, CreateTransferResult};
 pub use state_machine::{StateMachine, Totals};
-pub use types::{Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags};
+pub use types::{
+    Account, AccountFilter, AccountFlags, ColdTransfer, PendingStatus, Transfer, TransferFlags,
+};

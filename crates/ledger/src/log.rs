@@ -12,17 +12,50 @@ use std::hash::BuildHasher;
 
 use crate::types::Transfer;
 
-/// Transfers per chunk: 8 MiB of transfers.
-const CHUNK: usize = 1 << 16;
+/// Transfers per chunk (as a power of two): 8 MiB of transfers. Chunks are also the unit in which
+/// old transfers leave memory for the history store.
+pub const CHUNK_SHIFT_DEFAULT: u32 = 16;
 
-/// An append-only list of transfers in chunks of `CHUNK`.
-#[derive(Debug, Default)]
+/// An append-only list of transfers in chunks, whose oldest chunks can be dropped once the
+/// history store holds them. A transfer keeps its position (its index since the first transfer
+/// ever) for life; positions below `base` are no longer held.
+#[derive(Debug)]
 pub struct TransferLog {
-    chunks: Vec<Vec<Transfer>>,
+    chunks: std::collections::VecDeque<Vec<Transfer>>,
+    chunk_shift: u32,
+    /// Transfers dropped from the front (a whole number of chunks).
+    base: usize,
     len: usize,
 }
 
+impl Default for TransferLog {
+    fn default() -> Self {
+        TransferLog::with_chunk_shift(CHUNK_SHIFT_DEFAULT)
+    }
+}
+
 impl TransferLog {
+    pub fn with_chunk_shift(chunk_shift: u32) -> TransferLog {
+        assert!((1..=24).contains(&chunk_shift), "chunk shift {chunk_shift}");
+        TransferLog { chunks: Default::default(), chunk_shift, base: 0, len: 0 }
+    }
+
+    /// An empty log whose first transfer will have position `base` (a whole number of chunks):
+    /// the transfers before it are in the history store.
+    pub(crate) fn starting_at(chunk_shift: u32, base: usize) -> TransferLog {
+        let mut log = TransferLog::with_chunk_shift(chunk_shift);
+        assert!(base.is_multiple_of(log.chunk_len()));
+        log.base = base;
+        log.len = base;
+        log
+    }
+
+    /// Transfers per chunk.
+    pub fn chunk_len(&self) -> usize {
+        1 << self.chunk_shift
+    }
+
+    /// The position the next transfer will have: all transfers ever appended.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -31,31 +64,57 @@ impl TransferLog {
         self.len == 0
     }
 
-    pub fn get(&self, index: usize) -> Option<&Transfer> {
-        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    /// The position of the oldest transfer still held.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// How many transfers are held in memory.
+    pub fn held(&self) -> usize {
+        self.len - self.base
+    }
+
+    #[inline]
+    pub fn get(&self, position: usize) -> Option<&Transfer> {
+        let offset = position.checked_sub(self.base)?;
+        self.chunks.get(offset >> self.chunk_shift)?.get(offset & (self.chunk_len() - 1))
     }
 
     pub fn last(&self) -> Option<&Transfer> {
-        self.chunks.last()?.last()
+        self.chunks.back()?.last()
     }
 
     pub(crate) fn push(&mut self, t: Transfer) {
-        if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+        if (self.len - self.base).trailing_zeros() >= self.chunk_shift {
+            self.chunks.push_back(Vec::with_capacity(self.chunk_len()));
         }
-        self.chunks.last_mut().expect("chunk").push(t);
+        self.chunks.back_mut().expect("chunk").push(t);
         self.len += 1;
     }
 
     pub(crate) fn pop(&mut self) -> Option<Transfer> {
-        let t = self.chunks.last_mut()?.pop()?;
-        if self.chunks.last().is_some_and(Vec::is_empty) {
-            self.chunks.pop();
+        let t = self.chunks.back_mut()?.pop()?;
+        if self.chunks.back().is_some_and(Vec::is_empty) {
+            self.chunks.pop_back();
         }
         self.len -= 1;
         Some(t)
     }
 
+    /// The oldest chunk, if it is full and not the only one: what `drop_front` would drop.
+    pub(crate) fn front_full(&self) -> Option<&[Transfer]> {
+        (self.chunks.len() > 1).then(|| self.chunks[0].as_slice())
+    }
+
+    /// Drops the oldest chunk (see `front_full`).
+    pub(crate) fn drop_front(&mut self) {
+        assert!(self.chunks.len() > 1);
+        let chunk = self.chunks.pop_front().expect("chunk");
+        debug_assert_eq!(chunk.len(), self.chunk_len());
+        self.base += chunk.len();
+    }
+
+    /// The transfers held, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Transfer> + '_ {
         self.chunks.iter().flatten()
     }
@@ -64,9 +123,10 @@ impl TransferLog {
         self.iter().copied().collect()
     }
 
-    /// The first index for which `before` is false (`before` must be true, then false).
+    /// The first position for which `before` is false among the transfers held (`before` must
+    /// be true, then false); `base()` if it is false for all of them.
     pub fn partition_point(&self, mut before: impl FnMut(&Transfer) -> bool) -> usize {
-        let (mut low, mut high) = (0, self.len);
+        let (mut low, mut high) = (self.base, self.len);
         while low < high {
             let mid = low + (high - low) / 2;
             if before(&self[mid]) {
@@ -81,16 +141,10 @@ impl TransferLog {
 
 impl std::ops::Index<usize> for TransferLog {
     type Output = Transfer;
-    fn index(&self, index: usize) -> &Transfer {
-        &self.chunks[index / CHUNK][index % CHUNK]
-    }
-}
-
-impl<'a> IntoIterator for &'a TransferLog {
-    type Item = &'a Transfer;
-    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<Transfer>>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
+    #[inline]
+    fn index(&self, position: usize) -> &Transfer {
+        let offset = position - self.base;
+        &self.chunks[offset >> self.chunk_shift][offset & (self.chunk_len() - 1)]
     }
 }
 
@@ -419,19 +473,43 @@ mod tests {
 
     #[test]
     fn log_spans_chunks_and_pops_back() {
-        let mut log = TransferLog::default();
-        for i in 0..(CHUNK * 2 + 5) {
+        let mut log = TransferLog::with_chunk_shift(3);
+        let chunk = log.chunk_len();
+        for i in 0..(chunk * 2 + 5) {
             log.push(Transfer { id: i as u128, timestamp: i as u64 * 2, ..Transfer::default() });
         }
-        assert_eq!(log.len(), CHUNK * 2 + 5);
-        assert_eq!(log[CHUNK + 1].id, (CHUNK + 1) as u128);
-        assert_eq!(log.partition_point(|t| t.timestamp < 2 * CHUNK as u64 + 1), CHUNK + 1);
+        assert_eq!(log.len(), chunk * 2 + 5);
+        assert_eq!(log[chunk + 1].id, (chunk + 1) as u128);
+        assert_eq!(log.partition_point(|t| t.timestamp < 2 * chunk as u64 + 1), chunk + 1);
         for _ in 0..6 {
             log.pop();
         }
-        assert_eq!(log.len(), CHUNK * 2 - 1);
-        assert_eq!(log.last().unwrap().id, (CHUNK * 2 - 2) as u128);
+        assert_eq!(log.len(), chunk * 2 - 1);
+        assert_eq!(log.last().unwrap().id, (chunk * 2 - 2) as u128);
         assert_eq!(log.iter().count(), log.len());
+    }
+
+    #[test]
+    fn log_drops_whole_chunks_from_the_front_and_keeps_positions() {
+        let mut log = TransferLog::with_chunk_shift(2);
+        for i in 0..10u64 {
+            log.push(Transfer { id: u128::from(i) + 1, timestamp: i + 1, ..Transfer::default() });
+        }
+        assert_eq!(log.front_full().map(<[Transfer]>::len), Some(4));
+        log.drop_front();
+        log.drop_front();
+        assert_eq!((log.base(), log.len(), log.held()), (8, 10, 2));
+        // The last chunk is never dropped.
+        assert!(log.front_full().is_none());
+        assert!(log.get(7).is_none());
+        assert_eq!(log[8].id, 9);
+        assert_eq!(log.partition_point(|t| t.timestamp < 10), 9);
+        assert_eq!(log.partition_point(|t| t.timestamp < 1), 8);
+        for i in 10..13u64 {
+            log.push(Transfer { id: u128::from(i) + 1, timestamp: i + 1, ..Transfer::default() });
+        }
+        assert_eq!(log[12].id, 13);
+        assert_eq!(log.iter().map(|t| t.id).collect::<Vec<_>>(), [9, 10, 11, 12, 13]);
     }
 
     /// Ids and the "log" they are read from: index `i` holds `ids[i]`.

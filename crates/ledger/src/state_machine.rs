@@ -15,7 +15,9 @@ use crate::constants::{
 };
 use crate::log::{prefetch_write, IdIndex, TransferLog};
 use crate::results::{CreateAccountResult, CreateTransferResult};
-use crate::types::{Account, AccountFilter, AccountFlags, PendingStatus, Transfer, TransferFlags};
+use crate::types::{
+    Account, AccountFilter, AccountFlags, ColdTransfer, PendingStatus, Transfer, TransferFlags,
+};
 
 /// Sums of the balances of all accounts. Double entry means debits equal credits, posted and
 /// pending separately; the state machine asserts it after every batch.
@@ -84,9 +86,20 @@ pub struct StateMachine {
     account_index: HashMap<u128, u32>,
     /// Per account (same index as `accounts`): its transfers, oldest first.
     account_transfers: Vec<Vec<u32>>,
-    /// Every transfer, in timestamp order.
+    /// The transfers held in memory, in timestamp order; older ones are in the history store.
     transfers: TransferLog,
+    /// Ids of the transfers held (in `transfers` or `pinned`) → position.
     transfer_index: IdIndex,
+    /// Pending transfers that left the log while still pending, by position: they stay until
+    /// posted, voided or expired, so that settling one never needs the history store.
+    pinned: HashMap<u32, Transfer>,
+    /// What the history store gave back for the batch about to be applied (see `cold_ids`).
+    fetched: HashMap<u128, ColdTransfer>,
+    /// Timestamps of transfers that left memory, found for imported accounts of the next batch.
+    fetched_timestamps: HashSet<u64>,
+    /// The timestamp of the newest transfer that left memory (zero while none has). Everything
+    /// at or before it is in the history store; everything after it is held.
+    horizon: u64,
     /// Ids of transfers that failed with a transient result: they can never be created.
     orphaned: HashSet<u128>,
     /// What became of each pending transfer, by transfer index.
@@ -102,6 +115,15 @@ pub struct StateMachine {
     scope: Option<Scope>,
 }
 
+/// The id of the transfer at `position`, held in the log or pinned.
+#[inline]
+fn id_at(transfers: &TransferLog, pinned: &HashMap<u32, Transfer>, position: u32) -> u128 {
+    match transfers.get(position as usize) {
+        Some(t) => t.id,
+        None => pinned[&position].id,
+    }
+}
+
 /// Ids must not be zero or the all-ones value, which are reserved as sentinels.
 #[inline]
 fn id_reserved(id: u128) -> bool {
@@ -111,6 +133,12 @@ fn id_reserved(id: u128) -> bool {
 impl StateMachine {
     pub fn new() -> StateMachine {
         StateMachine::default()
+    }
+
+    /// A ledger whose transfers leave memory in chunks of `1 << chunk_shift` (see `evict`); the
+    /// default is `CHUNK_SHIFT_DEFAULT`. Small chunks are for tests.
+    pub fn with_chunk_shift(chunk_shift: u32) -> StateMachine {
+        StateMachine { transfers: TransferLog::with_chunk_shift(chunk_shift), ..Default::default() }
     }
 
     /// The timestamp of the last event applied (zero when empty).
@@ -135,30 +163,62 @@ impl StateMachine {
         &self.accounts
     }
 
-    /// All transfers, in timestamp order.
+    /// The transfers held in memory, in timestamp order (all of them until `evict` is used).
     pub fn transfers(&self) -> &TransferLog {
         &self.transfers
+    }
+
+    /// How many transfers were ever created, held or not.
+    pub fn transfers_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    /// The timestamp of the newest transfer that left memory, zero if none has: the history
+    /// store is read as of this time (a record after it belongs to a future this state has not
+    /// reached, as after a restart from an older checkpoint).
+    pub fn horizon(&self) -> u64 {
+        self.horizon
     }
 
     pub fn lookup_account(&self, id: u128) -> Option<&Account> {
         self.account_index.get(&id).map(|&i| &self.accounts[i as usize])
     }
 
+    /// A transfer held in memory (all of them until `evict` is used; then the history store
+    /// has the others).
     pub fn lookup_transfer(&self, id: u128) -> Option<&Transfer> {
-        self.transfer_find(id).map(|i| &self.transfers[i as usize])
+        self.transfer_find(id).map(|i| self.transfer(i))
     }
 
-    /// What became of a pending transfer; `None` if `id` is not a pending transfer.
+    /// What became of a pending transfer held in memory; `None` if `id` is not one.
     pub fn pending_status(&self, id: u128) -> Option<PendingStatus> {
         let index = self.transfer_find(id)?;
         self.pending.get(&index).copied()
     }
 
-    /// The index in the log of the transfer with this id.
+    /// The transfer at `position`, which must be held (in the log or pinned).
+    #[inline]
+    fn transfer(&self, position: u32) -> &Transfer {
+        match self.transfers.get(position as usize) {
+            Some(t) => t,
+            None => &self.pinned[&position],
+        }
+    }
+
+    /// The position of the held transfer with this id.
     #[inline]
     fn transfer_find(&self, id: u128) -> Option<u32> {
-        let transfers = &self.transfers;
-        self.transfer_index.get(id, |i| transfers[i as usize].id)
+        let (transfers, pinned) = (&self.transfers, &self.pinned);
+        self.transfer_index.get(id, |i| id_at(transfers, pinned, i))
+    }
+
+    /// The transfer with this id, held or fetched from the history store for this batch, with
+    /// its position if held and its pending status if it is a pending transfer.
+    fn transfer_any(&self, id: u128) -> Option<(Transfer, Option<u32>, Option<PendingStatus>)> {
+        if let Some(i) = self.transfer_find(id) {
+            return Some((*self.transfer(i), Some(i), self.pending.get(&i).copied()));
+        }
+        self.fetched.get(&id).map(|cold| (cold.transfer, None, cold.pending))
     }
 
     /// Appends a transfer whose id is not yet in the log, and indexes it.
@@ -166,10 +226,129 @@ impl StateMachine {
     fn transfer_push(&mut self, t: Transfer) -> u32 {
         let index = u32::try_from(self.transfers.len()).expect("transfer count fits u32");
         self.transfers.push(t);
-        let transfers = &self.transfers;
-        let replaced = self.transfer_index.insert(t.id, index, |i| transfers[i as usize].id);
+        let (transfers, pinned) = (&self.transfers, &self.pinned);
+        let replaced = self.transfer_index.insert(t.id, index, |i| id_at(transfers, pinned, i));
         debug_assert_eq!(replaced, None);
         index
+    }
+
+    /// The ids that applying `events` may look up and that are not held in memory: the caller
+    /// looks each up in the history store and hands back what it finds with `fetched_insert`
+    /// before applying the batch (prefetch, then execute). Empty while nothing has left memory.
+    pub fn cold_ids(&self, events: &[Transfer], out: &mut Vec<u128>) {
+        if self.horizon == 0 {
+            return;
+        }
+        for t in events {
+            for id in [t.id, t.pending_id] {
+                if !id_reserved(id) && self.transfer_find(id).is_none() {
+                    out.push(id);
+                }
+            }
+        }
+    }
+
+    /// The timestamps of imported accounts in `events` that may collide with a transfer no longer
+    /// held: the caller hands back those the history store has with `fetched_timestamp_insert`.
+    pub fn cold_timestamps(&self, events: &[Account], out: &mut Vec<u64>) {
+        out.extend(
+            events
+                .iter()
+                .filter(|a| a.flags.contains(AccountFlags::IMPORTED))
+                .map(|a| a.timestamp)
+                .filter(|&ts| ts != 0 && ts <= self.horizon),
+        );
+    }
+
+    /// A transfer the history store holds, for the next batch. Ignored if it is after the
+    /// horizon: the store may hold a future this state has not reached.
+    pub fn fetched_insert(&mut self, cold: ColdTransfer) {
+        if cold.transfer.timestamp <= self.horizon && self.transfer_find(cold.transfer.id).is_none()
+        {
+            self.fetched.insert(cold.transfer.id, cold);
+        }
+    }
+
+    /// The timestamp of a transfer the history store holds, for the next batch.
+    pub fn fetched_timestamp_insert(&mut self, timestamp: u64) {
+        if timestamp <= self.horizon {
+            self.fetched_timestamps.insert(timestamp);
+        }
+    }
+
+    /// Forgets what was fetched for the last batch.
+    pub fn fetched_clear(&mut self) {
+        self.fetched.clear();
+        self.fetched_timestamps.clear();
+    }
+
+    /// Moves transfers out of memory, oldest chunk first, while more than `held_max` are held
+    /// (the newest chunk always stays), and lets go of pinned pending transfers that have been
+    /// settled since. Each transfer that leaves is appended to `out`: the caller must put them
+    /// in the history store before the next batch (a transfer pinned because it was still
+    /// pending appears twice: when it leaves the log, and with its final status when it leaves
+    /// memory). Changes no result of any operation, given the fetches `cold_ids` asks for.
+    /// Returns how many entries were appended.
+    pub fn evict(&mut self, held_max: usize, out: &mut Vec<ColdTransfer>) -> usize {
+        assert!(self.scope.is_none(), "evict inside a batch");
+        let before = out.len();
+        let StateMachine {
+            transfers,
+            transfer_index,
+            pinned,
+            pending,
+            account_index,
+            account_transfers,
+            ..
+        } = self;
+        let mut settled: Vec<u32> = pinned
+            .keys()
+            .filter(|&&i| pending.get(&i) != Some(&PendingStatus::Pending))
+            .copied()
+            .collect();
+        settled.sort_unstable();
+        for position in settled {
+            let t = pinned[&position];
+            let removed = transfer_index.remove(t.id, |i| id_at(transfers, pinned, i));
+            debug_assert_eq!(removed, Some(position));
+            pinned.remove(&position);
+            let status = pending.remove(&position);
+            debug_assert!(status.is_some());
+            out.push(ColdTransfer { transfer: t, pending: status });
+        }
+        let mut touched: Vec<u32> = Vec::new();
+        while transfers.held() > held_max {
+            let Some(chunk) = transfers.front_full() else { break };
+            let base = transfers.base();
+            let mut pins = Vec::new();
+            for (offset, t) in chunk.iter().enumerate() {
+                let position = u32::try_from(base + offset).expect("position fits u32");
+                let status = pending.get(&position).copied();
+                if status == Some(PendingStatus::Pending) {
+                    pins.push((position, *t));
+                } else {
+                    let removed = transfer_index.remove(t.id, |i| id_at(transfers, pinned, i));
+                    debug_assert_eq!(removed, Some(position));
+                    pending.remove(&position);
+                }
+                for account_id in [t.debit_account_id, t.credit_account_id] {
+                    touched.push(account_index[&account_id]);
+                }
+                self.horizon = self.horizon.max(t.timestamp);
+                out.push(ColdTransfer { transfer: *t, pending: status });
+            }
+            pinned.extend(pins);
+            transfers.drop_front();
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let base = transfers.base();
+        for a in touched {
+            let list = &mut account_transfers[a as usize];
+            let gone = list.partition_point(|&i| (i as usize) < base);
+            list.drain(..gone);
+        }
+        out.len() - before
     }
 
     /// The earliest time at which a pending transfer expires, if any is waiting.
@@ -212,7 +391,7 @@ impl StateMachine {
         results: &mut Vec<CreateTransferResult>,
     ) {
         self.execute(timestamp, events, results);
-        debug_assert_eq!(self.transfer_index.len(), self.transfers.len());
+        debug_assert_eq!(self.transfer_index.len(), self.transfers.held() + self.pinned.len());
     }
 
     /// Starts loading what applying the transfers of `group` will touch that is likely not in
@@ -363,8 +542,8 @@ impl StateMachine {
                     let t = *self.transfers.last().expect("inserted transfer");
                     // Removed from the index while the log still holds it (the index reads ids
                     // from the log).
-                    let transfers = &self.transfers;
-                    let removed = self.transfer_index.remove(t.id, |i| transfers[i as usize].id);
+                    let (transfers, pinned) = (&self.transfers, &self.pinned);
+                    let removed = self.transfer_index.remove(t.id, |i| id_at(transfers, pinned, i));
                     self.transfers.pop();
                     let index = u32::try_from(self.transfers.len()).expect("transfer index");
                     debug_assert_eq!(removed, Some(index));
@@ -448,7 +627,7 @@ impl StateMachine {
         let timestamp_actual = if a.flags.contains(AccountFlags::IMPORTED) {
             // Checked after the idempotency checks, so an import can be retried and see `exists`.
             if self.accounts.last().is_some_and(|last| a.timestamp <= last.timestamp)
-                || self.transfer_at(a.timestamp).is_some()
+                || self.transfer_at(a.timestamp)
             {
                 return R::ImportedEventTimestampMustNotRegress;
             }
@@ -474,10 +653,12 @@ impl StateMachine {
         R::Created
     }
 
-    /// The transfer with exactly this timestamp (transfers are kept in timestamp order).
-    fn transfer_at(&self, timestamp: u64) -> Option<&Transfer> {
+    /// Whether a transfer has exactly this timestamp (transfers are kept in timestamp order;
+    /// those no longer held were fetched by `cold_timestamps`).
+    fn transfer_at(&self, timestamp: u64) -> bool {
         let i = self.transfers.partition_point(|t| t.timestamp < timestamp);
-        self.transfers.get(i).filter(|t| t.timestamp == timestamp)
+        self.transfers.get(i).is_some_and(|t| t.timestamp == timestamp)
+            || self.fetched_timestamps.contains(&timestamp)
     }
 
     /// The account with exactly this timestamp (accounts are kept in timestamp order).
@@ -504,7 +685,10 @@ impl StateMachine {
             return if t.id == 0 { R::IdMustNotBeZero } else { R::IdMustNotBeIntMax };
         }
         if let Some(index) = self.transfer_find(t.id) {
-            return self.transfer_exists(t, &self.transfers[index as usize]);
+            return self.transfer_exists(t, self.transfer(index));
+        }
+        if let Some(cold) = self.fetched.get(&t.id) {
+            return self.transfer_exists(t, &cold.transfer);
         }
         if self.orphaned.contains(&t.id) {
             return R::IdAlreadyFailed;
@@ -678,8 +862,9 @@ impl StateMachine {
         }
         if t.flags.contains(F::POST_PENDING_TRANSFER) || t.flags.contains(F::VOID_PENDING_TRANSFER)
         {
-            let p = self.lookup_transfer(t.pending_id).expect("pending transfer of a post or void");
-            return post_or_void_exists(t, e, p);
+            let (p, _, _) =
+                self.transfer_any(t.pending_id).expect("pending transfer of a post or void");
+            return post_or_void_exists(t, e, &p);
         }
         if t.debit_account_id != e.debit_account_id {
             return R::ExistsWithDifferentDebitAccountId;
@@ -749,10 +934,9 @@ impl StateMachine {
         if t.timeout != 0 {
             return R::TimeoutReservedForPendingTransfer;
         }
-        let Some(p_index) = self.transfer_find(t.pending_id) else {
+        let Some((p, p_index, p_status)) = self.transfer_any(t.pending_id) else {
             return R::PendingTransferNotFound;
         };
-        let p = self.transfers[p_index as usize];
         if !p.flags.contains(F::PENDING) {
             return R::PendingTransferNotPending;
         }
@@ -791,7 +975,7 @@ impl StateMachine {
         if void && amount < p.amount {
             return R::PendingTransferHasDifferentAmount;
         }
-        match self.pending[&p_index] {
+        match p_status.expect("a pending transfer has a status") {
             PendingStatus::Pending => {}
             PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
             PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
@@ -821,6 +1005,8 @@ impl StateMachine {
         if cr.flags.contains(AccountFlags::CLOSED) && !void {
             return R::CreditAccountAlreadyClosed;
         }
+        // A transfer still pending is always held: only settled ones leave memory.
+        let p_index = p_index.expect("a pending transfer is held until settled");
         let mut totals = self.totals.sub(p.amount, true);
         if post {
             totals = totals.add(amount, false);
@@ -909,7 +1095,7 @@ impl StateMachine {
             let timestamp_event = timestamp - n + i as u64 + 1;
             debug_assert!(at <= timestamp_event);
             self.expiry.remove(&(at, p_index));
-            let p = self.transfers[p_index as usize];
+            let p = *self.transfer(p_index);
             let status = self.pending.insert(p_index, PendingStatus::Expired);
             assert_eq!(status, Some(PendingStatus::Pending));
             let dr_index = self.account_index[&p.debit_account_id];
@@ -938,15 +1124,7 @@ impl StateMachine {
     pub fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
         out.clear();
         let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
-        if limit == 0 || (!filter.debits && !filter.credits) {
-            return;
-        }
-        if filter.timestamp_max != 0 && filter.timestamp_min > filter.timestamp_max {
-            return;
-        }
-        // A bound that is not a valid timestamp makes the whole filter invalid, as in the
-        // reference model: a `timestamp_max` past TIMESTAMP_MAX returns nothing, not everything.
-        if filter.timestamp_min > TIMESTAMP_MAX || filter.timestamp_max > TIMESTAMP_MAX {
+        if !filter.is_valid() {
             return;
         }
         let Some(&account_index) = self.account_index.get(&filter.account_id) else {
@@ -961,14 +1139,7 @@ impl StateMachine {
         } else {
             list.partition_point(|i| ts(i) <= filter.timestamp_max)
         };
-        let matches = |t: &Transfer| {
-            ((filter.debits && t.debit_account_id == filter.account_id)
-                || (filter.credits && t.credit_account_id == filter.account_id))
-                && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
-                && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
-                && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
-                && (filter.code == 0 || t.code == filter.code)
-        };
+        let matches = |t: &Transfer| filter.matches(t);
         let range = list[start..end.max(start)].iter().map(|&i| &self.transfers[i as usize]);
         if filter.reversed {
             out.extend(range.rev().filter(|t| matches(t)).take(limit).copied());
@@ -988,8 +1159,19 @@ impl StateMachine {
             codec::encode_account(a, &mut buf);
             w.write_all(&buf)?;
         }
-        w.write_all(&(self.transfers.len() as u64).to_le_bytes())?;
+        w.write_all(&self.horizon.to_le_bytes())?;
+        w.write_all(&u64::from(self.transfers.chunk_len().trailing_zeros()).to_le_bytes())?;
+        w.write_all(&(self.transfers.base() as u64).to_le_bytes())?;
+        w.write_all(&(self.transfers.held() as u64).to_le_bytes())?;
         for t in self.transfers.iter() {
+            codec::encode_transfer(t, &mut buf);
+            w.write_all(&buf)?;
+        }
+        let mut pinned: Vec<(u32, &Transfer)> = self.pinned.iter().map(|(&i, t)| (i, t)).collect();
+        pinned.sort_unstable_by_key(|&(i, _)| i);
+        w.write_all(&(pinned.len() as u64).to_le_bytes())?;
+        for (position, t) in pinned {
+            w.write_all(&position.to_le_bytes())?;
             codec::encode_transfer(t, &mut buf);
             w.write_all(&buf)?;
         }
@@ -1053,9 +1235,19 @@ impl StateMachine {
             sm.accounts.push(a);
             sm.account_transfers.push(Vec::new());
         }
+        sm.horizon = u64_of(r)?;
+        let chunk_shift = u32::try_from(u64_of(r)?).map_err(|_| bad("chunk shift"))?;
+        if !(1..=24).contains(&chunk_shift) {
+            return Err(bad("chunk shift"));
+        }
+        let base = count_of(r)?;
+        if !base.is_multiple_of(1 << chunk_shift) {
+            return Err(bad("log base is not a whole number of chunks"));
+        }
+        sm.transfers = TransferLog::starting_at(chunk_shift, base);
         let transfers = count_of(r)?;
         sm.transfer_index.reserve(transfers);
-        for index in 0..transfers {
+        for index in base..base + transfers {
             r.read_exact(&mut buf)?;
             let t = codec::decode_transfer(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many transfers"))?;
@@ -1068,6 +1260,20 @@ impl StateMachine {
             }
             sm.transfer_push(t);
         }
+        let pinned = count_of(r)?;
+        for _ in 0..pinned {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)?;
+            let position = u32::from_le_bytes(b);
+            r.read_exact(&mut buf)?;
+            let t = codec::decode_transfer(&buf);
+            if position as usize >= base || sm.transfer_find(t.id).is_some() {
+                return Err(bad("bad pinned transfer"));
+            }
+            sm.pinned.insert(position, t);
+            let (transfers, pinned) = (&sm.transfers, &sm.pinned);
+            sm.transfer_index.insert(t.id, position, |i| id_at(transfers, pinned, i));
+        }
         let pending = count_of(r)?;
         sm.pending.reserve(pending);
         for _ in 0..pending {
@@ -1075,7 +1281,11 @@ impl StateMachine {
             r.read_exact(&mut b)?;
             let index = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let status = PendingStatus::from_u8(b[4]).ok_or_else(|| bad("bad pending status"))?;
-            let t = sm.transfers.get(index as usize).ok_or_else(|| bad("bad pending index"))?;
+            let t = sm
+                .transfers
+                .get(index as usize)
+                .or_else(|| sm.pinned.get(&index))
+                .ok_or_else(|| bad("bad pending index"))?;
             if status == PendingStatus::Pending && t.timeout > 0 {
                 sm.expiry.insert((t.timestamp + t.timeout_ns(), index));
             }
@@ -1095,7 +1305,7 @@ impl StateMachine {
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG02";
 
 /// `execute` prefetches what the events of the next group of this many will need while it applies
 /// a group: enough for the loads of several events to be in flight, few enough that what they

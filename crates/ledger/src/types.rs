@@ -184,6 +184,14 @@ impl PendingStatus {
     }
 }
 
+/// A transfer as the history store keeps it once it has left memory: its fields, and for a
+/// pending transfer what became of it (a transfer leaves memory only once that is settled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColdTransfer {
+    pub transfer: Transfer,
+    pub pending: Option<PendingStatus>,
+}
+
 /// Which transfers of one account a query returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountFilter {
@@ -226,5 +234,29 @@ impl AccountFilter {
             credits: true,
             reversed: false,
         }
+    }
+
+    /// Whether the filter can match anything: a limit, a side, and valid timestamp bounds (a
+    /// bound past `TIMESTAMP_MAX` makes the whole filter invalid, as in the reference model).
+    pub fn is_valid(&self) -> bool {
+        use crate::constants::TIMESTAMP_MAX;
+        self.limit > 0
+            && (self.debits || self.credits)
+            && (self.timestamp_max == 0 || self.timestamp_min <= self.timestamp_max)
+            && self.timestamp_min <= TIMESTAMP_MAX
+            && self.timestamp_max <= TIMESTAMP_MAX
+    }
+
+    /// Whether `t` (a transfer of any account) passes the filter, timestamp bounds included.
+    #[inline]
+    pub fn matches(&self, t: &Transfer) -> bool {
+        ((self.debits && t.debit_account_id == self.account_id)
+            || (self.credits && t.credit_account_id == self.account_id))
+            && t.timestamp >= self.timestamp_min
+            && (self.timestamp_max == 0 || t.timestamp <= self.timestamp_max)
+            && (self.user_data_128 == 0 || t.user_data_128 == self.user_data_128)
+            && (self.user_data_64 == 0 || t.user_data_64 == self.user_data_64)
+            && (self.user_data_32 == 0 || t.user_data_32 == self.user_data_32)
+            && (self.code == 0 || t.code == self.code)
     }
 }

@@ -6,7 +6,11 @@
 //!   (maps, clones for linked chains, no indexes), which must give the same result for every
 //!   event and the same accounts, transfers and pending statuses after every step;
 //! - snapshots: a state read back from a snapshot behaves exactly like the original, and writes
-//!   the same bytes.
+//!   the same bytes;
+//! - memory tiers: a ledger that moves old transfers out to a history store (a map here) after
+//!   every step, and fetches what each batch needs before applying it, gives the same results
+//!   as one that keeps everything, also when restarted from a snapshot with a store that already
+//!   holds a later future.
 
 mod support;
 
@@ -14,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use huifu_ledger::constants::{AMOUNT_MAX, EXPIRE_EVENTS_MAX, NS_PER_S, TIMESTAMP_MAX};
 use huifu_ledger::{
-    Account, AccountFilter, AccountFlags as AF, CreateAccountResult as A,
+    Account, AccountFilter, AccountFlags as AF, ColdTransfer, CreateAccountResult as A,
     CreateTransferResult as T, PendingStatus, StateMachine, Totals, Transfer, TransferFlags as TF,
 };
 use proptest::prelude::*;
@@ -914,7 +918,7 @@ fn check_invariants(sm: &StateMachine) -> Result<(), TestCaseError> {
     // Every pending status belongs to a pending transfer; every hold still pending is in the
     // pending balances.
     let mut held = 0u128;
-    for t in sm.transfers() {
+    for t in sm.transfers().iter() {
         let status = sm.pending_status(t.id);
         prop_assert_eq!(status.is_some(), t.flags.contains(TF::PENDING));
         if status == Some(PendingStatus::Pending) {
@@ -950,6 +954,136 @@ fn check_agrees(sm: &StateMachine, model: &Model) -> Result<(), TestCaseError> {
             .map(|t| t.id)
             .collect();
         prop_assert_eq!(out.iter().map(|t| t.id).collect::<Vec<_>>(), theirs);
+    }
+    Ok(())
+}
+
+/// A ledger that keeps at most `held_max` transfers (plus a chunk, and pinned pending ones) in
+/// memory, and a history store (a map by id) for the rest, driven like the engine drives it:
+/// fetch what a batch needs, apply it, move what is old out to the store.
+struct Tiered {
+    ledger: Ledger,
+    store: BTreeMap<u128, ColdTransfer>,
+    held_max: usize,
+}
+
+impl Tiered {
+    fn new(accounts: &[Account], held_max: usize) -> Tiered {
+        let mut ledger = Ledger::new();
+        ledger.sm = StateMachine::with_chunk_shift(1);
+        ledger.create_accounts_ok(accounts);
+        Tiered { ledger, store: BTreeMap::new(), held_max }
+    }
+
+    fn apply(&mut self, op: &Op) -> Option<Results> {
+        let sm = &mut self.ledger.sm;
+        match op {
+            Op::Transfers(batch) => {
+                let mut ids = Vec::new();
+                sm.cold_ids(batch, &mut ids);
+                for id in ids {
+                    if let Some(cold) = self.store.get(&id) {
+                        sm.fetched_insert(*cold);
+                    }
+                }
+            }
+            Op::Accounts(batch) => {
+                let mut timestamps = Vec::new();
+                sm.cold_timestamps(batch, &mut timestamps);
+                for ts in timestamps {
+                    if self.store.values().any(|c| c.transfer.timestamp == ts) {
+                        sm.fetched_timestamp_insert(ts);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let results = apply(&mut self.ledger, op);
+        self.ledger.sm.fetched_clear();
+        let mut out = Vec::new();
+        self.ledger.sm.evict(self.held_max, &mut out);
+        for cold in out {
+            self.store.insert(cold.transfer.id, cold);
+        }
+        results
+    }
+
+    /// The transfers of the store that this state has reached, and are not held.
+    fn stored(&self) -> impl Iterator<Item = &ColdTransfer> {
+        let sm = &self.ledger.sm;
+        self.store
+            .values()
+            .filter(|c| c.transfer.timestamp <= sm.horizon())
+            .filter(|c| sm.lookup_transfer(c.transfer.id).is_none())
+    }
+
+    /// Every transfer, stored and held, in timestamp order.
+    fn transfers(&self) -> Vec<Transfer> {
+        let sm = &self.ledger.sm;
+        let pinned: Vec<Transfer> = self
+            .store
+            .values()
+            .filter(|c| c.transfer.timestamp <= sm.horizon())
+            .map(|c| c.transfer)
+            .filter(|t| sm.lookup_transfer(t.id).is_some())
+            .collect();
+        let mut all: Vec<Transfer> = self.stored().map(|c| c.transfer).collect();
+        all.extend(pinned);
+        all.extend(sm.transfers().iter().copied());
+        all.sort_by_key(|t| t.timestamp);
+        all
+    }
+
+    fn lookup(&self, id: u128) -> Option<Transfer> {
+        let sm = &self.ledger.sm;
+        sm.lookup_transfer(id)
+            .copied()
+            .or_else(|| self.stored().find(|c| c.transfer.id == id).map(|c| c.transfer))
+    }
+
+    fn status(&self, id: u128) -> Option<PendingStatus> {
+        let sm = &self.ledger.sm;
+        if sm.lookup_transfer(id).is_some() {
+            return sm.pending_status(id);
+        }
+        self.stored().find(|c| c.transfer.id == id).and_then(|c| c.pending)
+    }
+
+    /// One account's transfers: the store's part then the held part, as an engine merges them.
+    fn account_transfers(&self, id: u128) -> Vec<u128> {
+        let sm = &self.ledger.sm;
+        let mut stored: Vec<Transfer> = self
+            .store
+            .values()
+            .map(|c| c.transfer)
+            .filter(|t| t.timestamp <= sm.horizon())
+            .filter(|t| t.debit_account_id == id || t.credit_account_id == id)
+            .collect();
+        stored.sort_by_key(|t| t.timestamp);
+        let mut held = Vec::new();
+        sm.get_account_transfers(&AccountFilter::all(id, u32::MAX), &mut held);
+        stored.iter().chain(held.iter()).map(|t| t.id).collect()
+    }
+}
+
+/// The tiered ledger shows everything the plain one holds.
+fn check_tiers_agree(tiered: &Tiered, plain: &StateMachine) -> Result<(), TestCaseError> {
+    let sm = &tiered.ledger.sm;
+    prop_assert_eq!(sm.accounts(), plain.accounts());
+    prop_assert_eq!(sm.totals(), plain.totals());
+    prop_assert_eq!(sm.transfers_count(), plain.transfers_count(), "count");
+    prop_assert_eq!(tiered.transfers(), plain.transfers().to_vec());
+    prop_assert_eq!(sm.expiry_next(), plain.expiry_next());
+    prop_assert_eq!(sm.expiry_waiting(), plain.expiry_waiting(), "expiry waiting");
+    for id in (0..=TRANSFERS + 1).chain(HOLD_IDS..HOLD_IDS + 40) {
+        prop_assert_eq!(tiered.lookup(id), plain.lookup_transfer(id).copied());
+        prop_assert_eq!(tiered.status(id), plain.pending_status(id));
+    }
+    for id in 0..=ACCOUNTS + 1 {
+        let mut out = Vec::new();
+        plain.get_account_transfers(&AccountFilter::all(id, u32::MAX), &mut out);
+        let expected: Vec<u128> = out.iter().map(|t| t.id).collect();
+        prop_assert_eq!(tiered.account_transfers(id), expected, "account {}", id);
     }
     Ok(())
 }
@@ -1018,6 +1152,44 @@ proptest! {
         for id in 0..=ACCOUNTS + 1 {
             let filter = AccountFilter { reversed: true, ..AccountFilter::all(id, 5) };
             prop_assert_eq!(restored.query(&filter), ledger.query(&filter));
+        }
+    }
+
+    #[test]
+    fn moving_transfers_to_the_store_changes_no_result(
+        (accounts, ops) in history(),
+        held_max in 0usize..6,
+        restart_at in any::<prop::sample::Index>(),
+    ) {
+        let mut plain = start(&accounts);
+        let mut tiered = Tiered::new(&accounts, held_max);
+        let restart_at = restart_at.index(ops.len() + 1);
+        let mut snapshot = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            if i == restart_at {
+                tiered.ledger.sm.write_snapshot(&mut snapshot).unwrap();
+            }
+            prop_assert_eq!(tiered.apply(op), apply(&mut plain, op), "{:?}", op);
+            check_tiers_agree(&tiered, &plain.sm)?;
+        }
+        if restart_at == ops.len() {
+            tiered.ledger.sm.write_snapshot(&mut snapshot).unwrap();
+        }
+        // A restart from the snapshot, with a store that already holds what came after it, as
+        // after a crash: replaying the same operations gives the same results.
+        let mut again = start(&accounts);
+        for op in &ops[..restart_at] {
+            apply(&mut again, op);
+        }
+        let restored = StateMachine::read_snapshot(&mut snapshot.as_slice()).unwrap();
+        let mut restarted = Tiered {
+            ledger: again.with_state(restored),
+            store: tiered.store.clone(),
+            held_max,
+        };
+        for op in &ops[restart_at..] {
+            prop_assert_eq!(restarted.apply(op), apply(&mut again, op), "{:?}", op);
+            check_tiers_agree(&restarted, &again.sm)?;
         }
     }
 

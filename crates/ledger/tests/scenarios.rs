@@ -1224,3 +1224,82 @@ mod imported {
         assert_eq!(ledger.create_transfers(&[void(2, 1)]), [T::Created]);
     }
 }
+
+/// Transfers that left memory for the history store: the ledger asks for what a batch needs,
+/// and a pending transfer stays in memory until it is settled.
+mod tiers {
+    use super::*;
+    use huifu_ledger::{ColdTransfer, StateMachine};
+    use std::collections::HashMap;
+
+    /// Fetches what `batch` needs from `store`, applies it, and moves out all it can.
+    fn apply(
+        ledger: &mut Ledger,
+        store: &mut HashMap<u128, ColdTransfer>,
+        batch: &[Transfer],
+    ) -> Vec<T> {
+        let mut ids = Vec::new();
+        ledger.sm.cold_ids(batch, &mut ids);
+        for id in ids {
+            if let Some(cold) = store.get(&id) {
+                ledger.sm.fetched_insert(*cold);
+            }
+        }
+        let results = ledger.create_transfers(batch);
+        ledger.sm.fetched_clear();
+        let mut out = Vec::new();
+        ledger.sm.evict(0, &mut out);
+        for cold in out {
+            store.insert(cold.transfer.id, cold);
+        }
+        results
+    }
+
+    #[test]
+    fn stored_transfers_still_answer_for_their_ids() {
+        let mut ledger = Ledger::new();
+        ledger.sm = StateMachine::with_chunk_shift(1);
+        ledger.create_accounts_ok(&[account(1), account(2)]);
+        let mut store = HashMap::new();
+        let batch = [transfer(1, 1, 2, 5), pending(2, 1, 2, 7, 0), pending(3, 1, 2, 9, 0)];
+        assert_eq!(apply(&mut ledger, &mut store, &batch), [T::Created; 3]);
+        assert_eq!(apply(&mut ledger, &mut store, &[post(4, 3, AMOUNT_MAX)]), [T::Created]);
+        // The first chunk (1 and 2) left the log; 2 is still pending, so it stays in memory.
+        assert!(ledger.sm.horizon() > 0);
+        assert!(ledger.sm.lookup_transfer(1).is_none());
+        assert_eq!(store[&1].transfer.amount, 5);
+        assert_eq!(ledger.sm.pending_status(2), Some(PendingStatus::Pending));
+        // A retry of a stored transfer is found, with its differences.
+        assert_eq!(apply(&mut ledger, &mut store, &[transfer(1, 1, 2, 5)]), [T::Exists]);
+        assert_eq!(
+            apply(&mut ledger, &mut store, &[transfer(1, 1, 2, 6)]),
+            [T::ExistsWithDifferentAmount]
+        );
+        // The pinned hold is posted from memory; once settled it leaves with its status.
+        assert_eq!(apply(&mut ledger, &mut store, &[post(5, 2, AMOUNT_MAX)]), [T::Created]);
+        assert_eq!(apply(&mut ledger, &mut store, &[transfer(6, 1, 2, 1)]), [T::Created]);
+        assert!(ledger.sm.lookup_transfer(2).is_none());
+        assert_eq!(store[&2].pending, Some(PendingStatus::Posted));
+        assert_eq!(
+            apply(&mut ledger, &mut store, &[void(7, 2)]),
+            [T::PendingTransferAlreadyPosted]
+        );
+        assert_eq!(apply(&mut ledger, &mut store, &[post(5, 2, AMOUNT_MAX)]), [T::Exists]);
+        assert_eq!(ledger.balances(1), [0, 22, 0, 0]);
+    }
+
+    #[test]
+    fn a_store_ahead_of_the_state_is_not_believed() {
+        let mut ledger = Ledger::new();
+        ledger.sm = StateMachine::with_chunk_shift(1);
+        ledger.create_accounts_ok(&[account(1), account(2)]);
+        let horizon = ledger.sm.horizon();
+        // A record from a future this state has not reached (written before a crash).
+        ledger.sm.fetched_insert(ColdTransfer {
+            transfer: Transfer { timestamp: u64::MAX >> 2, ..transfer(1, 1, 2, 5) },
+            pending: None,
+        });
+        assert_eq!(horizon, 0);
+        assert_eq!(ledger.create_transfers(&[transfer(1, 1, 2, 5)]), [T::Created]);
+    }
+}

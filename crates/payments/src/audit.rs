@@ -44,7 +44,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         fail(format!("debits and credits differ: {totals:?}"));
     }
     let mut sums: HashMap<u128, [u128; 4]> = HashMap::new();
-    for t in ledger.transfers() {
+    for t in ledger.transfers().iter() {
         let status = |id| ledger.pending_status(id);
         let (pending, posted) = if t.flags.contains(TransferFlags::PENDING) {
             // A hold counts as pending until resolved; its post is counted by the post itself.
