@@ -44,6 +44,9 @@ pub struct EngineOptions {
     pub checkpoint_interval_bytes: u64,
     /// Size at which the journal starts a new segment.
     pub segment_size_max: u64,
+    /// Bound on the history the machine keeps in memory (see `Machine::open_history`); the rest
+    /// goes to the history store in `history/`. `None`: everything stays in memory.
+    pub memory_max: Option<usize>,
 }
 
 impl EngineOptions {
@@ -53,6 +56,7 @@ impl EngineOptions {
             fsync: true,
             checkpoint_interval_bytes: CHECKPOINT_INTERVAL_BYTES_DEFAULT,
             segment_size_max: huifu_journal::constants::SEGMENT_SIZE_DEFAULT,
+            memory_max: None,
         }
     }
 }
@@ -154,6 +158,11 @@ impl<M: Machine + Default> Engine<M> {
             }
         };
 
+        let history_dir = dir.join("history");
+        machine
+            .open_history(&history_dir, options.memory_max)
+            .map_err(io_error("cannot open history store", &history_dir))?;
+
         let mut journal_options = JournalOptions::new(dir.join("journal"));
         journal_options.fsync = options.fsync;
         journal_options.segment_size_max = options.segment_size_max;
@@ -162,7 +171,9 @@ impl<M: Machine + Default> Engine<M> {
         let records_replayed = journal
             .replay(checkpoint_seq, |_seq, body| {
                 let (timestamp, command) = decode_record::<M>(body)?;
+                machine.prefetch(&command).map_err(|e| DecodeError(format!("history: {e}")))?;
                 machine.apply(timestamp, &command);
+                machine.evict().map_err(|e| DecodeError(format!("history: {e}")))?;
                 Ok::<(), DecodeError>(())
             })
             .map_err(|e| match e {
@@ -187,6 +198,7 @@ impl<M: Machine + Default> Engine<M> {
             clock,
             receiver,
             checkpoint_path,
+            history_dir,
             checkpoint_interval_bytes: options.checkpoint_interval_bytes,
             journal_bytes_at_checkpoint: 0,
             shared: shared.clone(),
@@ -344,6 +356,7 @@ struct Writer<M: Machine, C: Clock> {
     clock: C,
     receiver: Receiver<Request<M>>,
     checkpoint_path: PathBuf,
+    history_dir: PathBuf,
     checkpoint_interval_bytes: u64,
     journal_bytes_at_checkpoint: u64,
     shared: Arc<Shared>,
@@ -453,6 +466,8 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 }),
             }
         }
+        // After the replies: moving history out is off the latency path.
+        self.machine.evict().map_err(io_error("history store failed", &self.history_dir))?;
         Ok(())
     }
 
@@ -463,6 +478,9 @@ impl<M: Machine, C: Clock> Writer<M, C> {
         record: &mut Vec<u8>,
     ) -> Result<M::Outcome, EngineError> {
         let timestamp = now.max(self.machine.timestamp_min(self.machine.events(&command)));
+        self.machine
+            .prefetch(&command)
+            .map_err(io_error("history store failed", &self.history_dir))?;
         encode_record::<M>(timestamp, &command, record);
         self.journal.append(record)?;
         Ok(self.machine.apply(timestamp, &command))
@@ -471,6 +489,11 @@ impl<M: Machine, C: Clock> Writer<M, C> {
     /// Snapshot of the state after every record so far, then drop the segments it covers.
     fn checkpoint(&mut self) -> Result<(), EngineError> {
         let started = Instant::now();
+        // What the snapshot no longer holds must be durable in the store before the journal
+        // segments that could rebuild it are dropped.
+        self.machine
+            .persist_history()
+            .map_err(io_error("cannot persist history store", &self.history_dir))?;
         let seq = self.journal.next_seq();
         let path = &self.checkpoint_path;
         let mut writer = SnapshotWriter::create(path)?;

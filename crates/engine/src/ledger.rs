@@ -1,13 +1,15 @@
 //! The ledger as an engine machine: its commands, queries and their journal encoding.
 
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use huifu_ledger::codec;
-use huifu_ledger::constants::{BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX};
+use huifu_ledger::constants::{BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX};
 use huifu_ledger::{
-    Account, AccountFilter, CreateAccountResult, CreateTransferResult, StateMachine, Totals,
-    Transfer,
+    Account, AccountFilter, ColdTransfer, CreateAccountResult, CreateTransferResult, StateMachine,
+    Totals, Transfer,
 };
+use huifu_store::HistoryStore;
 
 use crate::machine::{DecodeError, Machine};
 
@@ -47,6 +49,64 @@ pub enum LedgerAnswer {
 #[derive(Debug, Default)]
 pub struct LedgerMachine {
     pub ledger: StateMachine,
+    history: Option<History>,
+}
+
+/// Where transfers go once more than `held_max` are in memory.
+#[derive(Debug)]
+struct History {
+    store: HistoryStore,
+    held_max: usize,
+    /// Scratch space, kept to avoid allocating per batch.
+    ids: Vec<u128>,
+    timestamps: Vec<u64>,
+    cold: Vec<ColdTransfer>,
+}
+
+impl LedgerMachine {
+    pub fn new(ledger: StateMachine) -> LedgerMachine {
+        LedgerMachine { ledger, history: None }
+    }
+
+    /// A transfer, in memory or in the history store.
+    pub fn lookup_transfer(&self, id: u128) -> io::Result<Option<Transfer>> {
+        if let Some(t) = self.ledger.lookup_transfer(id) {
+            return Ok(Some(*t));
+        }
+        let Some(history) = &self.history else { return Ok(None) };
+        let cold = history.store.transfer(id, self.ledger.horizon()).map_err(io::Error::other)?;
+        Ok(cold.map(|c| c.transfer))
+    }
+
+    /// An account's transfers per `filter`: the history store's part and the part in memory.
+    pub fn account_transfers(&self, filter: &AccountFilter) -> io::Result<Vec<Transfer>> {
+        let mut held = Vec::new();
+        self.ledger.get_account_transfers(filter, &mut held);
+        let Some(history) = &self.history else { return Ok(held) };
+        let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
+        let horizon = self.ledger.horizon();
+        let store = &history.store;
+        if filter.reversed {
+            // Newest first: memory, then the store.
+            let mut out = held;
+            store.account_transfers(filter, horizon, limit, &mut out).map_err(io::Error::other)?;
+            Ok(out)
+        } else {
+            let mut out = Vec::new();
+            store.account_transfers(filter, horizon, limit, &mut out).map_err(io::Error::other)?;
+            let room = limit - out.len();
+            out.extend(held.into_iter().take(room));
+            Ok(out)
+        }
+    }
+
+    /// Bytes the history store takes on disk (zero without one).
+    pub fn history_disk_bytes(&self) -> io::Result<u64> {
+        match &self.history {
+            None => Ok(0),
+            Some(h) => h.store.disk_bytes().map_err(io::Error::other),
+        }
+    }
 }
 
 const TAG_ACCOUNTS: u8 = 1;
@@ -94,14 +154,16 @@ impl Machine for LedgerMachine {
             LedgerQuery::LookupAccounts(ids) => LedgerAnswer::Accounts(
                 ids.iter().filter_map(|id| self.ledger.lookup_account(*id)).copied().collect(),
             ),
+            // A store that fails to read is a broken disk: stopping is better than answering
+            // "not found" for a transfer that exists.
             LedgerQuery::LookupTransfers(ids) => LedgerAnswer::Transfers(
-                ids.iter().filter_map(|id| self.ledger.lookup_transfer(*id)).copied().collect(),
+                ids.iter()
+                    .filter_map(|&id| self.lookup_transfer(id).expect("history store read"))
+                    .collect(),
             ),
-            LedgerQuery::AccountTransfers(filter) => {
-                let mut out = Vec::new();
-                self.ledger.get_account_transfers(&filter, &mut out);
-                LedgerAnswer::Transfers(out)
-            }
+            LedgerQuery::AccountTransfers(filter) => LedgerAnswer::Transfers(
+                self.account_transfers(&filter).expect("history store read"),
+            ),
             LedgerQuery::Totals => LedgerAnswer::Totals(self.ledger.totals()),
         }
     }
@@ -144,11 +206,74 @@ impl Machine for LedgerMachine {
         Ok(command)
     }
 
+    fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
+        // A state that moved transfers out needs its store even when no bound is set now.
+        if held_max.is_none() && self.ledger.horizon() == 0 && !dir.exists() {
+            return Ok(());
+        }
+        let store = HistoryStore::open(dir).map_err(io::Error::other)?;
+        self.history = Some(History {
+            store,
+            held_max: held_max.unwrap_or(usize::MAX),
+            ids: Vec::new(),
+            timestamps: Vec::new(),
+            cold: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn prefetch(&mut self, command: &LedgerCommand) -> io::Result<()> {
+        let Some(history) = &mut self.history else { return Ok(()) };
+        let horizon = self.ledger.horizon();
+        self.ledger.fetched_clear();
+        match command {
+            LedgerCommand::CreateTransfers(events) => {
+                history.ids.clear();
+                self.ledger.cold_ids(events, &mut history.ids);
+                for &id in &history.ids {
+                    if let Some(cold) =
+                        history.store.transfer(id, horizon).map_err(io::Error::other)?
+                    {
+                        self.ledger.fetched_insert(cold);
+                    }
+                }
+            }
+            LedgerCommand::CreateAccounts(events) => {
+                history.timestamps.clear();
+                self.ledger.cold_timestamps(events, &mut history.timestamps);
+                for &ts in &history.timestamps {
+                    if history.store.has_timestamp(ts, horizon).map_err(io::Error::other)? {
+                        self.ledger.fetched_timestamp_insert(ts);
+                    }
+                }
+            }
+            LedgerCommand::ExpirePending => {}
+        }
+        Ok(())
+    }
+
+    fn evict(&mut self) -> io::Result<()> {
+        let Some(history) = &mut self.history else { return Ok(()) };
+        self.ledger.fetched_clear();
+        history.cold.clear();
+        if self.ledger.evict(history.held_max, &mut history.cold) > 0 {
+            history.store.put(&history.cold).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn persist_history(&self) -> io::Result<()> {
+        match &self.history {
+            None => Ok(()),
+            Some(h) => h.store.persist().map_err(io::Error::other),
+        }
+    }
+
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
         self.ledger.write_snapshot(&mut &mut *w)
     }
 
     fn read_snapshot(r: &mut dyn Read) -> io::Result<LedgerMachine> {
-        Ok(LedgerMachine { ledger: StateMachine::read_snapshot(&mut &mut *r)? })
+        Ok(LedgerMachine::new(StateMachine::read_snapshot(&mut &mut *r)?))
     }
 }

@@ -1,6 +1,7 @@
 //! What the engine runs: any deterministic state machine whose commands can be journaled.
 
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 /// A deterministic state machine driven by the engine.
 ///
@@ -26,6 +27,29 @@ pub trait Machine: Send + 'static {
 
     fn encode(command: &Self::Command, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Result<Self::Command, DecodeError>;
+
+    /// Opens what the machine keeps outside memory (its history store) in `dir`, once, before
+    /// the journal is replayed. `memory_max` bounds what it keeps in memory (its own unit);
+    /// `None` keeps everything in memory unless `dir` already holds a store.
+    fn open_history(&mut self, dir: &Path, memory_max: Option<usize>) -> io::Result<()> {
+        let _ = (dir, memory_max);
+        Ok(())
+    }
+    /// Loads from the history store what applying `command` may need (prefetch, then execute:
+    /// `apply` itself does no I/O).
+    fn prefetch(&mut self, command: &Self::Command) -> io::Result<()> {
+        let _ = command;
+        Ok(())
+    }
+    /// Moves history out of memory into the store, after a group is durable.
+    fn evict(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Makes the history store durable: a checkpoint that no longer holds what was moved out
+    /// relies on it.
+    fn persist_history(&self) -> io::Result<()> {
+        Ok(())
+    }
 
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
     fn read_snapshot(r: &mut dyn Read) -> io::Result<Self>

@@ -1,0 +1,277 @@
+//! The history store: the ledger's transfers that no longer fit in memory, on disk in fjall (an
+//! LSM-tree: writes are sequential appends, point reads of absent keys are settled by bloom
+//! filters, and range scans serve statements).
+//!
+//! It is an index derived from the journal, never the source of truth: the engine writes what
+//! the ledger moves out of memory (`StateMachine::evict`), reads back what a batch needs before
+//! applying it (`StateMachine::cold_ids`), and makes it durable before each checkpoint, so that
+//! the journal segments a checkpoint drops are covered. Every read takes the ledger's horizon:
+//! after a restart from an older checkpoint, records of the future that is replayed again are
+//! ignored.
+//!
+//! ```
+//! use huifu_ledger::{ColdTransfer, Transfer};
+//! use huifu_store::HistoryStore;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = HistoryStore::open(dir.path()).unwrap();
+//! let t = Transfer { id: 7, debit_account_id: 1, credit_account_id: 2, amount: 5,
+//!     ledger: 1, code: 1, timestamp: 100, ..Transfer::default() };
+//! store.put(&[ColdTransfer { transfer: t, pending: None }]).unwrap();
+//! assert_eq!(store.transfer(7, 100).unwrap().map(|c| c.transfer), Some(t));
+//! // Not yet reached by a state whose horizon is before it.
+//! assert_eq!(store.transfer(7, 99).unwrap(), None);
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use huifu_ledger::codec::{decode_transfer, encode_transfer};
+use huifu_ledger::constants::EVENT_SIZE;
+use huifu_ledger::{AccountFilter, ColdTransfer, PendingStatus, Transfer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("history store at {path}: {cause}")]
+    Fjall { path: PathBuf, cause: fjall::Error },
+    #[error("history store at {path}: corrupt record: {what}")]
+    Corrupt { path: PathBuf, what: &'static str },
+}
+
+/// Transfers by timestamp, with an index by id and one by account.
+pub struct HistoryStore {
+    path: PathBuf,
+    db: Database,
+    /// Timestamp (8 bytes, big-endian) → the transfer (128 bytes) and its pending status (1).
+    transfers: Keyspace,
+    /// Id (16 bytes, big-endian) → timestamp.
+    ids: Keyspace,
+    /// Account id (16) and timestamp (8), big-endian → nothing: each account's transfers in
+    /// time order, for statements.
+    accounts: Keyspace,
+}
+
+impl std::fmt::Debug for HistoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryStore").field("path", &self.path).finish()
+    }
+}
+
+const RECORD_SIZE: usize = EVENT_SIZE + 1;
+
+impl HistoryStore {
+    /// Opens the store in `dir`, creating it.
+    pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
+        let path = dir.to_path_buf();
+        let error = |cause| StoreError::Fjall { path: dir.to_path_buf(), cause };
+        // Writes are made durable by `persist` before each checkpoint, not one by one: the
+        // journal holds everything until then.
+        let db = Database::builder(dir).manual_journal_persist(true).open().map_err(error)?;
+        let transfers = db.keyspace("transfers", KeyspaceCreateOptions::default).map_err(error)?;
+        let ids = db.keyspace("transfer_ids", KeyspaceCreateOptions::default).map_err(error)?;
+        let accounts =
+            db.keyspace("account_transfers", KeyspaceCreateOptions::default).map_err(error)?;
+        Ok(HistoryStore { path, db, transfers, ids, accounts })
+    }
+
+    fn error(&self, cause: fjall::Error) -> StoreError {
+        StoreError::Fjall { path: self.path.clone(), cause }
+    }
+
+    fn corrupt(&self, what: &'static str) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), what }
+    }
+
+    /// Writes transfers that left memory (a transfer written again replaces its record: a
+    /// pending transfer comes back with its final status).
+    pub fn put(&self, cold: &[ColdTransfer]) -> Result<(), StoreError> {
+        if cold.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut record = [0u8; RECORD_SIZE];
+        for c in cold {
+            let t = &c.transfer;
+            let ts = t.timestamp.to_be_bytes();
+            encode_transfer(t, (&mut record[..EVENT_SIZE]).try_into().expect("event size"));
+            record[EVENT_SIZE] = c.pending.map_or(0, |s| s as u8);
+            batch.insert(&self.transfers, ts, record);
+            batch.insert(&self.ids, t.id.to_be_bytes(), ts);
+            for account in [t.debit_account_id, t.credit_account_id] {
+                batch.insert(&self.accounts, account_key(account, t.timestamp), []);
+            }
+        }
+        batch.commit().map_err(|e| self.error(e))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<ColdTransfer, StoreError> {
+        let record: &[u8; RECORD_SIZE] =
+            bytes.try_into().map_err(|_| self.corrupt("record size"))?;
+        let transfer = decode_transfer(record[..EVENT_SIZE].try_into().expect("event size"));
+        let pending = match record[EVENT_SIZE] {
+            0 => None,
+            s => Some(PendingStatus::from_u8(s).ok_or_else(|| self.corrupt("pending status"))?),
+        };
+        Ok(ColdTransfer { transfer, pending })
+    }
+
+    fn at(&self, timestamp: u64) -> Result<Option<ColdTransfer>, StoreError> {
+        match self.transfers.get(timestamp.to_be_bytes()).map_err(|e| self.error(e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&bytes).map(Some),
+        }
+    }
+
+    /// The transfer with this id, if the store has it at or before `horizon`.
+    pub fn transfer(&self, id: u128, horizon: u64) -> Result<Option<ColdTransfer>, StoreError> {
+        let Some(ts) = self.ids.get(id.to_be_bytes()).map_err(|e| self.error(e))? else {
+            return Ok(None);
+        };
+        let ts = u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.corrupt("id"))?);
+        if ts > horizon {
+            return Ok(None);
+        }
+        let cold = self.at(ts)?.ok_or_else(|| self.corrupt("id without transfer"))?;
+        if cold.transfer.id != id {
+            return Err(self.corrupt("id index points at another transfer"));
+        }
+        Ok(Some(cold))
+    }
+
+    /// Whether a transfer has exactly this timestamp, at or before `horizon`.
+    pub fn has_timestamp(&self, timestamp: u64, horizon: u64) -> Result<bool, StoreError> {
+        Ok(timestamp <= horizon
+            && self.transfers.contains_key(timestamp.to_be_bytes()).map_err(|e| self.error(e))?)
+    }
+
+    /// Appends to `out` the transfers of `filter.account_id` at or before `horizon` that pass
+    /// the filter, in its order, until `out` holds `limit`.
+    pub fn account_transfers(
+        &self,
+        filter: &AccountFilter,
+        horizon: u64,
+        limit: usize,
+        out: &mut Vec<Transfer>,
+    ) -> Result<(), StoreError> {
+        if !filter.is_valid() || out.len() >= limit {
+            return Ok(());
+        }
+        let high =
+            if filter.timestamp_max == 0 { horizon } else { filter.timestamp_max.min(horizon) };
+        if filter.timestamp_min > high {
+            return Ok(());
+        }
+        let range = account_key(filter.account_id, filter.timestamp_min)
+            ..=account_key(filter.account_id, high);
+        let keys = self.accounts.range(range);
+        let mut visit = |guard: fjall::Guard| -> Result<bool, StoreError> {
+            let key = guard.key().map_err(|e| self.error(e))?;
+            let ts = u64::from_be_bytes(key[16..].try_into().map_err(|_| self.corrupt("key"))?);
+            let cold =
+                self.at(ts)?.ok_or_else(|| self.corrupt("account entry without transfer"))?;
+            if filter.matches(&cold.transfer) {
+                out.push(cold.transfer);
+            }
+            Ok(out.len() < limit)
+        };
+        if filter.reversed {
+            for guard in keys.rev() {
+                if !visit(guard)? {
+                    break;
+                }
+            }
+        } else {
+            for guard in keys {
+                if !visit(guard)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(|e| self.error(e))
+    }
+
+    /// Bytes on disk.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        self.db.disk_space().map_err(|e| self.error(e))
+    }
+}
+
+fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(&account.to_be_bytes());
+    key[16..].copy_from_slice(&timestamp.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: u128, debit: u128, credit: u128, timestamp: u64) -> Transfer {
+        Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount: 1,
+            ledger: 1,
+            code: 1,
+            timestamp,
+            ..Transfer::default()
+        }
+    }
+
+    #[test]
+    fn statements_come_back_in_order_within_the_horizon_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = HistoryStore::open(dir.path()).unwrap();
+            let cold: Vec<ColdTransfer> = (1..=10u64)
+                .map(|i| ColdTransfer {
+                    transfer: t(u128::from(i), 1 + u128::from(i % 2), 9, i * 10),
+                    pending: None,
+                })
+                .collect();
+            store.put(&cold).unwrap();
+            store.persist().unwrap();
+        }
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let ids = |filter: &AccountFilter, horizon: u64, limit: usize| {
+            let mut out = Vec::new();
+            store.account_transfers(filter, horizon, limit, &mut out).unwrap();
+            out.iter().map(|t| t.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&AccountFilter::all(9, 100), 100, 100), (1..=10).collect::<Vec<_>>());
+        assert_eq!(ids(&AccountFilter::all(9, 100), 55, 3), [1, 2, 3]);
+        assert_eq!(ids(&AccountFilter::all(9, 100), 55, 100), [1, 2, 3, 4, 5]);
+        let reversed = AccountFilter { reversed: true, ..AccountFilter::all(2, 100) };
+        assert_eq!(ids(&reversed, 100, 100), [9, 7, 5, 3, 1]);
+        let credits = AccountFilter { credits: false, ..AccountFilter::all(9, 100) };
+        assert!(ids(&credits, 100, 100).is_empty());
+        assert!(store.has_timestamp(30, 100).unwrap());
+        assert!(!store.has_timestamp(30, 29).unwrap());
+        assert!(!store.has_timestamp(31, 100).unwrap());
+        assert_eq!(store.transfer(11, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn a_settled_pending_transfer_replaces_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let hold = t(5, 1, 2, 50);
+        store
+            .put(&[ColdTransfer { transfer: hold, pending: Some(PendingStatus::Pending) }])
+            .unwrap();
+        store
+            .put(&[ColdTransfer { transfer: hold, pending: Some(PendingStatus::Voided) }])
+            .unwrap();
+        assert_eq!(store.transfer(5, 50).unwrap().unwrap().pending, Some(PendingStatus::Voided));
+        let mut out = Vec::new();
+        store.account_transfers(&AccountFilter::all(1, 10), 50, 10, &mut out).unwrap();
+        assert_eq!(out, [hold]);
+    }
+}
