@@ -60,6 +60,10 @@ pub struct LedgerArgs {
     /// Seed of the random accounts, amounts and ids.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Keep at most about this many transfers in memory (plus one chunk of 65,536 and the
+    /// pending ones); older ones go to the history store. Default: all in memory.
+    #[arg(long)]
+    memory_transfers_max: Option<usize>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -89,6 +93,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
     let mut options = EngineOptions::new(data_dir.path());
     options.fsync = !args.no_fsync;
+    options.memory_max = args.memory_transfers_max;
     let (engine, _) = Engine::<LedgerMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
@@ -184,6 +189,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut options = EngineOptions::new(data_dir.path());
     options.fsync = !args.no_fsync;
+    options.memory_max = args.memory_transfers_max;
     let (engine, recovery) = Engine::<LedgerMachine>::open(options)?;
     let restart_seconds = started.elapsed().as_secs_f64();
     let mut found_after_restart = 0;
@@ -201,6 +207,10 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     eprintln!("accounts            {}", args.accounts);
     eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
     eprintln!("durable             {}", !args.no_fsync);
+    match args.memory_transfers_max {
+        Some(n) => eprintln!("in memory           at most ~{n} transfers, the rest in the store"),
+        None => eprintln!("in memory           all transfers"),
+    }
     eprintln!("seconds             {seconds:.3}");
     eprintln!("transfers/s         {transfers_per_second}");
     eprintln!(
@@ -229,6 +239,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
             "batch_latency_ms_p99": util::ms(latencies.value_at_quantile(0.99)),
             "batch_latency_ms_max": util::ms(latencies.max()),
             "durable": !args.no_fsync,
+            "memory_transfers_max": args.memory_transfers_max,
             "failed": failures,
             "rss_bytes_max": rss_bytes_max,
             "disk_bytes": disk_bytes,
