@@ -35,17 +35,18 @@ data="$work/data"
 acks="$work/acks.log"
 export HUIFU_ADMIN_KEY="crash-drill-admin-$RANDOM$RANDOM$RANDOM"
 
-# A free port: one that refuses a connection now.
-port=""
-for _ in $(seq 1 100); do
-    candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-        port=$candidate
-        break
-    fi
-done
-[[ -n "$port" ]] || { echo "crash drill: no free port found" >&2; exit 2; }
-url="http://127.0.0.1:$port"
+# A port below the usual ephemeral range (32768 and up) that refuses a connection now; the
+# first start tries others if it is taken after all.
+pick_port() {
+    for _ in $(seq 1 100); do
+        port=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+    done
+    echo "crash drill: no free port found" >&2
+    exit 2
+}
 
 server=""
 start_server() {
@@ -56,8 +57,7 @@ start_server() {
             return 0
         fi
         if ! kill -0 "$server" 2>/dev/null; then
-            echo "crash drill: the server did not start (see $work/serve.log)" >&2
-            exit 2
+            return 1
         fi
         sleep 0.1
     done
@@ -68,7 +68,7 @@ start_server() {
 crash_and_restart() {
     kill -KILL "$server"
     wait "$server" 2>/dev/null || true
-    start_server
+    start_server || { echo "crash drill: the server did not restart (see $work/serve.log)" >&2; exit 2; }
 }
 
 cleanup() {
@@ -76,8 +76,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+pick_port
+for _ in $(seq 1 20); do
+    start_server && break
+    grep -q "Address already in use" "$work/serve.log" || { echo "crash drill: the server did not start (see $work/serve.log)" >&2; exit 2; }
+    pick_port
+done
+url="http://127.0.0.1:$port"
 echo "crash drill in $work: $PAYMENTS payments, $KILLS kills, server at $url"
-start_server
 "$HUIFU_BIN" simulate --server "$url" --ack-log "$acks" --payments "$PAYMENTS" --users "$USERS" \
     --merchants "$MERCHANTS" --riders "$RIDERS" --clients "$CLIENTS" --seed "$SEED" --json \
     >"$work/simulate.json" 2>"$work/simulate.log" &
