@@ -1,11 +1,14 @@
 //! `huifu`: the one binary. Glue over the library crates: it parses the command line and calls
 //! the engine, the benchmarks and the simulator.
 
+mod ack_log;
 mod bench;
 mod bench_http;
+mod http_client;
 mod report;
 mod serve;
 mod simulate;
+mod simulate_server;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -19,12 +22,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Simulate a day of food-delivery payments on the embedded engine, then audit it.
+    /// Simulate a day of food-delivery payments on the embedded engine (or against a running
+    /// server with --server), then audit it.
     Simulate(simulate::SimulateArgs),
     /// Serve the HTTP/JSON API on the embedded engine.
     Serve(serve::ServeArgs),
     /// Check every invariant of a stopped data folder.
     Audit(simulate::AuditArgs),
+    /// Check an ack log of `simulate --server` against the running server: every acknowledged
+    /// operation present with its amount and status, nothing applied twice.
+    CheckAcks(ack_log::CheckAcksArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
+        Command::CheckAcks(args) => ack_log::check_acks(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

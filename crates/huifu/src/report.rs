@@ -464,8 +464,8 @@ mod tests {
             ops: 170_000,
             ..Counts::default()
         };
-        counts.rejected.insert("insufficient_funds", 42);
-        counts.rejected.insert("budget_exhausted", 7);
+        counts.rejected.insert("insufficient_funds".to_owned(), 42);
+        counts.rejected.insert("budget_exhausted".to_owned(), 7);
         SimResult {
             counts,
             seconds: 1.5,

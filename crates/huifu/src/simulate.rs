@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use huifu_engine::{Engine, EngineOptions};
 use huifu_payments::{audit, PaymentsMachine};
-use huifu_sim::{Progress, SimConfig};
+use huifu_sim::{Progress, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{report, util};
@@ -18,40 +18,54 @@ use crate::{report, util};
 pub struct SimulateArgs {
     /// Users, each with a wallet.
     #[arg(long, default_value_t = 100_000)]
-    users: u64,
+    pub(crate) users: u64,
     /// Merchants (picked with a heavy tail: a few are very busy).
     #[arg(long, default_value_t = 5_000)]
-    merchants: u64,
+    pub(crate) merchants: u64,
     /// Riders.
     #[arg(long, default_value_t = 10_000)]
-    riders: u64,
+    pub(crate) riders: u64,
     /// Payments in the day.
     #[arg(long, default_value_t = 1_000_000)]
-    payments: u64,
+    pub(crate) payments: u64,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Average payments per second over the day (peaks at lunch and dinner go above it).
     #[arg(long, conflicts_with = "max_rate")]
-    rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// As fast as the engine goes (the default).
     #[arg(long)]
-    max_rate: bool,
+    pub(crate) max_rate: bool,
     /// Concurrent clients, each sending batches of operations.
     #[arg(long, default_value_t = 4)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Operations per batch.
     #[arg(long, default_value_t = huifu_sim::BATCH_OPS_DEFAULT)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Data folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Write a self-contained HTML report (summary, charts over the day, operation mix) here.
     #[arg(long, value_name = "FILE.html")]
-    report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
+    /// Drive a running `huifu serve` at this base URL over HTTP instead of an embedded engine;
+    /// the closing audit then checks every acknowledged operation on the server.
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    pub(crate) server: Option<String>,
+    /// An admin or platform API key of the server (default: `HUIFU_ADMIN_KEY`).
+    #[arg(long, requires = "server")]
+    pub(crate) api_key: Option<String>,
+    /// Append one line per operation the server acknowledged to this file (`--server` only).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub(crate) ack_log: Option<PathBuf>,
+    /// How long one request is retried (same key, same body) while the server is unreachable
+    /// or answers 5xx, before the run gives up.
+    #[arg(long, default_value_t = 60, requires = "server")]
+    pub(crate) retry_seconds: u64,
 }
 
 /// How often the progress loop wakes to move the bar.
@@ -72,11 +86,6 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.batch > huifu_payments::constants::BATCH_OPS_MAX {
         bail!("--batch must be between 1 and {}", huifu_payments::constants::BATCH_OPS_MAX);
     }
-    let data_dir =
-        util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
-    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(data_dir.path()))
-        .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
-    let engine = Arc::new(engine);
     let config = SimConfig {
         users: args.users,
         merchants: args.merchants,
@@ -88,6 +97,14 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         batch_ops: args.batch,
         ..SimConfig::default()
     };
+    if let Some(url) = &args.server {
+        return crate::simulate_server::simulate(&args, url, &config);
+    }
+    let data_dir =
+        util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
+    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(data_dir.path()))
+        .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
+    let engine = Arc::new(engine);
     eprintln!(
         "simulating a day of {} payments: {} users, {} merchants, {} riders, {} clients, data in {}",
         args.payments,
@@ -98,7 +115,132 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         data_dir.path().display()
     );
     let progress = Progress::default();
-    let bar = ProgressBar::new(args.payments);
+    let (result, timeline) =
+        watch(&progress, args.payments, || huifu_sim::run(&engine, &config, &progress));
+    let result = result?;
+    let rss_bytes_max = util::rss_bytes_max();
+    drop(engine);
+    let disk_bytes = util::disk_bytes(data_dir.path());
+    summarize(&args, &config, &result, &timeline, Some(Embedded { rss_bytes_max, disk_bytes }))
+}
+
+/// What only an embedded run measures: its own memory and disk.
+pub(crate) struct Embedded {
+    pub rss_bytes_max: u64,
+    pub disk_bytes: u64,
+}
+
+/// Prints the summary (and the report and JSON when asked); the exit status is the audit's.
+pub(crate) fn summarize(
+    args: &SimulateArgs,
+    config: &SimConfig,
+    result: &SimResult,
+    timeline: &[report::Sample],
+    embedded: Option<Embedded>,
+) -> anyhow::Result<ExitCode> {
+    let c = &result.counts;
+    let l = &result.latency;
+    eprintln!();
+    eprintln!(
+        "payments            {} ({} wallet, {} bank channel)",
+        c.payments, c.payments_wallet, c.payments_channel
+    );
+    eprintln!("captures/releases   {} / {}", c.captures, c.releases);
+    eprintln!("refunds             {} ({} full)", c.refunds, c.refunds_full);
+    eprintln!("coupons redeemed    {}", c.coupons_redeemed);
+    eprintln!("top-ups             {}", c.topups);
+    eprintln!("withdrawals         {}", c.withdrawals);
+    eprintln!("payouts             {} ({} settlement runs)", c.payouts, c.settlement_runs);
+    eprintln!("operations          {}", c.ops);
+    for (code, n) in &c.rejected {
+        eprintln!("rejected            {n} {code}");
+    }
+    eprintln!("seconds             {:.2}", result.seconds);
+    eprintln!("payments/s          {:.0}", result.payments_per_second());
+    eprintln!(
+        "batch latency ms    p50 {:.2}  p99 {:.2}  max {:.2}",
+        util::ms(l.value_at_quantile(0.5)),
+        util::ms(l.value_at_quantile(0.99)),
+        util::ms(l.max())
+    );
+    let (rss_bytes_max, disk_bytes) =
+        embedded.as_ref().map_or((util::rss_bytes_max(), 0), |e| (e.rss_bytes_max, e.disk_bytes));
+    let per_payment = disk_bytes / c.payments.max(1);
+    eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
+    if embedded.is_some() {
+        eprintln!("disk                {} MiB ({per_payment} bytes per payment)", disk_bytes >> 20);
+    }
+    eprintln!(
+        "acknowledged        {} {}, {} missing",
+        result.acknowledged_checked,
+        if embedded.is_some() { "sampled" } else { "checked on the server" },
+        result.acknowledged_missing
+    );
+    let audit_ok = result.audit.ok() && result.acknowledged_missing == 0;
+    if audit_ok && embedded.is_some() {
+        eprintln!(
+            "audit               ok ({} accounts, {} transfers, {} payments)",
+            result.audit.accounts, result.audit.transfers, result.audit.payments
+        );
+    } else if audit_ok {
+        eprintln!("audit               ok ({} payments on the server)", result.audit.payments);
+    } else {
+        eprintln!("audit               FAILED");
+        for v in &result.audit.violations {
+            eprintln!("  {v}");
+        }
+    }
+    // Before the JSON, which stays the last line.
+    if let Some(path) = &args.report {
+        report::write(
+            path,
+            &report::Report { config, result, timeline, rss_bytes_max, disk_bytes },
+        )?;
+        eprintln!("report              {}", path.display());
+    }
+    if args.json {
+        let mut violations = result.audit.violations.clone();
+        if result.acknowledged_missing > 0 {
+            violations
+                .push(format!("{} acknowledged payments missing", result.acknowledged_missing));
+        }
+        let mut json = serde_json::json!({
+            "payments": c.payments,
+            "payments_per_second": result.payments_per_second().round() as u64,
+            "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
+            "latency_ms_p99": util::ms(l.value_at_quantile(0.99)),
+            "latency_ms_max": util::ms(l.max()),
+            "refunds": c.refunds,
+            "topups": c.topups,
+            "withdrawals": c.withdrawals,
+            "payouts": c.payouts,
+            "settlement_runs": c.settlement_runs,
+            "coupons_redeemed": c.coupons_redeemed,
+            "operations": c.ops,
+            "seconds": result.seconds,
+            "rss_bytes_max": rss_bytes_max,
+            "acknowledged_checked": result.acknowledged_checked,
+            "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
+        });
+        if embedded.is_some() {
+            json["disk_bytes"] = disk_bytes.into();
+            json["disk_bytes_per_payment"] = per_payment.into();
+        } else {
+            json["server"] = args.server.clone().into();
+        }
+        println!("{json}");
+    }
+    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs `run` (the simulated day) on its own thread while showing live progress; returns its
+/// result and the timeline of the day, one sample per window.
+pub(crate) fn watch<R: Send>(
+    progress: &Progress,
+    payments: u64,
+    run: impl FnOnce() -> R + Send,
+) -> (R, Vec<report::Sample>) {
+    let bar = ProgressBar::new(payments);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} payments  {msg}  ETA {eta}",
@@ -107,7 +249,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     );
     let mut timeline: Vec<report::Sample> = Vec::new();
     let result = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| huifu_sim::run(&engine, &config, &progress));
+        let runner = scope.spawn(run);
         // The current window: when it began and the payments done then. Windows start with
         // the day (set-up is not part of the timeline).
         let mut window: Option<(Instant, u64)> = None;
@@ -156,97 +298,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             window = Some((to, done));
         }
         runner.join().expect("simulation thread")
-    })?;
+    });
     bar.finish_and_clear();
-    let rss_bytes_max = util::rss_bytes_max();
-    drop(engine);
-    let disk_bytes = util::disk_bytes(data_dir.path());
-    let c = &result.counts;
-    let l = &result.latency;
-    let per_payment = disk_bytes / c.payments.max(1);
-    eprintln!();
-    eprintln!(
-        "payments            {} ({} wallet, {} bank channel)",
-        c.payments, c.payments_wallet, c.payments_channel
-    );
-    eprintln!("captures/releases   {} / {}", c.captures, c.releases);
-    eprintln!("refunds             {} ({} full)", c.refunds, c.refunds_full);
-    eprintln!("coupons redeemed    {}", c.coupons_redeemed);
-    eprintln!("top-ups             {}", c.topups);
-    eprintln!("withdrawals         {}", c.withdrawals);
-    eprintln!("payouts             {} ({} settlement runs)", c.payouts, c.settlement_runs);
-    eprintln!("operations          {}", c.ops);
-    for (code, n) in &c.rejected {
-        eprintln!("rejected            {n} {code}");
-    }
-    eprintln!("seconds             {:.2}", result.seconds);
-    eprintln!("payments/s          {:.0}", result.payments_per_second());
-    eprintln!(
-        "batch latency ms    p50 {:.2}  p99 {:.2}  max {:.2}",
-        util::ms(l.value_at_quantile(0.5)),
-        util::ms(l.value_at_quantile(0.99)),
-        util::ms(l.max())
-    );
-    eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
-    eprintln!("disk                {} MiB ({per_payment} bytes per payment)", disk_bytes >> 20);
-    eprintln!(
-        "acknowledged        {} sampled, {} missing",
-        result.acknowledged_checked, result.acknowledged_missing
-    );
-    let audit_ok = result.audit.ok() && result.acknowledged_missing == 0;
-    if audit_ok {
-        eprintln!(
-            "audit               ok ({} accounts, {} transfers, {} payments)",
-            result.audit.accounts, result.audit.transfers, result.audit.payments
-        );
-    } else {
-        eprintln!("audit               FAILED");
-        for v in &result.audit.violations {
-            eprintln!("  {v}");
-        }
-    }
-    // Before the JSON, which stays the last line.
-    if let Some(path) = &args.report {
-        report::write(
-            path,
-            &report::Report {
-                config: &config,
-                result: &result,
-                timeline: &timeline,
-                rss_bytes_max,
-                disk_bytes,
-            },
-        )?;
-        eprintln!("report              {}", path.display());
-    }
-    if args.json {
-        let mut violations = result.audit.violations.clone();
-        if result.acknowledged_missing > 0 {
-            violations
-                .push(format!("{} acknowledged payments missing", result.acknowledged_missing));
-        }
-        let json = serde_json::json!({
-            "payments": c.payments,
-            "payments_per_second": result.payments_per_second().round() as u64,
-            "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
-            "latency_ms_p99": util::ms(l.value_at_quantile(0.99)),
-            "latency_ms_max": util::ms(l.max()),
-            "refunds": c.refunds,
-            "topups": c.topups,
-            "withdrawals": c.withdrawals,
-            "payouts": c.payouts,
-            "settlement_runs": c.settlement_runs,
-            "coupons_redeemed": c.coupons_redeemed,
-            "operations": c.ops,
-            "seconds": result.seconds,
-            "rss_bytes_max": rss_bytes_max,
-            "disk_bytes": disk_bytes,
-            "disk_bytes_per_payment": per_payment,
-            "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
-        });
-        println!("{json}");
-    }
-    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    (result, timeline)
 }
 
 /// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.

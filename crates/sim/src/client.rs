@@ -1,0 +1,489 @@
+//! The traffic model: one simulated client, its users, its view of their wallets, and the
+//! bank it talks to. It sends operations through a `Transport` and learns from the replies.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use huifu_payments::bank::{
+    BankAnswer, BankGateway, BankRequest, BankRequestKind, SimulatedBank, SimulatedBankConfig,
+};
+use huifu_payments::Op;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{
+    histogram, Counts, Progress, Reply, SimConfig, Transport, Zipf, ACK_SAMPLE_EVERY, CHANNELS,
+    DAY_PROFILE, HOLD_TIMEOUT_S, MERCHANT_CAMPAIGNS, PLATFORM_CAMPAIGNS,
+};
+
+/// What a client brings back: its counts, its latencies, the payment ids it sampled.
+pub(crate) type ClientResult = (Counts, Histogram<u64>, Vec<u64>);
+
+/// A recent payment a client may refund.
+#[derive(Clone, Copy)]
+struct Recent {
+    id: u64,
+    total: u64,
+    refunded: u64,
+}
+
+/// What a client expects back for each operation of the batch it sent.
+#[derive(Clone, Copy)]
+enum Sent {
+    Pay {
+        user: u64,
+        channel: bool,
+        total: u64,
+        coupon: bool,
+    },
+    Refund {
+        user: u64,
+        amount: u64,
+        full: bool,
+    },
+    TopUp {
+        user: u64,
+        amount: u64,
+    },
+    Withdraw {
+        user: u64,
+        amount: u64,
+    },
+    /// The bank's answer to a top-up (`topup`) or withdrawal of `amount` for `user`.
+    BankResult {
+        user: u64,
+        amount: u64,
+        topup: bool,
+        ok: bool,
+    },
+    Capture,
+    Release,
+    Payout,
+    PayoutResult,
+    Settlement,
+    Grant {
+        user: u64,
+    },
+}
+
+pub(crate) struct Client<'a, T> {
+    k: u64,
+    transport: T,
+    config: &'a SimConfig,
+    rng: SmallRng,
+    zipf: Arc<Zipf>,
+    bank: SimulatedBank,
+    started: Instant,
+    /// This client's users: `k + 1 + i * clients`.
+    users: Vec<u64>,
+    /// Estimated wallet balance per user (index into `users`).
+    balance: Vec<u64>,
+    /// An unused coupon per user, or 0.
+    coupon: Vec<u64>,
+    recent: Vec<Recent>,
+    next_op: u64,
+    counts: Counts,
+    latency: Histogram<u64>,
+    acknowledged: Vec<u64>,
+    answers: Vec<(BankRequest, BankAnswer)>,
+    /// Top-ups and withdrawals waiting for the bank: id → (user index, amount).
+    holds: std::collections::HashMap<u64, (u64, u64)>,
+}
+
+impl<'a, T: Transport> Client<'a, T> {
+    pub(crate) fn new(
+        k: usize,
+        config: &'a SimConfig,
+        zipf: Arc<Zipf>,
+        started: Instant,
+        transport: T,
+        balances: &[u64],
+    ) -> Client<'a, T> {
+        let k = k as u64;
+        let clients = config.clients as u64;
+        let users: Vec<u64> =
+            (0..).map(|i| k + 1 + i * clients).take_while(|u| *u <= config.users).collect();
+        // Opening balances as set up (learned from the replies of the set-up).
+        let balance: Vec<u64> = users
+            .iter()
+            .map(|u| balances.get(usize::try_from(*u - 1).expect("fits")).copied().unwrap_or(0))
+            .collect();
+        let n = users.len();
+        let bank = SimulatedBank::new(SimulatedBankConfig {
+            seed: config.bank.seed.wrapping_add(k).wrapping_mul(31).wrapping_add(config.seed),
+            ..config.bank
+        });
+        Client {
+            k,
+            transport,
+            config,
+            rng: SmallRng::seed_from_u64(config.seed.wrapping_mul(1_000_003).wrapping_add(k)),
+            zipf,
+            bank,
+            started,
+            users,
+            balance,
+            coupon: vec![0; n],
+            recent: Vec::new(),
+            next_op: 1,
+            counts: Counts::default(),
+            latency: histogram(),
+            acknowledged: Vec::new(),
+            answers: Vec::new(),
+            holds: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A fresh id in this client's space: client in the top bits, a counter below.
+    fn op_id(&mut self) -> u64 {
+        self.next_op += 1;
+        ((self.k + 1) << 40) | self.next_op
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// This client's share of the payments.
+    fn quota(&self) -> u64 {
+        let clients = self.config.clients as u64;
+        self.config.payments / clients + u64::from(self.k < self.config.payments % clients)
+    }
+
+    pub(crate) fn run(mut self, progress: &Progress) -> Result<ClientResult, T::Error> {
+        // A coupon of a platform campaign for some users.
+        let mut grants = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..self.users.len() {
+            if self.rng.gen_ratio(1, 3) {
+                let campaign = if self.users[i].is_multiple_of(5) {
+                    PLATFORM_CAMPAIGNS + 1 + self.users[i] % MERCHANT_CAMPAIGNS
+                } else {
+                    1 + self.users[i] % PLATFORM_CAMPAIGNS
+                };
+                grants.push(Op::GrantCoupon { id: self.op_id(), campaign, user: self.users[i] });
+                sent.push(Sent::Grant { user: i as u64 });
+            }
+        }
+        let replies = self.transport.submit_independent(grants)?;
+        self.learn(&sent, replies);
+
+        let quota = self.quota();
+        let mut paid = 0;
+        let mut next_settlement = 1;
+        while paid < quota && !progress.stop.load(Ordering::Relaxed) {
+            let mut ops = Vec::with_capacity(self.config.batch_ops);
+            let mut sent = Vec::with_capacity(self.config.batch_ops);
+            self.bank_answers(&mut ops, &mut sent);
+            // A settlement run at every tenth of the day, by the first client.
+            if self.k == 0 && paid * 10 >= quota * next_settlement {
+                ops.push(Op::SettlementRun { id: next_settlement });
+                sent.push(Sent::Settlement);
+                next_settlement += 1;
+            }
+            let mut payments = 0;
+            while ops.len() < self.config.batch_ops && paid + payments < quota {
+                if self.next_op(&mut ops, &mut sent) {
+                    payments += 1;
+                }
+            }
+            self.pace(paid);
+            let submitted = Instant::now();
+            let replies = self.transport.submit(ops)?;
+            let us = u64::try_from(submitted.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+            self.latency.record(us).ok();
+            progress.latency.lock().expect("lock").record(us).ok();
+            let before = self.counts.payments;
+            self.counts.ops += sent.len() as u64;
+            progress.ops.fetch_add(sent.len() as u64, Ordering::Relaxed);
+            self.learn(&sent, replies);
+            progress.payments.fetch_add(self.counts.payments - before, Ordering::Relaxed);
+            paid += payments;
+        }
+        // Let the bank's last answers arrive, so the day ends with few holds open; the first
+        // client closes the day with its last settlement run.
+        let drain_until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < drain_until {
+            let mut ops = Vec::new();
+            let mut sent = Vec::new();
+            if self.k == 0 && next_settlement <= 10 {
+                ops.push(Op::SettlementRun { id: next_settlement });
+                sent.push(Sent::Settlement);
+                next_settlement = 11;
+            }
+            self.bank_answers(&mut ops, &mut sent);
+            if !ops.is_empty() {
+                let replies = self.transport.submit(ops)?;
+                self.learn(&sent, replies);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok((self.counts, self.latency, self.acknowledged))
+    }
+
+    /// With a target rate, wait until the day's clock says this payment is due.
+    fn pace(&self, paid: u64) {
+        let Some(rate) = self.config.rate else { return };
+        let rate_per_client = (rate as f64 / self.config.clients as f64).max(1.0);
+        // Time of day reached so far, weighted by the profile: busy hours take as long as
+        // quiet ones but carry more payments.
+        let quota = self.quota().max(1) as f64;
+        let total: u32 = DAY_PROFILE.iter().sum();
+        let mut due = 0.0;
+        let mut left = paid as f64 / quota;
+        for &weight in &DAY_PROFILE {
+            let share = f64::from(weight) / f64::from(total);
+            let hour_seconds = quota / rate_per_client / 24.0;
+            if left <= share {
+                due += hour_seconds * left / share;
+                break;
+            }
+            due += hour_seconds;
+            left -= share;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if due > elapsed {
+            std::thread::sleep(Duration::from_secs_f64(due - elapsed));
+        }
+    }
+
+    /// Turns the bank's answers into operations.
+    fn bank_answers(&mut self, ops: &mut Vec<Op>, sent: &mut Vec<Sent>) {
+        let now = self.now();
+        self.bank.poll(now, &mut self.answers);
+        // At most half a batch of answers; the rest wait for the next batch.
+        let take = self.answers.len().min(self.config.batch_ops.div_ceil(2));
+        let answers: Vec<_> = self.answers.drain(..take).collect();
+        for (request, answer) in answers {
+            let ok = answer == BankAnswer::Confirmed;
+            let id = u64::try_from(request.reference).unwrap_or(0);
+            match request.kind {
+                BankRequestKind::TopUp | BankRequestKind::Withdrawal => {
+                    let Some((user, amount)) = self.holds.remove(&id) else {
+                        continue;
+                    };
+                    ops.push(Op::BankResult { id, ok });
+                    let topup = request.kind == BankRequestKind::TopUp;
+                    sent.push(Sent::BankResult { user, amount, topup, ok });
+                }
+                BankRequestKind::Payment if ok => {
+                    ops.push(Op::Capture { id });
+                    sent.push(Sent::Capture);
+                }
+                BankRequestKind::Payment => {
+                    ops.push(Op::Release { id });
+                    sent.push(Sent::Release);
+                }
+                BankRequestKind::Payout => {
+                    ops.push(Op::PayoutResult { payout: request.reference, ok });
+                    sent.push(Sent::PayoutResult);
+                }
+            }
+        }
+    }
+
+    /// Adds one operation of the day's mix; true if it is a payment.
+    fn next_op(&mut self, ops: &mut Vec<Op>, sent: &mut Vec<Sent>) -> bool {
+        let roll = self.rng.gen_range(0..1_000);
+        let i = self.rng.gen_range(0..self.users.len());
+        let user = self.users[i];
+        if roll < 30 && !self.recent.is_empty() {
+            // A refund of a recent payment: half of them full.
+            let r = self.rng.gen_range(0..self.recent.len());
+            let recent = self.recent[r];
+            let left = recent.total - recent.refunded;
+            if left > 0 {
+                let full = self.rng.gen_bool(0.5);
+                let amount = if full { left } else { self.rng.gen_range(1..=left) };
+                self.recent[r].refunded += amount;
+                let id = self.op_id();
+                ops.push(Op::Refund { id, payment: recent.id, amount });
+                sent.push(Sent::Refund { user: i as u64, amount, full: amount == left });
+                return false;
+            }
+        }
+        if roll < 40 {
+            let id = self.op_id();
+            let amount = self.rng.gen_range(10_000..100_000);
+            ops.push(Op::TopUp {
+                id,
+                user,
+                channel: 1 + user % CHANNELS,
+                amount,
+                timeout_s: HOLD_TIMEOUT_S,
+            });
+            sent.push(Sent::TopUp { user: i as u64, amount });
+            return false;
+        }
+        if roll < 43 && self.balance[i] > 20_000 {
+            let id = self.op_id();
+            let amount = self.rng.gen_range(1_000..self.balance[i] / 2);
+            self.balance[i] -= amount;
+            ops.push(Op::Withdraw {
+                id,
+                user,
+                channel: 1 + user % CHANNELS,
+                amount,
+                timeout_s: HOLD_TIMEOUT_S,
+            });
+            sent.push(Sent::Withdraw { user: i as u64, amount });
+            return false;
+        }
+        if roll < 45 {
+            let id = self.op_id();
+            let merchant = self.zipf.sample(&mut self.rng);
+            ops.push(Op::Payout { id, merchant, amount: 0 });
+            sent.push(Sent::Payout);
+            return false;
+        }
+        // An order: food, delivery fee, maybe a coupon; wallet or bank channel.
+        let food = self.rng.gen_range(1_500..8_000);
+        let delivery = self.rng.gen_range(300..800);
+        let coupon = if self.coupon[i] != 0 && self.rng.gen_bool(0.5) {
+            std::mem::take(&mut self.coupon[i])
+        } else {
+            0
+        };
+        let total_max = food + delivery;
+        let from_channel = self.rng.gen_ratio(1, 4) || self.balance[i] < total_max;
+        let id = self.op_id();
+        let channel = if from_channel { 1 + user % CHANNELS } else { 0 };
+        ops.push(Op::Pay {
+            id,
+            user,
+            merchant: self.zipf.sample(&mut self.rng),
+            rider: self.rng.gen_range(1..=self.config.riders),
+            food,
+            delivery,
+            coupon,
+            channel,
+            timeout_s: HOLD_TIMEOUT_S,
+        });
+        if !from_channel {
+            self.balance[i] -= total_max;
+        }
+        sent.push(Sent::Pay {
+            user: i as u64,
+            channel: from_channel,
+            total: total_max,
+            coupon: coupon != 0,
+        });
+        true
+    }
+
+    /// Updates what the client knows from the replies to the operations it sent.
+    fn learn(&mut self, sent: &[Sent], replies: Vec<Reply>) {
+        assert_eq!(replies.len(), sent.len(), "one reply per operation");
+        for (s, r) in sent.iter().zip(replies) {
+            let ack = match r {
+                Ok(ack) => ack,
+                Err(code) => {
+                    match *s {
+                        Sent::Pay { user, channel: false, total, .. }
+                        | Sent::Withdraw { user, amount: total } => {
+                            self.balance[user as usize] += total;
+                        }
+                        _ => {}
+                    }
+                    *self.counts.rejected.entry(code).or_default() += 1;
+                    continue;
+                }
+            };
+            match *s {
+                Sent::Pay { user, channel, total, coupon } => {
+                    let (id, paid) = (ack.id, ack.amount);
+                    self.counts.payments += 1;
+                    if !channel {
+                        // The estimate took food + delivery; the coupon's discount comes back.
+                        self.balance[user as usize] += total - paid;
+                        self.counts.payments_wallet += 1;
+                        self.remember(id, paid);
+                    } else {
+                        self.counts.payments_channel += 1;
+                        self.bank.send(
+                            BankRequest {
+                                kind: BankRequestKind::Payment,
+                                reference: id.into(),
+                                amount: paid,
+                            },
+                            self.now(),
+                        );
+                    }
+                    if coupon {
+                        self.counts.coupons_redeemed += 1;
+                    }
+                    if self.counts.payments.is_multiple_of(ACK_SAMPLE_EVERY) {
+                        self.acknowledged.push(id);
+                    }
+                }
+                Sent::Refund { user, amount, full } => {
+                    self.counts.refunds += 1;
+                    self.counts.refunds_full += u64::from(full);
+                    self.balance[user as usize] += amount;
+                }
+                Sent::TopUp { user, amount } => {
+                    self.counts.topups += 1;
+                    self.holds.insert(ack.id, (user, amount));
+                    self.bank.send(
+                        BankRequest {
+                            kind: BankRequestKind::TopUp,
+                            reference: ack.id.into(),
+                            amount,
+                        },
+                        self.now(),
+                    );
+                }
+                Sent::Withdraw { user, amount } => {
+                    self.counts.withdrawals += 1;
+                    self.holds.insert(ack.id, (user, amount));
+                    self.bank.send(
+                        BankRequest {
+                            kind: BankRequestKind::Withdrawal,
+                            reference: ack.id.into(),
+                            amount,
+                        },
+                        self.now(),
+                    );
+                }
+                // A confirmed top-up adds to the wallet; a failed withdrawal gives back.
+                Sent::BankResult { user, amount, topup, ok } if topup == ok => {
+                    self.balance[user as usize] += amount;
+                }
+                Sent::BankResult { .. } => {}
+                Sent::Capture => self.counts.captures += 1,
+                Sent::Release => self.counts.releases += 1,
+                Sent::Payout | Sent::Settlement => {
+                    if matches!(s, Sent::Settlement) {
+                        self.counts.settlement_runs += 1;
+                    }
+                    for (payout, amount) in ack.payouts {
+                        self.counts.payouts += 1;
+                        self.bank.send(
+                            BankRequest {
+                                kind: BankRequestKind::Payout,
+                                reference: payout,
+                                amount,
+                            },
+                            self.now(),
+                        );
+                    }
+                }
+                Sent::PayoutResult => {}
+                Sent::Grant { user } => self.coupon[user as usize] = ack.id,
+            }
+        }
+    }
+
+    fn remember(&mut self, id: u64, total: u64) {
+        const RECENT_MAX: usize = 1_024;
+        let recent = Recent { id, total, refunded: 0 };
+        if self.recent.len() < RECENT_MAX {
+            self.recent.push(recent);
+        } else {
+            let slot = self.rng.gen_range(0..RECENT_MAX);
+            self.recent[slot] = recent;
+        }
+    }
+}
