@@ -211,6 +211,11 @@ impl Machine for LedgerMachine {
         if held_max.is_none() && self.ledger.horizon() == 0 && !dir.exists() {
             return Ok(());
         }
+        if let Some(n) = held_max {
+            if self.ledger.transfers_count() == 0 {
+                self.ledger.set_chunk_shift(StateMachine::chunk_shift_for(n));
+            }
+        }
         let store = HistoryStore::open(dir).map_err(io::Error::other)?;
         self.history = Some(History {
             store,
@@ -256,7 +261,7 @@ impl Machine for LedgerMachine {
         let Some(history) = &mut self.history else { return Ok(()) };
         self.ledger.fetched_clear();
         history.cold.clear();
-        if self.ledger.evict(history.held_max, &mut history.cold) > 0 {
+        if self.ledger.evict(history.held_max, |_| false, &mut history.cold) > 0 {
             history.store.put(&history.cold).map_err(io::Error::other)?;
         }
         Ok(())

@@ -60,8 +60,8 @@ pub struct LedgerArgs {
     /// Seed of the random accounts, amounts and ids.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Keep at most about this many transfers in memory (plus one chunk of 65,536 and the
-    /// pending ones); older ones go to the history store. Default: all in memory.
+    /// Keep at most about this many transfers in memory (plus a chunk of a quarter of that and
+    /// the pending ones); older ones go to the history store. Default: all in memory.
     #[arg(long)]
     memory_transfers_max: Option<usize>,
     /// Print one JSON object as the last line.

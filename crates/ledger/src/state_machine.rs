@@ -163,6 +163,20 @@ impl StateMachine {
         &self.accounts
     }
 
+    /// Sets the size of the chunks in which transfers leave memory, on a ledger that has no
+    /// transfer yet (see `with_chunk_shift`).
+    pub fn set_chunk_shift(&mut self, chunk_shift: u32) {
+        assert_eq!(self.transfers.len(), 0, "the chunk size is set before the first transfer");
+        self.transfers = TransferLog::with_chunk_shift(chunk_shift);
+    }
+
+    /// The chunk size (as a power of two) that suits keeping about `held_max` transfers in
+    /// memory: a quarter of it, within `1..=CHUNK_SHIFT_DEFAULT`.
+    pub fn chunk_shift_for(held_max: usize) -> u32 {
+        let quarter = (held_max / 4).max(2);
+        quarter.ilog2().clamp(1, crate::log::CHUNK_SHIFT_DEFAULT)
+    }
+
     /// The transfers held in memory, in timestamp order (all of them until `evict` is used).
     pub fn transfers(&self) -> &TransferLog {
         &self.transfers
@@ -288,8 +302,15 @@ impl StateMachine {
     /// in the history store before the next batch (a transfer pinned because it was still
     /// pending appears twice: when it leaves the log, and with its final status when it leaves
     /// memory). Changes no result of any operation, given the fetches `cold_ids` asks for.
-    /// Returns how many entries were appended.
-    pub fn evict(&mut self, held_max: usize, out: &mut Vec<ColdTransfer>) -> usize {
+    /// Transfers for which `keep` is true stay in memory like pending ones (a caller that
+    /// creates transfers whose ids it knows to be new without asking the store uses it for the
+    /// few transfers that could collide with those ids). Returns how many entries were appended.
+    pub fn evict(
+        &mut self,
+        held_max: usize,
+        keep: impl Fn(&Transfer) -> bool,
+        out: &mut Vec<ColdTransfer>,
+    ) -> usize {
         assert!(self.scope.is_none(), "evict inside a batch");
         let before = out.len();
         let StateMachine {
@@ -303,7 +324,7 @@ impl StateMachine {
         } = self;
         let mut settled: Vec<u32> = pinned
             .keys()
-            .filter(|&&i| pending.get(&i) != Some(&PendingStatus::Pending))
+            .filter(|&&i| pending.get(&i) != Some(&PendingStatus::Pending) && !keep(&pinned[&i]))
             .copied()
             .collect();
         settled.sort_unstable();
@@ -313,7 +334,6 @@ impl StateMachine {
             debug_assert_eq!(removed, Some(position));
             pinned.remove(&position);
             let status = pending.remove(&position);
-            debug_assert!(status.is_some());
             out.push(ColdTransfer { transfer: t, pending: status });
         }
         let mut touched: Vec<u32> = Vec::new();
@@ -324,7 +344,7 @@ impl StateMachine {
             for (offset, t) in chunk.iter().enumerate() {
                 let position = u32::try_from(base + offset).expect("position fits u32");
                 let status = pending.get(&position).copied();
-                if status == Some(PendingStatus::Pending) {
+                if status == Some(PendingStatus::Pending) || keep(t) {
                     pins.push((position, *t));
                 } else {
                     let removed = transfer_index.remove(t.id, |i| id_at(transfers, pinned, i));

@@ -1001,7 +1001,8 @@ impl Tiered {
         let results = apply(&mut self.ledger, op);
         self.ledger.sm.fetched_clear();
         let mut out = Vec::new();
-        self.ledger.sm.evict(self.held_max, &mut out);
+        // Some transfers are kept in memory by the caller's choice: that too changes nothing.
+        self.ledger.sm.evict(self.held_max, |t| t.id % 5 == 3, &mut out);
         for cold in out {
             self.store.insert(cold.transfer.id, cold);
         }

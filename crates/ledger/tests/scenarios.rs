@@ -1248,7 +1248,7 @@ mod tiers {
         let results = ledger.create_transfers(batch);
         ledger.sm.fetched_clear();
         let mut out = Vec::new();
-        ledger.sm.evict(0, &mut out);
+        ledger.sm.evict(0, |_| false, &mut out);
         for cold in out {
             store.insert(cold.transfer.id, cold);
         }

@@ -44,11 +44,12 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         fail(format!("debits and credits differ: {totals:?}"));
     }
     let mut sums: HashMap<u128, [u128; 4]> = HashMap::new();
-    for t in ledger.transfers().iter() {
-        let status = |id| ledger.pending_status(id);
+    let mut transfers = 0u64;
+    let scanned = m.for_each_transfer(|t, status| {
+        transfers += 1;
         let (pending, posted) = if t.flags.contains(TransferFlags::PENDING) {
             // A hold counts as pending until resolved; its post is counted by the post itself.
-            (if status(t.id) == Some(PendingStatus::Pending) { t.amount } else { 0 }, 0)
+            (if status == Some(PendingStatus::Pending) { t.amount } else { 0 }, 0)
         } else if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
             (0, 0)
         } else {
@@ -60,6 +61,9 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         let credit = sums.entry(t.credit_account_id).or_default();
         credit[2] += pending;
         credit[3] += posted;
+    });
+    if let Err(e) = scanned {
+        fail(format!("history store cannot be read: {e}"));
     }
     for a in ledger.accounts() {
         let s = sums.get(&a.id).copied().unwrap_or_default();
@@ -77,7 +81,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         }
     }
     report.accounts = ledger.accounts().len() as u64;
-    report.transfers = ledger.transfers().len() as u64;
+    report.transfers = transfers;
 
     // 2. No refund above its payment; what each merchant and campaign should hold.
     let mut merchant_expected: HashMap<u64, i128> = HashMap::new();
@@ -116,12 +120,15 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     //    own campaign budgets, from the payout records on one side and the ledger on the other.
     let mut paid: HashMap<u64, i128> = HashMap::new();
     for (id, payout) in m.payouts() {
-        let status = ledger.pending_status(id);
+        let status = m.pending_status(id).unwrap_or_else(|e| {
+            fail(format!("history store cannot be read: {e}"));
+            None
+        });
         if matches!(status, Some(PendingStatus::Pending) | Some(PendingStatus::Posted)) {
             *paid.entry(payout.merchant).or_default() += i128::from(payout.amount);
         }
-        match ledger.lookup_transfer(id) {
-            Some(t)
+        match m.lookup_transfer(id) {
+            Ok(Some(t))
                 if t.amount == u128::from(payout.amount)
                     && t.debit_account_id
                         == account_id(Kind::Merchant, payout.currency, payout.merchant) => {}
@@ -149,8 +156,8 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     // 4. Every settlement line's payout is in the ledger with its amount.
     for (run, lines) in m.settlements_all() {
         for line in lines.iter().filter(|l| l.net > 0) {
-            match ledger.lookup_transfer(line.payout) {
-                Some(t) if t.amount == u128::from(line.net) => {}
+            match m.lookup_transfer(line.payout) {
+                Ok(Some(t)) if t.amount == u128::from(line.net) => {}
                 other => fail(format!("settlement {run}, merchant {}: {other:?}", line.merchant)),
             }
         }

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use huifu_engine::{DecodeError, Machine};
 
@@ -41,6 +42,22 @@ impl Machine for PaymentsMachine {
 
     fn decode(bytes: &[u8]) -> Result<Op, DecodeError> {
         codec::decode(bytes).map_err(DecodeError)
+    }
+
+    fn open_history(&mut self, dir: &Path, memory_max: Option<usize>) -> io::Result<()> {
+        PaymentsMachine::open_history(self, dir, memory_max)
+    }
+
+    fn prefetch(&mut self, op: &Op) -> io::Result<()> {
+        PaymentsMachine::prefetch(self, op)
+    }
+
+    fn evict(&mut self) -> io::Result<()> {
+        PaymentsMachine::evict(self)
+    }
+
+    fn persist_history(&self) -> io::Result<()> {
+        PaymentsMachine::persist_history(self)
     }
 
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {

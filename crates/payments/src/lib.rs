@@ -35,6 +35,7 @@ pub mod chart;
 pub mod command;
 pub mod constants;
 mod engine;
+mod history;
 mod machine;
 pub mod money;
 mod snapshot;

@@ -136,6 +136,12 @@ pub struct PaymentsMachine {
     /// Payment ids of each merchant and of each user, oldest first, for listing.
     pub(crate) by_merchant: HashMap<u64, Vec<u64>>,
     pub(crate) by_user: HashMap<u64, Vec<u64>>,
+    /// Transfers created through the ledger endpoints with ids in the domain's range: kept in
+    /// memory, so that a domain transfer that collides with one is caught without the store.
+    pub(crate) foreign: BTreeSet<u128>,
+    /// Where ledger transfers go once they leave memory; `None` keeps everything in memory.
+    /// Only the engine hooks and the queries use it, never `apply`.
+    pub(crate) history: Option<crate::history::History>,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.
@@ -206,6 +212,12 @@ impl PaymentsMachine {
                 let mut results = Vec::new();
                 let timestamp = now.max(self.ledger.timestamp_min(transfers.len()));
                 self.ledger.create_transfers(timestamp, transfers, &mut results);
+                for (t, r) in transfers.iter().zip(&results) {
+                    if *r == CreateTransferResult::Created && crate::history::in_domain_range(t.id)
+                    {
+                        self.foreign.insert(t.id);
+                    }
+                }
                 Ok(Done::LedgerTransfers(results))
             }
             op => self.apply_once(now, op),
@@ -1060,10 +1072,10 @@ impl PaymentsMachine {
         self.ledger.lookup_account(account_id(kind, currency, entity))
     }
 
+    /// An account's entries per `filter`, from memory and the history store. A store that
+    /// cannot be read is a broken disk: stopping beats a statement with entries missing.
     pub fn statement(&self, filter: &AccountFilter) -> Vec<Transfer> {
-        let mut out = Vec::new();
-        self.ledger.get_account_transfers(filter, &mut out);
-        out
+        self.account_transfers(filter).expect("history store read")
     }
 
     pub fn campaign(&self, id: u64) -> Option<(&Campaign, u64)> {
@@ -1105,7 +1117,8 @@ impl PaymentsMachine {
             HoldKind::TopUp => OpTag::TopUp,
             HoldKind::Withdrawal => OpTag::Withdrawal,
         };
-        Some((hold, self.ledger.pending_status(chart::transfer_id(tag, id, 0))))
+        let status = self.pending_status(chart::transfer_id(tag, id, 0));
+        Some((hold, status.expect("history store read")))
     }
 
     /// The first outcome of the operation `op` stands for (by kind and id), if it ran.

@@ -13,7 +13,7 @@ use crate::machine::{
 };
 use crate::money::Legs;
 
-const MAGIC: &[u8; 8] = b"HFPAY001";
+const MAGIC: &[u8; 8] = b"HFPAY002";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -126,6 +126,8 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
             ids.iter().try_for_each(|id| w.u64(*id))
         })?;
     }
+    w.u64(m.foreign.len() as u64)?;
+    m.foreign.iter().try_for_each(|id| w.u128(*id))?;
     Ok(())
 }
 
@@ -262,6 +264,9 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
                 m.by_user.insert(party, ids);
             }
         }
+    }
+    for _ in 0..r.len()? {
+        m.foreign.insert(r.u128()?);
     }
     Ok(m)
 }

@@ -307,6 +307,71 @@ proptest! {
     }
 }
 
+/// The same operations on a machine that keeps at most `memory_max` ledger transfers in memory
+/// and the rest in a history store, driven as the engine drives it (prefetch, apply, evict),
+/// written to a snapshot after `cut` operations and continued from it with the store as it is
+/// (ahead of the snapshot, as after a crash).
+fn run_bounded(
+    ops: &[(u64, Op)],
+    outcomes: &[Outcome],
+    memory_max: usize,
+    cut: usize,
+) -> Result<PaymentsMachine, TestCaseError> {
+    use huifu_engine::Machine;
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let mut m = PaymentsMachine::new();
+    Machine::open_history(&mut m, &history, Some(memory_max)).unwrap();
+    let mut at_cut = None;
+    for (i, ((now, op), first)) in ops.iter().zip(outcomes).enumerate() {
+        if i == cut {
+            at_cut = Some(snapshot(&m));
+        }
+        Machine::prefetch(&mut m, op).unwrap();
+        prop_assert_eq!(&m.apply(*now, op), first, "bounded: {:?}", op);
+        Machine::evict(&mut m).unwrap();
+    }
+    assert_audit_clean(&m);
+    let Some(at_cut) = at_cut else { return Ok(m) };
+    drop(m);
+    let mut restored = restore(&at_cut);
+    Machine::open_history(&mut restored, &history, Some(memory_max)).unwrap();
+    for ((now, op), first) in ops[cut..].iter().zip(&outcomes[cut..]) {
+        Machine::prefetch(&mut restored, op).unwrap();
+        prop_assert_eq!(&restored.apply(*now, op), first, "restored, bounded: {:?}", op);
+        Machine::evict(&mut restored).unwrap();
+    }
+    assert_audit_clean(&restored);
+    Ok(restored)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn moving_ledger_history_to_the_store_changes_no_outcome(
+        actions in prop::collection::vec(action(), 10..80),
+        memory_max in 0usize..8,
+        cut in 0usize..1_000,
+    ) {
+        let (ops, outcomes, m) = run(&actions);
+        let cut = cut % (ops.len() + 1);
+        let bounded = run_bounded(&ops, &outcomes, memory_max, cut)?;
+        prop_assert!(bounded.ledger().horizon() > 0, "nothing left memory");
+        // Statements and lookups see the whole history.
+        for a in m.ledger().accounts() {
+            let filter = huifu_ledger::AccountFilter::all(a.id, 8_000);
+            prop_assert_eq!(bounded.statement(&filter), m.statement(&filter));
+            let reversed = huifu_ledger::AccountFilter { reversed: true, ..filter };
+            prop_assert_eq!(bounded.statement(&reversed), m.statement(&reversed));
+        }
+        for t in m.ledger().transfers().iter() {
+            prop_assert_eq!(bounded.lookup_transfer(t.id).unwrap(), Some(*t));
+            prop_assert_eq!(bounded.pending_status(t.id).unwrap(), m.ledger().pending_status(t.id));
+        }
+    }
+}
+
 #[test]
 fn a_long_mix_keeps_the_invariants() {
     // One long deterministic run, for states only many operations reach (spent budgets,

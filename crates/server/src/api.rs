@@ -1344,8 +1344,8 @@ async fn get_statement(
             let mut filter = AccountFilter::all(account, limit + 1);
             filter.reversed = true;
             if let Some(after) = after {
-                filter.timestamp_max =
-                    m.ledger().lookup_transfer(after)?.timestamp.checked_sub(1)?;
+                let after = m.lookup_transfer(after).expect("history store read")?;
+                filter.timestamp_max = after.timestamp.checked_sub(1)?;
                 if filter.timestamp_max == 0 {
                     return Some((account, kind, entity, Vec::new()));
                 }

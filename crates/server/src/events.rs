@@ -98,9 +98,7 @@ async fn events(
                         .read(move |m| {
                             let mut filter = AccountFilter::all(account, EVENTS_PAGE_MAX);
                             filter.timestamp_min = since + 1;
-                            let mut out = Vec::new();
-                            m.ledger().get_account_transfers(&filter, &mut out);
-                            out
+                            m.account_transfers(&filter).expect("history store read")
                         })
                         .await
                         .ok()?;

@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use huifu_ledger::constants::{BATCH_EVENTS_MAX, QUERY_LIMIT_MAX};
-use huifu_ledger::{Account, AccountFilter, AccountFlags, StateMachine, Transfer, TransferFlags};
-use huifu_payments::{Done, Op};
+use huifu_ledger::{Account, AccountFilter, AccountFlags, Transfer, TransferFlags};
+use huifu_payments::{Done, Op, PaymentsMachine};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -200,14 +200,13 @@ async fn lookup(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-    find: fn(&StateMachine, u128) -> Option<Value>,
+    find: fn(&PaymentsMachine, u128) -> Option<Value>,
 ) -> Result<Json<Value>, ApiError> {
     admin(state, headers)?;
     let ids: Ids = parse_body(body)?;
     check_batch(ids.ids.len())?;
-    let found = state
-        .read(move |m| ids.ids.iter().filter_map(|id| find(m.ledger(), id.0)).collect())
-        .await?;
+    let found =
+        state.read(move |m| ids.ids.iter().filter_map(|id| find(m, id.0)).collect()).await?;
     Ok(Json(Value::Array(found)))
 }
 
@@ -370,7 +369,7 @@ async fn lookup_accounts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    lookup(&state, &headers, &body, |ledger, id| ledger.lookup_account(id).map(account_json)).await
+    lookup(&state, &headers, &body, |m, id| m.ledger().lookup_account(id).map(account_json)).await
 }
 
 #[utoipa::path(
@@ -390,8 +389,12 @@ async fn lookup_transfers(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    lookup(&state, &headers, &body, |ledger, id| ledger.lookup_transfer(id).map(transfer_json))
-        .await
+    // A history store that cannot be read is a broken disk: stopping is better than answering
+    // "not found" for a transfer that exists.
+    lookup(&state, &headers, &body, |m, id| {
+        m.lookup_transfer(id).expect("history store read").map(|t| transfer_json(&t))
+    })
+    .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -454,14 +457,13 @@ async fn account_transfers(
     };
     let page = state
         .read(move |m| {
-            let ledger = m.ledger();
-            ledger.lookup_account(account)?;
+            m.ledger().lookup_account(account)?;
             let mut filter = AccountFilter::all(account, limit);
             if let Some(after) = after {
-                filter.timestamp_min = ledger.lookup_transfer(after).map(|t| t.timestamp + 1)?;
+                let after = m.lookup_transfer(after).expect("history store read");
+                filter.timestamp_min = after.map(|t| t.timestamp + 1)?;
             }
-            let mut out = Vec::new();
-            ledger.get_account_transfers(&filter, &mut out);
+            let out = m.account_transfers(&filter).expect("history store read");
             Some(out.iter().map(transfer_json).collect::<Vec<_>>())
         })
         .await?

@@ -190,6 +190,15 @@ impl HistoryStore {
         Ok(())
     }
 
+    /// Calls `f` with every transfer at or before `horizon`, oldest first.
+    pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
+        for guard in self.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
+            let (_, value) = guard.into_inner().map_err(|e| self.error(e))?;
+            f(self.decode(&value)?);
+        }
+        Ok(())
+    }
+
     /// Makes every write so far durable.
     pub fn persist(&self) -> Result<(), StoreError> {
         self.db.persist(PersistMode::SyncAll).map_err(|e| self.error(e))
@@ -256,6 +265,9 @@ mod tests {
         assert!(!store.has_timestamp(30, 29).unwrap());
         assert!(!store.has_timestamp(31, 100).unwrap());
         assert_eq!(store.transfer(11, 100).unwrap(), None);
+        let mut seen = Vec::new();
+        store.scan(45, |c| seen.push(c.transfer.id)).unwrap();
+        assert_eq!(seen, [1, 2, 3, 4]);
     }
 
     #[test]
