@@ -25,6 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::codec::{decode_transfer, encode_transfer};
 use huifu_ledger::constants::EVENT_SIZE;
@@ -68,7 +69,15 @@ impl HistoryStore {
         // journal holds everything until then.
         let db = Database::builder(dir).manual_journal_persist(true).open().map_err(error)?;
         let transfers = db.keyspace("transfers", KeyspaceCreateOptions::default).map_err(error)?;
-        let ids = db.keyspace("transfer_ids", KeyspaceCreateOptions::default).map_err(error)?;
+        // Most lookups by id are for ids that are new (a retry is the exception): the bloom
+        // filters and indexes of every level stay in memory so that a miss costs no read.
+        let ids = db
+            .keyspace("transfer_ids", || {
+                KeyspaceCreateOptions::default()
+                    .filter_block_pinning_policy(PinningPolicy::all(true))
+                    .index_block_pinning_policy(PinningPolicy::all(true))
+            })
+            .map_err(error)?;
         let accounts =
             db.keyspace("account_transfers", KeyspaceCreateOptions::default).map_err(error)?;
         Ok(HistoryStore { path, db, transfers, ids, accounts })
