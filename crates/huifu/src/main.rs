@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_http;
+mod export;
 mod report;
 mod serve;
 mod simulate;
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check every invariant of a stopped data folder.
     Audit(simulate::AuditArgs),
+    /// Write the payments, refunds, payouts and ledger transfers of a time range as Parquet or CSV.
+    Export(export::ExportArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
+        Command::Export(args) => export::export_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {
