@@ -351,6 +351,39 @@ fn int(value: impl Into<u64>) -> Cell {
 mod tests {
     use super::*;
 
+    /// Ledger amounts are u128; the decimal column holds 38 digits. An operator's transfer of
+    /// more stops the export instead of being written wrong.
+    #[test]
+    fn a_ledger_amount_beyond_38_digits_is_refused_and_the_largest_that_fits_is_kept() {
+        use huifu_ledger::{Account, Transfer};
+        use huifu_payments::Op;
+
+        let mut m = PaymentsMachine::new();
+        let now = 1_700_000_000_000_000_000;
+        let accounts = (1..=2).map(|id| Account { id, ledger: 1, code: 1, ..Account::default() });
+        m.apply(now, &Op::LedgerAccounts(accounts.collect())).unwrap();
+        let transfer = |id, amount| Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount,
+            ledger: 1,
+            code: 1,
+            ..Transfer::default()
+        };
+        m.apply(now, &Op::LedgerTransfers(vec![transfer(10, DECIMAL_MAX)])).unwrap();
+        let kept: Vec<Row> = rows(&m, Table::Transfers, TimeRange::ALL).collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].as_ref().unwrap().contains(&Cell::Decimal(DECIMAL_MAX)));
+
+        m.apply(now, &Op::LedgerTransfers(vec![transfer(11, DECIMAL_MAX + 1)])).unwrap();
+        let last = rows(&m, Table::Transfers, TimeRange::ALL).last().unwrap();
+        assert!(matches!(
+            last,
+            Err(ExportError::AmountTooLarge { transfer: 11, amount }) if amount == DECIMAL_MAX + 1
+        ));
+    }
+
     #[test]
     fn every_reason_of_the_chart_has_a_name() {
         for code in 1..=12 {

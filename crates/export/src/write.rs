@@ -71,40 +71,44 @@ pub struct Written {
     pub rows: u64,
 }
 
-/// Writes every table of `machine` for `options.range`. Each file is written under a temporary
-/// name and renamed when complete, so a file with the final name is always whole.
+/// Writes every table of `machine` for `options.range`. The files are written under temporary
+/// names and renamed once all are complete, so an export that fails (a disk full, an amount too
+/// large) leaves no file with a final name behind.
 pub fn export(
     machine: &PaymentsMachine,
     options: &ExportOptions,
 ) -> Result<Vec<Written>, ExportError> {
     let dir = &options.out_dir;
     fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let paths: Vec<PathBuf> = Table::ALL
-        .iter()
-        .map(|t| dir.join(format!("{}.{}", t.name(), options.format.extension())))
-        .collect();
+    let extension = options.format.extension();
+    let paths: Vec<PathBuf> =
+        Table::ALL.iter().map(|t| dir.join(format!("{}.{extension}", t.name()))).collect();
     if !options.overwrite {
         if let Some(path) = paths.iter().find(|p| p.exists()) {
             return Err(ExportError::Exists(path.clone()));
         }
     }
+    let partial = |path: &Path| path.with_extension(format!("{extension}.partial"));
     let mut written = Vec::new();
     for (table, path) in Table::ALL.into_iter().zip(paths) {
         let rows = rows(machine, table, options.range);
-        let partial = path.with_extension(format!("{}.partial", options.format.extension()));
         let count = match options.format {
-            Format::Parquet => write_parquet(table, rows, &partial),
-            Format::Csv => write_csv(table, rows, &partial),
+            Format::Parquet => write_parquet(table, rows, &partial(&path)),
+            Format::Csv => write_csv(table, rows, &partial(&path)),
         };
-        let count = match count {
-            Ok(count) => count,
+        match count {
+            Ok(rows) => written.push(Written { table, path, rows }),
             Err(error) => {
-                let _ = fs::remove_file(&partial);
+                let _ = fs::remove_file(partial(&path));
+                for w in &written {
+                    let _ = fs::remove_file(partial(&w.path));
+                }
                 return Err(error);
             }
-        };
-        fs::rename(&partial, &path).map_err(io("rename into", &path))?;
-        written.push(Written { table, path, rows: count });
+        }
+    }
+    for w in &written {
+        fs::rename(partial(&w.path), &w.path).map_err(io("rename into", &w.path))?;
     }
     Ok(written)
 }

@@ -638,3 +638,28 @@ fn an_export_refuses_to_replace_files_unless_told_and_an_empty_range_writes_head
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_failed_export_leaves_no_file_behind() {
+    let mut m = PaymentsMachine::new();
+    let now = parse_time("2026-01-31T00:00:00Z").unwrap();
+    let accounts = (1..=2).map(|id| Account { id, ledger: CNY, code: 1, ..Account::default() });
+    m.apply(now, &Op::LedgerAccounts(accounts.collect())).unwrap();
+    let huge = Transfer {
+        id: 3,
+        debit_account_id: 1,
+        credit_account_id: 2,
+        amount: huifu_export::constants::DECIMAL_MAX + 1,
+        ledger: CNY,
+        code: 1,
+        ..Transfer::default()
+    };
+    m.apply(now, &Op::LedgerTransfers(vec![huge])).unwrap();
+    for format in [Format::Parquet, Format::Csv] {
+        let out = tempfile::tempdir().unwrap();
+        let error = export(&m, &options(out.path(), format, TimeRange::ALL)).unwrap_err();
+        assert!(matches!(error, ExportError::AmountTooLarge { transfer: 3, .. }), "{error}");
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "{format:?}: {left:?}");
+    }
+}
