@@ -4,6 +4,7 @@
 mod ack_log;
 mod bench;
 mod bench_http;
+mod export;
 mod http_client;
 mod report;
 mod serve;
@@ -32,6 +33,8 @@ enum Command {
     /// Check an ack log of `simulate --server` against the running server: every acknowledged
     /// operation present with its amount and status, nothing applied twice.
     CheckAcks(ack_log::CheckAcksArgs),
+    /// Write the payments, refunds, payouts and ledger transfers of a time range as Parquet or CSV.
+    Export(export::ExportArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
         Command::CheckAcks(args) => ack_log::check_acks(args),
+        Command::Export(args) => export::export_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

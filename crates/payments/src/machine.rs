@@ -1142,6 +1142,11 @@ impl PaymentsMachine {
     pub fn payouts(&self) -> impl Iterator<Item = (u128, &Payout)> {
         self.payouts.iter().map(|(&id, p)| (id, p))
     }
+
+    /// Every top-up and withdrawal, for exports. Not for hot paths.
+    pub fn holds(&self) -> impl Iterator<Item = (u64, &Hold)> {
+        self.holds.iter().map(|(&id, h)| (id, h))
+    }
 }
 
 /// The ledger id of a settlement run's payout to one merchant.
