@@ -10,6 +10,8 @@
 #
 # Knobs (environment): KILLS (3), PAYMENTS (200000), USERS (20000), MERCHANTS (1000),
 # RIDERS (2000), CLIENTS (16), SEED (1), KILL_AFTER_MS_MIN (500), KILL_AFTER_MS_MAX (4000),
+# MEMORY_TRANSFERS_MAX (100000: ledger transfers the server keeps in memory, the rest in its
+# history store),
 # HUIFU_BIN (a built huifu; default: build the release binary), DRILL_DIR (default: a new
 # temporary folder, kept for inspection).
 set -euo pipefail
@@ -23,6 +25,7 @@ CLIENTS=${CLIENTS:-16}
 SEED=${SEED:-1}
 KILL_AFTER_MS_MIN=${KILL_AFTER_MS_MIN:-500}
 KILL_AFTER_MS_MAX=${KILL_AFTER_MS_MAX:-4000}
+MEMORY_TRANSFERS_MAX=${MEMORY_TRANSFERS_MAX:-100000}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z "${HUIFU_BIN:-}" ]]; then
@@ -50,7 +53,8 @@ pick_port() {
 
 server=""
 start_server() {
-    "$HUIFU_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" >>"$work/serve.log" 2>&1 &
+    "$HUIFU_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+        --memory-transfers-max "$MEMORY_TRANSFERS_MAX" >>"$work/serve.log" 2>&1 &
     server=$!
     for _ in $(seq 1 600); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -314,6 +314,10 @@ pub struct PaymentsArgs {
     /// Riders.
     #[arg(long, default_value_t = 10_000)]
     riders: u64,
+    /// Keep at most about this many ledger transfers in memory; older ones go to the history
+    /// store. Default: all in memory.
+    #[arg(long)]
+    memory_transfers_max: Option<usize>,
     /// Data folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -547,6 +551,7 @@ fn run_payments(args: &PaymentsArgs) -> anyhow::Result<PaymentsRun> {
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
     let mut options = EngineOptions::new(data_dir.path());
     options.fsync = !args.no_fsync;
+    options.memory_max = args.memory_transfers_max;
     let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
@@ -744,6 +749,8 @@ mod tests {
             riders: 5,
             data_dir: Some(dir.path().to_path_buf()),
             no_fsync: true,
+            // Small, so that most of the history goes through the store.
+            memory_transfers_max: Some(1_000),
             seed: 7,
             json: false,
         };

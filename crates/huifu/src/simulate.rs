@@ -28,6 +28,10 @@ pub struct SimulateArgs {
     /// Payments in the day.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) payments: u64,
+    /// Keep at most about this many ledger transfers in memory; older ones go to the history
+    /// store on disk. Default: all in memory.
+    #[arg(long)]
+    pub(crate) memory_transfers_max: Option<usize>,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -102,7 +106,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
-    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(data_dir.path()))
+    let mut options = EngineOptions::new(data_dir.path());
+    options.memory_max = args.memory_transfers_max;
+    let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
     eprintln!(

@@ -26,6 +26,9 @@ fn serve(dir: &Path, listen: &str) -> (Child, String) {
     let mut child = huifu()
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
+        // A small bound, so that most ledger history goes through the history store and its
+        // recovery after each kill is part of what the drill proves.
+        .args(["--memory-transfers-max", "2000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

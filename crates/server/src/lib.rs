@@ -121,11 +121,19 @@ pub struct Config {
     /// An admin key to register (from `--admin-key-file` or `HUIFU_ADMIN_KEY`).
     pub admin_key: Option<String>,
     pub fsync: bool,
+    /// Bound on the ledger transfers kept in memory (the rest in the history store).
+    pub memory_transfers_max: Option<usize>,
 }
 
 impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
-        Config { data_dir: data_dir.into(), listen, admin_key: None, fsync: true }
+        Config {
+            data_dir: data_dir.into(),
+            listen,
+            admin_key: None,
+            fsync: true,
+            memory_transfers_max: None,
+        }
     }
 }
 
@@ -154,6 +162,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let mut options = EngineOptions::new(&config.data_dir);
     options.fsync = config.fsync;
+    options.memory_max = config.memory_transfers_max;
     let (engine, recovery) = Engine::<PaymentsMachine>::open(options)?;
     tracing::info!(?recovery, "engine recovered");
     let engine = Arc::new(engine);
