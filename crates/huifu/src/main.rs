@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_http;
+mod reconcile;
 mod report;
 mod serve;
 mod simulate;
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check every invariant of a stopped data folder.
     Audit(simulate::AuditArgs),
+    /// Import a bank statement and reconcile it with a stopped data folder's ledger.
+    Reconcile(reconcile::ReconcileArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
+        Command::Reconcile(args) => reconcile::reconcile_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

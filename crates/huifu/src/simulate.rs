@@ -52,6 +52,8 @@ pub struct SimulateArgs {
     /// Write a self-contained HTML report (summary, charts over the day, operation mix) here.
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    recon: crate::reconcile::SimReconArgs,
 }
 
 /// How often the progress loop wakes to move the bar.
@@ -159,6 +161,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     let rss_bytes_max = util::rss_bytes_max();
+    let recon = crate::reconcile::after_day(&engine, data_dir.path(), &args.recon, args.seed)?;
     drop(engine);
     let disk_bytes = util::disk_bytes(data_dir.path());
     let c = &result.counts;
@@ -193,6 +196,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         "acknowledged        {} sampled, {} missing",
         result.acknowledged_checked, result.acknowledged_missing
     );
+    recon.print();
     let audit_ok = result.audit.ok() && result.acknowledged_missing == 0;
     if audit_ok {
         eprintln!(
@@ -225,7 +229,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             violations
                 .push(format!("{} acknowledged payments missing", result.acknowledged_missing));
         }
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "payments": c.payments,
             "payments_per_second": result.payments_per_second().round() as u64,
             "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
@@ -244,9 +248,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             "disk_bytes_per_payment": per_payment,
             "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
         });
+        recon.add_to(&mut json);
         println!("{json}");
     }
-    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if audit_ok && recon.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.

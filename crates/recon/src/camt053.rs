@@ -78,8 +78,33 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
     1 + bytes[..start].iter().filter(|&&b| b == b'\n').count()
 }
 
+/// Line numbers of offsets read in increasing order, counted incrementally (linear in the file,
+/// where counting from the start each time would be quadratic).
+struct Lines<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl Lines<'_> {
+    fn line(&mut self, offset: u64) -> usize {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX).min(self.bytes.len());
+        let start = self.bytes[offset..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(self.bytes.len(), |p| offset + p);
+        if start < self.offset {
+            return line_of(self.bytes, offset);
+        }
+        self.line += self.bytes[self.offset..start].iter().filter(|&&b| b == b'\n').count();
+        self.offset = start;
+        self.line
+    }
+}
+
 /// Reads the elements reconciliation needs, with their line numbers.
 fn read(text: &str) -> Result<Parsed, ImportError> {
+    let mut lines = Lines { bytes: text.as_bytes(), offset: 0, line: 1 };
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
     let mut path: Vec<String> = Vec::new();
@@ -111,15 +136,15 @@ fn read(text: &str) -> Result<Parsed, ImportError> {
             Event::Start(e) => {
                 path.push(name(&e));
                 value.clear();
-                start(&mut parsed, &path, &e, &mut ccy, line_of(text.as_bytes(), offset as usize))
+                start(&mut parsed, &path, &e, &mut ccy, lines.line(offset))
                     .map_err(|m| ImportError::invalid(at(&path, offset, &parsed), m))?;
             }
             Event::Empty(e) => {
                 path.push(name(&e));
                 value.clear();
-                start(&mut parsed, &path, &e, &mut ccy, line_of(text.as_bytes(), offset as usize))
+                start(&mut parsed, &path, &e, &mut ccy, lines.line(offset))
                     .map_err(|m| ImportError::invalid(at(&path, offset, &parsed), m))?;
-                let line = line_of(text.as_bytes(), offset as usize);
+                let line = lines.line(offset);
                 end(&mut parsed, &path, "", &ccy, line)
                     .map_err(|m| ImportError::invalid(at(&path, offset, &parsed), m))?;
                 path.pop();
@@ -134,7 +159,7 @@ fn read(text: &str) -> Result<Parsed, ImportError> {
                 value.push_str(&String::from_utf8_lossy(&t));
             }
             Event::End(_) => {
-                let line = line_of(text.as_bytes(), offset as usize);
+                let line = lines.line(offset);
                 end(&mut parsed, &path, value.trim(), &ccy, line)
                     .map_err(|m| ImportError::invalid(at(&path, offset, &parsed), m))?;
                 value.clear();

@@ -1,13 +1,14 @@
 //! Every limit of reconciliation, in one place.
 
 /// The largest statement file accepted, in bytes. The whole file is held in memory while it is
-/// parsed (about three times its size with the parsed lines), and the HTTP body limit is the
-/// same 8 MiB.
-pub const STATEMENT_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// parsed (with the parsed lines, about twice its size). A camt.053 entry takes about 600 bytes,
+/// a CSV record about 130, so a busy channel's day (100,000 movements) fits in either. The HTTP
+/// API takes smaller files: its body limit applies first.
+pub const STATEMENT_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// The most lines (camt.053 `Ntry` entries, CSV records) in one statement: about 100 bytes of
-/// memory each once parsed. A day of a busy channel fits; a bigger day is split by the bank.
-pub const STATEMENT_LINES_MAX: usize = 100_000;
+/// memory each once parsed, and the matcher's work grows with them (hash lookups, linear).
+pub const STATEMENT_LINES_MAX: usize = 500_000;
 
 /// The longest reference, bank reference, statement id or account id kept, in bytes. ISO 20022
 /// caps these fields at 35 characters (`Max35Text`); longer text is refused, not cut.

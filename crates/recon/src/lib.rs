@@ -34,6 +34,7 @@ mod error;
 pub mod generate;
 pub mod matcher;
 pub mod report;
+pub mod run;
 pub mod statement;
 pub mod store;
 
@@ -41,5 +42,6 @@ pub use entries::{channel_entries, Entry};
 pub use error::{parse, Format, ImportError};
 pub use matcher::{reconcile, Item, MatchConfig, Rule, State};
 pub use report::{report, Exception, Report, Resolution, Tally};
+pub use run::Run;
 pub use statement::{Day, Direction, Line, Statement};
 pub use store::{Store, StoreError, Stored};
