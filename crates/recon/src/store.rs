@@ -1,11 +1,11 @@
 //! Imported statements and manual resolutions on disk, under `<data folder>/recon/`.
 //!
 //! Each statement is kept as the file the bank sent, named by a hash of its id and a hash of
-//! its content (`chn_<channel>/<id hash>-<content hash>.<xml|csv>`): importing the same file
+//! its content (`chn_<channel>/statements/<id hash>-<content hash>.<xml|csv>`): importing the same file
 //! again finds it there and changes nothing; the same id with other content is refused.
 //! Files are written whole to a temporary name, fsynced, renamed, and the folder fsynced, so a
 //! crash leaves either no statement or the whole of it. Resolutions are one CSV file per channel
-//! rewritten the same way.
+//! (`chn_<channel>/resolutions.csv`: key, who, why) rewritten the same way.
 
 use std::collections::HashMap;
 use std::fs;
@@ -52,6 +52,10 @@ impl Store {
         self.root.join(format!("chn_{channel}"))
     }
 
+    fn statements_dir(&self, channel: u64) -> PathBuf {
+        self.channel_dir(channel).join("statements")
+    }
+
     /// Parses and keeps a statement of `channel` (whose currency is `currency`). Returns it and
     /// whether it is new; nothing is written for a refused file or one already kept.
     pub fn import(
@@ -82,7 +86,7 @@ impl Store {
         if existing.len() >= STATEMENTS_PER_CHANNEL_MAX {
             return Err(StoreError::Full { channel, max: STATEMENTS_PER_CHANNEL_MAX });
         }
-        let dir = self.channel_dir(channel);
+        let dir = self.statements_dir(channel);
         fs::create_dir_all(&dir)?;
         write_atomic(&dir, &format!("{key}.{}", format.extension()), bytes)?;
         Ok((Stored { key, format, statement }, true))
@@ -90,7 +94,7 @@ impl Store {
 
     /// The keys and formats of a channel's statements, in name order.
     fn list(&self, channel: u64) -> std::io::Result<Vec<(String, Format)>> {
-        let dir = self.channel_dir(channel);
+        let dir = self.statements_dir(channel);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -114,7 +118,7 @@ impl Store {
 
     /// Every statement of a channel. A file that no longer parses (edited by hand) is an error.
     pub fn statements(&self, channel: u64) -> Result<Vec<Stored>, StoreError> {
-        let dir = self.channel_dir(channel);
+        let dir = self.statements_dir(channel);
         self.list(channel)?
             .into_iter()
             .map(|(key, format)| {
