@@ -167,6 +167,8 @@ pub struct SimRecon {
     pub found: u64,
     pub false_alarms: u64,
     pub problems: Vec<String>,
+    /// Generating, writing, importing and reconciling the statements.
+    pub seconds: f64,
 }
 
 impl SimRecon {
@@ -176,13 +178,14 @@ impl SimRecon {
 
     pub fn print(&self) {
         eprintln!(
-            "reconciliation      {} ({} statements, {} lines: {} discrepancies injected, {} found, {} false alarms)",
+            "reconciliation      {} ({} statements, {} lines: {} discrepancies injected, {} found, {} false alarms; {:.2} s)",
             if self.ok() { "ok" } else { "FAILED" },
             self.statements,
             self.lines,
             self.injected,
             self.found,
-            self.false_alarms
+            self.false_alarms,
+            self.seconds
         );
         for p in &self.problems {
             eprintln!("  {p}");
@@ -207,6 +210,7 @@ pub fn after_day(
     args: &SimReconArgs,
     seed: u64,
 ) -> anyhow::Result<SimRecon> {
+    let started = std::time::Instant::now();
     let config = MatchConfig::default();
     let scratch = tempfile::Builder::new()
         .prefix("huifu-statements-")
@@ -256,5 +260,6 @@ pub fn after_day(
             out.problems.push(format!("chn_{channel}: false alarm: {alarm:?}"));
         }
     }
+    out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }

@@ -184,9 +184,11 @@ fn ok(body: Value) -> Response {
 #[into_params(parameter_in = Query)]
 struct UploadQuery {
     /// The bank channel the statement is of (`chn_1`).
+    #[param(pattern = "^chn_[1-9][0-9]*$")]
     channel: String,
     /// `camt053` or `csv`; by default from the `Content-Type` (`application/xml`, `text/xml`,
     /// `text/csv`), else from the content.
+    #[param(pattern = "^(camt053|csv)$")]
     format: Option<String>,
 }
 
@@ -263,7 +265,7 @@ async fn upload_statement(
     path = "/v1/reconciliation/runs/{id}",
     tag = "reconciliation",
     summary = "A reconciliation run: counts and sums per state",
-    params(("id" = String, Path, description = "The run id (`rcn_1_…`), from the upload.")),
+    params(("id" = String, Path, pattern = "^rcn_[1-9][0-9]*_[0-9a-f]{32}-[0-9a-f]{32}$", description = "The run id (`rcn_1_…`), from the upload.")),
     responses(
         (status = 200, body = Object, description = "The run, as the upload returns it (without `imported`)."),
         ApiError,
@@ -315,7 +317,7 @@ fn exception_json(e: &Exception) -> Value {
     path = "/v1/reconciliation/runs/{id}/exceptions",
     tag = "reconciliation",
     summary = "A reconciliation run's exceptions",
-    params(("id" = String, Path, description = "The run id (`rcn_1_…`)."), ExceptionsQuery),
+    params(("id" = String, Path, pattern = "^rcn_[1-9][0-9]*_[0-9a-f]{32}-[0-9a-f]{32}$", description = "The run id (`rcn_1_…`)."), ExceptionsQuery),
     responses(
         (status = 200, body = Object, description = "`{object: list, data: [exception], has_more}`; each is `{key, state, direction, statement_id, line, booking_date, bank_amount, ledger_amount, ledger_date, reference, bank_reference, transfer_ids, resolution}`. Add `Accept: text/csv` for the whole list as CSV."),
         ApiError,
@@ -375,7 +377,7 @@ struct ResolutionBody {
     path = "/v1/reconciliation/runs/{id}/resolutions",
     tag = "reconciliation",
     summary = "Resolve an exception of a reconciliation run",
-    params(("id" = String, Path, description = "The run id (`rcn_1_…`).")),
+    params(("id" = String, Path, pattern = "^rcn_[1-9][0-9]*_[0-9a-f]{32}-[0-9a-f]{32}$", description = "The run id (`rcn_1_…`).")),
     request_body = ResolutionBody,
     responses(
         (status = 200, body = Object, description = "The exception with its resolution."),
