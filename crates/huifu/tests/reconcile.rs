@@ -10,6 +10,10 @@ use huifu_payments::PaymentsMachine;
 use huifu_recon::generate::{generate, BankConfig, Discrepancy, Generated};
 use huifu_recon::{camt053, channel_entries, csv_layout, Entry};
 
+/// The tests take turns: each opens its data folder in this process for a moment, and a child
+/// spawned by another test in that moment shares the folder's lock until it has started.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn huifu(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_huifu")).args(args).output().expect("huifu runs")
 }
@@ -73,6 +77,7 @@ fn by_state(csv: &str) -> HashMap<String, usize> {
 
 #[test]
 fn reconcile_reports_exactly_the_discrepancies_of_a_statement_and_imports_once() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let channels = day(&data);
@@ -172,15 +177,15 @@ fn reconcile_reports_exactly_the_discrepancies_of_a_statement_and_imports_once()
 
 #[test]
 fn a_malformed_statement_is_refused_with_its_place_and_nothing_is_stored() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let channels = day(&data);
     let g = statement(&channels[0], "BANK-BAD", 0);
-    let xml = camt053::write(&g.statement, "2026-11-27T01:00:00Z").replacen(
-        "        <CdtDbtInd>CRDT",
-        "        <CdtDbtInd>CREDIT",
-        1,
-    );
+    let xml = camt053::write(&g.statement, "2026-11-27T01:00:00Z");
+    // Spoil the direction of the first entry (not of a balance).
+    let at = xml.find("<Ntry>").unwrap();
+    let xml = format!("{}{}", &xml[..at], xml[at..].replacen("<CdtDbtInd>", "<CdtDbtInd>X", 1));
     let file = dir.path().join("bad.xml");
     std::fs::write(&file, xml).unwrap();
     let out = huifu(&[
