@@ -106,18 +106,21 @@ pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         format_day(s.to_day),
         if new { "" } else { ": imported before, unchanged" }
     );
-    if let Some(key) = &args.resolve {
-        let by = args.by.as_deref().unwrap_or_default();
-        let reason = args.reason.as_deref().unwrap_or_default();
-        store.resolve(channel, key, by, reason)?;
-        eprintln!("resolved {key} (by {by}: {reason})");
-    }
     let statements = run::context(store.statements(channel)?, &stored.key, &config)
         .expect("the statement just imported is stored");
     let (from, to) = run::ledger_range(&statements[0], &config);
     let entries = engine.read(move |m| channel_entries(m, currency, channel, from, to))?;
-    let resolutions = store.resolutions(channel)?;
-    let result = run::run(statements, &entries, &resolutions, &config);
+    let mut result = run::run(statements.clone(), &entries, &store.resolutions(channel)?, &config);
+    if let Some(key) = &args.resolve {
+        if !result.report.exceptions.iter().any(|e| e.key == *key) {
+            bail!("`{key}` is not an exception of this statement's run");
+        }
+        let by = args.by.as_deref().unwrap_or_default();
+        let reason = args.reason.as_deref().unwrap_or_default();
+        store.resolve(channel, key, by, reason)?;
+        eprintln!("resolved {key} (by {by}: {reason})");
+        result = run::run(statements, &entries, &store.resolutions(channel)?, &config);
+    }
     let exponent = currency_code(currency).map_or(0, |(_, e)| e);
     print_summary(&result.report, exponent);
     if let Some(path) = &args.exceptions {
@@ -202,11 +205,10 @@ impl SimRecon {
 
 /// The simulated banks send each channel's statement of the day (camt.053 for the first
 /// channel, CSV for the others), with discrepancies; huifu imports and reconciles each, and the
-/// result is scored against what the banks injected. The statements go to a scratch store
-/// beside the data folder, not in it, so the run's disk figures stay the engine's.
+/// result is scored against what the banks injected. The statements go to a temporary store,
+/// not the data folder, so the run's disk figures stay the engine's.
 pub fn after_day(
     engine: &Engine<PaymentsMachine>,
-    data_dir: &Path,
     args: &SimReconArgs,
     seed: u64,
 ) -> anyhow::Result<SimRecon> {
@@ -214,8 +216,7 @@ pub fn after_day(
     let config = MatchConfig::default();
     let scratch = tempfile::Builder::new()
         .prefix("huifu-statements-")
-        .tempdir_in(data_dir.parent().unwrap_or(Path::new(".")))
-        .or_else(|_| tempfile::tempdir())
+        .tempdir()
         .context("cannot make a folder for the simulated statements")?;
     let store = Store::new(scratch.path());
     let currency = huifu_sim::CURRENCY;

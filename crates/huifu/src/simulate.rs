@@ -161,7 +161,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     let rss_bytes_max = util::rss_bytes_max();
-    let recon = crate::reconcile::after_day(&engine, data_dir.path(), &args.recon, args.seed)?;
+    let recon = crate::reconcile::after_day(&engine, &args.recon, args.seed)?;
     drop(engine);
     let disk_bytes = util::disk_bytes(data_dir.path());
     let c = &result.counts;
