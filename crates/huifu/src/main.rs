@@ -6,6 +6,7 @@ mod bench;
 mod bench_http;
 mod export;
 mod http_client;
+mod reconcile;
 mod report;
 mod serve;
 mod simulate;
@@ -35,6 +36,8 @@ enum Command {
     CheckAcks(ack_log::CheckAcksArgs),
     /// Write the payments, refunds, payouts and ledger transfers of a time range as Parquet or CSV.
     Export(export::ExportArgs),
+    /// Import a bank statement and reconcile it with a stopped data folder's ledger.
+    Reconcile(reconcile::ReconcileArgs),
     /// Measure the engine under load.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(args) => simulate::audit_command(args),
         Command::CheckAcks(args) => ack_log::check_acks(args),
         Command::Export(args) => export::export_command(args),
+        Command::Reconcile(args) => reconcile::reconcile_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

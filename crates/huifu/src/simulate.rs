@@ -70,6 +70,8 @@ pub struct SimulateArgs {
     /// or answers 5xx, before the run gives up.
     #[arg(long, default_value_t = 60, requires = "server")]
     pub(crate) retry_seconds: u64,
+    #[command(flatten)]
+    recon: crate::reconcile::SimReconArgs,
 }
 
 /// How often the progress loop wakes to move the bar.
@@ -125,15 +127,19 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         watch(&progress, args.payments, || huifu_sim::run(&engine, &config, &progress));
     let result = result?;
     let rss_bytes_max = util::rss_bytes_max();
+    let recon = crate::reconcile::after_day(&engine, &args.recon, args.seed)?;
     drop(engine);
     let disk_bytes = util::disk_bytes(data_dir.path());
-    summarize(&args, &config, &result, &timeline, Some(Embedded { rss_bytes_max, disk_bytes }))
+    let embedded = Embedded { rss_bytes_max, disk_bytes, recon };
+    summarize(&args, &config, &result, &timeline, Some(embedded))
 }
 
-/// What only an embedded run measures: its own memory and disk.
+/// What only an embedded run measures: its own memory and disk, and the reconciliation of its
+/// banks' statements.
 pub(crate) struct Embedded {
     pub rss_bytes_max: u64,
     pub disk_bytes: u64,
+    pub recon: crate::reconcile::SimRecon,
 }
 
 /// Prints the summary (and the report and JSON when asked); the exit status is the audit's.
@@ -182,7 +188,11 @@ pub(crate) fn summarize(
         if embedded.is_some() { "sampled" } else { "checked on the server" },
         result.acknowledged_missing
     );
+    if let Some(e) = &embedded {
+        e.recon.print();
+    }
     let audit_ok = result.audit.ok() && result.acknowledged_missing == 0;
+    let recon_ok = embedded.as_ref().is_none_or(|e| e.recon.ok());
     if audit_ok && embedded.is_some() {
         eprintln!(
             "audit               ok ({} accounts, {} transfers, {} payments)",
@@ -228,15 +238,16 @@ pub(crate) fn summarize(
             "acknowledged_checked": result.acknowledged_checked,
             "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
         });
-        if embedded.is_some() {
+        if let Some(e) = &embedded {
             json["disk_bytes"] = disk_bytes.into();
             json["disk_bytes_per_payment"] = per_payment.into();
+            e.recon.add_to(&mut json);
         } else {
             json["server"] = args.server.clone().into();
         }
         println!("{json}");
     }
-    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if audit_ok && recon_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Runs `run` (the simulated day) on its own thread while showing live progress; returns its

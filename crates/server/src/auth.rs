@@ -86,6 +86,11 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 impl KeyStore {
+    /// The data folder the keys are kept in (other stores of the API live there too).
+    pub fn folder(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Loads the key hashes of a data folder (none if the file does not exist yet).
     pub fn open(data_dir: &Path) -> std::io::Result<KeyStore> {
         let path = data_dir.join("api_keys");

@@ -22,6 +22,7 @@ mod events;
 mod ledger;
 mod metrics;
 mod openapi;
+mod recon;
 mod wire;
 
 use std::net::SocketAddr;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ledger::routes())
         .merge(api::routes())
+        .merge(recon::routes())
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())

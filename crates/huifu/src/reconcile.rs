@@ -1,0 +1,266 @@
+//! `huifu reconcile`, and the simulated bank's end-of-day reconciliation of `huifu simulate`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use huifu_engine::{Engine, EngineOptions};
+use huifu_payments::PaymentsMachine;
+use huifu_recon::constants::{DATE_WINDOW_DAYS_DEFAULT, DATE_WINDOW_DAYS_MAX, STATEMENT_BYTES_MAX};
+use huifu_recon::generate::{generate, score, BankConfig};
+use huifu_recon::statement::{currency_code, day_of_ns, format_amount, format_day};
+use huifu_recon::{channel_entries, run, Format, MatchConfig, Report, Store};
+
+#[derive(Args)]
+pub struct ReconcileArgs {
+    /// The bank channel: `chn_1` or `1`.
+    #[arg(long)]
+    channel: String,
+    /// The bank's statement file.
+    #[arg(long, value_name = "FILE")]
+    statement: PathBuf,
+    /// `camt053` or `csv` (default: from the file's extension, else its content).
+    #[arg(long)]
+    format: Option<String>,
+    /// The data folder of a stopped huifu.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Write the exceptions here, as CSV.
+    #[arg(long, value_name = "FILE.csv")]
+    exceptions: Option<PathBuf>,
+    /// How many days a booking date and the ledger's date may differ and still match.
+    #[arg(long, default_value_t = DATE_WINDOW_DAYS_DEFAULT)]
+    date_window_days: u32,
+    /// Record that the exception with this key (see the exception list) is resolved; needs
+    /// `--by` and `--reason`.
+    #[arg(long, value_name = "KEY", requires_all = ["by", "reason"])]
+    resolve: Option<String>,
+    /// Who resolves it.
+    #[arg(long)]
+    by: Option<String>,
+    /// Why.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// Parses `chn_7` or `7`.
+fn channel_id(text: &str) -> anyhow::Result<u64> {
+    let digits = text.strip_prefix("chn_").unwrap_or(text);
+    match digits.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => bail!("`{text}` is not a channel (like chn_1)"),
+    }
+}
+
+fn format_of(given: Option<&str>, path: &Path, bytes: &[u8]) -> anyhow::Result<Format> {
+    if let Some(name) = given {
+        return Format::from_name(name)
+            .with_context(|| format!("unknown format `{name}` (camt053 or csv)"));
+    }
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some("xml") => Format::Camt053,
+        Some("csv") => Format::Csv,
+        _ => Format::sniff(bytes),
+    })
+}
+
+pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let channel = channel_id(&args.channel)?;
+    if args.date_window_days > DATE_WINDOW_DAYS_MAX {
+        bail!("--date-window-days is at most {DATE_WINDOW_DAYS_MAX}");
+    }
+    let config = MatchConfig { date_window_days: args.date_window_days };
+    let size = std::fs::metadata(&args.statement)
+        .with_context(|| format!("cannot read {}", args.statement.display()))?
+        .len();
+    if size > STATEMENT_BYTES_MAX as u64 {
+        bail!(
+            "{} is {size} bytes, more than the {STATEMENT_BYTES_MAX} allowed",
+            args.statement.display()
+        );
+    }
+    let bytes = std::fs::read(&args.statement)
+        .with_context(|| format!("cannot read {}", args.statement.display()))?;
+    let format = format_of(args.format.as_deref(), &args.statement, &bytes)?;
+    if !args.data_dir.join("journal").is_dir() {
+        bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
+    }
+    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(&args.data_dir))
+        .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
+    let Some(currency) = engine.read(move |m| m.channel_currency(channel))? else {
+        bail!("there is no channel chn_{channel}");
+    };
+    let store = Store::new(&args.data_dir);
+    let (stored, new) = store
+        .import(channel, currency, format, &bytes)
+        .with_context(|| format!("{} refused", args.statement.display()))?;
+    let s = &stored.statement;
+    eprintln!(
+        "statement {} ({}, {} lines, {} to {}){}",
+        s.id,
+        format.name(),
+        s.lines.len(),
+        format_day(s.from_day),
+        format_day(s.to_day),
+        if new { "" } else { ": imported before, unchanged" }
+    );
+    let statements = run::context(store.statements(channel)?, &stored.key, &config)
+        .expect("the statement just imported is stored");
+    let (from, to) = run::ledger_range(&statements[0], &config);
+    let entries = engine.read(move |m| channel_entries(m, currency, channel, from, to))?;
+    let mut result = run::run(statements.clone(), &entries, &store.resolutions(channel)?, &config);
+    if let Some(key) = &args.resolve {
+        if !result.report.exceptions.iter().any(|e| e.key == *key) {
+            bail!("`{key}` is not an exception of this statement's run");
+        }
+        let by = args.by.as_deref().unwrap_or_default();
+        let reason = args.reason.as_deref().unwrap_or_default();
+        store.resolve(channel, key, by, reason)?;
+        eprintln!("resolved {key} (by {by}: {reason})");
+        result = run::run(statements, &entries, &store.resolutions(channel)?, &config);
+    }
+    let exponent = currency_code(currency).map_or(0, |(_, e)| e);
+    print_summary(&result.report, exponent);
+    if let Some(path) = &args.exceptions {
+        std::fs::write(path, huifu_recon::report::exceptions_csv(&result.report, exponent))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("exceptions          {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(report: &Report, exponent: u32) {
+    println!(
+        "{:<18} {:>8} {:>16} {:>8} {:>16}",
+        "state", "lines", "bank amount", "entries", "ledger amount"
+    );
+    for (state, t) in &report.tallies {
+        let amount =
+            |minor: u128| format_amount(u64::try_from(minor).unwrap_or(u64::MAX), exponent);
+        println!(
+            "{:<18} {:>8} {:>16} {:>8} {:>16}",
+            state.name(),
+            t.lines,
+            amount(t.lines_minor),
+            t.entries,
+            amount(t.entries_minor)
+        );
+    }
+    println!("matched late       {}", report.matched_late);
+    println!("exceptions         {} ({} open)", report.exceptions.len(), report.open_exceptions());
+}
+
+/// The discrepancy rate of the simulated bank's statements.
+#[derive(Args)]
+pub struct SimReconArgs {
+    /// Statement lines the simulated bank gets wrong (missing, duplicated, amount changed,
+    /// booked a day late, or a line unknown to the ledger), per million.
+    #[arg(long, default_value_t = 10_000)]
+    recon_discrepancies_per_million: u32,
+}
+
+/// What the end-of-day reconciliation of a simulated day found.
+#[derive(Debug, Default)]
+pub struct SimRecon {
+    pub statements: u64,
+    pub lines: u64,
+    pub injected: u64,
+    pub found: u64,
+    pub false_alarms: u64,
+    pub problems: Vec<String>,
+    /// Generating, writing, importing and reconciling the statements.
+    pub seconds: f64,
+}
+
+impl SimRecon {
+    pub fn ok(&self) -> bool {
+        self.found == self.injected && self.false_alarms == 0
+    }
+
+    pub fn print(&self) {
+        eprintln!(
+            "reconciliation      {} ({} statements, {} lines: {} discrepancies injected, {} found, {} false alarms; {:.2} s)",
+            if self.ok() { "ok" } else { "FAILED" },
+            self.statements,
+            self.lines,
+            self.injected,
+            self.found,
+            self.false_alarms,
+            self.seconds
+        );
+        for p in &self.problems {
+            eprintln!("  {p}");
+        }
+    }
+
+    /// Adds the counts to the summary's JSON object.
+    pub fn add_to(&self, json: &mut serde_json::Value) {
+        json["recon_injected"] = self.injected.into();
+        json["recon_found"] = self.found.into();
+        json["recon_false_alarms"] = self.false_alarms.into();
+    }
+}
+
+/// The simulated banks send each channel's statement of the day (camt.053 for the first
+/// channel, CSV for the others), with discrepancies; huifu imports and reconciles each, and the
+/// result is scored against what the banks injected. The statements go to a temporary store,
+/// not the data folder, so the run's disk figures stay the engine's.
+pub fn after_day(
+    engine: &Engine<PaymentsMachine>,
+    args: &SimReconArgs,
+    seed: u64,
+) -> anyhow::Result<SimRecon> {
+    let started = std::time::Instant::now();
+    let config = MatchConfig::default();
+    let scratch = tempfile::Builder::new()
+        .prefix("huifu-statements-")
+        .tempdir()
+        .context("cannot make a folder for the simulated statements")?;
+    let store = Store::new(scratch.path());
+    let currency = huifu_sim::CURRENCY;
+    let mut out = SimRecon::default();
+    for channel in 1..=huifu_sim::CHANNELS {
+        let entries = engine.read(move |m| channel_entries(m, currency, channel, 0, u64::MAX))?;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { continue };
+        let (from_day, to_day) = (first.day, last.day + 1);
+        let bank = BankConfig {
+            statement_id: format!("SIM-CHN{channel}-{}", format_day(from_day)),
+            account: format!("SIM-CLEARING-{channel}"),
+            currency,
+            from_day,
+            to_day,
+            opening_minor: 0,
+            discrepancies_per_million: args.recon_discrepancies_per_million,
+            seed: seed ^ channel.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        let g = generate(&entries, &bank);
+        let (format, file) = if channel == 1 {
+            let created = format!("{}T23:59:59Z", format_day(day_of_ns(last.timestamp_ns)));
+            (Format::Camt053, huifu_recon::camt053::write(&g.statement, &created))
+        } else {
+            (Format::Csv, huifu_recon::csv_layout::write(&g.statement))
+        };
+        let (stored, _) = store
+            .import(channel, currency, format, file.as_bytes())
+            .with_context(|| format!("the simulated statement of chn_{channel} was refused"))?;
+        let statements =
+            run::context(store.statements(channel)?, &stored.key, &config).expect("just stored");
+        let result = run::run(statements, &entries, &HashMap::new(), &config);
+        let s = score(&result.statements, &entries, &result.items, &g.injected);
+        out.statements += 1;
+        out.lines += g.statement.lines.len() as u64;
+        out.injected += s.injected as u64;
+        out.found += s.found as u64;
+        out.false_alarms += s.false_alarms as u64;
+        for missed in s.missed.iter().take(5) {
+            out.problems.push(format!("chn_{channel}: not found: {missed:?}"));
+        }
+        for alarm in s.alarms.iter().take(5) {
+            out.problems.push(format!("chn_{channel}: false alarm: {alarm:?}"));
+        }
+    }
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}

@@ -1,0 +1,241 @@
+//! Reconciliation over HTTP on the real binary: upload a statement, read the run and its
+//! exceptions, resolve one; operators only.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-key-recon-0123456789";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("HUIFU_ADMIN_KEY", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start huifu serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(url) = line.strip_prefix("huifu listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+impl Server {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<(&str, &str)>,
+    ) -> (u16, Value) {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        let mut req = agent.request(method, &format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        let result = match body {
+            Some((content_type, text)) => req.set("Content-Type", content_type).send_string(text),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text })))
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) =
+            self.call("POST", path, Some(ADMIN), Some(("application/json", &body.to_string())));
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+}
+
+fn today() -> String {
+    let days = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    huifu_recon::statement::format_day(i32::try_from(days).unwrap())
+}
+
+fn summary(run: &Value, state: &str) -> (u64, u64) {
+    let s = run["summary"].as_array().unwrap().iter().find(|s| s["state"] == state).unwrap();
+    (s["lines"].as_u64().unwrap(), s["entries"].as_u64().unwrap())
+}
+
+#[test]
+fn upload_a_statement_read_the_run_and_resolve_an_exception() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let channel =
+        server.post("/v1/channels", json!({"currency": "CNY"}))["id"].as_str().unwrap().to_owned();
+    let user =
+        server.post("/v1/users", json!({"currency": "CNY"}))["id"].as_str().unwrap().to_owned();
+    let merchant = server.post(
+        "/v1/merchants",
+        json!({"currency": "CNY", "commission_bps": 1000, "channel": channel}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for (path, amount) in [("/v1/topups", 10_000), ("/v1/topups", 2_500), ("/v1/withdrawals", 700)]
+    {
+        let id = server.post(path, json!({"user": user, "channel": channel, "amount": amount}))
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        server.post(&format!("{path}/{id}/confirm"), json!({}));
+        ids.push(id);
+    }
+    let day = today();
+    let header = "statement_id,account,currency,from_date,to_date,booking_date,value_date,direction,amount,bank_reference,reference";
+    let row = |direction: &str, amount: &str, bank: &str, reference: &str| {
+        format!("HTTP-1,CLR,CNY,{day},{day},{day},{day},{direction},{amount},{bank},{reference}")
+    };
+    // The first top-up as booked, the second with another amount, a fee huifu knows nothing
+    // of; the withdrawal is missing.
+    let csv = [
+        header.to_owned(),
+        row("CRDT", "100.00", "B1", &ids[0]),
+        row("CRDT", "26.00", "B2", &ids[1]),
+        row("DBIT", "1.23", "B3", ""),
+    ]
+    .join("\n");
+    let upload = format!("/v1/reconciliation/statements?channel={channel}");
+    let (status, run) = server.call("POST", &upload, Some(ADMIN), Some(("text/csv", &csv)));
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["imported"], true);
+    assert_eq!(run["object"], "reconciliation_run");
+    assert_eq!(summary(&run, "matched"), (1, 1));
+    assert_eq!(summary(&run, "amount_mismatch"), (1, 1));
+    assert_eq!(summary(&run, "unmatched_bank"), (1, 0));
+    assert_eq!(summary(&run, "unmatched_ledger"), (0, 1));
+    assert_eq!((run["exceptions"].as_u64(), run["open_exceptions"].as_u64()), (Some(3), Some(3)));
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    // Idempotent: the same file again is the same run, nothing new imported.
+    let (status, again) = server.call("POST", &upload, Some(ADMIN), Some(("text/csv", &csv)));
+    assert_eq!((status, &again["imported"], &again["id"]), (200, &json!(false), &json!(id)));
+    // The same statement id with other content is a conflict.
+    let changed = csv.replace("1.23", "1.24");
+    let (status, err) = server.call("POST", &upload, Some(ADMIN), Some(("text/csv", &changed)));
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("statement_conflict")));
+
+    let (status, got) =
+        server.call("GET", &format!("/v1/reconciliation/runs/{id}"), Some(ADMIN), None);
+    assert_eq!(status, 200);
+    assert_eq!(got["summary"], run["summary"]);
+    let exceptions_path = format!("/v1/reconciliation/runs/{id}/exceptions");
+    let (_, page) = server.call("GET", &format!("{exceptions_path}?limit=2"), Some(ADMIN), None);
+    assert_eq!((page["data"].as_array().unwrap().len(), &page["has_more"]), (2, &json!(true)));
+    let last = page["data"][1]["key"].as_str().unwrap();
+    let (_, rest) =
+        server.call("GET", &format!("{exceptions_path}?starting_after={last}"), Some(ADMIN), None);
+    assert_eq!((rest["data"].as_array().unwrap().len(), &rest["has_more"]), (1, &json!(false)));
+    let all: Vec<Value> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .cloned()
+        .collect();
+    let mismatch = all.iter().find(|e| e["state"] == "amount_mismatch").unwrap();
+    assert_eq!(
+        (mismatch["bank_amount"].as_u64(), mismatch["ledger_amount"].as_u64()),
+        (Some(2_600), Some(2_500))
+    );
+    assert_eq!(mismatch["reference"], json!(ids[1]));
+    let missing = all.iter().find(|e| e["state"] == "unmatched_ledger").unwrap();
+    assert_eq!(missing["reference"], json!(ids[2]));
+
+    // A platform key resolves the fee; who and why are kept.
+    let platform = server.post("/v1/api_keys", json!({"role": "platform"}))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fee = all.iter().find(|e| e["state"] == "unmatched_bank").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"exception": fee, "reason": "bank fee, booked to expenses"}).to_string();
+    let resolve = format!("/v1/reconciliation/runs/{id}/resolutions");
+    let (status, resolved) =
+        server.call("POST", &resolve, Some(&platform), Some(("application/json", &body)));
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["resolution"]["reason"], "bank fee, booked to expenses");
+    assert!(resolved["resolution"]["by"].as_str().unwrap().starts_with("platform key "));
+    let (_, got) = server.call("GET", &format!("/v1/reconciliation/runs/{id}"), Some(ADMIN), None);
+    assert_eq!((got["exceptions"].as_u64(), got["open_exceptions"].as_u64()), (Some(3), Some(2)));
+    let (status, csv_list) = {
+        let agent = ureq::AgentBuilder::new().build();
+        let r = agent
+            .get(&format!("{}{exceptions_path}", server.base))
+            .set("Authorization", &format!("Bearer {ADMIN}"))
+            .set("Accept", "text/csv")
+            .call()
+            .unwrap();
+        (r.status(), r.into_string().unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(csv_list.lines().count(), 4);
+    assert!(csv_list.contains("bank fee, booked to expenses"));
+
+    // Access and errors.
+    let merchant_key = server
+        .post("/v1/api_keys", json!({"role": "merchant", "merchant": merchant}))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = server.call("POST", &upload, Some(&merchant_key), Some(("text/csv", &csv)));
+    assert_eq!(status, 403);
+    let (status, _) =
+        server.call("GET", &format!("/v1/reconciliation/runs/{id}"), Some(&merchant_key), None);
+    assert_eq!(status, 403);
+    let (status, _) = server.call("GET", &format!("/v1/reconciliation/runs/{id}"), None, None);
+    assert_eq!(status, 401);
+    let bad = csv.replace("26.00", "26.0.0");
+    let bad = bad.replace("HTTP-1", "HTTP-2");
+    let (status, err) = server.call("POST", &upload, Some(ADMIN), Some(("text/csv", &bad)));
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_statement")));
+    assert!(
+        err["error"]["message"].as_str().unwrap().starts_with("line 3, column amount"),
+        "{err}"
+    );
+    let (status, _) = server.call(
+        "POST",
+        "/v1/reconciliation/statements?channel=chn_999",
+        Some(ADMIN),
+        Some(("text/csv", &csv)),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = server.call("GET", "/v1/reconciliation/runs/rcn_1_nope", Some(ADMIN), None);
+    assert_eq!(status, 400);
+    let unknown = format!("/v1/reconciliation/runs/rcn_1_{}-{}", "0".repeat(32), "1".repeat(32));
+    let (status, _) = server.call("GET", &unknown, Some(ADMIN), None);
+    assert_eq!(status, 404);
+}
