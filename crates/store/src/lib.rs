@@ -60,6 +60,15 @@ impl std::fmt::Debug for HistoryStore {
 
 const RECORD_SIZE: usize = EVENT_SIZE + 1;
 
+/// Size at which a keyspace's in-memory table is written out. Smaller tables are cheaper to
+/// insert into (a shallower skip list) and bound memory, at the cost of more compaction.
+const MEMTABLE_BYTES_MAX: u64 = 16 << 20;
+/// Memory all in-memory tables may take before writes wait for them to be written out.
+const WRITE_BUFFER_BYTES_MAX: u64 = 128 << 20;
+/// Size of the store's own write-ahead journal before its tables are flushed: what a restart of
+/// the store replays (the engine's journal is what recovery relies on).
+const JOURNALING_BYTES_MAX: u64 = 256 << 20;
+
 impl HistoryStore {
     /// Opens the store in `dir`, creating it.
     pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
@@ -67,19 +76,24 @@ impl HistoryStore {
         let error = |cause| StoreError::Fjall { path: dir.to_path_buf(), cause };
         // Writes are made durable by `persist` before each checkpoint, not one by one: the
         // journal holds everything until then.
-        let db = Database::builder(dir).manual_journal_persist(true).open().map_err(error)?;
-        let transfers = db.keyspace("transfers", KeyspaceCreateOptions::default).map_err(error)?;
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .max_write_buffer_size(Some(WRITE_BUFFER_BYTES_MAX))
+            .max_journaling_size(JOURNALING_BYTES_MAX)
+            .open()
+            .map_err(error)?;
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        let transfers = db.keyspace("transfers", options).map_err(error)?;
         // Most lookups by id are for ids that are new (a retry is the exception): the bloom
         // filters and indexes of every level stay in memory so that a miss costs no read.
         let ids = db
             .keyspace("transfer_ids", || {
-                KeyspaceCreateOptions::default()
+                options()
                     .filter_block_pinning_policy(PinningPolicy::all(true))
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
             .map_err(error)?;
-        let accounts =
-            db.keyspace("account_transfers", KeyspaceCreateOptions::default).map_err(error)?;
+        let accounts = db.keyspace("account_transfers", options).map_err(error)?;
         Ok(HistoryStore { path, db, transfers, ids, accounts })
     }
 
