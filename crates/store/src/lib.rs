@@ -63,8 +63,6 @@ const RECORD_SIZE: usize = EVENT_SIZE + 1;
 /// Size at which a keyspace's in-memory table is written out. Smaller tables are cheaper to
 /// insert into (a shallower skip list) and bound memory, at the cost of more compaction.
 const MEMTABLE_BYTES_MAX: u64 = 16 << 20;
-/// Memory all in-memory tables may take before writes wait for them to be written out.
-const WRITE_BUFFER_BYTES_MAX: u64 = 128 << 20;
 /// Size of the store's own write-ahead journal before its tables are flushed: what a restart of
 /// the store replays (the engine's journal is what recovery relies on).
 const JOURNALING_BYTES_MAX: u64 = 256 << 20;
@@ -78,7 +76,6 @@ impl HistoryStore {
         // journal holds everything until then.
         let db = Database::builder(dir)
             .manual_journal_persist(true)
-            .max_write_buffer_size(Some(WRITE_BUFFER_BYTES_MAX))
             .max_journaling_size(JOURNALING_BYTES_MAX)
             .open()
             .map_err(error)?;
