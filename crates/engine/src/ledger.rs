@@ -261,8 +261,10 @@ impl Machine for LedgerMachine {
         let Some(history) = &mut self.history else { return Ok(()) };
         self.ledger.fetched_clear();
         history.cold.clear();
-        if self.ledger.evict(history.held_max, |_| false, &mut history.cold) > 0 {
-            history.store.put(&history.cold).map_err(io::Error::other)?;
+        let evicted = self.ledger.evict(history.held_max, |_| false, &mut history.cold);
+        if evicted.total() > 0 {
+            let (settled, moved) = history.cold.split_at(evicted.settled);
+            history.store.put(moved, settled).map_err(io::Error::other)?;
         }
         Ok(())
     }

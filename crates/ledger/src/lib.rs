@@ -38,7 +38,7 @@ mod types;
 
 pub use log::TransferLog;
 pub use results::{CreateAccountResult, CreateTransferResult};
-pub use state_machine::{StateMachine, Totals};
+pub use state_machine::{Evicted, StateMachine, Totals};
 pub use types::{
     Account, AccountFilter, AccountFlags, ColdTransfer, PendingStatus, Transfer, TransferFlags,
 };

@@ -124,6 +124,19 @@ fn id_at(transfers: &TransferLog, pinned: &HashMap<u32, Transfer>, position: u32
     }
 }
 
+/// What `StateMachine::evict` appended: `settled` entries, then `moved` ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    pub settled: usize,
+    pub moved: usize,
+}
+
+impl Evicted {
+    pub fn total(self) -> usize {
+        self.settled + self.moved
+    }
+}
+
 /// Ids must not be zero or the all-ones value, which are reserved as sentinels.
 #[inline]
 fn id_reserved(id: u128) -> bool {
@@ -304,13 +317,15 @@ impl StateMachine {
     /// memory). Changes no result of any operation, given the fetches `cold_ids` asks for.
     /// Transfers for which `keep` is true stay in memory like pending ones (a caller that
     /// creates transfers whose ids it knows to be new without asking the store uses it for the
-    /// few transfers that could collide with those ids). Returns how many entries were appended.
+    /// few transfers that could collide with those ids). Appends to `out` first the settled
+    /// transfers (already in the store once), then those leaving the log (in timestamp order,
+    /// never in the store before unless a crash replays their eviction); says how many of each.
     pub fn evict(
         &mut self,
         held_max: usize,
         keep: impl Fn(&Transfer) -> bool,
         out: &mut Vec<ColdTransfer>,
-    ) -> usize {
+    ) -> Evicted {
         assert!(self.scope.is_none(), "evict inside a batch");
         let before = out.len();
         let StateMachine {
@@ -336,6 +351,7 @@ impl StateMachine {
             let status = pending.remove(&position);
             out.push(ColdTransfer { transfer: t, pending: status });
         }
+        let settled = out.len() - before;
         let mut touched: Vec<u32> = Vec::new();
         while transfers.held() > held_max {
             let Some(chunk) = transfers.front_full() else { break };
@@ -368,7 +384,7 @@ impl StateMachine {
             let gone = list.partition_point(|&i| (i as usize) < base);
             list.drain(..gone);
         }
-        out.len() - before
+        Evicted { settled, moved: out.len() - before - settled }
     }
 
     /// The earliest time at which a pending transfer expires, if any is waiting.

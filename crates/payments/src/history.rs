@@ -121,10 +121,11 @@ impl PaymentsMachine {
         self.ledger.fetched_clear();
         history.cold.clear();
         let foreign = &self.foreign;
-        let moved =
+        let evicted =
             self.ledger.evict(history.held_max, |t| foreign.contains(&t.id), &mut history.cold);
-        if moved > 0 {
-            history.store.put(&history.cold).map_err(store_error)?;
+        if evicted.total() > 0 {
+            let (settled, moved) = history.cold.split_at(evicted.settled);
+            history.store.put(moved, settled).map_err(store_error)?;
         }
         Ok(())
     }

@@ -316,8 +316,9 @@ fn run_bounded(
     outcomes: &[Outcome],
     memory_max: usize,
     cut: usize,
-) -> Result<PaymentsMachine, TestCaseError> {
+) -> Result<(PaymentsMachine, tempfile::TempDir), TestCaseError> {
     use huifu_engine::Machine;
+    // Returned with the machine: its store reads files there.
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history");
     let mut m = PaymentsMachine::new();
@@ -332,7 +333,7 @@ fn run_bounded(
         Machine::evict(&mut m).unwrap();
     }
     assert_audit_clean(&m);
-    let Some(at_cut) = at_cut else { return Ok(m) };
+    let Some(at_cut) = at_cut else { return Ok((m, dir)) };
     drop(m);
     let mut restored = restore(&at_cut);
     Machine::open_history(&mut restored, &history, Some(memory_max)).unwrap();
@@ -342,7 +343,7 @@ fn run_bounded(
         Machine::evict(&mut restored).unwrap();
     }
     assert_audit_clean(&restored);
-    Ok(restored)
+    Ok((restored, dir))
 }
 
 proptest! {
@@ -356,7 +357,7 @@ proptest! {
     ) {
         let (ops, outcomes, m) = run(&actions);
         let cut = cut % (ops.len() + 1);
-        let bounded = run_bounded(&ops, &outcomes, memory_max, cut)?;
+        let (bounded, _dir) = run_bounded(&ops, &outcomes, memory_max, cut)?;
         prop_assert!(bounded.ledger().horizon() > 0, "nothing left memory");
         // Statements and lookups see the whole history.
         for a in m.ledger().accounts() {

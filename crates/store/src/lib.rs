@@ -17,7 +17,7 @@
 //! let store = HistoryStore::open(dir.path()).unwrap();
 //! let t = Transfer { id: 7, debit_account_id: 1, credit_account_id: 2, amount: 5,
 //!     ledger: 1, code: 1, timestamp: 100, ..Transfer::default() };
-//! store.put(&[ColdTransfer { transfer: t, pending: None }]).unwrap();
+//! store.put(&[ColdTransfer { transfer: t, pending: None }], &[]).unwrap();
 //! assert_eq!(store.transfer(7, 100).unwrap().map(|c| c.transfer), Some(t));
 //! // Not yet reached by a state whose horizon is before it.
 //! assert_eq!(store.transfer(7, 99).unwrap(), None);
@@ -102,26 +102,59 @@ impl HistoryStore {
         StoreError::Corrupt { path: self.path.clone(), what }
     }
 
-    /// Writes transfers that left memory (a transfer written again replaces its record: a
-    /// pending transfer comes back with its final status).
-    pub fn put(&self, cold: &[ColdTransfer]) -> Result<(), StoreError> {
-        if cold.is_empty() {
+    /// Writes what `StateMachine::evict` moved out: `moved`, transfers leaving the log in
+    /// timestamp order, each written once as sorted runs straight into the store's tables (no
+    /// in-memory table, no store journal: the cheapest write an LSM-tree has); and `settled`,
+    /// pending transfers written before whose record now carries their final status.
+    pub fn put(&self, moved: &[ColdTransfer], settled: &[ColdTransfer]) -> Result<(), StoreError> {
+        let e = |e| self.error(e);
+        let mut record = [0u8; RECORD_SIZE];
+        let mut encode = |c: &ColdTransfer| {
+            encode_transfer(&c.transfer, (&mut record[..EVENT_SIZE]).try_into().expect("size"));
+            record[EVENT_SIZE] = c.pending.map_or(0, |s| s as u8);
+            record
+        };
+        if !settled.is_empty() {
+            let mut batch = self.db.batch();
+            for c in settled {
+                batch.insert(&self.transfers, c.transfer.timestamp.to_be_bytes(), encode(c));
+            }
+            batch.commit().map_err(e)?;
+        }
+        if moved.is_empty() {
             return Ok(());
         }
-        let mut batch = self.db.batch();
-        let mut record = [0u8; RECORD_SIZE];
-        for c in cold {
-            let t = &c.transfer;
-            let ts = t.timestamp.to_be_bytes();
-            encode_transfer(t, (&mut record[..EVENT_SIZE]).try_into().expect("event size"));
-            record[EVENT_SIZE] = c.pending.map_or(0, |s| s as u8);
-            batch.insert(&self.transfers, ts, record);
-            batch.insert(&self.ids, t.id.to_be_bytes(), ts);
-            for account in [t.debit_account_id, t.credit_account_id] {
-                batch.insert(&self.accounts, account_key(account, t.timestamp), []);
-            }
+        debug_assert!(moved.windows(2).all(|w| w[0].transfer.timestamp < w[1].transfer.timestamp));
+        let mut ingestion = self.transfers.start_ingestion().map_err(e)?;
+        for c in moved {
+            ingestion.write(c.transfer.timestamp.to_be_bytes(), encode(c)).map_err(e)?;
         }
-        batch.commit().map_err(|e| self.error(e))
+        ingestion.finish().map_err(e)?;
+
+        let mut ids: Vec<([u8; 16], [u8; 8])> = moved
+            .iter()
+            .map(|c| (c.transfer.id.to_be_bytes(), c.transfer.timestamp.to_be_bytes()))
+            .collect();
+        ids.sort_unstable();
+        let mut ingestion = self.ids.start_ingestion().map_err(e)?;
+        for (id, ts) in ids {
+            ingestion.write(id, ts).map_err(e)?;
+        }
+        ingestion.finish().map_err(e)?;
+
+        let mut keys: Vec<[u8; 24]> = moved
+            .iter()
+            .flat_map(|c| {
+                let t = &c.transfer;
+                [t.debit_account_id, t.credit_account_id].map(|a| account_key(a, t.timestamp))
+            })
+            .collect();
+        keys.sort_unstable();
+        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
+        for key in keys {
+            ingestion.write(key, []).map_err(e)?;
+        }
+        ingestion.finish().map_err(e)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<ColdTransfer, StoreError> {
@@ -265,7 +298,7 @@ mod tests {
                     pending: None,
                 })
                 .collect();
-            store.put(&cold).unwrap();
+            store.put(&cold, &[]).unwrap();
             store.persist().unwrap();
         }
         let store = HistoryStore::open(dir.path()).unwrap();
@@ -295,12 +328,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = HistoryStore::open(dir.path()).unwrap();
         let hold = t(5, 1, 2, 50);
-        store
-            .put(&[ColdTransfer { transfer: hold, pending: Some(PendingStatus::Pending) }])
-            .unwrap();
-        store
-            .put(&[ColdTransfer { transfer: hold, pending: Some(PendingStatus::Voided) }])
-            .unwrap();
+        let pending = ColdTransfer { transfer: hold, pending: Some(PendingStatus::Pending) };
+        store.put(&[pending], &[]).unwrap();
+        let voided = ColdTransfer { transfer: hold, pending: Some(PendingStatus::Voided) };
+        store.put(&[], &[voided]).unwrap();
         assert_eq!(store.transfer(5, 50).unwrap().unwrap().pending, Some(PendingStatus::Voided));
         let mut out = Vec::new();
         store.account_transfers(&AccountFilter::all(1, 10), 50, 10, &mut out).unwrap();
