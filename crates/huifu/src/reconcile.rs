@@ -259,9 +259,8 @@ pub fn after_day(
         } else {
             (Format::Csv, huifu_recon::csv_layout::write(&g.statement))
         };
-        let (stored, _) = store
-            .import(channel, currency, format, file.as_bytes())
-            .with_context(|| {
+        let (stored, _) =
+            store.import(channel, currency, format, file.as_bytes()).with_context(|| {
                 format!(
                     "the simulated statement of chn_{channel} was refused (a day this large \
                      needs --no-reconcile)"
