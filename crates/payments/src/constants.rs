@@ -27,6 +27,11 @@ pub const TIMEOUT_S_MAX: u32 = 7 * 24 * 3600;
 /// Default hold of a bank-channel payment or transfer when the caller gives no timeout.
 pub const TIMEOUT_S_DEFAULT: u32 = 15 * 60;
 
+/// Parts of each payment-domain table that grows with every payment (see `sharded.rs`): a table
+/// grows one part at a time, so the longest pause of a growth is about 1/64 of a single table's.
+/// Costs 64 empty tables per map.
+pub const MAP_SHARDS: usize = 64;
+
 const _: () = assert!(BATCH_OPS_MAX >= 1_000);
 const _: () = assert!(ALLOCATED_ID_MIN < ENTITY_ID_MAX);
 const _: () = assert!((AMOUNT_MAX as u128) * (BATCH_EVENTS_MAX as u128) < u64::MAX as u128);

@@ -38,6 +38,7 @@ mod engine;
 mod history;
 mod machine;
 pub mod money;
+mod sharded;
 mod snapshot;
 
 pub use audit::{audit, AuditReport};

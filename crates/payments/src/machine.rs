@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
+
+use crate::sharded::ShardedMap;
 use huifu_ledger::constants::{
     AMOUNT_MAX as LEDGER_AMOUNT_MAX, BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX,
 };
@@ -114,23 +116,23 @@ pub struct PaymentsMachine {
     /// Merchant ids in order, so settlement runs visit them deterministically.
     pub(crate) merchant_ids: BTreeSet<u64>,
     pub(crate) campaigns: HashMap<u64, Campaign>,
-    pub(crate) coupons: HashMap<u64, Coupon>,
+    pub(crate) coupons: ShardedMap<u64, Coupon>,
     /// Redemptions per (campaign, user), for the per-user limit.
     pub(crate) redemptions: HashMap<(u64, u64), u32>,
-    pub(crate) payments: HashMap<u64, Payment>,
+    pub(crate) payments: ShardedMap<u64, Payment>,
     /// Authorized payments by the deadline of their last hold: (expires at, payment id). Derived
     /// from `payments` and the ledger (rebuilt when a snapshot is read).
     pub(crate) authorized: BTreeSet<(u64, u64)>,
     /// Refund id → (payment id, amount).
-    pub(crate) refunds: HashMap<u64, (u64, u64)>,
+    pub(crate) refunds: ShardedMap<u64, (u64, u64)>,
     pub(crate) holds: HashMap<u64, Hold>,
     /// By the ledger id of the payout's pending transfer.
     pub(crate) payouts: HashMap<u128, Payout>,
     pub(crate) settlements: HashMap<u64, Vec<SettlementLine>>,
     /// First outcome of every operation, with a fingerprint of its fields: (kind, id) → ...
-    pub(crate) outcomes: HashMap<(u8, u128), (u64, Outcome)>,
+    pub(crate) outcomes: ShardedMap<(u8, u128), (u64, Outcome)>,
     /// Keyed operations: idempotency key → (fingerprint, id given, first outcome).
-    pub(crate) keys: HashMap<u128, (u64, u64, Outcome)>,
+    pub(crate) keys: ShardedMap<u128, (u64, u64, Outcome)>,
     /// The last id given to a keyed operation (0 before the first).
     pub(crate) last_id: u64,
     /// Payment ids of each merchant and of each user, oldest first, for listing.

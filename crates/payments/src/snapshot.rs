@@ -291,12 +291,12 @@ impl W<'_> {
         self.0.write_all(&v.to_le_bytes())
     }
     /// A table in key order.
-    fn map<K: Ord, V>(
+    fn map<'a, K: Ord + 'a, V: 'a>(
         &mut self,
-        map: &hashbrown::HashMap<K, V>,
+        map: impl IntoIterator<Item = (&'a K, &'a V)>,
         mut f: impl FnMut(&mut Self, &K, &V) -> io::Result<()>,
     ) -> io::Result<()> {
-        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        let mut entries: Vec<(&K, &V)> = map.into_iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         self.u64(entries.len() as u64)?;
         entries.into_iter().try_for_each(|(k, v)| f(self, k, v))
