@@ -70,6 +70,8 @@ pub enum EngineError {
     /// The I/O error is part of the message, not a separate cause, so it is printed once.
     #[error("{what} {path}: {cause}")]
     Io { what: &'static str, path: PathBuf, cause: std::io::Error },
+    #[error("history store {path} failed while replaying journal record {seq}: {cause}")]
+    History { path: PathBuf, seq: u64, cause: std::io::Error },
     #[error("data folder {0} is in use by another huifu process")]
     Locked(PathBuf),
     #[error("the engine has stopped")]
@@ -168,18 +170,25 @@ impl<M: Machine + Default> Engine<M> {
         journal_options.segment_size_max = options.segment_size_max;
         journal_options.seq_min = checkpoint_seq;
         let (mut journal, recovered) = Journal::open(journal_options)?;
+        /// Why a record could not be replayed.
+        enum Failure {
+            Decode(DecodeError),
+            History(std::io::Error),
+        }
         let records_replayed = journal
             .replay(checkpoint_seq, |_seq, body| {
-                let (timestamp, command) = decode_record::<M>(body)?;
-                machine.prefetch(&command).map_err(|e| DecodeError(format!("history: {e}")))?;
+                let (timestamp, command) = decode_record::<M>(body).map_err(Failure::Decode)?;
+                machine.prefetch(&command).map_err(Failure::History)?;
                 machine.apply(timestamp, &command);
-                machine.evict().map_err(|e| DecodeError(format!("history: {e}")))?;
-                Ok::<(), DecodeError>(())
+                machine.evict().map_err(Failure::History)
             })
             .map_err(|e| match e {
                 ReplayError::Journal(e) => EngineError::Journal(e),
-                ReplayError::Callback { seq, error } => {
+                ReplayError::Callback { seq, error: Failure::Decode(error) } => {
                     EngineError::Decode(DecodeError(format!("record {seq}: {}", error.0)))
+                }
+                ReplayError::Callback { seq, error: Failure::History(cause) } => {
+                    EngineError::History { path: history_dir.clone(), seq, cause }
                 }
             })?;
         let recovery = Recovery {
