@@ -156,3 +156,63 @@ fn bad_arguments_are_refused_before_anything_is_opened_or_written() {
         assert!(!Path::new(out).exists(), "{args:?} created the output folder");
     }
 }
+
+#[test]
+fn a_folder_whose_history_left_memory_exports_every_transfer() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let day = huifu(&[
+        "simulate",
+        "--data-dir",
+        data_dir,
+        "--users",
+        "200",
+        "--merchants",
+        "8",
+        "--riders",
+        "20",
+        "--payments",
+        "3000",
+        "--clients",
+        "1",
+        // Most of the day's transfers leave memory for the history store.
+        "--memory-transfers-max",
+        "500",
+    ]);
+    assert!(day.status.success(), "{}", text(&day).1);
+    assert!(data.path().join("history").is_dir());
+
+    // The audit of the stopped folder counts every transfer, in memory and in the store alike.
+    let audit = huifu(&["audit", "--data-dir", data_dir]);
+    let (stdout, stderr) = text(&audit);
+    assert!(audit.status.success(), "{stderr}");
+    let all = format!("{stdout}{stderr}");
+    let audited: u64 = all
+        .split(" transfers")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no transfer count in {all}"));
+    assert!(audited > 3_000, "{all}");
+
+    let out = tempfile::tempdir().unwrap();
+    let csv_dir = out.path().join("csv");
+    let run = huifu(&[
+        "export",
+        "--data-dir",
+        data_dir,
+        "--format",
+        "csv",
+        "--out",
+        csv_dir.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run).1);
+    let transfers: Vec<String> = csv::Reader::from_path(csv_dir.join("transfers.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    assert_eq!(transfers.len() as u64, audited);
+    let distinct: std::collections::HashSet<&String> = transfers.iter().collect();
+    assert_eq!(distinct.len(), transfers.len(), "a transfer exported twice");
+}
