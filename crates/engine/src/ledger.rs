@@ -4,12 +4,12 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use huifu_ledger::codec;
-use huifu_ledger::constants::{BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX};
+use huifu_ledger::constants::{BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX};
 use huifu_ledger::{
-    Account, AccountFilter, ColdTransfer, CreateAccountResult, CreateTransferResult, StateMachine,
-    Totals, Transfer,
+    Account, AccountFilter, CreateAccountResult, CreateTransferResult, StateMachine, Totals,
+    Transfer,
 };
-use huifu_store::HistoryStore;
+use huifu_store::History;
 
 use crate::machine::{DecodeError, Machine};
 
@@ -52,17 +52,6 @@ pub struct LedgerMachine {
     history: Option<History>,
 }
 
-/// Where transfers go once more than `held_max` are in memory.
-#[derive(Debug)]
-struct History {
-    store: HistoryStore,
-    held_max: usize,
-    /// Scratch space, kept to avoid allocating per batch.
-    ids: Vec<u128>,
-    timestamps: Vec<u64>,
-    cold: Vec<ColdTransfer>,
-}
-
 impl LedgerMachine {
     pub fn new(ledger: StateMachine) -> LedgerMachine {
         LedgerMachine { ledger, history: None }
@@ -70,42 +59,14 @@ impl LedgerMachine {
 
     /// A transfer, in memory or in the history store.
     pub fn lookup_transfer(&self, id: u128) -> io::Result<Option<Transfer>> {
-        if let Some(t) = self.ledger.lookup_transfer(id) {
-            return Ok(Some(*t));
-        }
-        let Some(history) = &self.history else { return Ok(None) };
-        let cold = history.store.transfer(id, self.ledger.horizon()).map_err(io::Error::other)?;
-        Ok(cold.map(|c| c.transfer))
+        let cold = huifu_store::lookup(&self.ledger, self.history.as_ref(), id);
+        Ok(cold.map_err(io::Error::other)?.map(|c| c.transfer))
     }
 
     /// An account's transfers per `filter`: the history store's part and the part in memory.
     pub fn account_transfers(&self, filter: &AccountFilter) -> io::Result<Vec<Transfer>> {
-        let mut held = Vec::new();
-        self.ledger.get_account_transfers(filter, &mut held);
-        let Some(history) = &self.history else { return Ok(held) };
-        let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
-        let horizon = self.ledger.horizon();
-        let store = &history.store;
-        if filter.reversed {
-            // Newest first: memory, then the store.
-            let mut out = held;
-            store.account_transfers(filter, horizon, limit, &mut out).map_err(io::Error::other)?;
-            Ok(out)
-        } else {
-            let mut out = Vec::new();
-            store.account_transfers(filter, horizon, limit, &mut out).map_err(io::Error::other)?;
-            let room = limit - out.len();
-            out.extend(held.into_iter().take(room));
-            Ok(out)
-        }
-    }
-
-    /// Bytes the history store takes on disk (zero without one).
-    pub fn history_disk_bytes(&self) -> io::Result<u64> {
-        match &self.history {
-            None => Ok(0),
-            Some(h) => h.store.disk_bytes().map_err(io::Error::other),
-        }
+        huifu_store::account_transfers(&self.ledger, self.history.as_ref(), filter)
+            .map_err(io::Error::other)
     }
 }
 
@@ -207,73 +168,28 @@ impl Machine for LedgerMachine {
     }
 
     fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
-        // A state that moved transfers out needs its store even when no bound is set now.
-        if held_max.is_none() && self.ledger.horizon() == 0 && !dir.exists() {
-            return Ok(());
-        }
-        if let Some(n) = held_max {
-            if self.ledger.transfers_count() == 0 {
-                self.ledger.set_chunk_shift(StateMachine::chunk_shift_for(n));
-            }
-        }
-        let store = HistoryStore::open(dir).map_err(io::Error::other)?;
-        self.history = Some(History {
-            store,
-            held_max: held_max.unwrap_or(usize::MAX),
-            ids: Vec::new(),
-            timestamps: Vec::new(),
-            cold: Vec::new(),
-        });
+        self.history = History::open(dir, held_max, &mut self.ledger).map_err(io::Error::other)?;
         Ok(())
     }
 
     fn prefetch(&mut self, command: &LedgerCommand) -> io::Result<()> {
         let Some(history) = &mut self.history else { return Ok(()) };
-        let horizon = self.ledger.horizon();
-        self.ledger.fetched_clear();
-        match command {
-            LedgerCommand::CreateTransfers(events) => {
-                history.ids.clear();
-                self.ledger.cold_ids(events, &mut history.ids);
-                for &id in &history.ids {
-                    if let Some(cold) =
-                        history.store.transfer(id, horizon).map_err(io::Error::other)?
-                    {
-                        self.ledger.fetched_insert(cold);
-                    }
-                }
-            }
-            LedgerCommand::CreateAccounts(events) => {
-                history.timestamps.clear();
-                self.ledger.cold_timestamps(events, &mut history.timestamps);
-                for &ts in &history.timestamps {
-                    if history.store.has_timestamp(ts, horizon).map_err(io::Error::other)? {
-                        self.ledger.fetched_timestamp_insert(ts);
-                    }
-                }
-            }
-            LedgerCommand::ExpirePending => {}
-        }
-        Ok(())
+        history
+            .prefetch(&mut self.ledger, |ledger, ids, timestamps| match command {
+                LedgerCommand::CreateTransfers(events) => ledger.cold_ids(events, ids),
+                LedgerCommand::CreateAccounts(events) => ledger.cold_timestamps(events, timestamps),
+                LedgerCommand::ExpirePending => {}
+            })
+            .map_err(io::Error::other)
     }
 
     fn evict(&mut self) -> io::Result<()> {
         let Some(history) = &mut self.history else { return Ok(()) };
-        self.ledger.fetched_clear();
-        history.cold.clear();
-        let evicted = self.ledger.evict(history.held_max, |_| false, &mut history.cold);
-        if evicted.total() > 0 {
-            let (settled, moved) = history.cold.split_at(evicted.settled);
-            history.store.put(moved, settled).map_err(io::Error::other)?;
-        }
-        Ok(())
+        history.evict(&mut self.ledger, |_| false).map_err(io::Error::other)
     }
 
     fn persist_history(&self) -> io::Result<()> {
-        match &self.history {
-            None => Ok(()),
-            Some(h) => h.store.persist().map_err(io::Error::other),
-        }
+        self.history.as_ref().map_or(Ok(()), |h| h.persist().map_err(io::Error::other))
     }
 
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {

@@ -195,11 +195,6 @@ impl StateMachine {
         &self.transfers
     }
 
-    /// How many transfers were ever created, held or not.
-    pub fn transfers_count(&self) -> usize {
-        self.transfers.len()
-    }
-
     /// The timestamp of the newest transfer that left memory, zero if none has: the history
     /// store is read as of this time (a record after it belongs to a future this state has not
     /// reached, as after a restart from an older checkpoint).

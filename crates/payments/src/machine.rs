@@ -143,7 +143,7 @@ pub struct PaymentsMachine {
     pub(crate) foreign: BTreeSet<u128>,
     /// Where ledger transfers go once they leave memory; `None` keeps everything in memory.
     /// Only the engine hooks and the queries use it, never `apply`.
-    pub(crate) history: Option<crate::history::History>,
+    pub(crate) history: Option<huifu_store::History>,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.

@@ -25,6 +25,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod history;
+pub use history::{account_transfers, for_each_transfer, lookup, History};
+
 use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::codec::{decode_transfer, encode_transfer};

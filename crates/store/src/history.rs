@@ -1,0 +1,166 @@
+//! The history store as a ledger's second tier, driven the same way by every machine that holds
+//! a ledger: open it, fetch what a command needs before applying it, move old transfers out
+//! after a group, make it durable before a checkpoint; and the reads that see memory and store
+//! together (with no store, memory alone).
+
+use std::path::Path;
+
+use huifu_ledger::constants::QUERY_LIMIT_MAX;
+use huifu_ledger::{AccountFilter, ColdTransfer, PendingStatus, StateMachine, Transfer};
+
+use crate::{HistoryStore, StoreError};
+
+/// A ledger's history store, and the bound on the transfers the ledger keeps in memory.
+#[derive(Debug)]
+pub struct History {
+    store: HistoryStore,
+    held_max: usize,
+    /// Scratch space, kept to avoid allocating per command.
+    ids: Vec<u128>,
+    timestamps: Vec<u64>,
+    cold: Vec<ColdTransfer>,
+}
+
+impl History {
+    /// Opens the store in `dir` for `ledger` when asked to (`held_max`) or when the ledger or
+    /// the folder already depend on one (a state that moved transfers out needs its store even
+    /// when no bound is set now); `None` otherwise. A fresh ledger gets chunks sized to the bound.
+    pub fn open(
+        dir: &Path,
+        held_max: Option<usize>,
+        ledger: &mut StateMachine,
+    ) -> Result<Option<History>, StoreError> {
+        if held_max.is_none() && ledger.horizon() == 0 && !dir.exists() {
+            return Ok(None);
+        }
+        if let Some(n) = held_max {
+            if ledger.transfers().is_empty() {
+                ledger.set_chunk_shift(StateMachine::chunk_shift_for(n));
+            }
+        }
+        Ok(Some(History {
+            store: HistoryStore::open(dir)?,
+            held_max: held_max.unwrap_or(usize::MAX),
+            ids: Vec::new(),
+            timestamps: Vec::new(),
+            cold: Vec::new(),
+        }))
+    }
+
+    /// Hands `ledger` what the store holds of the transfer ids and imported-account timestamps
+    /// that `needs` lists for the next command (ids held in memory may be listed: they are
+    /// skipped). Nothing is looked up while no transfer has left memory.
+    pub fn prefetch(
+        &mut self,
+        ledger: &mut StateMachine,
+        needs: impl FnOnce(&StateMachine, &mut Vec<u128>, &mut Vec<u64>),
+    ) -> Result<(), StoreError> {
+        ledger.fetched_clear();
+        let horizon = ledger.horizon();
+        if horizon == 0 {
+            return Ok(());
+        }
+        self.ids.clear();
+        self.timestamps.clear();
+        needs(ledger, &mut self.ids, &mut self.timestamps);
+        for &id in &self.ids {
+            if ledger.lookup_transfer(id).is_none() {
+                if let Some(cold) = self.store.transfer(id, horizon)? {
+                    ledger.fetched_insert(cold);
+                }
+            }
+        }
+        for &ts in &self.timestamps {
+            if self.store.has_timestamp(ts, horizon)? {
+                ledger.fetched_timestamp_insert(ts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves transfers beyond the bound out of `ledger` into the store (see
+    /// `StateMachine::evict` for `keep`).
+    pub fn evict(
+        &mut self,
+        ledger: &mut StateMachine,
+        keep: impl Fn(&Transfer) -> bool,
+    ) -> Result<(), StoreError> {
+        ledger.fetched_clear();
+        self.cold.clear();
+        let evicted = ledger.evict(self.held_max, keep, &mut self.cold);
+        if evicted.total() > 0 {
+            let (settled, moved) = self.cold.split_at(evicted.settled);
+            self.store.put(moved, settled)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.store.persist()
+    }
+}
+
+/// A transfer with its pending status, in memory or in the store.
+pub fn lookup(
+    ledger: &StateMachine,
+    history: Option<&History>,
+    id: u128,
+) -> Result<Option<ColdTransfer>, StoreError> {
+    if let Some(t) = ledger.lookup_transfer(id) {
+        return Ok(Some(ColdTransfer { transfer: *t, pending: ledger.pending_status(id) }));
+    }
+    match history {
+        None => Ok(None),
+        Some(h) => h.store.transfer(id, ledger.horizon()),
+    }
+}
+
+/// An account's transfers per `filter` (limit capped at `QUERY_LIMIT_MAX`): the store's part,
+/// older, and the part in memory.
+pub fn account_transfers(
+    ledger: &StateMachine,
+    history: Option<&History>,
+    filter: &AccountFilter,
+) -> Result<Vec<Transfer>, StoreError> {
+    let mut held = Vec::new();
+    ledger.get_account_transfers(filter, &mut held);
+    let Some(history) = history else { return Ok(held) };
+    let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
+    let horizon = ledger.horizon();
+    if filter.reversed {
+        // Newest first: memory, then the store.
+        history.store.account_transfers(filter, horizon, limit, &mut held)?;
+        Ok(held)
+    } else {
+        let mut out = Vec::new();
+        history.store.account_transfers(filter, horizon, limit, &mut out)?;
+        let room = limit - out.len();
+        out.extend(held.into_iter().take(room));
+        Ok(out)
+    }
+}
+
+/// Calls `f` with every transfer and its pending status, oldest first: the store's, then
+/// memory's.
+pub fn for_each_transfer(
+    ledger: &StateMachine,
+    history: Option<&History>,
+    mut f: impl FnMut(&Transfer, Option<PendingStatus>),
+) -> Result<(), StoreError> {
+    if let Some(history) = history {
+        history.store.scan(ledger.horizon(), |cold| {
+            // A transfer kept in memory (pending when it left the log) has its current status
+            // there.
+            let status = match ledger.lookup_transfer(cold.transfer.id) {
+                Some(_) => ledger.pending_status(cold.transfer.id),
+                None => cold.pending,
+            };
+            f(&cold.transfer, status);
+        })?;
+    }
+    for t in ledger.transfers().iter() {
+        f(t, ledger.pending_status(t.id));
+    }
+    Ok(())
+}
