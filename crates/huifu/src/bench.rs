@@ -60,10 +60,8 @@ pub struct LedgerArgs {
     /// Seed of the random accounts, amounts and ids.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Keep at most about this many transfers in memory (plus a chunk of a quarter of that and
-    /// the pending ones); older ones go to the history store. Default: all in memory.
-    #[arg(long)]
-    memory_transfers_max: Option<usize>,
+    #[command(flatten)]
+    memory: util::MemoryArgs,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -91,10 +89,14 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
-    let mut options = EngineOptions::new(data_dir.path());
-    options.fsync = !args.no_fsync;
-    options.memory_max = args.memory_transfers_max;
-    let (engine, _) = Engine::<LedgerMachine>::open(options)
+    // The same options for the run and for the restart after it.
+    let options = || {
+        let mut options = EngineOptions::new(data_dir.path());
+        options.fsync = !args.no_fsync;
+        options.memory_max = args.memory.transfers_max;
+        options
+    };
+    let (engine, _) = Engine::<LedgerMachine>::open(options())
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
 
@@ -187,10 +189,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     let checkpoint_seconds = started.elapsed().as_secs_f64();
     drop(engine);
     let started = Instant::now();
-    let mut options = EngineOptions::new(data_dir.path());
-    options.fsync = !args.no_fsync;
-    options.memory_max = args.memory_transfers_max;
-    let (engine, recovery) = Engine::<LedgerMachine>::open(options)?;
+    let (engine, recovery) = Engine::<LedgerMachine>::open(options())?;
     let restart_seconds = started.elapsed().as_secs_f64();
     let mut found_after_restart = 0;
     for chunk in ids.chunks(BATCH_EVENTS_MAX) {
@@ -207,7 +206,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     eprintln!("accounts            {}", args.accounts);
     eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
     eprintln!("durable             {}", !args.no_fsync);
-    match args.memory_transfers_max {
+    match args.memory.transfers_max {
         Some(n) => eprintln!("in memory           at most ~{n} transfers, the rest in the store"),
         None => eprintln!("in memory           all transfers"),
     }
@@ -239,7 +238,7 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
             "batch_latency_ms_p99": util::ms(latencies.value_at_quantile(0.99)),
             "batch_latency_ms_max": util::ms(latencies.max()),
             "durable": !args.no_fsync,
-            "memory_transfers_max": args.memory_transfers_max,
+            "memory_transfers_max": args.memory.transfers_max,
             "failed": failures,
             "rss_bytes_max": rss_bytes_max,
             "disk_bytes": disk_bytes,
@@ -314,10 +313,8 @@ pub struct PaymentsArgs {
     /// Riders.
     #[arg(long, default_value_t = 10_000)]
     riders: u64,
-    /// Keep at most about this many ledger transfers in memory; older ones go to the history
-    /// store. Default: all in memory.
-    #[arg(long)]
-    memory_transfers_max: Option<usize>,
+    #[command(flatten)]
+    memory: util::MemoryArgs,
     /// Data folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -551,7 +548,7 @@ fn run_payments(args: &PaymentsArgs) -> anyhow::Result<PaymentsRun> {
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
     let mut options = EngineOptions::new(data_dir.path());
     options.fsync = !args.no_fsync;
-    options.memory_max = args.memory_transfers_max;
+    options.memory_max = args.memory.transfers_max;
     let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
@@ -750,7 +747,7 @@ mod tests {
             data_dir: Some(dir.path().to_path_buf()),
             no_fsync: true,
             // Small, so that most of the history goes through the store.
-            memory_transfers_max: Some(1_000),
+            memory: util::MemoryArgs { transfers_max: Some(1_000) },
             seed: 7,
             json: false,
         };

@@ -19,10 +19,8 @@ pub struct ServeArgs {
     /// and printed once on first start).
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
-    /// Keep at most about this many ledger transfers in memory; older ones go to the history
-    /// store on disk. Default: all in memory.
-    #[arg(long)]
-    memory_transfers_max: Option<usize>,
+    #[command(flatten)]
+    memory: crate::util::MemoryArgs,
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +38,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = huifu_server::Config::new(args.data_dir, args.listen);
     config.admin_key = admin_key;
-    config.memory_transfers_max = args.memory_transfers_max;
+    config.memory_transfers_max = args.memory.transfers_max;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -28,10 +28,8 @@ pub struct SimulateArgs {
     /// Payments in the day.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) payments: u64,
-    /// Keep at most about this many ledger transfers in memory; older ones go to the history
-    /// store on disk. Default: all in memory.
-    #[arg(long)]
-    pub(crate) memory_transfers_max: Option<usize>,
+    #[command(flatten)]
+    pub(crate) memory: util::MemoryArgs,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -109,7 +107,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
     let mut options = EngineOptions::new(data_dir.path());
-    options.memory_max = args.memory_transfers_max;
+    options.memory_max = args.memory.transfers_max;
     let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);

@@ -71,3 +71,13 @@ pub fn histogram() -> hdrhistogram::Histogram<u64> {
 pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
+
+/// The memory bound shared by every command that runs an engine.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct MemoryArgs {
+    /// Keep at most about this many ledger transfers in memory (plus a chunk of a quarter of
+    /// that, and those still pending); older ones go to the history store on disk. Default: all
+    /// in memory.
+    #[arg(long = "memory-transfers-max", value_name = "N")]
+    pub transfers_max: Option<usize>,
+}
