@@ -35,11 +35,9 @@ fn csv_rows(path: &Path) -> u64 {
     rows
 }
 
-#[test]
-fn a_simulated_day_exports_as_parquet_and_csv_and_a_range_takes_part_of_it() {
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap();
-    let day = huifu(&[
+/// A small simulated day (3,000 payments, one client) in `data_dir`, with `extra` arguments.
+fn simulate_day(data_dir: &str, extra: &[&str]) {
+    let mut args = vec![
         "simulate",
         "--data-dir",
         data_dir,
@@ -53,8 +51,17 @@ fn a_simulated_day_exports_as_parquet_and_csv_and_a_range_takes_part_of_it() {
         "3000",
         "--clients",
         "1",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let day = huifu(&args);
     assert!(day.status.success(), "{}", text(&day).1);
+}
+
+#[test]
+fn a_simulated_day_exports_as_parquet_and_csv_and_a_range_takes_part_of_it() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    simulate_day(data_dir, &[]);
 
     let out = tempfile::tempdir().unwrap();
     let all = out.path().join("all");
@@ -161,25 +168,8 @@ fn bad_arguments_are_refused_before_anything_is_opened_or_written() {
 fn a_folder_whose_history_left_memory_exports_every_transfer() {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
-    let day = huifu(&[
-        "simulate",
-        "--data-dir",
-        data_dir,
-        "--users",
-        "200",
-        "--merchants",
-        "8",
-        "--riders",
-        "20",
-        "--payments",
-        "3000",
-        "--clients",
-        "1",
-        // Most of the day's transfers leave memory for the history store.
-        "--memory-transfers-max",
-        "500",
-    ]);
-    assert!(day.status.success(), "{}", text(&day).1);
+    // Most of the day's transfers leave memory for the history store.
+    simulate_day(data_dir, &["--memory-transfers-max", "500"]);
     assert!(data.path().join("history").is_dir());
 
     // The audit of the stopped folder counts every transfer, in memory and in the store alike.
