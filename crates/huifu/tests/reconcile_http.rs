@@ -1,47 +1,21 @@
 //! Reconciliation over HTTP on the real binary: upload a statement, read the run and its
 //! exceptions, resolve one; operators only.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod support;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use support::Server;
 
 const ADMIN: &str = "test-admin-key-recon-0123456789";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_huifu"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("HUIFU_ADMIN_KEY", ADMIN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start huifu serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("huifu listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    Server::start(dir, ADMIN)
 }
 
 impl Server {
+    /// A request with an optional body (content type, text); see `Server::request`.
     fn call(
         &self,
         method: &str,
@@ -49,23 +23,7 @@ impl Server {
         key: Option<&str>,
         body: Option<(&str, &str)>,
     ) -> (u16, Value) {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-        let mut req = agent.request(method, &format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.set("Authorization", &format!("Bearer {k}"));
-        }
-        let result = match body {
-            Some((content_type, text)) => req.set("Content-Type", content_type).send_string(text),
-            None => req.call(),
-        };
-        let response = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = response.status();
-        let text = response.into_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text })))
+        self.request(method, path, key, None, body)
     }
 
     fn post(&self, path: &str, body: Value) -> Value {

@@ -1,48 +1,18 @@
 //! Integration tests of `huifu serve`: the real binary on a free port, driven over HTTP.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::Server;
 
 const ADMIN: &str = "test-admin-key-0123456789";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
 impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huifu"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("HUIFU_ADMIN_KEY", ADMIN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start huifu serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines.next().expect("server printed its address").unwrap();
-            if let Some(url) = line.strip_prefix("huifu listening on ") {
-                break url.trim().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// A request; returns the status and the JSON body (or the text in "text").
+    /// A request with an optional JSON body; see `Server::request`.
     fn call(
         &self,
         method: &str,
@@ -51,27 +21,8 @@ impl Server {
         body: Option<Value>,
         idem: Option<&str>,
     ) -> (u16, Value) {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-        let mut req = agent.request(method, &format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.set("Authorization", &format!("Bearer {k}"));
-        }
-        if let Some(i) = idem {
-            req = req.set("Idempotency-Key", i);
-        }
-        let result = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        let response = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = response.status();
-        let text = response.into_string().unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
-        (status, value)
+        let text = body.map(|b| b.to_string());
+        self.request(method, path, key, idem, text.as_deref().map(|t| ("application/json", t)))
     }
 
     fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
@@ -89,13 +40,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
@@ -103,7 +47,7 @@ fn id(v: &Value) -> String {
 #[test]
 fn ledger_endpoints_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(dir.path(), ADMIN);
     let (status, v) = s.post(
         "/v1/ledger/accounts",
         ADMIN,
@@ -226,7 +170,7 @@ fn world(s: &Server, key: &str) -> World {
 #[test]
 fn payments_refunds_coupons_payouts_and_settlement_over_http() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(dir.path(), ADMIN);
     let platform = s.ok("/v1/api_keys", ADMIN, json!({"role": "platform"}))["key"]
         .as_str()
         .unwrap()
@@ -403,7 +347,7 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
 #[test]
 fn idempotency_keys_and_roles() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(dir.path(), ADMIN);
     let w = world(&s, ADMIN);
     let body = json!({"user": w.user, "merchant": w.merchant, "rider": w.rider, "food_amount": 1000, "currency": "CNY"});
     let (status, first) =
@@ -499,11 +443,11 @@ fn idempotency_keys_and_roles() {
 #[test]
 fn acknowledged_payments_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&Server::start(dir.path()), ADMIN);
+    let w = world(&Server::start(dir.path(), ADMIN), ADMIN);
     let mut acked: Vec<String> = Vec::new();
     // Three rounds: start on the same folder, load it from four clients, kill it mid-traffic.
     for round in 0..3u64 {
-        let s = Server::start(dir.path());
+        let s = Server::start(dir.path(), ADMIN);
         let base = s.base.clone();
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let clients: Vec<_> = (0..4)
@@ -539,7 +483,7 @@ fn acknowledged_payments_survive_kill_9() {
         acked.extend(got);
     }
 
-    let s = Server::start(dir.path());
+    let s = Server::start(dir.path(), ADMIN);
     for p in &acked {
         let (status, v) = s.get(&format!("/v1/payments/{p}"), ADMIN);
         assert_eq!((status, v["status"].as_str()), (200, Some("succeeded")), "{p} lost");
@@ -574,7 +518,7 @@ fn acknowledged_payments_survive_kill_9() {
 #[test]
 fn openapi_document_lists_every_route() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = Server::start(dir.path(), ADMIN);
     let (status, doc) = s.call("GET", "/openapi.json", None, None, None);
     assert_eq!(status, 200, "{doc}");
     assert!(doc["openapi"].as_str().expect("an openapi version").starts_with("3."), "{doc}");
