@@ -147,3 +147,21 @@ fn a_bounded_engine_answers_like_an_unbounded_one_across_restarts() {
         drop(bounded);
     }
 }
+
+#[test]
+fn a_state_whose_history_store_is_gone_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Some(MEMORY_MAX));
+    let accounts: Vec<Account> = (1..=u128::from(ACCOUNTS))
+        .map(|id| Account { id, ledger: 1, code: 1, ..Account::default() })
+        .collect();
+    engine.execute(LedgerCommand::CreateAccounts(accounts)).unwrap();
+    run(&engine, 0..4);
+    engine.checkpoint().unwrap();
+    drop(engine);
+    std::fs::remove_dir_all(dir.path().join("history")).unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.memory_max = Some(MEMORY_MAX);
+    let error = Engine::<LedgerMachine>::open_with_clock(options, Stopped).err().expect("refused");
+    assert!(error.to_string().contains("is missing"), "{error}");
+}

@@ -30,8 +30,17 @@ impl History {
         held_max: Option<usize>,
         ledger: &mut StateMachine,
     ) -> Result<Option<History>, StoreError> {
-        if held_max.is_none() && ledger.horizon() == 0 && !dir.exists() {
-            return Ok(None);
+        if !dir.exists() {
+            // Opening would create an empty store and lose, silently, what was moved out.
+            if ledger.horizon() > 0 {
+                return Err(StoreError::Missing {
+                    path: dir.to_path_buf(),
+                    horizon: ledger.horizon(),
+                });
+            }
+            if held_max.is_none() {
+                return Ok(None);
+            }
         }
         if let Some(n) = held_max {
             if ledger.transfers().is_empty() {

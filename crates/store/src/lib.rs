@@ -40,6 +40,11 @@ pub enum StoreError {
     Fjall { path: PathBuf, cause: fjall::Error },
     #[error("history store at {path}: corrupt record: {what}")]
     Corrupt { path: PathBuf, what: &'static str },
+    #[error(
+        "history store at {path} is missing, but the state moved transfers up to timestamp \
+         {horizon} into it"
+    )]
+    Missing { path: PathBuf, horizon: u64 },
 }
 
 /// Transfers by timestamp, with an index by id and one by account.
