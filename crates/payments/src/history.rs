@@ -29,20 +29,25 @@ pub(crate) fn in_domain_range(id: u128) -> bool {
 }
 
 /// What applying `op` may look up in the ledger beyond memory (see the module comment):
-/// transfer ids, and timestamps of imported accounts.
+/// ids of transfers not held, and timestamps of imported accounts.
 fn cold_needs(ledger: &StateMachine, op: &Op, ids: &mut Vec<u128>, timestamps: &mut Vec<u64>) {
+    let mut settles = |id: u128| {
+        if ledger.lookup_transfer(id).is_none() {
+            ids.push(id);
+        }
+    };
     match op {
         Op::LedgerTransfers(events) => ledger.cold_ids(events, ids),
         Op::LedgerAccounts(events) => ledger.cold_timestamps(events, timestamps),
         Op::Capture { id } | Op::Release { id } => {
-            ids.push(chart::transfer_id(OpTag::Payment, *id, 0));
-            ids.push(chart::transfer_id(OpTag::Payment, *id, 1));
+            settles(chart::transfer_id(OpTag::Payment, *id, 0));
+            settles(chart::transfer_id(OpTag::Payment, *id, 1));
         }
         Op::BankResult { id, .. } => {
-            ids.push(chart::transfer_id(OpTag::TopUp, *id, 0));
-            ids.push(chart::transfer_id(OpTag::Withdrawal, *id, 0));
+            settles(chart::transfer_id(OpTag::TopUp, *id, 0));
+            settles(chart::transfer_id(OpTag::Withdrawal, *id, 0));
         }
-        Op::PayoutResult { payout, .. } => ids.push(*payout),
+        Op::PayoutResult { payout, .. } => settles(*payout),
         Op::Keyed { op, .. } => cold_needs(ledger, op, ids, timestamps),
         Op::Batch(ops) => ops.iter().for_each(|op| cold_needs(ledger, op, ids, timestamps)),
         _ => {}

@@ -57,8 +57,9 @@ impl History {
     }
 
     /// Hands `ledger` what the store holds of the transfer ids and imported-account timestamps
-    /// that `needs` lists for the next command (ids held in memory may be listed: they are
-    /// skipped). Nothing is looked up while no transfer has left memory.
+    /// that `needs` lists for the next command: ids not held in memory, as
+    /// `StateMachine::cold_ids` lists them. Nothing is looked up while no transfer has left
+    /// memory.
     pub fn prefetch(
         &mut self,
         ledger: &mut StateMachine,
@@ -73,10 +74,8 @@ impl History {
         self.timestamps.clear();
         needs(ledger, &mut self.ids, &mut self.timestamps);
         for &id in &self.ids {
-            if ledger.lookup_transfer(id).is_none() {
-                if let Some(cold) = self.store.transfer(id, horizon)? {
-                    ledger.fetched_insert(cold);
-                }
+            if let Some(cold) = self.store.transfer(id, horizon)? {
+                ledger.fetched_insert(cold);
             }
         }
         for &ts in &self.timestamps {
