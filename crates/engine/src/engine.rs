@@ -512,6 +512,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             .write_snapshot(&mut writer)
             .map_err(io_error("cannot write checkpoint", path))?;
         let bytes = writer.finish()?;
+        self.machine.checkpointed();
         let freed = self.journal.remove_segments_before(seq)?;
         self.journal_bytes_at_checkpoint = self.journal.size_bytes();
         tracing::info!(seq, bytes, freed, ms = started.elapsed().as_millis() as u64, "checkpoint");

@@ -51,6 +51,10 @@ pub trait Machine: Send + 'static {
         Ok(())
     }
 
+    /// A checkpoint of the whole state was written (after `persist_history` and
+    /// `write_snapshot`); the journal before it is gone.
+    fn checkpointed(&mut self) {}
+
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
     fn read_snapshot(r: &mut dyn Read) -> io::Result<Self>
     where

@@ -42,11 +42,11 @@ fn sorted<'a>(mut rows: Keyed) -> Box<dyn Iterator<Item = Row> + 'a> {
 
 fn payments(m: &PaymentsMachine, range: TimeRange) -> Keyed {
     let mut rows = Vec::new();
-    for (id, p) in m.payments() {
+    m.for_each_payment(|id, p| {
         // A wallet payment's first leg is 0 (the coupon) or 2..4; a bank-channel one's is 0.
-        let Some(created) = first_timestamp(m, OpTag::Payment, id, 0..=4) else { continue };
+        let Some(created) = first_timestamp(m, OpTag::Payment, id, 0..=4) else { return };
         if !range.contains(created) {
-            continue;
+            return;
         }
         let status = m.payment_status(id, p);
         let method = if p.channel == 0 { "wallet" } else { "bank_channel" };
@@ -72,13 +72,13 @@ fn payments(m: &PaymentsMachine, range: TimeRange) -> Keyed {
             Cell::text_or_null((p.channel != 0).then(|| prefixed("chn", p.channel))),
         ];
         rows.push(((created, u128::from(id)), row));
-    }
+    });
     rows
 }
 
 fn refunds(m: &PaymentsMachine, range: TimeRange) -> Keyed {
     let mut rows = Vec::new();
-    for (payment_id, p) in m.payments() {
+    m.for_each_payment(|payment_id, p| {
         for &id in &p.refunds {
             let Some((_, amount)) = m.refund_of(id) else { continue };
             let Some(created) = first_timestamp(m, OpTag::Refund, id, 0..=3) else { continue };
@@ -107,7 +107,7 @@ fn refunds(m: &PaymentsMachine, range: TimeRange) -> Keyed {
             ];
             rows.push(((created, u128::from(id)), row));
         }
-    }
+    });
     rows
 }
 

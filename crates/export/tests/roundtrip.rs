@@ -193,10 +193,17 @@ struct State {
 fn state(m: &PaymentsMachine) -> State {
     let ledger = m.ledger();
     let transfers = ledger.transfers().iter().map(|t| (*t, ledger.pending_status(t.id))).collect();
-    let payments = m.payments().map(|(id, p)| (id, (p.clone(), m.payment_status(id, p)))).collect();
-    let refunds = m
-        .payments()
+    let all = m.payments_all();
+    let refunds = all
+        .iter()
         .flat_map(|(_, p)| p.refunds.iter().map(|&r| (r, m.refund_of(r).expect("refund"))))
+        .collect();
+    let payments = all
+        .into_iter()
+        .map(|(id, p)| {
+            let status = m.payment_status(id, &p);
+            (id, (p, status))
+        })
         .collect();
     let payouts = m.payouts().map(|(id, p)| (id, (*p, ledger.pending_status(id)))).collect();
     let holds = m.holds().map(|(id, h)| (id, (*h, m.hold_of(id).expect("hold").1))).collect();

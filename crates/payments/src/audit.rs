@@ -86,7 +86,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
     // 2. No refund above its payment; what each merchant and campaign should hold.
     let mut merchant_expected: HashMap<u64, i128> = HashMap::new();
     let mut campaign_spent: HashMap<u64, u64> = HashMap::new();
-    for (id, p) in m.payments() {
+    m.for_each_payment(|id, p| {
         report.payments += 1;
         if p.refunded.total() > p.legs.total() {
             fail(format!("payment {id}: refunded {} of {}", p.refunded.total(), p.legs.total()));
@@ -100,7 +100,7 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
         if p.campaign != 0 && holds_coupon {
             *campaign_spent.entry(p.campaign).or_default() += p.legs.coupon - p.refunded.coupon;
         }
-    }
+    });
     for (id, c) in m.campaigns() {
         if let Funder::Merchant(merchant) = c.funder {
             *merchant_expected.entry(merchant).or_default() -= i128::from(c.budget);
@@ -165,12 +165,12 @@ pub fn audit(m: &PaymentsMachine) -> AuditReport {
 
     // 5. Platform accounts agree with the payments: commission kept = commission − returned.
     let mut revenue: HashMap<u32, i128> = HashMap::new();
-    for (_, p) in m.payments() {
+    m.for_each_payment(|_, p| {
         if p.status == PaymentStatus::Succeeded {
             *revenue.entry(p.currency).or_default() +=
                 i128::from(p.legs.platform) - i128::from(p.refunded.platform);
         }
-    }
+    });
     for (currency, expected) in revenue {
         let a = ledger.lookup_account(account_id(Kind::PlatformRevenue, currency, 0));
         let actual = a.map(|a| {

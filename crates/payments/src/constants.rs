@@ -35,3 +35,9 @@ pub const MAP_SHARDS: usize = 64;
 const _: () = assert!(BATCH_OPS_MAX >= 1_000);
 const _: () = assert!(ALLOCATED_ID_MIN < ENTITY_ID_MAX);
 const _: () = assert!((AMOUNT_MAX as u128) * (BATCH_EVENTS_MAX as u128) < u64::MAX as u128);
+
+/// With a bound on the ledger transfers in memory (`--memory-transfers-max N`), each payment
+/// table (payments, coupons, refunds, outcomes, idempotency keys, list entries) keeps at most
+/// N / TRANSFERS_PER_RECORD entries in memory (beyond those it must keep: authorized payments
+/// and their coupons): a payment makes about this many transfers.
+pub const TRANSFERS_PER_RECORD: usize = 4;

@@ -60,6 +60,10 @@ impl Machine for PaymentsMachine {
         PaymentsMachine::persist_history(self)
     }
 
+    fn checkpointed(&mut self) {
+        PaymentsMachine::checkpointed(self);
+    }
+
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
         crate::snapshot::write(self, w)
     }

@@ -15,7 +15,17 @@ use std::io;
 use std::path::Path;
 
 use huifu_ledger::{AccountFilter, PendingStatus, StateMachine, Transfer};
-use huifu_store::History;
+use huifu_store::{History, ListEntry, Record, RecordStore};
+use std::collections::HashSet;
+
+use crate::command::PaymentStatus;
+use crate::constants::TRANSFERS_PER_RECORD;
+use crate::machine::{op_key, Payment};
+use crate::tier::{KeyBytes, Stored, Tier, Tiered};
+
+/// The store's lists of payments: by merchant and by user.
+const LIST_MERCHANT: u8 = 0;
+const LIST_USER: u8 = 1;
 
 use crate::chart::{self, OpTag};
 use crate::command::Op;
@@ -54,13 +64,202 @@ fn cold_needs(ledger: &StateMachine, op: &Op, ids: &mut Vec<u128>, timestamps: &
     }
 }
 
+/// Reads `key` of `table` back from the store into memory, if the store has it.
+fn fetch<V: Stored>(
+    table: &mut Tiered<V>,
+    tier: &Tier,
+    key: V::Key,
+    horizon: u64,
+) -> io::Result<Option<()>> {
+    if table.contains_key(&key) {
+        return Ok(Some(()));
+    }
+    let mut k = Vec::with_capacity(17);
+    V::key_bytes(&key, &mut k);
+    let Some(bytes) = tier.store.get(V::TABLE, &k, horizon).map_err(io::Error::other)? else {
+        return Ok(None);
+    };
+    let value = V::decode(&bytes)?;
+    table.insert_fetched(key, value, &bytes, tier.epoch);
+    Ok(Some(()))
+}
+
 impl PaymentsMachine {
     pub(crate) fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
+        if !dir.exists() && self.moved > 0 {
+            return Err(io::Error::other(format!(
+                "history store at {} is missing, but the state moved payment records up to \
+                 journal record {} into it",
+                dir.display(),
+                self.moved
+            )));
+        }
         self.history = History::open(dir, held_max, &mut self.ledger).map_err(io::Error::other)?;
+        if let Some(history) = &self.history {
+            let store = RecordStore::open(history.store()).map_err(io::Error::other)?;
+            let held_max = held_max.map(|n| n / TRANSFERS_PER_RECORD);
+            self.tier = Some(Tier { store, held_max, epoch: 0 });
+        }
         Ok(())
     }
 
+    /// Reads back from the store the payment records `op` may touch (see `tier.rs`).
+    fn prefetch_records(&mut self, op: &Op) -> io::Result<()> {
+        let Some(tier) = &self.tier else { return Ok(()) };
+        let horizon = self.applied;
+        match *op {
+            Op::Batch(ref ops) => return ops.iter().try_for_each(|op| self.prefetch_records(op)),
+            Op::Keyed { key, ref op } => {
+                fetch(&mut self.keys, tier, key, horizon)?;
+                return self.prefetch_records(op);
+            }
+            Op::Expire | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) => return Ok(()),
+            _ => {}
+        }
+        fetch(&mut self.outcomes, tier, op_key(op), horizon)?;
+        let payment = match *op {
+            Op::Pay { coupon, .. } if coupon != 0 => {
+                fetch(&mut self.coupons, tier, coupon, horizon)?;
+                None
+            }
+            Op::Refund { payment, .. } => Some(payment),
+            Op::Capture { id } | Op::Release { id } => Some(id),
+            _ => None,
+        };
+        // A refund or release may give the payment's coupon back.
+        if let Some(id) = payment {
+            if fetch(&mut self.payments, tier, id, horizon)?.is_some() {
+                let coupon = self.payments[&id].coupon;
+                if coupon != 0 {
+                    fetch(&mut self.coupons, tier, coupon, horizon)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the oldest payment records beyond the bound to the store (see `tier.rs`).
+    fn evict_records(&mut self) -> io::Result<()> {
+        let Some(tier) = &self.tier else { return Ok(()) };
+        let Some(held_max) = tier.held_max else { return Ok(()) };
+        // Out in chunks: an eighth of the bound at a time.
+        let keep = held_max - held_max / 8;
+        let epoch = tier.epoch;
+        let mut out = Vec::new();
+        if self.payments.len() > held_max {
+            let pinned = |_: &u64, p: &Payment| p.status == PaymentStatus::Authorized;
+            self.payments.evict(keep, epoch, pinned, &mut out);
+        }
+        if self.coupons.len() > held_max {
+            // An authorized payment's coupon comes back if its holds expire.
+            let held: HashSet<u64> = self
+                .authorized
+                .iter()
+                .filter_map(|(_, id)| self.payments.get(id).map(|p| p.coupon))
+                .collect();
+            self.coupons.evict(keep, epoch, |id, _| held.contains(id), &mut out);
+        }
+        if self.refunds.len() > held_max {
+            self.refunds.evict(keep, epoch, |_, _| false, &mut out);
+        }
+        if self.outcomes.len() > held_max {
+            self.outcomes.evict(keep, epoch, |_, _| false, &mut out);
+        }
+        if self.keys.len() > held_max {
+            self.keys.evict(keep, epoch, |_, _| false, &mut out);
+        }
+        let mut entries = Vec::new();
+        if self.listed > held_max {
+            for (list, lists) in
+                [(LIST_MERCHANT, &mut self.by_merchant), (LIST_USER, &mut self.by_user)]
+            {
+                for (owner, payments) in lists.drain() {
+                    entries.extend(payments.into_iter().map(|(timestamp, id)| {
+                        (ListEntry { list, owner, timestamp, id }, self.applied)
+                    }));
+                }
+            }
+            self.listed = 0;
+        }
+        if out.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Record<'_>> = out
+            .iter()
+            .map(|(table, key, payload)| Record {
+                table: *table,
+                key,
+                as_of: self.applied,
+                payload,
+            })
+            .collect();
+        tier.store.put(&records, &entries).map_err(io::Error::other)?;
+        self.moved = self.applied;
+        Ok(())
+    }
+
+    /// A checkpoint holding the whole state was written: records read back before it may now
+    /// be written over (see `tier.rs`).
+    pub(crate) fn checkpointed(&mut self) {
+        if let Some(tier) = &mut self.tier {
+            tier.epoch += 1;
+        }
+    }
+
+    /// A record from memory, else from the store. A store that cannot be read is a broken
+    /// disk: stopping beats answering "not found" for what exists.
+    pub(crate) fn stored<V: Stored + Clone>(&self, table: &Tiered<V>, key: V::Key) -> Option<V> {
+        if let Some(v) = table.get(&key) {
+            return Some(v.clone());
+        }
+        let tier = self.tier.as_ref()?;
+        let mut k = Vec::with_capacity(17);
+        V::key_bytes(&key, &mut k);
+        let bytes = tier.store.get(V::TABLE, &k, self.applied).expect("history store read")?;
+        Some(V::decode(&bytes).expect("history store record"))
+    }
+
+    /// Calls `f` with every record of `table`: the store's not in memory, then memory's.
+    pub(crate) fn for_each_stored<V: Stored>(
+        &self,
+        table: &Tiered<V>,
+        mut f: impl FnMut(V::Key, &V),
+    ) where
+        V::Key: KeyBytes,
+    {
+        if let Some(tier) = &self.tier {
+            tier.store
+                .scan(V::TABLE, self.applied, |key, bytes| {
+                    let key = V::Key::from_bytes(key);
+                    if !table.contains_key(&key) {
+                        f(key, &V::decode(bytes).expect("history store record"));
+                    }
+                })
+                .expect("history store read");
+        }
+        for (key, value) in table.iter() {
+            f(*key, value);
+        }
+    }
+
+    /// Appends to `page`, newest first, the store's entries of a list from before `before`.
+    pub(crate) fn listed_before(
+        &self,
+        merchant: bool,
+        party: u64,
+        before: Option<(u64, u64)>,
+        limit: usize,
+        page: &mut Vec<(u64, u64)>,
+    ) {
+        let Some(tier) = &self.tier else { return };
+        let list = if merchant { LIST_MERCHANT } else { LIST_USER };
+        tier.store
+            .list(list, party, before, self.applied, limit, page)
+            .expect("history store read");
+    }
+
     pub(crate) fn prefetch(&mut self, op: &Op) -> io::Result<()> {
+        self.prefetch_records(op)?;
         let Some(history) = &mut self.history else { return Ok(()) };
         history
             .prefetch(&mut self.ledger, |ledger, ids, timestamps| {
@@ -70,6 +269,7 @@ impl PaymentsMachine {
     }
 
     pub(crate) fn evict(&mut self) -> io::Result<()> {
+        self.evict_records()?;
         let Some(history) = &mut self.history else { return Ok(()) };
         let foreign = &self.foreign;
         history.evict(&mut self.ledger, |t| foreign.contains(&t.id)).map_err(io::Error::other)

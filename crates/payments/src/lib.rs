@@ -40,6 +40,7 @@ mod machine;
 pub mod money;
 mod sharded;
 mod snapshot;
+mod tier;
 
 pub use audit::{audit, AuditReport};
 pub use command::{

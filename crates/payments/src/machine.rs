@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 
-use crate::sharded::ShardedMap;
+use crate::tier::{Tier, Tiered};
 use huifu_ledger::constants::{
     AMOUNT_MAX as LEDGER_AMOUNT_MAX, BATCH_EVENTS_MAX, EXPIRE_EVENTS_MAX,
 };
@@ -116,34 +116,45 @@ pub struct PaymentsMachine {
     /// Merchant ids in order, so settlement runs visit them deterministically.
     pub(crate) merchant_ids: BTreeSet<u64>,
     pub(crate) campaigns: HashMap<u64, Campaign>,
-    pub(crate) coupons: ShardedMap<u64, Coupon>,
+    pub(crate) coupons: Tiered<Coupon>,
     /// Redemptions per (campaign, user), for the per-user limit.
     pub(crate) redemptions: HashMap<(u64, u64), u32>,
-    pub(crate) payments: ShardedMap<u64, Payment>,
+    pub(crate) payments: Tiered<Payment>,
     /// Authorized payments by the deadline of their last hold: (expires at, payment id). Derived
     /// from `payments` and the ledger (rebuilt when a snapshot is read).
     pub(crate) authorized: BTreeSet<(u64, u64)>,
     /// Refund id → (payment id, amount).
-    pub(crate) refunds: ShardedMap<u64, (u64, u64)>,
+    pub(crate) refunds: Tiered<(u64, u64)>,
     pub(crate) holds: HashMap<u64, Hold>,
     /// By the ledger id of the payout's pending transfer.
     pub(crate) payouts: HashMap<u128, Payout>,
     pub(crate) settlements: HashMap<u64, Vec<SettlementLine>>,
     /// First outcome of every operation, with a fingerprint of its fields: (kind, id) → ...
-    pub(crate) outcomes: ShardedMap<(u8, u128), (u64, Outcome)>,
+    pub(crate) outcomes: Tiered<(u64, Outcome)>,
     /// Keyed operations: idempotency key → (fingerprint, id given, first outcome).
-    pub(crate) keys: ShardedMap<u128, (u64, u64, Outcome)>,
+    pub(crate) keys: Tiered<(u64, u64, Outcome)>,
     /// The last id given to a keyed operation (0 before the first).
     pub(crate) last_id: u64,
-    /// Payment ids of each merchant and of each user, oldest first, for listing.
-    pub(crate) by_merchant: HashMap<u64, Vec<u64>>,
-    pub(crate) by_user: HashMap<u64, Vec<u64>>,
+    /// Payments of each merchant and of each user as (timestamp, id), oldest first, for
+    /// listing: those made since the lists last moved to the history store.
+    pub(crate) by_merchant: HashMap<u64, Vec<(u64, u64)>>,
+    pub(crate) by_user: HashMap<u64, Vec<(u64, u64)>>,
+    /// Entries in `by_merchant` and `by_user`.
+    pub(crate) listed: usize,
+    /// Journal records applied: the position of the state, which the history store's records
+    /// are written and read at.
+    pub(crate) applied: u64,
+    /// The journal position of the last write of payment records to the history store (0:
+    /// none), so that a state that depends on its store refuses to start without it.
+    pub(crate) moved: u64,
     /// Transfers created through the ledger endpoints with ids in the domain's range: kept in
     /// memory, so that a domain transfer that collides with one is caught without the store.
     pub(crate) foreign: BTreeSet<u128>,
     /// Where ledger transfers go once they leave memory; `None` keeps everything in memory.
     /// Only the engine hooks and the queries use it, never `apply`.
     pub(crate) history: Option<huifu_store::History>,
+    /// Where the payment tables' records go once they leave memory, with the same rule.
+    pub(crate) tier: Option<Tier>,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.
@@ -175,8 +186,13 @@ impl PaymentsMachine {
         }
     }
 
-    /// Applies one operation at time `now`.
+    /// Applies one operation (one journal record) at time `now`.
     pub fn apply(&mut self, now: u64, op: &Op) -> Outcome {
+        self.applied += 1;
+        self.apply_op(now, op)
+    }
+
+    fn apply_op(&mut self, now: u64, op: &Op) -> Outcome {
         match op {
             Op::Batch(ops) => {
                 if ops.len() > BATCH_OPS_MAX {
@@ -186,7 +202,7 @@ impl PaymentsMachine {
                     .iter()
                     .map(|op| match op {
                         Op::Batch(_) | Op::Expire => Err(E::NestedBatch),
-                        op => self.apply(now, op),
+                        op => self.apply_op(now, op),
                     })
                     .collect();
                 Ok(Done::Batch(outcomes))
@@ -655,8 +671,9 @@ impl PaymentsMachine {
         } else {
             self.authorized.insert((self.hold_deadline(id, &legs), id));
         }
-        self.by_merchant.entry(merchant_id).or_default().push(id);
-        self.by_user.entry(user).or_default().push(id);
+        list(self.by_merchant.entry(merchant_id).or_default(), (now, id));
+        list(self.by_user.entry(user).or_default(), (now, id));
+        self.listed += 2;
         self.payments.insert(
             id,
             Payment {
@@ -1043,8 +1060,11 @@ impl PaymentsMachine {
 
     // Queries.
 
-    pub fn payment(&self, id: u64) -> Option<(&Payment, PaymentStatus)> {
-        self.payments.get(&id).map(|p| (p, self.payment_status(id, p)))
+    /// A payment and its current status, from memory or the history store.
+    pub fn payment(&self, id: u64) -> Option<(Payment, PaymentStatus)> {
+        let p = self.stored(&self.payments, id)?;
+        let status = self.payment_status(id, &p);
+        Some((p, status))
     }
 
     /// A page of a merchant's (`merchant`) or a user's payment ids, newest first, after the
@@ -1057,17 +1077,33 @@ impl PaymentsMachine {
         starting_after: Option<u64>,
         limit: usize,
     ) -> Option<Vec<u64>> {
-        let list = if merchant { self.by_merchant.get(&party) } else { self.by_user.get(&party) };
-        let list = list.map(Vec::as_slice).unwrap_or_default();
-        let end = match starting_after {
-            None => list.len(),
-            Some(after) => list.iter().rposition(|&id| id == after)?,
+        let before = match starting_after {
+            None => None,
+            Some(after) => {
+                let (p, _) = self.payment(after)?;
+                if party != if merchant { p.merchant } else { p.user } {
+                    return None;
+                }
+                Some((p.timestamp, after))
+            }
         };
-        Some(list[..end].iter().rev().take(limit).copied().collect())
+        let lists = if merchant { &self.by_merchant } else { &self.by_user };
+        let list = lists.get(&party).map(Vec::as_slice).unwrap_or_default();
+        // Memory holds the newest entries, the store the ones before them.
+        let mut page: Vec<(u64, u64)> = list
+            .iter()
+            .rev()
+            .filter(|e| before.is_none_or(|b| **e < b))
+            .take(limit)
+            .copied()
+            .collect();
+        self.listed_before(merchant, party, before, limit, &mut page);
+        Some(page.into_iter().map(|(_, id)| id).collect())
     }
 
+    /// A refund's payment and amount.
     pub fn refund_of(&self, id: u64) -> Option<(u64, u64)> {
-        self.refunds.get(&id).copied()
+        self.stored(&self.refunds, id)
     }
 
     pub fn account(&self, kind: Kind, currency: u32, entity: u64) -> Option<&Account> {
@@ -1124,13 +1160,27 @@ impl PaymentsMachine {
     }
 
     /// The first outcome of the operation `op` stands for (by kind and id), if it ran.
-    pub fn outcome_of(&self, op: &Op) -> Option<&Outcome> {
-        self.outcomes.get(&op_key(op)).map(|(_, o)| o)
+    pub fn outcome_of(&self, op: &Op) -> Option<Outcome> {
+        self.stored(&self.outcomes, op_key(op)).map(|(_, o)| o)
     }
 
-    /// Every payment, for audits. Not for hot paths.
-    pub fn payments(&self) -> impl Iterator<Item = (u64, &Payment)> {
-        self.payments.iter().map(|(&id, p)| (id, p))
+    /// How many payments are held in memory (the rest are in the history store).
+    pub fn payments_in_memory(&self) -> usize {
+        self.payments.len()
+    }
+
+    /// Every payment, by id. Holds them all in memory: for tests and small states.
+    pub fn payments_all(&self) -> Vec<(u64, Payment)> {
+        let mut all = Vec::new();
+        self.for_each_payment(|id, p| all.push((id, p.clone())));
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Calls `f` with every payment, from the history store and memory, in no particular
+    /// order. For audits and exports, not for hot paths.
+    pub fn for_each_payment(&self, mut f: impl FnMut(u64, &Payment)) {
+        self.for_each_stored(&self.payments, |id, p| f(id, p));
     }
 
     pub fn campaigns(&self) -> impl Iterator<Item = (u64, &Campaign)> {
@@ -1165,6 +1215,13 @@ fn payout_result_id(payout: u128, leg: u8) -> u128 {
     debug_assert_eq!(payout >> 112 & 0xFF, 0, "byte 14 of a payout id is free");
     let payout_tag = payout >> 120;
     (payout & !(0xFF << 120)) | ((tag as u128) << 120) | (payout_tag << 112)
+}
+
+/// Adds a payment to a list kept in (timestamp, id) order: the payments of one batch share a
+/// timestamp.
+fn list(list: &mut Vec<(u64, u64)>, entry: (u64, u64)) {
+    let at = list.iter().rposition(|e| *e < entry).map_or(0, |i| i + 1);
+    list.insert(at, entry);
 }
 
 fn check_id(id: u64) -> Result<(), PaymentError> {
@@ -1243,7 +1300,7 @@ fn resolve(tag: OpTag, op: u64, leg: u8, pending: u128, post: bool) -> Transfer 
 }
 
 /// The idempotency key of an operation: its kind and its id.
-fn op_key(op: &Op) -> (u8, u128) {
+pub(crate) fn op_key(op: &Op) -> (u8, u128) {
     match *op {
         Op::CreateChannel { id, .. } => (1, id.into()),
         Op::CreateUser { id, .. } => (2, id.into()),

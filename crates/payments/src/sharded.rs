@@ -48,6 +48,12 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.shards[shard].insert(key, value)
     }
 
+    #[inline]
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let shard = self.shard(key);
+        self.shards[shard].remove(key)
+    }
+
     pub fn contains_key(&self, key: &K) -> bool {
         self.get(key).is_some()
     }

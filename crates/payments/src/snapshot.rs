@@ -12,8 +12,9 @@ use crate::machine::{
     Campaign, Coupon, Hold, HoldKind, Merchant, Payment, PaymentsMachine, Payout,
 };
 use crate::money::Legs;
+use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY002";
+const MAGIC: &[u8; 8] = b"HFPAY003";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -52,34 +53,20 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.u64(v.rule.valid_until)?;
         w.u32(v.rule.per_user_limit)
     })?;
-    w.map(&m.coupons, |w, k, v| {
+    w.map(m.coupons.iter(), |w, k, v| {
         w.u64(*k)?;
-        w.u64(v.campaign)?;
-        w.u64(v.user)?;
-        w.u64(v.redeemed_by)
+        w.coupon(v)
     })?;
     w.map(&m.redemptions, |w, k, v| {
         w.u64(k.0)?;
         w.u64(k.1)?;
         w.u32(*v)
     })?;
-    w.map(&m.payments, |w, k, p| {
+    w.map(m.payments.iter(), |w, k, p| {
         w.u64(*k)?;
-        for v in [p.user, p.merchant, p.rider] {
-            w.u64(v)?;
-        }
-        w.u32(p.currency)?;
-        for v in [p.food, p.delivery, p.coupon, p.campaign, p.channel] {
-            w.u64(v)?;
-        }
-        w.legs(&p.legs)?;
-        w.legs(&p.refunded)?;
-        w.status(p.status)?;
-        w.u64(p.timestamp)?;
-        w.u64(p.refunds.len() as u64)?;
-        p.refunds.iter().try_for_each(|r| w.u64(*r))
+        w.payment(p)
     })?;
-    w.map(&m.refunds, |w, k, v| {
+    w.map(m.refunds.iter(), |w, k, v| {
         w.u64(*k)?;
         w.u64(v.0)?;
         w.u64(v.1)
@@ -106,13 +93,13 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.u64(*k)?;
         w.lines(lines)
     })?;
-    w.map(&m.outcomes, |w, k, (print, outcome)| {
+    w.map(m.outcomes.iter(), |w, k, (print, outcome)| {
         w.u8(k.0)?;
         w.u128(k.1)?;
         w.u64(*print)?;
         w.outcome(outcome)
     })?;
-    w.map(&m.keys, |w, k, (print, id, outcome)| {
+    w.map(m.keys.iter(), |w, k, (print, id, outcome)| {
         w.u128(*k)?;
         w.u64(*print)?;
         w.u64(*id)?;
@@ -123,11 +110,16 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.map(lists, |w, k, ids| {
             w.u64(*k)?;
             w.u64(ids.len() as u64)?;
-            ids.iter().try_for_each(|id| w.u64(*id))
+            ids.iter().try_for_each(|(ts, id)| {
+                w.u64(*ts)?;
+                w.u64(*id)
+            })
         })?;
     }
     w.u64(m.foreign.len() as u64)?;
     m.foreign.iter().try_for_each(|id| w.u128(*id))?;
+    w.u64(m.applied)?;
+    w.u64(m.moved)?;
     Ok(())
 }
 
@@ -179,38 +171,14 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     }
     for _ in 0..r.len()? {
         let id = r.u64()?;
-        m.coupons.insert(id, Coupon { campaign: r.u64()?, user: r.u64()?, redeemed_by: r.u64()? });
+        m.coupons.insert(id, r.coupon()?);
     }
     for _ in 0..r.len()? {
         m.redemptions.insert((r.u64()?, r.u64()?), r.u32()?);
     }
     for _ in 0..r.len()? {
         let id = r.u64()?;
-        let (user, merchant, rider) = (r.u64()?, r.u64()?, r.u64()?);
-        let currency = r.u32()?;
-        let (food, delivery, coupon, campaign, channel) =
-            (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-        let legs = r.legs()?;
-        let refunded = r.legs()?;
-        let status = r.status()?;
-        let timestamp = r.u64()?;
-        let refunds = (0..r.len()?).map(|_| r.u64()).collect::<io::Result<Vec<_>>>()?;
-        let payment = Payment {
-            user,
-            merchant,
-            rider,
-            currency,
-            food,
-            delivery,
-            coupon,
-            campaign,
-            channel,
-            legs,
-            refunded,
-            status,
-            refunds,
-            timestamp,
-        };
+        let payment = r.payment()?;
         if payment.status == PaymentStatus::Authorized {
             m.authorized.insert((m.hold_deadline(id, &payment.legs), id));
         }
@@ -257,7 +225,10 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     for merchants in [true, false] {
         for _ in 0..r.len()? {
             let party = r.u64()?;
-            let ids = (0..r.len()?).map(|_| r.u64()).collect::<io::Result<Vec<u64>>>()?;
+            let ids = (0..r.len()?)
+                .map(|_| Ok((r.u64()?, r.u64()?)))
+                .collect::<io::Result<Vec<(u64, u64)>>>()?;
+            m.listed += ids.len();
             if merchants {
                 m.by_merchant.insert(party, ids);
             } else {
@@ -268,6 +239,8 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     for _ in 0..r.len()? {
         m.foreign.insert(r.u128()?);
     }
+    m.applied = r.u64()?;
+    m.moved = r.u64()?;
     Ok(m)
 }
 
@@ -300,6 +273,26 @@ impl W<'_> {
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         self.u64(entries.len() as u64)?;
         entries.into_iter().try_for_each(|(k, v)| f(self, k, v))
+    }
+    fn coupon(&mut self, c: &Coupon) -> io::Result<()> {
+        self.u64(c.campaign)?;
+        self.u64(c.user)?;
+        self.u64(c.redeemed_by)
+    }
+    fn payment(&mut self, p: &Payment) -> io::Result<()> {
+        for v in [p.user, p.merchant, p.rider] {
+            self.u64(v)?;
+        }
+        self.u32(p.currency)?;
+        for v in [p.food, p.delivery, p.coupon, p.campaign, p.channel] {
+            self.u64(v)?;
+        }
+        self.legs(&p.legs)?;
+        self.legs(&p.refunded)?;
+        self.status(p.status)?;
+        self.u64(p.timestamp)?;
+        self.u64(p.refunds.len() as u64)?;
+        p.refunds.iter().try_for_each(|r| self.u64(*r))
     }
     fn legs(&mut self, l: &Legs) -> io::Result<()> {
         [l.merchant, l.rider, l.platform, l.coupon].into_iter().try_for_each(|v| self.u64(v))
@@ -397,6 +390,36 @@ impl R<'_> {
     fn len(&mut self) -> io::Result<u64> {
         self.u64()
     }
+    fn coupon(&mut self) -> io::Result<Coupon> {
+        Ok(Coupon { campaign: self.u64()?, user: self.u64()?, redeemed_by: self.u64()? })
+    }
+    fn payment(&mut self) -> io::Result<Payment> {
+        let (user, merchant, rider) = (self.u64()?, self.u64()?, self.u64()?);
+        let currency = self.u32()?;
+        let (food, delivery, coupon, campaign, channel) =
+            (self.u64()?, self.u64()?, self.u64()?, self.u64()?, self.u64()?);
+        let legs = self.legs()?;
+        let refunded = self.legs()?;
+        let status = self.status()?;
+        let timestamp = self.u64()?;
+        let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
+        Ok(Payment {
+            user,
+            merchant,
+            rider,
+            currency,
+            food,
+            delivery,
+            coupon,
+            campaign,
+            channel,
+            legs,
+            refunded,
+            status,
+            refunds,
+            timestamp,
+        })
+    }
     fn legs(&mut self) -> io::Result<Legs> {
         Ok(Legs {
             merchant: self.u64()?,
@@ -460,5 +483,110 @@ impl R<'_> {
             8 => Ok(Done::Allocated { id: self.u64()?, outcome: Box::new(self.outcome()?) }),
             _ => return Err(bad("outcome")),
         })
+    }
+}
+
+// The same encodings for the records the history store keeps (see `tier.rs`).
+
+fn done(bytes: &[u8], read: usize) -> io::Result<()> {
+    if read != bytes.len() {
+        return Err(bad("trailing bytes in a stored record"));
+    }
+    Ok(())
+}
+
+/// Decodes one stored record, all of it.
+fn decode<T>(bytes: &[u8], f: impl FnOnce(&mut R) -> io::Result<T>) -> io::Result<T> {
+    let mut rest = bytes;
+    let value = f(&mut R(&mut rest))?;
+    done(bytes, bytes.len() - rest.len())?;
+    Ok(value)
+}
+
+fn encode(out: &mut Vec<u8>, f: impl FnOnce(&mut W) -> io::Result<()>) {
+    f(&mut W(out)).expect("writing to memory cannot fail");
+}
+
+impl Stored for Payment {
+    type Key = u64;
+    const TABLE: u8 = 1;
+    fn key_bytes(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| w.payment(self));
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Payment> {
+        decode(bytes, |r| r.payment())
+    }
+}
+
+impl Stored for Coupon {
+    type Key = u64;
+    const TABLE: u8 = 2;
+    fn key_bytes(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| w.coupon(self));
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Coupon> {
+        decode(bytes, |r| r.coupon())
+    }
+}
+
+/// A refund: its payment and amount.
+impl Stored for (u64, u64) {
+    type Key = u64;
+    const TABLE: u8 = 3;
+    fn key_bytes(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| {
+            w.u64(self.0)?;
+            w.u64(self.1)
+        });
+    }
+    fn decode(bytes: &[u8]) -> io::Result<(u64, u64)> {
+        decode(bytes, |r| Ok((r.u64()?, r.u64()?)))
+    }
+}
+
+/// An operation's first outcome, with its fingerprint, by (kind, id).
+impl Stored for (u64, Outcome) {
+    type Key = (u8, u128);
+    const TABLE: u8 = 4;
+    fn key_bytes(key: &(u8, u128), out: &mut Vec<u8>) {
+        out.push(key.0);
+        out.extend_from_slice(&key.1.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| {
+            w.u64(self.0)?;
+            w.outcome(&self.1)
+        });
+    }
+    fn decode(bytes: &[u8]) -> io::Result<(u64, Outcome)> {
+        decode(bytes, |r| Ok((r.u64()?, r.outcome()?)))
+    }
+}
+
+/// A keyed operation's fingerprint, the id it was given and its first outcome, by key.
+impl Stored for (u64, u64, Outcome) {
+    type Key = u128;
+    const TABLE: u8 = 5;
+    fn key_bytes(key: &u128, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| {
+            w.u64(self.0)?;
+            w.u64(self.1)?;
+            w.outcome(&self.2)
+        });
+    }
+    fn decode(bytes: &[u8]) -> io::Result<(u64, u64, Outcome)> {
+        decode(bytes, |r| Ok((r.u64()?, r.u64()?, r.outcome()?)))
     }
 }

@@ -123,7 +123,7 @@ proptest! {
         let mut conflicts = 0;
         for (op, first) in &applied {
             // Operations that own their id: their first outcome is the one kept.
-            if *first == Err(PaymentError::IdempotencyConflict) || w.m.outcome_of(op) != Some(first) {
+            if *first == Err(PaymentError::IdempotencyConflict) || w.m.outcome_of(op).as_ref() != Some(first) {
                 continue;
             }
             let Some(other) = other(op) else { continue };
@@ -184,10 +184,14 @@ fn retry_all(engine: &Engine<PaymentsMachine>, applied: &[(Op, Outcome)]) {
     }
 }
 
+/// The state's snapshot, less its last 16 bytes: the journal position (records applied, the
+/// last move to the history store), which every record moves, retries included.
 fn check_engine(engine: &Engine<PaymentsMachine>) -> Vec<u8> {
     let report = engine.read(audit).unwrap();
     assert!(report.ok(), "{:#?}", report.violations);
-    engine.read(snapshot).unwrap()
+    let mut bytes = engine.read(snapshot).unwrap();
+    bytes.truncate(bytes.len() - 16);
+    bytes
 }
 
 #[test]

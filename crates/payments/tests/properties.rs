@@ -79,8 +79,9 @@ fn before(m: &PaymentsMachine, op: &Op, first: Option<Outcome>) -> Before {
         revenue: revenue(m),
         budgets: CAMPAIGNS.iter().map(|&c| (c, budget_left(m, c))).collect(),
         payments: m
-            .payments()
-            .map(|(id, p)| (id, (m.payment_status(id, p), p.total() - p.refunded_total())))
+            .payments_all()
+            .into_iter()
+            .map(|(id, p)| (id, (m.payment_status(id, &p), p.total() - p.refunded_total())))
             .collect(),
         taken: first.is_none()
             && !matches!(op, Op::Batch(_) | Op::Expire)
@@ -95,9 +96,9 @@ fn check(m: &PaymentsMachine, b: &Before, op: &Op, outcome: &Outcome) {
     assert!(report.ok(), "after {op:?} → {outcome:?}: {:#?}", report.violations);
     // Money is conserved: every debit has its credit.
     assert!(m.ledger().totals().is_balanced());
-    for (id, p) in m.payments() {
+    m.for_each_payment(|id, p| {
         assert!(p.refunded_total() <= p.total(), "payment {id} refunded above its total");
-    }
+    });
     for (id, c) in m.campaigns() {
         assert!(budget_left(m, id) <= c.budget, "campaign {id} above its budget");
     }
@@ -326,7 +327,10 @@ fn run_bounded(
     let mut at_cut = None;
     for (i, ((now, op), first)) in ops.iter().zip(outcomes).enumerate() {
         if i == cut {
+            // A checkpoint: the store made durable, the snapshot written.
+            Machine::persist_history(&m).unwrap();
             at_cut = Some(snapshot(&m));
+            Machine::checkpointed(&mut m);
         }
         Machine::prefetch(&mut m, op).unwrap();
         prop_assert_eq!(&m.apply(*now, op), first, "bounded: {:?}", op);
@@ -350,7 +354,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn moving_ledger_history_to_the_store_changes_no_outcome(
+    fn moving_history_to_the_store_changes_no_outcome(
         actions in prop::collection::vec(action(), 10..80),
         memory_max in 0usize..8,
         cut in 0usize..1_000,
@@ -370,6 +374,38 @@ proptest! {
             prop_assert_eq!(bounded.lookup_transfer(t.id).unwrap(), Some(*t));
             prop_assert_eq!(bounded.pending_status(t.id).unwrap(), m.ledger().pending_status(t.id));
         }
+        // So do the payment tables: payments, refunds, outcomes, lists.
+        let payments = m.payments_all();
+        prop_assert!(payments.len() < 4 || bounded.payments_in_memory() < payments.len());
+        prop_assert_eq!(bounded.payments_all(), payments.clone());
+        for (id, p) in &payments {
+            prop_assert_eq!(bounded.payment(*id), m.payment(*id));
+            for r in &p.refunds {
+                prop_assert_eq!(bounded.refund_of(*r), m.refund_of(*r));
+            }
+        }
+        for (_, op) in &ops {
+            prop_assert_eq!(bounded.outcome_of(op), m.outcome_of(op));
+        }
+        for merchant in [true, false] {
+            let parties = if merchant { &MERCHANTS[..] } else { &USERS[..] };
+            for &party in parties {
+                let all = m.payments_page(merchant, party, None, usize::MAX).unwrap();
+                prop_assert_eq!(bounded.payments_page(merchant, party, None, usize::MAX), Some(all.clone()));
+                // Page by two through the cursor.
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = bounded.payments_page(merchant, party, after, 2).unwrap();
+                    paged.extend_from_slice(&page);
+                    if page.len() < 2 {
+                        break;
+                    }
+                    after = page.last().copied();
+                }
+                prop_assert_eq!(paged, all);
+            }
+        }
     }
 }
 
@@ -383,7 +419,7 @@ fn a_long_mix_keeps_the_invariants() {
     let succeeded = outcomes.iter().filter(|o| o.is_ok()).count();
     assert!(succeeded > 500, "only {succeeded} operations succeeded");
     let statuses: Vec<PaymentStatus> =
-        m.payments().map(|(id, p)| m.payment_status(id, p)).collect();
+        m.payments_all().iter().map(|(id, p)| m.payment_status(*id, p)).collect();
     for status in [PaymentStatus::Succeeded, PaymentStatus::Released, PaymentStatus::Expired] {
         assert!(statuses.contains(&status), "no payment {}", status.name());
     }

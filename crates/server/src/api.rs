@@ -652,7 +652,7 @@ async fn get_payment(
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
     let id = parse_id(Prefix::Payment, &id, "id")?;
-    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, p, status))).await?;
+    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, &p, status))).await?;
     let p = found.ok_or_else(|| ApiError::not_found("payment"))?;
     may_see(&caller, p.merchant, "payment")?;
     Ok(created(payment_json(&p)))
@@ -718,7 +718,7 @@ async fn list_payments(
             let ids = m.payments_page(by_merchant, party, after, limit + 1)?;
             Some(
                 ids.iter()
-                    .filter_map(|&id| m.payment(id).map(|(p, status)| view(id, p, status)))
+                    .filter_map(|&id| m.payment(id).map(|(p, status)| view(id, &p, status)))
                     .collect::<Vec<_>>(),
             )
         })
@@ -757,7 +757,7 @@ async fn resolve_payment(
         _ => return Err(ApiError::not_found("action (use capture or release)")),
     };
     keyed(&state, &caller, &headers, "payments/resolve", op).await?;
-    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, p, status))).await?;
+    let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, &p, status))).await?;
     Ok(created(payment_json(&found.ok_or_else(|| ApiError::not_found("payment"))?)))
 }
 

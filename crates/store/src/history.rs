@@ -22,6 +22,11 @@ pub struct History {
 }
 
 impl History {
+    /// The store itself, for the records a machine keeps beside its transfers.
+    pub fn store(&self) -> &HistoryStore {
+        &self.store
+    }
+
     /// Opens the store in `dir` for `ledger` when asked to (`held_max`) or when the ledger or
     /// the folder already depend on one (a state that moved transfers out needs its store even
     /// when no bound is set now); `None` otherwise. A fresh ledger gets chunks sized to the bound.

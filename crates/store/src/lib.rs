@@ -26,7 +26,9 @@
 use std::path::{Path, PathBuf};
 
 mod history;
+mod records;
 pub use history::{account_transfers, for_each_transfer, lookup, History};
+pub use records::{ListEntry, Record, RecordStore};
 
 use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};

@@ -1,0 +1,240 @@
+//! Records of a domain machine that left memory (payments, their outcomes, coupons ...), and
+//! append-only lists of them (each merchant's and each user's payments).
+//!
+//! A record is `table (1 byte) ‖ key` → `as_of (8 bytes, little-endian) ‖ payload`, where
+//! `as_of` is the position in the machine's journal (records applied) when it was written.
+//! Reads take the machine's own position as their horizon and ignore records written later:
+//! after a restart from an older checkpoint, what the replay has not reached yet does not exist.
+//! A list entry is `list (1) ‖ owner (8) ‖ timestamp (8) ‖ id (8)`, big-endian, → `as_of`.
+//!
+//! The machine decides what may be written when (see its tiering rules); the store only keeps
+//! the last write of each key.
+
+use fjall::config::PinningPolicy;
+use fjall::{Keyspace, KeyspaceCreateOptions};
+
+use crate::{HistoryStore, StoreError, MEMTABLE_BYTES_MAX};
+
+/// Size of a list entry's key.
+const LIST_KEY_SIZE: usize = 25;
+
+/// One record to write: its table, key, journal position and payload.
+pub struct Record<'a> {
+    pub table: u8,
+    pub key: &'a [u8],
+    pub as_of: u64,
+    pub payload: &'a [u8],
+}
+
+/// One entry of an append-only list, ordered by (timestamp, id) within its owner's list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListEntry {
+    pub list: u8,
+    pub owner: u64,
+    pub timestamp: u64,
+    pub id: u64,
+}
+
+impl ListEntry {
+    fn key(&self) -> [u8; LIST_KEY_SIZE] {
+        let mut key = [0u8; LIST_KEY_SIZE];
+        key[0] = self.list;
+        key[1..9].copy_from_slice(&self.owner.to_be_bytes());
+        key[9..17].copy_from_slice(&self.timestamp.to_be_bytes());
+        key[17..].copy_from_slice(&self.id.to_be_bytes());
+        key
+    }
+}
+
+/// The records and lists of a machine, in the history store's database (so `persist` covers
+/// them with the transfers).
+pub struct RecordStore {
+    store_path: std::path::PathBuf,
+    db: fjall::Database,
+    records: Keyspace,
+    lists: Keyspace,
+}
+
+impl std::fmt::Debug for RecordStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStore").field("path", &self.store_path).finish()
+    }
+}
+
+impl RecordStore {
+    pub fn open(store: &HistoryStore) -> Result<RecordStore, StoreError> {
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        // Every new operation asks whether its id was seen before: as for transfer ids, the
+        // filters and indexes stay in memory so that the usual "no" costs no read.
+        let records = store
+            .db
+            .keyspace("records", || {
+                options()
+                    .filter_block_pinning_policy(PinningPolicy::all(true))
+                    .index_block_pinning_policy(PinningPolicy::all(true))
+            })
+            .map_err(|e| store.error(e))?;
+        let lists = store.db.keyspace("lists", options).map_err(|e| store.error(e))?;
+        Ok(RecordStore { store_path: store.path.clone(), db: store.db.clone(), records, lists })
+    }
+
+    fn error(&self, cause: fjall::Error) -> StoreError {
+        StoreError::Fjall { path: self.store_path.clone(), cause }
+    }
+
+    fn corrupt(&self, what: &'static str) -> StoreError {
+        StoreError::Corrupt { path: self.store_path.clone(), what }
+    }
+
+    /// Writes `records` and `entries` in one atomic batch.
+    pub fn put(
+        &self,
+        records: &[Record<'_>],
+        entries: &[(ListEntry, u64)],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut key = Vec::new();
+        let mut value = Vec::new();
+        for r in records {
+            key.clear();
+            key.push(r.table);
+            key.extend_from_slice(r.key);
+            value.clear();
+            value.extend_from_slice(&r.as_of.to_le_bytes());
+            value.extend_from_slice(r.payload);
+            batch.insert(&self.records, key.as_slice(), value.as_slice());
+        }
+        for (entry, as_of) in entries {
+            batch.insert(&self.lists, entry.key(), as_of.to_le_bytes());
+        }
+        batch.commit().map_err(|e| self.error(e))
+    }
+
+    /// The payload of `table`'s record `key`, if it was written at or before `horizon`.
+    pub fn get(&self, table: u8, key: &[u8], horizon: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut full = Vec::with_capacity(1 + key.len());
+        full.push(table);
+        full.extend_from_slice(key);
+        let Some(value) = self.records.get(&full).map_err(|e| self.error(e))? else {
+            return Ok(None);
+        };
+        if self.as_of(&value)? > horizon {
+            return Ok(None);
+        }
+        Ok(Some(value[8..].to_vec()))
+    }
+
+    fn as_of(&self, value: &[u8]) -> Result<u64, StoreError> {
+        let bytes = value.get(..8).ok_or_else(|| self.corrupt("record without position"))?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    /// Calls `f` with the key (without the table byte) and payload of every record of `table`
+    /// written at or before `horizon`, in key order.
+    pub fn scan(
+        &self,
+        table: u8,
+        horizon: u64,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        for guard in self.records.prefix([table]) {
+            let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
+            if self.as_of(&value)? <= horizon {
+                f(&key[1..], &value[8..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends to `out`, newest first, the entries of `owner`'s list `list` written at or
+    /// before `horizon` that come before `(timestamp, id)` = `before` (all when `None`), until
+    /// `out` holds `limit`.
+    pub fn list(
+        &self,
+        list: u8,
+        owner: u64,
+        before: Option<(u64, u64)>,
+        horizon: u64,
+        limit: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        if out.len() >= limit {
+            return Ok(());
+        }
+        let low = ListEntry { list, owner, timestamp: 0, id: 0 }.key();
+        let range = match before {
+            None => {
+                let high = ListEntry { list, owner, timestamp: u64::MAX, id: u64::MAX }.key();
+                self.lists.range(low..=high)
+            }
+            Some((timestamp, id)) => {
+                self.lists.range(low..ListEntry { list, owner, timestamp, id }.key())
+            }
+        };
+        for guard in range.rev() {
+            let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
+            if self.as_of(&value)? > horizon {
+                continue;
+            }
+            let key: &[u8; LIST_KEY_SIZE] =
+                key.as_ref().try_into().map_err(|_| self.corrupt("list key"))?;
+            let timestamp = u64::from_be_bytes(key[9..17].try_into().expect("8 bytes"));
+            let id = u64::from_be_bytes(key[17..].try_into().expect("8 bytes"));
+            out.push((timestamp, id));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_lists_are_seen_only_within_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let history = HistoryStore::open(dir.path()).unwrap();
+            let store = RecordStore::open(&history).unwrap();
+            let records = [
+                Record { table: 1, key: &7u64.to_be_bytes(), as_of: 10, payload: b"seven" },
+                Record { table: 1, key: &8u64.to_be_bytes(), as_of: 20, payload: b"eight" },
+                Record { table: 2, key: &7u64.to_be_bytes(), as_of: 10, payload: b"other" },
+            ];
+            let entry = |timestamp, id| ListEntry { list: 0, owner: 5, timestamp, id };
+            let entries = [(entry(100, 3), 10), (entry(100, 1), 10), (entry(200, 2), 20)];
+            store.put(&records, &entries).unwrap();
+            history.persist().unwrap();
+        }
+        let history = HistoryStore::open(dir.path()).unwrap();
+        let store = RecordStore::open(&history).unwrap();
+        let get = |table, key: u64, horizon| store.get(table, &key.to_be_bytes(), horizon).unwrap();
+        assert_eq!(get(1, 7, 10), Some(b"seven".to_vec()));
+        assert_eq!(get(1, 8, 19), None);
+        assert_eq!(get(1, 8, 20), Some(b"eight".to_vec()));
+        assert_eq!(get(2, 7, 10), Some(b"other".to_vec()));
+        assert_eq!(get(2, 8, 100), None);
+        let mut seen = Vec::new();
+        store.scan(1, 15, |k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
+        assert_eq!(seen, [(7u64.to_be_bytes().to_vec(), b"seven".to_vec())]);
+
+        let page = |before, horizon, limit| {
+            let mut out = Vec::new();
+            store.list(0, 5, before, horizon, limit, &mut out).unwrap();
+            out
+        };
+        assert_eq!(page(None, 20, 10), [(200, 2), (100, 3), (100, 1)]);
+        assert_eq!(page(None, 10, 10), [(100, 3), (100, 1)]);
+        assert_eq!(page(Some((100, 3)), 20, 10), [(100, 1)]);
+        assert_eq!(page(Some((200, 2)), 20, 1), [(100, 3)]);
+        let mut other = Vec::new();
+        store.list(1, 5, None, 20, 10, &mut other).unwrap();
+        assert!(other.is_empty());
+    }
+}
