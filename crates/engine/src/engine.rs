@@ -420,6 +420,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             }
             if self.journal.size_bytes().saturating_sub(self.journal_bytes_at_checkpoint)
                 >= self.checkpoint_interval_bytes
+                || self.machine.checkpoint_wanted()
             {
                 if let Err(error) = self.checkpoint() {
                     tracing::warn!(%error, "checkpoint failed; will retry later");

@@ -55,6 +55,12 @@ pub trait Machine: Send + 'static {
     /// `write_snapshot`); the journal before it is gone.
     fn checkpointed(&mut self) {}
 
+    /// Whether the machine asks for a checkpoint now, whatever the journal's size (checked
+    /// after each group).
+    fn checkpoint_wanted(&self) -> bool {
+        false
+    }
+
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
     fn read_snapshot(r: &mut dyn Read) -> io::Result<Self>
     where

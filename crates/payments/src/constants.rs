@@ -41,3 +41,8 @@ const _: () = assert!((AMOUNT_MAX as u128) * (BATCH_EVENTS_MAX as u128) < u64::M
 /// N / TRANSFERS_PER_RECORD entries in memory (beyond those it must keep: authorized payments
 /// and their coupons): a payment makes about this many transfers.
 pub const TRANSFERS_PER_RECORD: usize = 4;
+
+/// A record read back from the history store and changed (a redeemed coupon, a refunded payment)
+/// stays in memory until the next checkpoint; the machine asks for one once more than the
+/// tables' bound divided by this wait.
+pub const CHECKPOINT_WAITING_DIVISOR: usize = 2;

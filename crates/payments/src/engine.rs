@@ -64,6 +64,10 @@ impl Machine for PaymentsMachine {
         PaymentsMachine::checkpointed(self);
     }
 
+    fn checkpoint_wanted(&self) -> bool {
+        PaymentsMachine::checkpoint_wanted(self)
+    }
+
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
         crate::snapshot::write(self, w)
     }

@@ -19,7 +19,7 @@ use huifu_store::{History, ListEntry, Record, RecordStore};
 use std::collections::HashSet;
 
 use crate::command::PaymentStatus;
-use crate::constants::TRANSFERS_PER_RECORD;
+use crate::constants::{CHECKPOINT_WAITING_DIVISOR, TRANSFERS_PER_RECORD};
 use crate::machine::{op_key, Payment};
 use crate::tier::{KeyBytes, Stored, Tier, Tiered};
 
@@ -106,6 +106,10 @@ impl PaymentsMachine {
     /// Reads back from the store the payment records `op` may touch (see `tier.rs`).
     fn prefetch_records(&mut self, op: &Op) -> io::Result<()> {
         let Some(tier) = &self.tier else { return Ok(()) };
+        if self.moved == 0 {
+            // Nothing left memory yet.
+            return Ok(());
+        }
         let horizon = self.applied;
         match *op {
             Op::Batch(ref ops) => return ops.iter().try_for_each(|op| self.prefetch_records(op)),
@@ -203,7 +207,24 @@ impl PaymentsMachine {
     pub(crate) fn checkpointed(&mut self) {
         if let Some(tier) = &mut self.tier {
             tier.epoch += 1;
+            self.payments.checkpointed();
+            self.coupons.checkpointed();
+            self.refunds.checkpointed();
+            self.outcomes.checkpointed();
+            self.keys.checkpointed();
         }
+    }
+
+    /// Whether records read back and changed (a refunded payment, a redeemed coupon) wait in
+    /// memory for a checkpoint in such numbers that one should be taken now.
+    pub(crate) fn checkpoint_wanted(&self) -> bool {
+        let Some(held_max) = self.tier.as_ref().and_then(|t| t.held_max) else { return false };
+        let waiting = self.payments.waiting()
+            + self.coupons.waiting()
+            + self.refunds.waiting()
+            + self.outcomes.waiting()
+            + self.keys.waiting();
+        waiting > held_max / CHECKPOINT_WAITING_DIVISOR
     }
 
     /// A record from memory, else from the store. A store that cannot be read is a broken
@@ -212,7 +233,7 @@ impl PaymentsMachine {
         if let Some(v) = table.get(&key) {
             return Some(v.clone());
         }
-        let tier = self.tier.as_ref()?;
+        let tier = self.tier.as_ref().filter(|_| self.moved > 0)?;
         let mut k = Vec::with_capacity(17);
         V::key_bytes(&key, &mut k);
         let bytes = tier.store.get(V::TABLE, &k, self.applied).expect("history store read")?;

@@ -48,11 +48,18 @@ pub(crate) struct Tiered<V: Stored> {
     /// Entries read back from the store: the checkpoint epoch they were read in and a hash of
     /// the bytes read.
     fetched: HashMap<V::Key, (u64, u64)>,
+    /// Entries read back and changed, out of `order` until the next checkpoint.
+    waiting: Vec<V::Key>,
 }
 
 impl<V: Stored> Default for Tiered<V> {
     fn default() -> Self {
-        Tiered { map: ShardedMap::default(), order: VecDeque::new(), fetched: HashMap::new() }
+        Tiered {
+            map: ShardedMap::default(),
+            order: VecDeque::new(),
+            fetched: HashMap::new(),
+            waiting: Vec::new(),
+        }
     }
 }
 
@@ -94,6 +101,18 @@ impl<V: Stored> Tiered<V> {
         self.map.len()
     }
 
+    /// Entries that can leave memory only after the next checkpoint.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// A checkpoint was taken: the entries waiting for one go first next time.
+    pub fn checkpointed(&mut self) {
+        for key in self.waiting.drain(..).rev() {
+            self.order.push_front(key);
+        }
+    }
+
     /// Every entry in memory, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&V::Key, &V)> + '_ {
         self.map.iter()
@@ -110,7 +129,8 @@ impl<V: Stored> Tiered<V> {
         out: &mut Vec<(u8, Vec<u8>, Vec<u8>)>,
     ) {
         let mut budget = self.order.len();
-        while self.map.len() > keep && budget > 0 {
+        let mut len = self.map.len();
+        while len > keep && budget > 0 {
             budget -= 1;
             let key = self.order.pop_front().expect("budget counts the queue");
             let Some(value) = self.map.get(&key) else { continue };
@@ -123,7 +143,7 @@ impl<V: Stored> Tiered<V> {
             match self.fetched.get(&key) {
                 Some(&(_, read)) if read == hash(&payload) => {}
                 Some(&(at, _)) if at >= epoch => {
-                    self.order.push_back(key);
+                    self.waiting.push(key);
                     continue;
                 }
                 _ => {
@@ -134,6 +154,7 @@ impl<V: Stored> Tiered<V> {
             }
             self.fetched.remove(&key);
             self.map.remove(&key);
+            len -= 1;
         }
     }
 }

@@ -50,7 +50,6 @@ impl ListEntry {
 /// them with the transfers).
 pub struct RecordStore {
     store_path: std::path::PathBuf,
-    db: fjall::Database,
     records: Keyspace,
     lists: Keyspace,
 }
@@ -75,7 +74,7 @@ impl RecordStore {
             })
             .map_err(|e| store.error(e))?;
         let lists = store.db.keyspace("lists", options).map_err(|e| store.error(e))?;
-        Ok(RecordStore { store_path: store.path.clone(), db: store.db.clone(), records, lists })
+        Ok(RecordStore { store_path: store.path.clone(), records, lists })
     }
 
     fn error(&self, cause: fjall::Error) -> StoreError {
@@ -86,31 +85,46 @@ impl RecordStore {
         StoreError::Corrupt { path: self.store_path.clone(), what }
     }
 
-    /// Writes `records` and `entries` in one atomic batch.
+    /// Writes `records` and `entries`, each kind as one sorted run straight into the store's
+    /// tables (as transfers are: no in-memory table, no store journal). Each key at most once.
     pub fn put(
         &self,
         records: &[Record<'_>],
         entries: &[(ListEntry, u64)],
     ) -> Result<(), StoreError> {
-        if records.is_empty() && entries.is_empty() {
-            return Ok(());
+        let e = |e| self.error(e);
+        if !records.is_empty() {
+            let mut sorted: Vec<(Vec<u8>, Vec<u8>)> = records
+                .iter()
+                .map(|r| {
+                    let mut key = Vec::with_capacity(1 + r.key.len());
+                    key.push(r.table);
+                    key.extend_from_slice(r.key);
+                    let mut value = Vec::with_capacity(8 + r.payload.len());
+                    value.extend_from_slice(&r.as_of.to_le_bytes());
+                    value.extend_from_slice(r.payload);
+                    (key, value)
+                })
+                .collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            debug_assert!(sorted.windows(2).all(|w| w[0].0 < w[1].0), "a key twice");
+            let mut ingestion = self.records.start_ingestion().map_err(e)?;
+            for (key, value) in sorted {
+                ingestion.write(key, value).map_err(e)?;
+            }
+            ingestion.finish().map_err(e)?;
         }
-        let mut batch = self.db.batch();
-        let mut key = Vec::new();
-        let mut value = Vec::new();
-        for r in records {
-            key.clear();
-            key.push(r.table);
-            key.extend_from_slice(r.key);
-            value.clear();
-            value.extend_from_slice(&r.as_of.to_le_bytes());
-            value.extend_from_slice(r.payload);
-            batch.insert(&self.records, key.as_slice(), value.as_slice());
+        if !entries.is_empty() {
+            let mut sorted: Vec<([u8; LIST_KEY_SIZE], u64)> =
+                entries.iter().map(|(entry, as_of)| (entry.key(), *as_of)).collect();
+            sorted.sort_unstable();
+            let mut ingestion = self.lists.start_ingestion().map_err(e)?;
+            for (key, as_of) in sorted {
+                ingestion.write(key, as_of.to_le_bytes()).map_err(e)?;
+            }
+            ingestion.finish().map_err(e)?;
         }
-        for (entry, as_of) in entries {
-            batch.insert(&self.lists, entry.key(), as_of.to_le_bytes());
-        }
-        batch.commit().map_err(|e| self.error(e))
+        Ok(())
     }
 
     /// The payload of `table`'s record `key`, if it was written at or before `horizon`.
