@@ -145,9 +145,19 @@ proptest! {
 // Through the engine.
 
 fn open(dir: &Path) -> (Engine<PaymentsMachine>, huifu_engine::Recovery) {
+    open_bounded(dir, None)
+}
+
+/// With `memory_max`, at most that many ledger transfers (and a quarter as many entries of each
+/// payment table) stay in memory; the rest goes to the history store.
+fn open_bounded(
+    dir: &Path,
+    memory_max: Option<usize>,
+) -> (Engine<PaymentsMachine>, huifu_engine::Recovery) {
     let mut options = EngineOptions::new(dir);
     options.fsync = false;
     options.segment_size_max = 64 << 10;
+    options.memory_max = memory_max;
     Engine::open(options).expect("engine opens")
 }
 
@@ -238,6 +248,69 @@ fn retries_return_the_first_outcomes_after_a_restart() {
     assert_eq!(recovery.records_replayed, 0);
     assert_eq!(check_engine(&engine), state);
     retry_all(&engine, &applied);
+}
+
+/// What a state means, wherever its parts are held: every payment, every account's balances,
+/// after a clean audit.
+fn logical(engine: &Engine<PaymentsMachine>) -> (Vec<(u64, huifu_payments::Payment)>, Vec<u8>) {
+    let report = engine.read(audit).unwrap();
+    assert!(report.ok(), "{:#?}", report.violations);
+    engine
+        .read(|m| {
+            let mut accounts = Vec::new();
+            for a in m.ledger().accounts() {
+                accounts.extend_from_slice(format!("{a:?}").as_bytes());
+            }
+            (m.payments_all(), accounts)
+        })
+        .unwrap()
+}
+
+#[test]
+fn retries_return_the_first_outcomes_after_restarts_with_history_in_the_store() {
+    // At most 8 transfers and 2 entries of each payment table in memory: nearly everything a
+    // retry or a refund needs comes back from the store, across restarts from the journal and
+    // from checkpoints whose store went on ahead of them.
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = open_bounded(dir.path(), Some(8));
+    let mut applied = Vec::new();
+    for op in mix_setup() {
+        let outcome = engine.execute(op.clone()).unwrap();
+        applied.push((op, outcome));
+    }
+    let (mix, more) = run_engine(&engine, Mix::new(), &actions(250, 0xfeed));
+    applied.extend(more);
+    let state = logical(&engine);
+    assert!(engine.read(|m| m.payments_in_memory()).unwrap() < state.0.len() / 2);
+    retry_all(&engine, &applied);
+    assert_eq!(logical(&engine), state);
+    drop(engine);
+
+    let (engine, _) = open_bounded(dir.path(), Some(8));
+    assert_eq!(logical(&engine), state);
+    retry_all(&engine, &applied);
+    assert_eq!(logical(&engine), state);
+    engine.checkpoint().unwrap();
+    let (mix, more) = run_engine(&engine, mix, &actions(150, 0xbeef));
+    applied.extend(more);
+    let state = logical(&engine);
+    drop(engine);
+
+    // The checkpoint, then the journal after it; the store holds what went out after it.
+    let (engine, recovery) = open_bounded(dir.path(), Some(8));
+    assert!(recovery.checkpoint_seq > 1);
+    assert_eq!(logical(&engine), state);
+    retry_all(&engine, &applied);
+    let (_, more) = run_engine(&engine, mix, &actions(100, 0xcafe));
+    applied.extend(more);
+    let state = logical(&engine);
+    drop(engine);
+
+    // Reopened without a bound: everything is still found.
+    let (engine, _) = open_bounded(dir.path(), None);
+    assert_eq!(logical(&engine), state);
+    retry_all(&engine, &applied);
+    assert_eq!(logical(&engine), state);
 }
 
 #[test]
