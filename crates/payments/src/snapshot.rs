@@ -14,7 +14,7 @@ use crate::machine::{
 use crate::money::Legs;
 use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY003";
+const MAGIC: &[u8; 8] = b"HFPAY004";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -96,12 +96,12 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     w.map(m.outcomes.iter(), |w, k, (print, outcome)| {
         w.u8(k.0)?;
         w.u128(k.1)?;
-        w.u64(*print)?;
+        w.fixed64(*print)?;
         w.outcome(outcome)
     })?;
     w.map(m.keys.iter(), |w, k, (print, id, outcome)| {
         w.u128(*k)?;
-        w.u64(*print)?;
+        w.fixed64(*print)?;
         w.u64(*id)?;
         w.outcome(outcome)
     })?;
@@ -211,13 +211,13 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     }
     for _ in 0..r.len()? {
         let key = (r.u8()?, r.u128()?);
-        let print = r.u64()?;
+        let print = r.fixed64()?;
         let outcome = r.outcome()?;
         m.outcomes.insert(key, (print, outcome));
     }
     for _ in 0..r.len()? {
         let key = r.u128()?;
-        let (print, id) = (r.u64()?, r.u64()?);
+        let (print, id) = (r.fixed64()?, r.u64()?);
         let outcome = r.outcome()?;
         m.keys.insert(key, (print, id, outcome));
     }
@@ -255,9 +255,22 @@ impl W<'_> {
         self.0.write_all(&[v])
     }
     fn u32(&mut self, v: u32) -> io::Result<()> {
-        self.0.write_all(&v.to_le_bytes())
+        self.u64(u64::from(v))
     }
-    fn u64(&mut self, v: u64) -> io::Result<()> {
+    /// LEB128: seven bits a byte, low first; most values here (ids, amounts) are small.
+    fn u64(&mut self, mut v: u64) -> io::Result<()> {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.0.write_all(&buf[..=n])
+    }
+    /// A hash: as many bytes as it has.
+    fn fixed64(&mut self, v: u64) -> io::Result<()> {
         self.0.write_all(&v.to_le_bytes())
     }
     fn u128(&mut self, v: u128) -> io::Result<()> {
@@ -379,9 +392,23 @@ impl R<'_> {
         Ok(self.take::<1>()?[0])
     }
     fn u32(&mut self) -> io::Result<u32> {
-        Ok(u32::from_le_bytes(self.take()?))
+        u32::try_from(self.u64()?).map_err(|_| bad("u32 out of range"))
     }
     fn u64(&mut self) -> io::Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            if shift == 63 && b > 1 {
+                return Err(bad("u64 out of range"));
+            }
+            v |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad("u64 too long"))
+    }
+    fn fixed64(&mut self) -> io::Result<u64> {
         Ok(u64::from_le_bytes(self.take()?))
     }
     fn u128(&mut self) -> io::Result<u128> {
@@ -563,12 +590,12 @@ impl Stored for (u64, Outcome) {
     }
     fn encode(&self, out: &mut Vec<u8>) {
         encode(out, |w| {
-            w.u64(self.0)?;
+            w.fixed64(self.0)?;
             w.outcome(&self.1)
         });
     }
     fn decode(bytes: &[u8]) -> io::Result<(u64, Outcome)> {
-        decode(bytes, |r| Ok((r.u64()?, r.outcome()?)))
+        decode(bytes, |r| Ok((r.fixed64()?, r.outcome()?)))
     }
 }
 
@@ -581,12 +608,49 @@ impl Stored for (u64, u64, Outcome) {
     }
     fn encode(&self, out: &mut Vec<u8>) {
         encode(out, |w| {
-            w.u64(self.0)?;
+            w.fixed64(self.0)?;
             w.u64(self.1)?;
             w.outcome(&self.2)
         });
     }
     fn decode(bytes: &[u8]) -> io::Result<(u64, u64, Outcome)> {
-        decode(bytes, |r| Ok((r.u64()?, r.u64()?, r.outcome()?)))
+        decode(bytes, |r| Ok((r.fixed64()?, r.u64()?, r.outcome()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_round_trip_in_as_few_bytes_as_they_need() {
+        for (v, size) in [(0u64, 1), (127, 1), (128, 2), (16_383, 2), (1 << 56, 9), (u64::MAX, 10)]
+        {
+            let mut bytes = Vec::new();
+            W(&mut bytes).u64(v).unwrap();
+            assert_eq!(bytes.len(), size, "{v}");
+            let mut rest = bytes.as_slice();
+            assert_eq!(R(&mut rest).u64().unwrap(), v);
+            assert!(rest.is_empty());
+        }
+    }
+
+    #[test]
+    fn integers_out_of_range_or_cut_short_are_refused() {
+        let too_big = [0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02];
+        assert!(R(&mut &too_big[..]).u64().is_err());
+        assert!(R(&mut &[0x80u8][..]).u64().is_err());
+        let mut bytes = Vec::new();
+        W(&mut bytes).u64(u64::from(u32::MAX) + 1).unwrap();
+        assert!(R(&mut bytes.as_slice()).u32().is_err());
+    }
+
+    #[test]
+    fn a_stored_record_with_bytes_left_over_is_refused() {
+        let mut bytes = Vec::new();
+        (7u64, 9u64).encode(&mut bytes);
+        assert_eq!(<(u64, u64)>::decode(&bytes).unwrap(), (7, 9));
+        bytes.push(0);
+        assert!(<(u64, u64)>::decode(&bytes).is_err());
     }
 }

@@ -10,8 +10,8 @@
 //! The machine decides what may be written when (see its tiering rules); the store only keeps
 //! the last write of each key.
 
-use fjall::config::PinningPolicy;
-use fjall::{Keyspace, KeyspaceCreateOptions};
+use fjall::config::{CompressionPolicy, PinningPolicy};
+use fjall::{CompressionType, Keyspace, KeyspaceCreateOptions};
 
 use crate::{HistoryStore, StoreError, MEMTABLE_BYTES_MAX};
 
@@ -62,7 +62,12 @@ impl std::fmt::Debug for RecordStore {
 
 impl RecordStore {
     pub fn open(store: &HistoryStore) -> Result<RecordStore, StoreError> {
-        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        // Compressed from the first level: the records are written as sorted runs into it.
+        let options = || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(MEMTABLE_BYTES_MAX)
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+        };
         // Every new operation asks whether its id was seen before: as for transfer ids, the
         // filters and indexes stay in memory so that the usual "no" costs no read.
         let records = store
