@@ -205,8 +205,10 @@ fn state(m: &PaymentsMachine) -> State {
             (id, (p, status))
         })
         .collect();
-    let payouts = m.payouts().map(|(id, p)| (id, (*p, ledger.pending_status(id)))).collect();
-    let holds = m.holds().map(|(id, h)| (id, (*h, m.hold_of(id).expect("hold").1))).collect();
+    let payouts =
+        m.payouts().into_iter().map(|(id, p)| (id, (p, ledger.pending_status(id)))).collect();
+    let holds =
+        m.holds().into_iter().map(|(id, h)| (id, (h, m.hold_of(id).expect("hold").1))).collect();
     State { transfers, payments, refunds, payouts, holds }
 }
 

@@ -128,6 +128,14 @@ impl PaymentsMachine {
             }
             Op::Refund { payment, .. } => Some(payment),
             Op::Capture { id } | Op::Release { id } => Some(id),
+            Op::BankResult { id, .. } => {
+                fetch(&mut self.holds, tier, id, horizon)?;
+                None
+            }
+            Op::PayoutResult { payout, .. } => {
+                fetch(&mut self.payouts, tier, payout, horizon)?;
+                None
+            }
             _ => None,
         };
         // A refund or release may give the payment's coupon back.
@@ -172,6 +180,12 @@ impl PaymentsMachine {
         if self.keys.len() > held_max {
             self.keys.evict(keep, epoch, |_, _| false, &mut out);
         }
+        if self.holds.len() > held_max {
+            self.holds.evict(keep, epoch, |_, _| false, &mut out);
+        }
+        if self.payouts.len() > held_max {
+            self.payouts.evict(keep, epoch, |_, _| false, &mut out);
+        }
         let mut entries = Vec::new();
         if self.listed > held_max {
             for (list, lists) in
@@ -212,6 +226,8 @@ impl PaymentsMachine {
             self.refunds.checkpointed();
             self.outcomes.checkpointed();
             self.keys.checkpointed();
+            self.holds.checkpointed();
+            self.payouts.checkpointed();
         }
     }
 
@@ -223,7 +239,9 @@ impl PaymentsMachine {
             + self.coupons.waiting()
             + self.refunds.waiting()
             + self.outcomes.waiting()
-            + self.keys.waiting();
+            + self.keys.waiting()
+            + self.holds.waiting()
+            + self.payouts.waiting();
         waiting > held_max / CHECKPOINT_WAITING_DIVISOR
     }
 

@@ -125,9 +125,9 @@ pub struct PaymentsMachine {
     pub(crate) authorized: BTreeSet<(u64, u64)>,
     /// Refund id → (payment id, amount).
     pub(crate) refunds: Tiered<(u64, u64)>,
-    pub(crate) holds: HashMap<u64, Hold>,
+    pub(crate) holds: Tiered<Hold>,
     /// By the ledger id of the payout's pending transfer.
-    pub(crate) payouts: HashMap<u128, Payout>,
+    pub(crate) payouts: Tiered<Payout>,
     pub(crate) settlements: HashMap<u64, Vec<SettlementLine>>,
     /// First outcome of every operation, with a fingerprint of its fields: (kind, id) → ...
     pub(crate) outcomes: Tiered<(u64, Outcome)>,
@@ -1146,11 +1146,11 @@ impl PaymentsMachine {
     }
 
     pub fn payout_of(&self, id: u128) -> Option<Payout> {
-        self.payouts.get(&id).copied()
+        self.stored(&self.payouts, id)
     }
 
     pub fn hold_of(&self, id: u64) -> Option<(Hold, Option<PendingStatus>)> {
-        let hold = *self.holds.get(&id)?;
+        let hold = self.stored(&self.holds, id)?;
         let tag = match hold.kind {
             HoldKind::TopUp => OpTag::TopUp,
             HoldKind::Withdrawal => OpTag::Withdrawal,
@@ -1191,13 +1191,20 @@ impl PaymentsMachine {
         self.settlements.iter().map(|(&id, lines)| (id, lines.as_slice()))
     }
 
-    pub fn payouts(&self) -> impl Iterator<Item = (u128, &Payout)> {
-        self.payouts.iter().map(|(&id, p)| (id, p))
+    /// Every payout, by id, from the history store and memory. Not for hot paths.
+    pub fn payouts(&self) -> Vec<(u128, Payout)> {
+        let mut all = Vec::new();
+        self.for_each_stored(&self.payouts, |id, p| all.push((id, *p)));
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
     }
 
     /// Every top-up and withdrawal, for exports. Not for hot paths.
-    pub fn holds(&self) -> impl Iterator<Item = (u64, &Hold)> {
-        self.holds.iter().map(|(&id, h)| (id, h))
+    pub fn holds(&self) -> Vec<(u64, Hold)> {
+        let mut all = Vec::new();
+        self.for_each_stored(&self.holds, |id, h| all.push((id, *h)));
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
     }
 }
 

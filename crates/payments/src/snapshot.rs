@@ -71,23 +71,13 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
         w.u64(v.0)?;
         w.u64(v.1)
     })?;
-    w.map(&m.holds, |w, k, h| {
+    w.map(m.holds.iter(), |w, k, h| {
         w.u64(*k)?;
-        w.u8(match h.kind {
-            HoldKind::TopUp => 0,
-            HoldKind::Withdrawal => 1,
-        })?;
-        w.u64(h.user)?;
-        w.u64(h.channel)?;
-        w.u32(h.currency)?;
-        w.u64(h.amount)
+        w.hold(h)
     })?;
-    w.map(&m.payouts, |w, k, p| {
+    w.map(m.payouts.iter(), |w, k, p| {
         w.u128(*k)?;
-        w.u64(p.merchant)?;
-        w.u64(p.channel)?;
-        w.u32(p.currency)?;
-        w.u64(p.amount)
+        w.payout(p)
     })?;
     w.map(&m.settlements, |w, k, lines| {
         w.u64(*k)?;
@@ -189,20 +179,11 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     }
     for _ in 0..r.len()? {
         let id = r.u64()?;
-        let kind = match r.u8()? {
-            0 => HoldKind::TopUp,
-            1 => HoldKind::Withdrawal,
-            _ => return Err(bad("hold kind")),
-        };
-        let hold =
-            Hold { kind, user: r.u64()?, channel: r.u64()?, currency: r.u32()?, amount: r.u64()? };
-        m.holds.insert(id, hold);
+        m.holds.insert(id, r.hold()?);
     }
     for _ in 0..r.len()? {
         let id = r.u128()?;
-        let payout =
-            Payout { merchant: r.u64()?, channel: r.u64()?, currency: r.u32()?, amount: r.u64()? };
-        m.payouts.insert(id, payout);
+        m.payouts.insert(id, r.payout()?);
     }
     for _ in 0..r.len()? {
         let id = r.u64()?;
@@ -291,6 +272,22 @@ impl W<'_> {
         self.u64(c.campaign)?;
         self.u64(c.user)?;
         self.u64(c.redeemed_by)
+    }
+    fn hold(&mut self, h: &Hold) -> io::Result<()> {
+        self.u8(match h.kind {
+            HoldKind::TopUp => 0,
+            HoldKind::Withdrawal => 1,
+        })?;
+        self.u64(h.user)?;
+        self.u64(h.channel)?;
+        self.u32(h.currency)?;
+        self.u64(h.amount)
+    }
+    fn payout(&mut self, p: &Payout) -> io::Result<()> {
+        self.u64(p.merchant)?;
+        self.u64(p.channel)?;
+        self.u32(p.currency)?;
+        self.u64(p.amount)
     }
     fn payment(&mut self, p: &Payment) -> io::Result<()> {
         for v in [p.user, p.merchant, p.rider] {
@@ -419,6 +416,28 @@ impl R<'_> {
     }
     fn coupon(&mut self) -> io::Result<Coupon> {
         Ok(Coupon { campaign: self.u64()?, user: self.u64()?, redeemed_by: self.u64()? })
+    }
+    fn hold(&mut self) -> io::Result<Hold> {
+        let kind = match self.u8()? {
+            0 => HoldKind::TopUp,
+            1 => HoldKind::Withdrawal,
+            _ => return Err(bad("hold kind")),
+        };
+        Ok(Hold {
+            kind,
+            user: self.u64()?,
+            channel: self.u64()?,
+            currency: self.u32()?,
+            amount: self.u64()?,
+        })
+    }
+    fn payout(&mut self) -> io::Result<Payout> {
+        Ok(Payout {
+            merchant: self.u64()?,
+            channel: self.u64()?,
+            currency: self.u32()?,
+            amount: self.u64()?,
+        })
     }
     fn payment(&mut self) -> io::Result<Payment> {
         let (user, merchant, rider) = (self.u64()?, self.u64()?, self.u64()?);
@@ -559,6 +578,36 @@ impl Stored for Coupon {
     }
     fn decode(bytes: &[u8]) -> io::Result<Coupon> {
         decode(bytes, |r| r.coupon())
+    }
+}
+
+/// A top-up or withdrawal.
+impl Stored for Hold {
+    type Key = u64;
+    const TABLE: u8 = 6;
+    fn key_bytes(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| w.hold(self));
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Hold> {
+        decode(bytes, |r| r.hold())
+    }
+}
+
+/// A payout, by the ledger id of its pending transfer.
+impl Stored for Payout {
+    type Key = u128;
+    const TABLE: u8 = 7;
+    fn key_bytes(key: &u128, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(out, |w| w.payout(self));
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Payout> {
+        decode(bytes, |r| r.payout())
     }
 }
 

@@ -176,3 +176,9 @@ impl KeyBytes for u64 {
         u64::from_be_bytes(bytes.try_into().expect("8-byte key"))
     }
 }
+
+impl KeyBytes for u128 {
+    fn from_bytes(bytes: &[u8]) -> u128 {
+        u128::from_be_bytes(bytes.try_into().expect("16-byte key"))
+    }
+}

@@ -387,6 +387,14 @@ proptest! {
         for (_, op) in &ops {
             prop_assert_eq!(bounded.outcome_of(op), m.outcome_of(op));
         }
+        prop_assert_eq!(bounded.payouts(), m.payouts());
+        for (id, p) in m.payouts() {
+            prop_assert_eq!(bounded.payout_of(id), Some(p));
+        }
+        prop_assert_eq!(bounded.holds(), m.holds());
+        for (id, _) in m.holds() {
+            prop_assert_eq!(bounded.hold_of(id), m.hold_of(id));
+        }
         for merchant in [true, false] {
             let parties = if merchant { &MERCHANTS[..] } else { &USERS[..] };
             for &party in parties {
