@@ -444,8 +444,9 @@ async fn bank_answer_withdrawal(
 
 // Payments and refunds.
 
-/// The ids are borrowed from the request body (they need no unescaping in practice): a batch
-/// holds a thousand payments.
+// The ids are borrowed from the request body (they need no unescaping in practice): a batch
+// holds a thousand payments. (A plain comment: a doc comment would become the schema's
+// description in the OpenAPI document.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PaymentBody<'a> {
