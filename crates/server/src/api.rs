@@ -1,6 +1,8 @@
 //! The payment resources under `/v1`: parties, top-ups and withdrawals, payments, refunds,
 //! campaigns and coupons, payouts and settlement runs, balances and statements, API keys.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +14,7 @@ use huifu_payments::chart::{self, Kind};
 use huifu_payments::{
     CouponRule, Done, Funder, Op, Outcome, Payment, PaymentStatus, PaymentsMachine, SettlementLine,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -21,7 +23,7 @@ use crate::auth::{Caller, Role};
 use crate::constants::{BATCH_OPERATIONS_MAX, LIST_LIMIT_MAX};
 use crate::error::ApiError;
 use crate::ledger::PageQuery;
-use crate::wire::{self, parse_body, parse_currency, parse_id, Prefix};
+use crate::wire::{self, parse_body, parse_currency, parse_id, Id, Ids, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -442,12 +444,21 @@ async fn bank_answer_withdrawal(
 
 // Payments and refunds.
 
+// The ids are borrowed from the request body (they need no unescaping in practice): a batch
+// holds a thousand payments. (A plain comment: a doc comment would become the schema's
+// description in the OpenAPI document.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PaymentBody {
-    user: String,
-    merchant: String,
-    rider: String,
+struct PaymentBody<'a> {
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    user: Cow<'a, str>,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    merchant: Cow<'a, str>,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    rider: Cow<'a, str>,
     food_amount: u64,
     #[serde(default)]
     delivery_fee: u64,
@@ -483,26 +494,59 @@ struct PaymentView {
     refunds: Vec<u64>,
 }
 
+/// A payment as the API writes it, serialized straight into the reply. The fields are in
+/// alphabetical order, the order in which `serde_json::Value` objects (the other replies) are
+/// written, so a payment reads the same wherever it appears.
+#[derive(Serialize)]
+struct PaymentJson<'a> {
+    amount: u64,
+    amount_refunded: u64,
+    channel: Option<Id>,
+    commission: u64,
+    coupon: Option<Id>,
+    currency: wire::Currency,
+    delivery_fee: u64,
+    discount: u64,
+    food_amount: u64,
+    id: Id,
+    merchant: Id,
+    merchant_amount: u64,
+    object: &'static str,
+    refunds: Ids<'a>,
+    rider: Id,
+    status: &'static str,
+    user: Id,
+}
+
+/// About the size of one payment in JSON, to size reply buffers.
+const PAYMENT_JSON_BYTES: usize = 512;
+
+impl PaymentView {
+    fn json(&self) -> PaymentJson<'_> {
+        PaymentJson {
+            amount: self.legs.total(),
+            amount_refunded: self.refunded,
+            channel: (self.channel != 0).then_some(Id(Prefix::Channel, self.channel)),
+            commission: self.legs.platform,
+            coupon: (self.coupon != 0).then_some(Id(Prefix::Coupon, self.coupon)),
+            currency: wire::Currency(self.currency),
+            delivery_fee: self.delivery,
+            discount: self.legs.coupon,
+            food_amount: self.food,
+            id: Id(Prefix::Payment, self.id),
+            merchant: Id(Prefix::Merchant, self.merchant),
+            merchant_amount: self.legs.merchant,
+            object: "payment",
+            refunds: Ids(Prefix::Refund, &self.refunds),
+            rider: Id(Prefix::Rider, self.rider),
+            status: self.status.name(),
+            user: Id(Prefix::User, self.user),
+        }
+    }
+}
+
 fn payment_json(p: &PaymentView) -> Value {
-    json!({
-        "id": Prefix::Payment.id(p.id),
-        "object": "payment",
-        "status": p.status.name(),
-        "amount": p.legs.total(),
-        "currency": wire::currency_code(p.currency),
-        "food_amount": p.food,
-        "delivery_fee": p.delivery,
-        "discount": p.legs.coupon,
-        "commission": p.legs.platform,
-        "merchant_amount": p.legs.merchant,
-        "user": Prefix::User.id(p.user),
-        "merchant": Prefix::Merchant.id(p.merchant),
-        "rider": Prefix::Rider.id(p.rider),
-        "coupon": (p.coupon != 0).then(|| Prefix::Coupon.id(p.coupon)),
-        "channel": (p.channel != 0).then(|| Prefix::Channel.id(p.channel)),
-        "amount_refunded": p.refunded,
-        "refunds": p.refunds.iter().map(|r| Prefix::Refund.id(*r)).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(p.json()).unwrap_or(Value::Null)
 }
 
 fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
@@ -524,7 +568,7 @@ fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
 }
 
 /// The operation of a payment body, and the currency it names (0 when none).
-fn payment_op(b: &PaymentBody) -> Result<(Op, u32), ApiError> {
+fn payment_op(b: &PaymentBody<'_>) -> Result<(Op, u32), ApiError> {
     let user = parse_id(Prefix::User, &b.user, "user")?;
     let merchant = parse_id(Prefix::Merchant, &b.merchant, "merchant")?;
     let rider = parse_id(Prefix::Rider, &b.rider, "rider")?;
@@ -547,7 +591,7 @@ fn payment_op(b: &PaymentBody) -> Result<(Op, u32), ApiError> {
     Ok((op, currency))
 }
 
-fn payment_result(id: u64, op: &Op, done: Done) -> Result<Value, ApiError> {
+fn payment_result(id: u64, op: &Op, done: Done) -> Result<PaymentView, ApiError> {
     let (
         Op::Pay { user, merchant, rider, food, delivery, coupon, channel, .. },
         Done::Payment { status, legs, currency, .. },
@@ -555,7 +599,7 @@ fn payment_result(id: u64, op: &Op, done: Done) -> Result<Value, ApiError> {
     else {
         return Err(ApiError::internal());
     };
-    Ok(payment_json(&PaymentView {
+    Ok(PaymentView {
         id,
         status,
         user: *user,
@@ -569,7 +613,7 @@ fn payment_result(id: u64, op: &Op, done: Done) -> Result<Value, ApiError> {
         legs,
         refunded: 0,
         refunds: Vec::new(),
-    }))
+    })
 }
 
 #[utoipa::path(
@@ -602,7 +646,7 @@ async fn create_payment(
     let (op, currency) = payment_op(&b)?;
     check_currencies(&state, &[(&op, currency)]).await?;
     let (id, done) = keyed(&state, &caller, &headers, "payments", op.clone()).await?;
-    Ok(created(payment_result(id, &op, done)?))
+    Ok(wire::json_ok(&payment_result(id, &op, done)?.json(), PAYMENT_JSON_BYTES))
 }
 
 /// Payments that name a currency must name their user's (one read for all of them).
@@ -655,7 +699,7 @@ async fn get_payment(
     let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, &p, status))).await?;
     let p = found.ok_or_else(|| ApiError::not_found("payment"))?;
     may_see(&caller, p.merchant, "payment")?;
-    Ok(created(payment_json(&p)))
+    Ok(wire::json_ok(&p.json(), PAYMENT_JSON_BYTES))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -758,7 +802,8 @@ async fn resolve_payment(
     };
     keyed(&state, &caller, &headers, "payments/resolve", op).await?;
     let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, &p, status))).await?;
-    Ok(created(payment_json(&found.ok_or_else(|| ApiError::not_found("payment"))?)))
+    let p = found.ok_or_else(|| ApiError::not_found("payment"))?;
+    Ok(wire::json_ok(&p.json(), PAYMENT_JSON_BYTES))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -799,7 +844,22 @@ async fn create_refund(
     let op = Op::Refund { id: 0, payment, amount };
     let (id, done) = keyed(&state, &caller, &headers, "refunds", op).await?;
     let Done::Refund { amount, legs, full } = done else { return Err(state.unexpected(done)) };
-    Ok(created(refund_json(id, payment, amount, &legs, full)))
+    Ok(wire::json_ok(&refund_json(id, payment, amount, &legs, full), PAYMENT_JSON_BYTES))
+}
+
+/// A refund as the API writes it; fields in alphabetical order, as in [`PaymentJson`].
+#[derive(Serialize)]
+struct RefundJson {
+    amount: u64,
+    commission: u64,
+    completes_refund: bool,
+    delivery_fee: u64,
+    discount: u64,
+    id: Id,
+    merchant_amount: u64,
+    object: &'static str,
+    payment: Id,
+    status: &'static str,
 }
 
 fn refund_json(
@@ -808,19 +868,19 @@ fn refund_json(
     amount: u64,
     legs: &huifu_payments::money::Legs,
     full: bool,
-) -> Value {
-    json!({
-        "id": Prefix::Refund.id(id),
-        "object": "refund",
-        "payment": Prefix::Payment.id(payment),
-        "amount": amount,
-        "merchant_amount": legs.merchant,
-        "delivery_fee": legs.rider,
-        "commission": legs.platform,
-        "discount": legs.coupon,
-        "completes_refund": full,
-        "status": "succeeded",
-    })
+) -> RefundJson {
+    RefundJson {
+        amount,
+        commission: legs.platform,
+        completes_refund: full,
+        delivery_fee: legs.rider,
+        discount: legs.coupon,
+        id: Id(Prefix::Refund, id),
+        merchant_amount: legs.merchant,
+        object: "refund",
+        payment: Id(Prefix::Payment, payment),
+        status: "succeeded",
+    }
 }
 
 #[utoipa::path(
@@ -1369,9 +1429,9 @@ async fn get_statement(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchBody {
-    #[serde(default)]
-    payments: Vec<PaymentBody>,
+struct BatchBody<'a> {
+    #[serde(default, borrow)]
+    payments: Vec<PaymentBody<'a>>,
     #[serde(default)]
     refunds: Vec<RefundBody>,
 }
@@ -1470,33 +1530,75 @@ async fn batch(
         }
     };
     let mut outcomes = outcomes.into_iter();
-    let results: Vec<Value> = items
+    let results: Vec<BatchItem> = items
         .into_iter()
         .map(|item| {
-            let rendered = item.and_then(|(op, _)| {
+            item.and_then(|(op, _)| {
                 let outcome: Outcome = outcomes.next().ok_or_else(ApiError::internal)?;
                 let Done::Allocated { id, outcome } = outcome? else {
                     return Err(ApiError::internal());
                 };
                 let done = (*outcome)?;
                 match (&op, done) {
-                    (Op::Pay { .. }, done) => payment_result(id, &op, done),
+                    (Op::Pay { .. }, done) => payment_result(id, &op, done).map(BatchItem::Payment),
                     (Op::Refund { payment, .. }, Done::Refund { amount, legs, full }) => {
-                        Ok(refund_json(id, *payment, amount, &legs, full))
+                        Ok(BatchItem::Refund(refund_json(id, *payment, amount, &legs, full)))
                     }
                     _ => Err(ApiError::internal()),
                 }
-            });
-            match rendered {
-                Ok(v) => json!({"result": v}),
-                Err(e) => json!({"error": {
-                    "type": e.kind, "code": e.code, "message": e.message, "param": e.param,
-                    "status": e.status.as_u16(),
-                }}),
-            }
+            })
+            .unwrap_or_else(BatchItem::Error)
         })
         .collect();
-    Ok(created(json!({"object": "batch", "results": results})))
+    let reply = BatchReply { object: "batch", results };
+    Ok(wire::json_ok(&reply, count.saturating_mul(PAYMENT_JSON_BYTES)))
+}
+
+/// The reply of `POST /v1/batch`; fields in alphabetical order, as in [`PaymentJson`].
+#[derive(Serialize)]
+struct BatchReply {
+    object: &'static str,
+    results: Vec<BatchItem>,
+}
+
+/// One item of a batch reply: `{"result": ...}` or `{"error": ...}`.
+enum BatchItem {
+    Payment(PaymentView),
+    Refund(RefundJson),
+    Error(ApiError),
+}
+
+/// The error of a batch item: the API's error object with the status it would have had alone.
+#[derive(Serialize)]
+struct BatchErrorJson<'a> {
+    code: &'static str,
+    message: &'a str,
+    param: Option<&'a str>,
+    status: u16,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Serialize for BatchItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            BatchItem::Payment(p) => map.serialize_entry("result", &p.json())?,
+            BatchItem::Refund(r) => map.serialize_entry("result", r)?,
+            BatchItem::Error(e) => map.serialize_entry(
+                "error",
+                &BatchErrorJson {
+                    code: e.code,
+                    message: &e.message,
+                    param: e.param.as_deref(),
+                    status: e.status.as_u16(),
+                    kind: e.kind,
+                },
+            )?,
+        }
+        map.end()
+    }
 }
 
 // API keys.
@@ -1549,4 +1651,112 @@ async fn create_api_key(
         ApiError::internal()
     })?;
     Ok(created(json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huifu_payments::money::Legs;
+
+    /// The payment as the API wrote it when it built a `serde_json::Value` for every reply.
+    fn value_form(p: &PaymentView) -> Value {
+        json!({
+            "id": Prefix::Payment.id(p.id),
+            "object": "payment",
+            "status": p.status.name(),
+            "amount": p.legs.total(),
+            "currency": wire::currency_code(p.currency),
+            "food_amount": p.food,
+            "delivery_fee": p.delivery,
+            "discount": p.legs.coupon,
+            "commission": p.legs.platform,
+            "merchant_amount": p.legs.merchant,
+            "user": Prefix::User.id(p.user),
+            "merchant": Prefix::Merchant.id(p.merchant),
+            "rider": Prefix::Rider.id(p.rider),
+            "coupon": (p.coupon != 0).then(|| Prefix::Coupon.id(p.coupon)),
+            "channel": (p.channel != 0).then(|| Prefix::Channel.id(p.channel)),
+            "amount_refunded": p.refunded,
+            "refunds": p.refunds.iter().map(|r| Prefix::Refund.id(*r)).collect::<Vec<_>>(),
+        })
+    }
+
+    fn payment(coupon: u64, channel: u64, currency: u32, refunds: Vec<u64>) -> PaymentView {
+        PaymentView {
+            id: 1 << 52,
+            status: PaymentStatus::Succeeded,
+            user: 7,
+            merchant: u64::MAX,
+            rider: 10,
+            currency,
+            food: 2_500,
+            delivery: 400,
+            coupon,
+            channel,
+            legs: Legs { merchant: 2_250, rider: 400, platform: 250, coupon: 100 },
+            refunded: 300,
+            refunds,
+        }
+    }
+
+    #[test]
+    fn a_payment_is_written_byte_for_byte_as_its_value_form() {
+        for p in [
+            payment(0, 0, 156, Vec::new()),
+            payment(3, 9, 978, vec![1, 99, u64::MAX]),
+            payment(0, 2, 4242, vec![5]),
+        ] {
+            let direct = serde_json::to_string(&p.json()).unwrap();
+            assert_eq!(direct, serde_json::to_string(&value_form(&p)).unwrap());
+            assert_eq!(payment_json(&p), value_form(&p));
+        }
+    }
+
+    #[test]
+    fn a_batch_reply_is_written_byte_for_byte_as_its_value_form() {
+        let legs = Legs { merchant: 90, rider: 0, platform: 10, coupon: 0 };
+        let error = ApiError::invalid("invalid_id", "`x` is not a usr id", Some("user"));
+        let expected = json!({"object": "batch", "results": [
+            {"result": value_form(&payment(0, 0, 156, Vec::new()))},
+            {"error": {
+                "type": error.kind, "code": error.code, "message": error.message,
+                "param": error.param, "status": error.status.as_u16(),
+            }},
+            {"error": {
+                "type": "api_error", "code": "internal", "message": "internal error",
+                "param": null, "status": 500,
+            }},
+            {"result": {
+                "id": "ref_4", "object": "refund", "payment": "pay_3", "amount": 100,
+                "merchant_amount": 90, "delivery_fee": 0, "commission": 10, "discount": 0,
+                "completes_refund": true, "status": "succeeded",
+            }},
+        ]});
+        let reply = BatchReply {
+            object: "batch",
+            results: vec![
+                BatchItem::Payment(payment(0, 0, 156, Vec::new())),
+                BatchItem::Error(error),
+                BatchItem::Error(ApiError::internal()),
+                BatchItem::Refund(refund_json(4, 3, 100, &legs, true)),
+            ],
+        };
+        let direct = serde_json::to_string(&reply).unwrap();
+        assert_eq!(direct, serde_json::to_string(&expected).unwrap());
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_still_names_the_field_at_fault() {
+        let body = Bytes::from_static(br#"{"user":"usr_1","merchant":"mer_1","rider":7}"#);
+        let error = parse_body::<PaymentBody>(&body).err().unwrap();
+        assert_eq!((error.code, error.param.as_deref()), ("invalid_field", Some("rider")));
+        let body = Bytes::from_static(br#"{"user":"usr_1","merchant":"mer_1","rider":"r","x":1}"#);
+        let error = parse_body::<PaymentBody>(&body).err().unwrap();
+        assert_eq!((error.code, error.param.as_deref()), ("invalid_field", Some("x")));
+        let body = Bytes::from_static(
+            br#"{"user":"usr_\u0031","merchant":"m","rider":"r","food_amount":1}"#,
+        );
+        let parsed = parse_body::<PaymentBody>(&body).unwrap();
+        assert_eq!(parsed.user, "usr_1");
+    }
 }

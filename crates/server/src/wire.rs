@@ -1,7 +1,10 @@
 //! Wire formats: object ids with type prefixes, currencies, JSON bodies.
 
 use axum::body::Bytes;
-use serde::de::DeserializeOwned;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::ApiError;
 
@@ -40,6 +43,73 @@ impl Prefix {
 
     pub fn id(self, id: u64) -> String {
         format!("{}_{id}", self.text())
+    }
+}
+
+/// An object id as the API writes it (`usr_42`), serialized without building a `String`: the
+/// hot replies carry several of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Id(pub Prefix, pub u64);
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A prefix (3 bytes today), `_`, and at most 20 digits.
+        let mut text = [0u8; 32];
+        let prefix = self.0.text().as_bytes();
+        text[..prefix.len()].copy_from_slice(prefix);
+        text[prefix.len()] = b'_';
+        let mut digits = [0u8; 20];
+        let mut n = self.1;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let end = prefix.len() + 1 + digits.len() - start;
+        text[prefix.len() + 1..end].copy_from_slice(&digits[start..]);
+        let text = std::str::from_utf8(&text[..end]).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+}
+
+/// Ids of one kind as a JSON array (`["ref_1", "ref_2"]`).
+pub struct Ids<'a>(pub Prefix, pub &'a [u64]);
+
+impl Serialize for Ids<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.1.iter().map(|id| Id(self.0, *id)))
+    }
+}
+
+/// A currency as the API writes it: its ISO 4217 code (its number when the code is unknown).
+#[derive(Clone, Copy, Debug)]
+pub struct Currency(pub u32);
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match CURRENCIES.iter().find(|(_, n)| *n == self.0) {
+            Some((code, _)) => serializer.serialize_str(code),
+            None => serializer.collect_str(&self.0),
+        }
+    }
+}
+
+/// A `200 OK` whose body is `value` in JSON, written straight into the body's buffer
+/// (`capacity` is a guess of its size, so that large replies are not copied as they grow).
+pub fn json_ok<T: Serialize>(value: &T, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => {
+            ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot write a reply");
+            ApiError::internal().into_response()
+        }
     }
 }
 
@@ -120,10 +190,16 @@ fn currency_list() -> String {
 }
 
 /// Parses a JSON body strictly (unknown fields are rejected by the types), naming the field
-/// at fault.
-pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// at fault. Strings of the body may be borrowed by the value.
+pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::invalid("missing_body", "the request needs a JSON body", None));
+    }
+    // Tracking the path costs on every field; it is only needed to name the field at fault, so
+    // a body that parses is parsed once without it, and a body that does not is parsed again
+    // with it for the error.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -136,4 +212,44 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|e| ApiError::invalid("invalid_json", e.to_string(), None))?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_written_as_its_text() {
+        let prefixes = [
+            Prefix::User,
+            Prefix::Merchant,
+            Prefix::Rider,
+            Prefix::Channel,
+            Prefix::Campaign,
+            Prefix::Coupon,
+            Prefix::TopUp,
+            Prefix::Withdrawal,
+            Prefix::Payment,
+            Prefix::Refund,
+            Prefix::Settlement,
+        ];
+        for prefix in prefixes {
+            for id in [0, 1, 9, 10, 4_503_599_627_370_497, u64::MAX] {
+                let written = serde_json::to_string(&Id(prefix, id)).unwrap();
+                assert_eq!(written, format!("\"{}\"", prefix.id(id)));
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&Ids(Prefix::Refund, &[2, 30])).unwrap(),
+            r#"["ref_2","ref_30"]"#
+        );
+    }
+
+    #[test]
+    fn a_currency_is_written_as_its_code_or_its_number() {
+        for number in [156, 978, 0, 4242] {
+            let written = serde_json::to_string(&Currency(number)).unwrap();
+            assert_eq!(written, format!("\"{}\"", currency_code(number)));
+        }
+    }
 }
