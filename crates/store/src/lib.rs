@@ -25,14 +25,22 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod constants;
+pub mod encoding;
 mod history;
 pub use history::{account_transfers, for_each_transfer, lookup, History};
 
-use fjall::config::PinningPolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use huifu_ledger::codec::{decode_transfer, encode_transfer};
-use huifu_ledger::constants::EVENT_SIZE;
-use huifu_ledger::{AccountFilter, ColdTransfer, PendingStatus, Transfer};
+use fjall::config::{
+    BlockSizePolicy, CompressionPolicy, FilterPolicy, FilterPolicyEntry, PinningPolicy,
+    RestartIntervalPolicy,
+};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
+
+use crate::constants::{
+    JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES,
+    SCAN_BLOCK_RESTART_INTERVAL,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +48,14 @@ pub enum StoreError {
     Fjall { path: PathBuf, cause: fjall::Error },
     #[error("history store at {path}: corrupt record: {what}")]
     Corrupt { path: PathBuf, what: &'static str },
+    #[error("history store at {path}: transfer at timestamp {timestamp}: {cause}")]
+    Record { path: PathBuf, timestamp: u64, cause: encoding::DecodeError },
+    #[error(
+        "history store at {path} has format {found:?}, this build reads format {FORMAT}: \
+         it was written by another version (the store is derived from the journal: move it \
+         away and restart from a checkpoint that has not moved transfers out)"
+    )]
+    Format { path: PathBuf, found: Option<u32> },
     #[error(
         "history store at {path} is missing, but the state moved transfers up to timestamp \
          {horizon} into it"
@@ -51,7 +67,8 @@ pub enum StoreError {
 pub struct HistoryStore {
     path: PathBuf,
     db: Database,
-    /// Timestamp (8 bytes, big-endian) → the transfer (128 bytes) and its pending status (1).
+    /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
+    /// record (`encoding`).
     transfers: Keyspace,
     /// Id (16 bytes, big-endian) → timestamp.
     ids: Keyspace,
@@ -66,15 +83,6 @@ impl std::fmt::Debug for HistoryStore {
     }
 }
 
-const RECORD_SIZE: usize = EVENT_SIZE + 1;
-
-/// Size at which a keyspace's in-memory table is written out. Smaller tables are cheaper to
-/// insert into (a shallower skip list) and bound memory, at the cost of more compaction.
-const MEMTABLE_BYTES_MAX: u64 = 16 << 20;
-/// Size of the store's own write-ahead journal before its tables are flushed: what a restart of
-/// the store replays (the engine's journal is what recovery relies on).
-const JOURNALING_BYTES_MAX: u64 = 256 << 20;
-
 impl HistoryStore {
     /// Opens the store in `dir`, creating it.
     pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
@@ -87,18 +95,45 @@ impl HistoryStore {
             .max_journaling_size(JOURNALING_BYTES_MAX)
             .open()
             .map_err(error)?;
-        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
-        let transfers = db.keyspace("transfers", options).map_err(error)?;
+        // Every level compressed: fjall leaves its first two levels uncompressed by default,
+        // and those two levels hold most of a store of a few hundred megabytes.
+        let options = |block_bytes: u32| {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(MEMTABLE_BYTES_MAX)
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+                .data_block_size_policy(BlockSizePolicy::all(block_bytes))
+        };
+        // Records are read by timestamps that the two indexes give, so they are found; the one
+        // read that can miss (`has_timestamp`, for imported accounts) is rare. No bloom filters.
+        let transfers = db
+            .keyspace("transfers", || {
+                options(SCAN_BLOCK_BYTES)
+                    .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
+                    .data_block_restart_interval_policy(RestartIntervalPolicy::all(
+                        SCAN_BLOCK_RESTART_INTERVAL,
+                    ))
+            })
+            .map_err(error)?;
         // Most lookups by id are for ids that are new (a retry is the exception): the bloom
         // filters and indexes of every level stay in memory so that a miss costs no read.
         let ids = db
             .keyspace("transfer_ids", || {
-                options()
+                options(POINT_BLOCK_BYTES)
                     .filter_block_pinning_policy(PinningPolicy::all(true))
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
             .map_err(error)?;
-        let accounts = db.keyspace("account_transfers", options).map_err(error)?;
+        // Only ever scanned by range: no bloom filters.
+        let accounts = db
+            .keyspace("account_transfers", || {
+                options(SCAN_BLOCK_BYTES)
+                    .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
+                    .data_block_restart_interval_policy(RestartIntervalPolicy::all(
+                        SCAN_BLOCK_RESTART_INTERVAL,
+                    ))
+            })
+            .map_err(error)?;
+        check_format(&path, &db, &transfers, &ids)?;
         Ok(HistoryStore { path, db, transfers, ids, accounts })
     }
 
@@ -116,11 +151,11 @@ impl HistoryStore {
     /// pending transfers written before whose record now carries their final status.
     pub fn put(&self, moved: &[ColdTransfer], settled: &[ColdTransfer]) -> Result<(), StoreError> {
         let e = |e| self.error(e);
-        let mut record = [0u8; RECORD_SIZE];
-        let mut encode = |c: &ColdTransfer| {
-            encode_transfer(&c.transfer, (&mut record[..EVENT_SIZE]).try_into().expect("size"));
-            record[EVENT_SIZE] = c.pending.map_or(0, |s| s as u8);
-            record
+        let mut record = Vec::with_capacity(encoding::RECORD_BYTES_MAX);
+        let mut encode = |c: &ColdTransfer| -> fjall::Slice {
+            record.clear();
+            encoding::encode(c, &mut record);
+            fjall::Slice::from(&record[..])
         };
         if !settled.is_empty() {
             let mut batch = self.db.batch();
@@ -165,21 +200,18 @@ impl HistoryStore {
         ingestion.finish().map_err(e)
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<ColdTransfer, StoreError> {
-        let record: &[u8; RECORD_SIZE] =
-            bytes.try_into().map_err(|_| self.corrupt("record size"))?;
-        let transfer = decode_transfer(record[..EVENT_SIZE].try_into().expect("event size"));
-        let pending = match record[EVENT_SIZE] {
-            0 => None,
-            s => Some(PendingStatus::from_u8(s).ok_or_else(|| self.corrupt("pending status"))?),
-        };
-        Ok(ColdTransfer { transfer, pending })
+    fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
+        encoding::decode(bytes, timestamp).map_err(|cause| StoreError::Record {
+            path: self.path.clone(),
+            timestamp,
+            cause,
+        })
     }
 
     fn at(&self, timestamp: u64) -> Result<Option<ColdTransfer>, StoreError> {
         match self.transfers.get(timestamp.to_be_bytes()).map_err(|e| self.error(e))? {
             None => Ok(None),
-            Some(bytes) => self.decode(&bytes).map(Some),
+            Some(bytes) => self.decode(&bytes, timestamp).map(Some),
         }
     }
 
@@ -254,8 +286,10 @@ impl HistoryStore {
     /// Calls `f` with every transfer at or before `horizon`, oldest first.
     pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
         for guard in self.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
-            let (_, value) = guard.into_inner().map_err(|e| self.error(e))?;
-            f(self.decode(&value)?);
+            let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
+            let timestamp =
+                u64::from_be_bytes(key.as_ref().try_into().map_err(|_| self.corrupt("key"))?);
+            f(self.decode(&value, timestamp)?);
         }
         Ok(())
     }
@@ -271,6 +305,40 @@ impl HistoryStore {
     }
 }
 
+/// The version of the store's layout: keyspaces, keys and the record encoding. A store of
+/// another version is refused at open instead of being misread.
+pub const FORMAT: u32 = 2;
+
+/// Where the format is written: in the id index, whose keys are all 16 bytes long and only
+/// ever read one by one, so a key of another length is never taken for an id.
+const FORMAT_KEY: &[u8] = b"huifu-history-format";
+
+/// Writes the format into a new store, or checks that of an existing one.
+fn check_format(
+    path: &Path,
+    db: &Database,
+    transfers: &Keyspace,
+    ids: &Keyspace,
+) -> Result<(), StoreError> {
+    let error = |cause| StoreError::Fjall { path: path.to_path_buf(), cause };
+    let found = match ids.get(FORMAT_KEY).map_err(error)? {
+        Some(v) => Some(v.as_ref().try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX)),
+        None if transfers.first_key_value().is_none() => {
+            // Durable now: the transfers written next are durable as soon as they are written
+            // (sorted runs go straight to fsynced tables), and must never be found without it.
+            ids.insert(FORMAT_KEY, FORMAT.to_le_bytes()).map_err(error)?;
+            db.persist(PersistMode::SyncAll).map_err(error)?;
+            return Ok(());
+        }
+        None => None,
+    };
+    if found == Some(FORMAT) {
+        Ok(())
+    } else {
+        Err(StoreError::Format { path: path.to_path_buf(), found })
+    }
+}
+
 fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..16].copy_from_slice(&account.to_be_bytes());
@@ -281,6 +349,7 @@ fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use huifu_ledger::PendingStatus;
 
     fn t(id: u128, debit: u128, credit: u128, timestamp: u64) -> Transfer {
         Transfer {
@@ -329,6 +398,37 @@ mod tests {
         let mut seen = Vec::new();
         store.scan(45, |c| seen.push(c.transfer.id)).unwrap();
         assert_eq!(seen, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = HistoryStore::open(dir.path()).unwrap();
+            store.put(&[ColdTransfer { transfer: t(1, 1, 2, 10), pending: None }], &[]).unwrap();
+            store.ids.insert(FORMAT_KEY, (FORMAT + 1).to_le_bytes()).unwrap();
+            store.persist().unwrap();
+        }
+        match HistoryStore::open(dir.path()) {
+            Err(StoreError::Format { found, .. }) => assert_eq!(found, Some(FORMAT + 1)),
+            other => panic!("opened a store of another format: {other:?}"),
+        }
+        let again = tempfile::tempdir().unwrap();
+        {
+            let store = HistoryStore::open(again.path()).unwrap();
+            store.put(&[ColdTransfer { transfer: t(1, 1, 2, 10), pending: None }], &[]).unwrap();
+            store.ids.remove(FORMAT_KEY).unwrap();
+            store.persist().unwrap();
+        }
+        // Transfers without a format: written before the format was recorded.
+        assert!(matches!(
+            HistoryStore::open(again.path()),
+            Err(StoreError::Format { found: None, .. })
+        ));
+        // A new store gets the format and opens again.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(HistoryStore::open(fresh.path()).unwrap());
+        assert!(HistoryStore::open(fresh.path()).is_ok());
     }
 
     #[test]
