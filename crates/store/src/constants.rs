@@ -21,3 +21,16 @@ pub const POINT_BLOCK_BYTES: u32 = 4 << 10;
 /// as what they add to the previous key): fewer whole keys make smaller blocks, at the cost of
 /// a longer walk inside a block to find one key.
 pub const SCAN_BLOCK_RESTART_INTERVAL: u8 = 32;
+
+/// Background threads of the store (flushes and compactions). One: fjall's pool of several
+/// makes its first worker hand every compaction request back to the queue while another
+/// worker compacts, and on a 2-core machine that loop took a third of the process's CPU time
+/// (measured with perf on `huifu bench payments --memory-transfers-max`).
+pub const WORKER_THREADS: usize = 1;
+
+/// Target size of a table file. The account index takes keys across all accounts from every
+/// batch moved out, so each new run overlaps all of its first level and compaction rewrites
+/// that level: with fjall's default 64 MiB tables the first level holds 256 MiB, with 8 MiB
+/// tables 32 MiB, which bounds that rewrite and the space a compaction in progress holds twice
+/// (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
+pub const TABLE_BYTES: u64 = 8 << 20;

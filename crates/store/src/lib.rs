@@ -39,7 +39,7 @@ use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
 use crate::constants::{
     JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES,
-    SCAN_BLOCK_RESTART_INTERVAL,
+    SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +93,16 @@ impl HistoryStore {
         let db = Database::builder(dir)
             .manual_journal_persist(true)
             .max_journaling_size(JOURNALING_BYTES_MAX)
+            .worker_threads(WORKER_THREADS)
             .open()
             .map_err(error)?;
         // Every level compressed: fjall leaves its first two levels uncompressed by default,
         // and those two levels hold most of a store of a few hundred megabytes.
         let options = |block_bytes: u32| {
             KeyspaceCreateOptions::default()
+                .compaction_strategy(std::sync::Arc::new(
+                    fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES),
+                ))
                 .max_memtable_size(MEMTABLE_BYTES_MAX)
                 .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
                 .data_block_size_policy(BlockSizePolicy::all(block_bytes))
@@ -174,28 +178,29 @@ impl HistoryStore {
         }
         ingestion.finish().map_err(e)?;
 
-        let mut ids: Vec<([u8; 16], [u8; 8])> = moved
-            .iter()
-            .map(|c| (c.transfer.id.to_be_bytes(), c.transfer.timestamp.to_be_bytes()))
-            .collect();
+        // Sorted as integers, which compare in one or two instructions, then written as the
+        // big-endian bytes that sort the same way (sorting the byte arrays calls memcmp for
+        // each comparison: a tenth of the writer's time).
+        let mut ids: Vec<(u128, u64)> =
+            moved.iter().map(|c| (c.transfer.id, c.transfer.timestamp)).collect();
         ids.sort_unstable();
         let mut ingestion = self.ids.start_ingestion().map_err(e)?;
         for (id, ts) in ids {
-            ingestion.write(id, ts).map_err(e)?;
+            ingestion.write(id.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
         }
         ingestion.finish().map_err(e)?;
 
-        let mut keys: Vec<[u8; 24]> = moved
+        let mut keys: Vec<(u128, u64)> = moved
             .iter()
             .flat_map(|c| {
                 let t = &c.transfer;
-                [t.debit_account_id, t.credit_account_id].map(|a| account_key(a, t.timestamp))
+                [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
             })
             .collect();
         keys.sort_unstable();
         let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
-        for key in keys {
-            ingestion.write(key, []).map_err(e)?;
+        for (account, ts) in keys {
+            ingestion.write(account_key(account, ts), []).map_err(e)?;
         }
         ingestion.finish().map_err(e)
     }
