@@ -34,3 +34,8 @@ pub const WORKER_THREADS: usize = 1;
 /// tables 32 MiB, which bounds that rewrite and the space a compaction in progress holds twice
 /// (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
 pub const TABLE_BYTES: u64 = 8 << 20;
+
+/// Timestamps in one entry of the account index (an account's transfers in one batch moved
+/// out). A statement reads whole entries, so this bounds the work of a page of a busy account
+/// (the platform's revenue account takes a leg of every payment) at a few microseconds.
+pub const ACCOUNT_RUN_ENTRIES_MAX: usize = 1_024;

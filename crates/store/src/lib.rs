@@ -24,6 +24,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod constants;
 pub mod encoding;
@@ -38,8 +39,8 @@ use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistM
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
 use crate::constants::{
-    JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES,
-    SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
+    ACCOUNT_RUN_ENTRIES_MAX, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, POINT_BLOCK_BYTES,
+    SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,8 @@ pub enum StoreError {
     #[error("history store at {path}: transfer at timestamp {timestamp}: {cause}")]
     Record { path: PathBuf, timestamp: u64, cause: encoding::DecodeError },
     #[error(
-        "history store at {path} has format {found:?}, this build reads format {FORMAT}: \
-         it was written by another version (the store is derived from the journal: move it \
-         away and restart from a checkpoint that has not moved transfers out)"
+        "history store at {path} has format {found:?}, this build reads format {FORMAT}: it was \
+         written by another version of huifu, which is the one to read this folder with"
     )]
     Format { path: PathBuf, found: Option<u32> },
     #[error(
@@ -72,9 +72,15 @@ pub struct HistoryStore {
     transfers: Keyspace,
     /// Id (16 bytes, big-endian) → timestamp.
     ids: Keyspace,
-    /// Account id (16) and timestamp (8), big-endian → nothing: each account's transfers in
-    /// time order, for statements.
+    /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
+    /// timestamps of the run, as varint gaps going back: each account's transfers in time
+    /// order, for statements, one key per account and batch moved out (at most
+    /// `ACCOUNT_RUN_ENTRIES_MAX` timestamps) instead of one per transfer.
     accounts: Keyspace,
+    /// The newest timestamp in the account index (what `ACCOUNTS_INDEXED_KEY` holds): a batch
+    /// moved out again after a restart from an older checkpoint indexes only what is newer, so
+    /// the runs of one account never overlap.
+    indexed_max: AtomicU64,
 }
 
 impl std::fmt::Debug for HistoryStore {
@@ -138,7 +144,13 @@ impl HistoryStore {
             })
             .map_err(error)?;
         check_format(&path, &db, &transfers, &ids)?;
-        Ok(HistoryStore { path, db, transfers, ids, accounts })
+        let indexed_max = match accounts.get(ACCOUNTS_INDEXED_KEY).map_err(error)? {
+            None => 0,
+            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt { path: path.clone(), what: "account index mark" }
+            })?),
+        };
+        Ok(HistoryStore { path, db, transfers, ids, accounts, indexed_max: indexed_max.into() })
     }
 
     fn error(&self, cause: fjall::Error) -> StoreError {
@@ -190,19 +202,40 @@ impl HistoryStore {
         }
         ingestion.finish().map_err(e)?;
 
+        // Only what the index does not hold yet: after a restart from an older checkpoint the
+        // same transfers leave memory again, and their entries are already there.
+        let indexed_max = self.indexed_max.load(Ordering::Relaxed);
         let mut keys: Vec<(u128, u64)> = moved
             .iter()
+            .filter(|c| c.transfer.timestamp > indexed_max)
             .flat_map(|c| {
                 let t = &c.transfer;
                 [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
             })
             .collect();
-        keys.sort_unstable();
-        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
-        for (account, ts) in keys {
-            ingestion.write(account_key(account, ts), []).map_err(e)?;
+        if keys.is_empty() {
+            return Ok(());
         }
-        ingestion.finish().map_err(e)
+        keys.sort_unstable();
+        keys.dedup();
+        let newest = moved.last().map_or(indexed_max, |c| c.transfer.timestamp);
+        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
+        let mut gaps = Vec::new();
+        for run in keys.chunk_by(|a, b| a.0 == b.0) {
+            for part in run.chunks(ACCOUNT_RUN_ENTRIES_MAX) {
+                let (account, last) = part[part.len() - 1];
+                gaps.clear();
+                for w in part.windows(2).rev() {
+                    put_varint(&mut gaps, w[1].1 - w[0].1);
+                }
+                ingestion.write(account_key(account, last), &gaps[..]).map_err(e)?;
+            }
+        }
+        // Last: its key sorts after every account key.
+        ingestion.write(ACCOUNTS_INDEXED_KEY, newest.to_le_bytes()).map_err(e)?;
+        ingestion.finish().map_err(e)?;
+        self.indexed_max.store(newest, Ordering::Relaxed);
+        Ok(())
     }
 
     fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
@@ -259,12 +292,33 @@ impl HistoryStore {
         if filter.timestamp_min > high {
             return Ok(());
         }
+        // A run is keyed by its newest timestamp: every run holding one at or after
+        // `timestamp_min` is in this range, and runs of one account never overlap.
         let range = account_key(filter.account_id, filter.timestamp_min)
-            ..=account_key(filter.account_id, high);
-        let keys = self.accounts.range(range);
-        let mut visit = |guard: fjall::Guard| -> Result<bool, StoreError> {
-            let key = guard.key().map_err(|e| self.error(e))?;
-            let ts = u64::from_be_bytes(key[16..].try_into().map_err(|_| self.corrupt("key"))?);
+            ..=account_key(filter.account_id, u64::MAX);
+        let runs = self.accounts.range(range);
+        let mut run: Vec<u64> = Vec::new();
+        let read_run = |guard: fjall::Guard, run: &mut Vec<u64>| -> Result<(), StoreError> {
+            let (key, gaps) = guard.into_inner().map_err(|e| self.error(e))?;
+            let last = u64::from_be_bytes(
+                key.get(16..).and_then(|k| k.try_into().ok()).ok_or_else(|| self.corrupt("key"))?,
+            );
+            run.clear();
+            run.push(last);
+            let mut at = 0;
+            let mut ts = last;
+            while at < gaps.len() {
+                let gap = get_varint(&gaps, &mut at).ok_or_else(|| self.corrupt("account run"))?;
+                ts = ts.checked_sub(gap).ok_or_else(|| self.corrupt("account run"))?;
+                run.push(ts);
+            }
+            // Newest first.
+            Ok(())
+        };
+        let mut visit = |ts: u64| -> Result<bool, StoreError> {
+            if ts < filter.timestamp_min || ts > high {
+                return Ok(true);
+            }
             let cold =
                 self.at(ts)?.ok_or_else(|| self.corrupt("account entry without transfer"))?;
             if filter.matches(&cold.transfer) {
@@ -273,15 +327,27 @@ impl HistoryStore {
             Ok(out.len() < limit)
         };
         if filter.reversed {
-            for guard in keys.rev() {
-                if !visit(guard)? {
+            for guard in runs.rev() {
+                read_run(guard, &mut run)?;
+                for &ts in &run {
+                    if !visit(ts)? {
+                        return Ok(());
+                    }
+                }
+                if run.last().is_some_and(|&oldest| oldest <= filter.timestamp_min) {
                     break;
                 }
             }
         } else {
-            for guard in keys {
-                if !visit(guard)? {
+            for guard in runs {
+                read_run(guard, &mut run)?;
+                if run.last().is_some_and(|&oldest| oldest > high) {
                     break;
+                }
+                for &ts in run.iter().rev() {
+                    if !visit(ts)? {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -312,7 +378,7 @@ impl HistoryStore {
 
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
@@ -342,6 +408,31 @@ fn check_format(
     } else {
         Err(StoreError::Format { path: path.to_path_buf(), found })
     }
+}
+
+/// The key of the account index that holds its newest timestamp: 25 bytes of 0xff, after every
+/// 24-byte key, written last in each batch, so the mark and the entries become durable together.
+const ACCOUNTS_INDEXED_KEY: [u8; 25] = [0xff; 25];
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
@@ -403,6 +494,56 @@ mod tests {
         let mut seen = Vec::new();
         store.scan(45, |c| seen.push(c.transfer.id)).unwrap();
         assert_eq!(seen, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn statements_agree_with_a_plain_list_across_batches_long_runs_and_a_replayed_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        // Account 1 takes every transfer (more than one run's worth per batch), accounts
+        // 2 to 6 the other side in turn.
+        let all: Vec<ColdTransfer> = (1..=3_000u64)
+            .map(|i| ColdTransfer {
+                transfer: t(u128::from(i), 1, 2 + u128::from(i % 5), i * 3),
+                pending: None,
+            })
+            .collect();
+        let mut store = HistoryStore::open(dir.path()).unwrap();
+        store.put(&all[..1_500], &[]).unwrap();
+        // A restart from an older checkpoint moves an overlapping stretch out again.
+        drop(store);
+        store = HistoryStore::open(dir.path()).unwrap();
+        store.put(&all[1_000..2_200], &[]).unwrap();
+        store.put(&all[2_200..], &[]).unwrap();
+        for (account, horizon, min, max, reversed, limit) in [
+            (1, 9_000, 0, 0, false, 8_000),
+            (1, 9_000, 0, 0, true, 8_000),
+            (1, 6_000, 2_999, 3_300, false, 50),
+            (1, 6_000, 2_999, 3_300, true, 50),
+            (1, 4_500, 3_000, 0, true, 10),
+            (4, 9_000, 100, 8_000, false, 8_000),
+            (4, 9_000, 100, 8_000, true, 7),
+            (6, 2_000, 0, 0, true, 8_000),
+            (7, 9_000, 0, 0, false, 10),
+        ] {
+            let filter = AccountFilter {
+                timestamp_min: min,
+                timestamp_max: max,
+                reversed,
+                ..AccountFilter::all(account, limit)
+            };
+            let mut expected: Vec<Transfer> = all
+                .iter()
+                .map(|c| c.transfer)
+                .filter(|t| t.timestamp <= horizon && filter.matches(t))
+                .collect();
+            if reversed {
+                expected.reverse();
+            }
+            expected.truncate(limit as usize);
+            let mut out = Vec::new();
+            store.account_transfers(&filter, horizon, limit as usize, &mut out).unwrap();
+            assert_eq!(out, expected, "account {account} {min}..={max} reversed {reversed}");
+        }
     }
 
     #[test]
