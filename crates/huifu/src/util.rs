@@ -47,8 +47,11 @@ impl DataDir {
     }
 }
 
-/// Total size of the files under `path`, in bytes.
+/// Disk space taken by the files under `path`, in bytes: the blocks allocated, so a file that
+/// is preallocated but not yet written (the history store's own journal reserves 64 MiB that
+/// way) counts for what it holds, not for its length.
 pub fn disk_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -56,7 +59,8 @@ pub fn disk_bytes(path: &std::path::Path) -> u64 {
         .flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-            Ok(m) => m.len(),
+            // st_blocks counts 512-byte units whatever the file system's block size.
+            Ok(m) => m.blocks().saturating_mul(512),
             Err(_) => 0,
         })
         .sum()

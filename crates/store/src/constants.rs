@@ -1,0 +1,41 @@
+//! Every limit of the history store, with what it costs.
+
+/// Size at which a keyspace's in-memory table is written out. Smaller tables are cheaper to
+/// insert into (a shallower skip list) and bound memory, at the cost of more compaction.
+pub const MEMTABLE_BYTES_MAX: u64 = 16 << 20;
+
+/// Size of the store's own write-ahead journal before its tables are flushed: what a restart of
+/// the store replays (the engine's journal is what recovery relies on).
+pub const JOURNALING_BYTES_MAX: u64 = 256 << 20;
+
+/// Data block size (before compression) of the keyspaces read by range: the records by
+/// timestamp and the account index. Larger blocks compress better and need fewer index
+/// entries; a point read decompresses a whole block (about 5 µs for 16 KiB with LZ4).
+pub const SCAN_BLOCK_BYTES: u32 = 16 << 10;
+
+/// Data block size of the id index, read only one key at a time (and mostly for ids it does
+/// not hold, which the bloom filters settle without reading a block).
+pub const POINT_BLOCK_BYTES: u32 = 4 << 10;
+
+/// Keys between two whole keys in a data block of the scanned keyspaces (the others are stored
+/// as what they add to the previous key): fewer whole keys make smaller blocks, at the cost of
+/// a longer walk inside a block to find one key.
+pub const SCAN_BLOCK_RESTART_INTERVAL: u8 = 32;
+
+/// Background threads of the store (flushes and compactions). One: fjall's pool of several
+/// makes its first worker hand every compaction request back to the queue while another
+/// worker compacts, and on a 2-core machine that loop took a third of the process's CPU time
+/// (measured with perf on `huifu bench payments --memory-transfers-max`).
+pub const WORKER_THREADS: usize = 1;
+
+/// Target size of a table file. The account index takes keys across all accounts from every
+/// batch moved out, so each new run overlaps all of its first level and compaction rewrites
+/// that level: with fjall's default 64 MiB tables the first level holds 256 MiB, with 8 MiB
+/// tables 32 MiB, which bounds that rewrite and the space a compaction in progress holds twice
+/// (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
+pub const TABLE_BYTES: u64 = 8 << 20;
+
+/// Timestamps in one entry of the account index (an account's transfers in one batch moved
+/// out). A statement reads whole entries, so this bounds the work of a page of a busy account
+/// (the platform's revenue account takes a leg of every payment) at a few microseconds.
+pub const ACCOUNT_RUN_ENTRIES_MAX: usize = 1_024;
