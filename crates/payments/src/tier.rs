@@ -1,5 +1,5 @@
 //! The payment tables that grow with every payment (payments, coupons, refunds, outcomes,
-//! idempotency keys), with a bound on what stays in memory: the rest is in the history store
+//! idempotency keys, top-ups and withdrawals, payouts), with a bound on what stays in memory: the rest is in the history store
 //! (`huifu_store::RecordStore`), read back before an operation that needs it.
 //!
 //! Rules that keep a restart from an older checkpoint exact (each store record carries the
