@@ -716,7 +716,8 @@ struct ListQuery {
     starting_after: Option<String>,
 }
 
-/// A merchant's or a user's payments, newest first, with cursor paging.
+/// A merchant's or a user's payments, newest first (those of one batch by id, highest first),
+/// with cursor paging.
 #[utoipa::path(
     get,
     path = "/v1/payments",
