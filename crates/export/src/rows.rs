@@ -329,26 +329,10 @@ pub fn payout_id(id: u128) -> String {
     format!("po_{id:x}")
 }
 
-/// Currencies by ISO 4217 code and number: the list the HTTP API accepts.
-const CURRENCIES: &[(&str, u32)] = &[
-    ("CNY", 156),
-    ("HKD", 344),
-    ("JPY", 392),
-    ("KRW", 410),
-    ("SGD", 702),
-    ("THB", 764),
-    ("GBP", 826),
-    ("USD", 840),
-    ("EUR", 978),
-];
-
 /// The ISO 4217 code of a currency number, or the number when it is not one of ours (a ledger
 /// made through the operators' endpoints).
 pub fn currency_code(number: u32) -> String {
-    CURRENCIES
-        .iter()
-        .find(|(_, n)| *n == number)
-        .map_or_else(|| number.to_string(), |(code, _)| (*code).to_owned())
+    huifu_payments::currency::code(number)
 }
 
 fn low_u64(value: u128) -> u64 {

@@ -34,6 +34,7 @@ pub mod bank;
 pub mod chart;
 pub mod command;
 pub mod constants;
+pub mod currency;
 mod engine;
 mod history;
 mod machine;

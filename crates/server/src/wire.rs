@@ -6,6 +6,8 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize, Serializer};
 
+use huifu_payments::currency;
+
 use crate::error::ApiError;
 
 /// The prefix of each kind of object id: `usr_42`.
@@ -91,7 +93,7 @@ pub struct Currency(pub u32);
 
 impl Serialize for Currency {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match CURRENCIES.iter().find(|(_, n)| *n == self.0) {
+        match currency::CURRENCIES.iter().find(|(_, n)| *n == self.0) {
             Some((code, _)) => serializer.serialize_str(code),
             None => serializer.collect_str(&self.0),
         }
@@ -139,7 +141,7 @@ pub fn parse_payout_id(text: &str, param: &str) -> Result<u128, ApiError> {
     })
 }
 
-/// The currencies the API knows, for the OpenAPI document (the same list as `CURRENCIES`).
+/// The currencies the API knows, for the OpenAPI document (the same list as `huifu_payments::currency::CURRENCIES`).
 #[allow(clippy::upper_case_acronyms, dead_code)]
 #[derive(utoipa::ToSchema)]
 pub enum CurrencyCode {
@@ -154,21 +156,8 @@ pub enum CurrencyCode {
     EUR,
 }
 
-/// Currencies by ISO 4217 code and number. Amounts are integers in the minor unit.
-const CURRENCIES: &[(&str, u32)] = &[
-    ("CNY", 156),
-    ("HKD", 344),
-    ("JPY", 392),
-    ("KRW", 410),
-    ("SGD", 702),
-    ("THB", 764),
-    ("GBP", 826),
-    ("USD", 840),
-    ("EUR", 978),
-];
-
 pub fn parse_currency(code: &str) -> Result<u32, ApiError> {
-    CURRENCIES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n).ok_or_else(|| {
+    currency::number(code).ok_or_else(|| {
         ApiError::invalid(
             "invalid_currency",
             format!("unknown currency `{code}`; known: {}", currency_list()),
@@ -178,15 +167,11 @@ pub fn parse_currency(code: &str) -> Result<u32, ApiError> {
 }
 
 pub fn currency_code(number: u32) -> String {
-    CURRENCIES
-        .iter()
-        .find(|(_, n)| *n == number)
-        .map(|(c, _)| (*c).to_owned())
-        .unwrap_or_else(|| number.to_string())
+    currency::code(number)
 }
 
 fn currency_list() -> String {
-    CURRENCIES.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    currency::CURRENCIES.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
 }
 
 /// Parses a JSON body strictly (unknown fields are rejected by the types), naming the field
