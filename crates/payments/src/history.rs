@@ -154,14 +154,10 @@ impl PaymentsMachine {
     fn evict_records(&mut self) -> io::Result<()> {
         let Some(tier) = &self.tier else { return Ok(()) };
         let Some(held_max) = tier.held_max else { return Ok(()) };
-        // Out in chunks: an eighth of the bound at a time.
-        let keep = held_max - held_max / 8;
         let epoch = tier.epoch;
         let mut out = Vec::new();
-        if self.payments.len() > held_max {
-            let pinned = |_: &u64, p: &Payment| p.status == PaymentStatus::Authorized;
-            self.payments.evict(keep, epoch, pinned, &mut out);
-        }
+        let pinned = |_: &u64, p: &Payment| p.status == PaymentStatus::Authorized;
+        self.payments.evict(held_max, epoch, pinned, &mut out);
         if self.coupons.len() > held_max {
             // An authorized payment's coupon comes back if its holds expire.
             let held: HashSet<u64> = self
@@ -169,23 +165,13 @@ impl PaymentsMachine {
                 .iter()
                 .filter_map(|(_, id)| self.payments.get(id).map(|p| p.coupon))
                 .collect();
-            self.coupons.evict(keep, epoch, |id, _| held.contains(id), &mut out);
+            self.coupons.evict(held_max, epoch, |id, _| held.contains(id), &mut out);
         }
-        if self.refunds.len() > held_max {
-            self.refunds.evict(keep, epoch, |_, _| false, &mut out);
-        }
-        if self.outcomes.len() > held_max {
-            self.outcomes.evict(keep, epoch, |_, _| false, &mut out);
-        }
-        if self.keys.len() > held_max {
-            self.keys.evict(keep, epoch, |_, _| false, &mut out);
-        }
-        if self.holds.len() > held_max {
-            self.holds.evict(keep, epoch, |_, _| false, &mut out);
-        }
-        if self.payouts.len() > held_max {
-            self.payouts.evict(keep, epoch, |_, _| false, &mut out);
-        }
+        self.refunds.evict(held_max, epoch, |_, _| false, &mut out);
+        self.outcomes.evict(held_max, epoch, |_, _| false, &mut out);
+        self.keys.evict(held_max, epoch, |_, _| false, &mut out);
+        self.holds.evict(held_max, epoch, |_, _| false, &mut out);
+        self.payouts.evict(held_max, epoch, |_, _| false, &mut out);
         let mut entries = Vec::new();
         if self.listed > held_max {
             for (list, lists) in

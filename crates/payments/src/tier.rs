@@ -118,18 +118,23 @@ impl<V: Stored> Tiered<V> {
         self.map.iter()
     }
 
-    /// Moves the oldest entries out until at most `keep` are left (see the module comment for
-    /// which may leave and which are written), appending the records to write to `out` as
-    /// (table, key, payload). `epoch` counts the checkpoints taken so far.
+    /// Once more than `held_max` entries are in memory, moves the oldest out in a chunk, until
+    /// seven eighths of the bound are left (see the module comment for which may leave and
+    /// which are written), appending the records to write to `out` as (table, key, payload).
+    /// `epoch` counts the checkpoints taken so far.
     pub fn evict(
         &mut self,
-        keep: usize,
+        held_max: usize,
         epoch: u64,
         pinned: impl Fn(&V::Key, &V) -> bool,
         out: &mut Vec<(u8, Vec<u8>, Vec<u8>)>,
     ) {
-        let mut budget = self.order.len();
         let mut len = self.map.len();
+        if len <= held_max {
+            return;
+        }
+        let keep = held_max - held_max / 8;
+        let mut budget = self.order.len();
         while len > keep && budget > 0 {
             budget -= 1;
             let key = self.order.pop_front().expect("budget counts the queue");
