@@ -311,6 +311,15 @@ fn retries_return_the_first_outcomes_after_restarts_with_history_in_the_store() 
     assert_eq!(logical(&engine), state);
     retry_all(&engine, &applied);
     assert_eq!(logical(&engine), state);
+    engine.checkpoint().unwrap();
+    drop(engine);
+
+    // Without its store, the state refuses to start rather than answer "not found".
+    std::fs::rename(dir.path().join("history"), dir.path().join("history.moved")).unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.fsync = false;
+    let error = Engine::<PaymentsMachine>::open(options).err().expect("refused");
+    assert!(error.to_string().contains("moved payment records"), "{error}");
 }
 
 #[test]
