@@ -15,6 +15,9 @@ use fjall::{CompressionType, Keyspace, KeyspaceCreateOptions};
 
 use crate::{HistoryStore, StoreError, MEMTABLE_BYTES_MAX};
 
+/// Longest record key (without its table byte): an outcome's kind and id.
+const KEY_SIZE_MAX: usize = 17;
+
 /// Size of a list entry's key.
 const LIST_KEY_SIZE: usize = 25;
 
@@ -134,10 +137,12 @@ impl RecordStore {
 
     /// The payload of `table`'s record `key`, if it was written at or before `horizon`.
     pub fn get(&self, table: u8, key: &[u8], horizon: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut full = Vec::with_capacity(1 + key.len());
-        full.push(table);
-        full.extend_from_slice(key);
-        let Some(value) = self.records.get(&full).map_err(|e| self.error(e))? else {
+        // Keys are at most 17 bytes: built on the stack, this read allocates only its answer.
+        let mut full = [0u8; 1 + KEY_SIZE_MAX];
+        let full = full.get_mut(..1 + key.len()).expect("record keys are at most 17 bytes");
+        full[0] = table;
+        full[1..].copy_from_slice(key);
+        let Some(value) = self.records.get(&*full).map_err(|e| self.error(e))? else {
             return Ok(None);
         };
         if self.as_of(&value)? > horizon {
