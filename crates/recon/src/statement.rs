@@ -79,27 +79,15 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Currencies by ISO 4217 code, number and minor-unit exponent.
-const CURRENCIES: &[(&str, u32, u32)] = &[
-    ("CNY", 156, 2),
-    ("HKD", 344, 2),
-    ("JPY", 392, 0),
-    ("KRW", 410, 0),
-    ("SGD", 702, 2),
-    ("THB", 764, 2),
-    ("GBP", 826, 2),
-    ("USD", 840, 2),
-    ("EUR", 978, 2),
-];
-
-/// The numeric code and exponent of an ISO 4217 alphabetic code.
+/// The numeric code and exponent of an ISO 4217 alphabetic code (the payment domain's list).
 pub fn currency(code: &str) -> Option<(u32, u32)> {
-    CURRENCIES.iter().find(|(c, _, _)| *c == code).map(|&(_, n, e)| (n, e))
+    let number = huifu_payments::currency::number(code)?;
+    huifu_payments::currency::by_number(number).map(|(_, e)| (number, e))
 }
 
 /// The alphabetic code and exponent of a numeric code.
 pub fn currency_code(number: u32) -> Option<(&'static str, u32)> {
-    CURRENCIES.iter().find(|(_, n, _)| *n == number).map(|&(c, _, e)| (c, e))
+    huifu_payments::currency::by_number(number)
 }
 
 /// Parses a decimal amount (`1234.50`) into minor units with `exponent` decimals. No sign, no

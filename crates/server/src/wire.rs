@@ -93,7 +93,7 @@ pub struct Currency(pub u32);
 
 impl Serialize for Currency {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match currency::CURRENCIES.iter().find(|(_, n)| *n == self.0) {
+        match currency::by_number(self.0) {
             Some((code, _)) => serializer.serialize_str(code),
             None => serializer.collect_str(&self.0),
         }
@@ -171,7 +171,7 @@ pub fn currency_code(number: u32) -> String {
 }
 
 fn currency_list() -> String {
-    currency::CURRENCIES.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    currency::CURRENCIES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>().join(", ")
 }
 
 /// Parses a JSON body strictly (unknown fields are rejected by the types), naming the field
