@@ -1097,7 +1097,13 @@ impl PaymentsMachine {
             .take(limit)
             .copied()
             .collect();
-        self.listed_before(merchant, party, before, limit, &mut page);
+        // The store's part ends where memory's begins: after a restart from an older checkpoint
+        // the store may also hold entries that memory holds again.
+        let store_before = match (before, list.first()) {
+            (Some(b), Some(&first)) => Some(b.min(first)),
+            (b, first) => b.or(first.copied()),
+        };
+        self.listed_before(merchant, party, store_before, limit, &mut page);
         Some(page.into_iter().map(|(_, id)| id).collect())
     }
 

@@ -251,8 +251,10 @@ fn retries_return_the_first_outcomes_after_a_restart() {
 }
 
 /// What a state means, wherever its parts are held: every payment, every account's balances,
-/// after a clean audit.
-fn logical(engine: &Engine<PaymentsMachine>) -> (Vec<(u64, huifu_payments::Payment)>, Vec<u8>) {
+/// each merchant's and user's list of payments, after a clean audit.
+type Logical = (Vec<(u64, huifu_payments::Payment)>, Vec<u8>, Vec<Option<Vec<u64>>>);
+
+fn logical(engine: &Engine<PaymentsMachine>) -> Logical {
     let report = engine.read(audit).unwrap();
     assert!(report.ok(), "{:#?}", report.violations);
     engine
@@ -261,7 +263,13 @@ fn logical(engine: &Engine<PaymentsMachine>) -> (Vec<(u64, huifu_payments::Payme
             for a in m.ledger().accounts() {
                 accounts.extend_from_slice(format!("{a:?}").as_bytes());
             }
-            (m.payments_all(), accounts)
+            let lists = MERCHANTS
+                .iter()
+                .map(|&p| (true, p))
+                .chain(USERS.iter().map(|&p| (false, p)))
+                .map(|(merchant, party)| m.payments_page(merchant, party, None, usize::MAX))
+                .collect();
+            (m.payments_all(), accounts, lists)
         })
         .unwrap()
 }
