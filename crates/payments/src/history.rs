@@ -122,8 +122,12 @@ impl PaymentsMachine {
         }
         fetch(&mut self.outcomes, tier, op_key(op), horizon)?;
         let payment = match *op {
-            Op::Pay { coupon, .. } if coupon != 0 => {
-                fetch(&mut self.coupons, tier, coupon, horizon)?;
+            Op::Pay { id, coupon, .. } => {
+                // A payment made holds its operation's first outcome.
+                fetch(&mut self.payments, tier, id, horizon)?;
+                if coupon != 0 {
+                    fetch(&mut self.coupons, tier, coupon, horizon)?;
+                }
                 None
             }
             Op::Refund { payment, .. } => Some(payment),

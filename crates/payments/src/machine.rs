@@ -70,9 +70,23 @@ pub struct Payment {
     pub refunds: Vec<u64>,
     /// When it was made (nanoseconds since the Unix epoch).
     pub timestamp: u64,
+    /// Fingerprint of the operation that made it: a payment holds that operation's first
+    /// outcome (`first_outcome`), so a retry is answered without an outcome record of its own.
+    pub print: u64,
 }
 
 impl Payment {
+    /// The outcome the operation that made this payment returned.
+    pub fn first_outcome(&self) -> Outcome {
+        let status =
+            if self.channel == 0 { PaymentStatus::Succeeded } else { PaymentStatus::Authorized };
+        Ok(Done::Payment {
+            status,
+            total: self.legs.total(),
+            legs: self.legs,
+            currency: self.currency,
+        })
+    }
     pub fn total(&self) -> u64 {
         self.legs.total()
     }
@@ -280,14 +294,10 @@ impl PaymentsMachine {
     fn apply_once(&mut self, now: u64, op: &Op) -> Outcome {
         let key = op_key(op);
         let print = fingerprint(op);
-        if let Some((first_print, outcome)) = self.outcomes.get(&key) {
-            return if *first_print == print {
-                outcome.clone()
-            } else {
-                Err(E::IdempotencyConflict)
-            };
+        if let Some((first_print, outcome)) = self.first_outcome(key) {
+            return if first_print == print { outcome } else { Err(E::IdempotencyConflict) };
         }
-        let outcome = self.execute(now, op);
+        let outcome = self.execute(now, op, print);
         // An answer for a payment, hold or payout that does not exist (yet) is not that
         // object's first outcome: keeping it would block the real answer later.
         let resolves = matches!(
@@ -299,13 +309,28 @@ impl PaymentsMachine {
         );
         let unknown =
             matches!(outcome, Err(E::UnknownPayment | E::UnknownOperation | E::UnknownPayout));
-        if !(resolves && unknown) {
+        // A payment made holds its own first outcome.
+        let made = matches!(op, Op::Pay { .. }) && outcome.is_ok();
+        if !(made || resolves && unknown) {
             self.outcomes.insert(key, (print, outcome.clone()));
         }
         outcome
     }
 
-    fn execute(&mut self, now: u64, op: &Op) -> Outcome {
+    /// The first outcome of the operation with `key` (`op_key`), with its fingerprint: kept as
+    /// an outcome record, or for a payment made, by the payment.
+    fn first_outcome(&self, key: (u8, u128)) -> Option<(u64, Outcome)> {
+        if let Some((print, outcome)) = self.outcomes.get(&key) {
+            return Some((*print, outcome.clone()));
+        }
+        if key.0 != PAY_KIND {
+            return None;
+        }
+        let payment = self.payments.get(&u64::try_from(key.1).ok()?)?;
+        Some((payment.print, payment.first_outcome()))
+    }
+
+    fn execute(&mut self, now: u64, op: &Op, print: u64) -> Outcome {
         match *op {
             Op::CreateChannel { id, currency } => {
                 check_id(id)?;
@@ -362,7 +387,10 @@ impl PaymentsMachine {
             }
             Op::BankResult { id, ok } => self.bank_result(now, id, ok),
             Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
-                self.pay(now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s)
+                self.pay(
+                    now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s,
+                    print,
+                )
             }
             Op::Capture { id } => self.capture(now, id),
             Op::Release { id } => self.release(now, id),
@@ -549,6 +577,7 @@ impl PaymentsMachine {
         coupon_id: u64,
         channel: u64,
         timeout_s: u32,
+        print: u64,
     ) -> Outcome {
         check_id(id)?;
         check_amount(food)?;
@@ -691,6 +720,7 @@ impl PaymentsMachine {
                 status,
                 refunds: Vec::new(),
                 timestamp: now,
+                print,
             },
         );
         Ok(Done::Payment { status, total, legs, currency })
@@ -1167,7 +1197,14 @@ impl PaymentsMachine {
 
     /// The first outcome of the operation `op` stands for (by kind and id), if it ran.
     pub fn outcome_of(&self, op: &Op) -> Option<Outcome> {
-        self.stored(&self.outcomes, op_key(op)).map(|(_, o)| o)
+        let key = op_key(op);
+        if let Some((_, outcome)) = self.stored(&self.outcomes, key) {
+            return Some(outcome);
+        }
+        match *op {
+            Op::Pay { id, .. } => self.stored(&self.payments, id).map(|p| p.first_outcome()),
+            _ => None,
+        }
     }
 
     /// How many payments are held in memory (the rest are in the history store).
@@ -1313,6 +1350,9 @@ fn resolve(tag: OpTag, op: u64, leg: u8, pending: u128, post: bool) -> Transfer 
 }
 
 /// The idempotency key of an operation: its kind and its id.
+/// The kind of a payment's key (`op_key`).
+const PAY_KIND: u8 = 10;
+
 pub(crate) fn op_key(op: &Op) -> (u8, u128) {
     match *op {
         Op::CreateChannel { id, .. } => (1, id.into()),
@@ -1324,7 +1364,7 @@ pub(crate) fn op_key(op: &Op) -> (u8, u128) {
         // Top-ups and withdrawals share one id space, so a bank answer names one hold.
         Op::TopUp { id, .. } | Op::Withdraw { id, .. } => (7, id.into()),
         Op::BankResult { id, .. } => (9, id.into()),
-        Op::Pay { id, .. } => (10, id.into()),
+        Op::Pay { id, .. } => (PAY_KIND, id.into()),
         // Capture and release share a key: a payment is resolved once, either way.
         Op::Capture { id } | Op::Release { id } => (11, id.into()),
         Op::Refund { id, .. } => (13, id.into()),

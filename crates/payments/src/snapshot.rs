@@ -14,7 +14,7 @@ use crate::machine::{
 use crate::money::Legs;
 use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY004";
+const MAGIC: &[u8; 8] = b"HFPAY005";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -301,6 +301,7 @@ impl W<'_> {
         self.legs(&p.refunded)?;
         self.status(p.status)?;
         self.u64(p.timestamp)?;
+        self.fixed64(p.print)?;
         self.u64(p.refunds.len() as u64)?;
         p.refunds.iter().try_for_each(|r| self.u64(*r))
     }
@@ -448,6 +449,7 @@ impl R<'_> {
         let refunded = self.legs()?;
         let status = self.status()?;
         let timestamp = self.u64()?;
+        let print = self.fixed64()?;
         let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
         Ok(Payment {
             user,
@@ -464,6 +466,7 @@ impl R<'_> {
             status,
             refunds,
             timestamp,
+            print,
         })
     }
     fn legs(&mut self) -> io::Result<Legs> {
