@@ -20,7 +20,7 @@ pub struct ServeArgs {
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
     #[command(flatten)]
-    memory: crate::util::MemoryArgs,
+    memory: crate::util::BoundedMemoryArgs,
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -38,7 +38,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = huifu_server::Config::new(args.data_dir, args.listen);
     config.admin_key = admin_key;
-    config.memory_transfers_max = args.memory.transfers_max;
+    config.memory_transfers_max = args.memory.transfers_max.0;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -29,7 +29,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) payments: u64,
     #[command(flatten)]
-    pub(crate) memory: util::MemoryArgs,
+    pub(crate) memory: util::BoundedMemoryArgs,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -79,6 +79,9 @@ const TIMELINE_WINDOW_MS: u64 = 1_000;
 /// The window cut short by the end of the day is kept only if at least this long: a shorter
 /// one holds too few batches for a meaningful rate or percentile.
 const TIMELINE_TAIL_MS_MIN: u64 = 250;
+/// When stderr is not a terminal (a run logged to a file), the progress bar draws nothing and
+/// a plain progress line is printed this often instead.
+const PROGRESS_LINE_SECONDS: u64 = 10;
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if args.users < args.clients as u64 || args.clients == 0 {
@@ -107,7 +110,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
     let mut options = EngineOptions::new(data_dir.path());
-    options.memory_max = args.memory.transfers_max;
+    options.memory_max = args.memory.transfers_max.0;
     let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
@@ -263,6 +266,8 @@ pub(crate) fn watch<R: Send>(
         .expect("valid template"),
     );
     let mut timeline: Vec<report::Sample> = Vec::new();
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut line_at = Instant::now();
     let result = std::thread::scope(|scope| {
         let runner = scope.spawn(run);
         // The current window: when it began and the payments done then. Windows start with
@@ -306,10 +311,19 @@ pub(crate) fn watch<R: Send>(
                 rss_bytes: rss_bytes(),
             });
             let average = done as f64 / to.duration_since(day).as_secs_f64().max(1e-9);
-            bar.set_message(format!(
+            let message = format!(
                 "{rate:.0}/s now, {average:.0}/s average, p99 {:.1} ms",
                 percentile(0.99).unwrap_or(0.0)
-            ));
+            );
+            if plain && line_at.elapsed() >= Duration::from_secs(PROGRESS_LINE_SECONDS) {
+                line_at = Instant::now();
+                eprintln!(
+                    "{:.0} s: {done}/{payments} payments, {message}, rss {} MiB",
+                    to.duration_since(day).as_secs_f64(),
+                    rss_bytes() >> 20
+                );
+            }
+            bar.set_message(message);
             window = Some((to, done));
         }
         runner.join().expect("simulation thread")

@@ -76,7 +76,8 @@ pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// The memory bound shared by every command that runs an engine.
+/// The memory bound of the benchmarks: none unless asked, so that they measure one engine
+/// configuration at a time.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct MemoryArgs {
     /// Keep at most about this many ledger transfers in memory (plus a chunk of a quarter of
@@ -84,4 +85,63 @@ pub struct MemoryArgs {
     /// in memory.
     #[arg(long = "memory-transfers-max", value_name = "N")]
     pub transfers_max: Option<usize>,
+}
+
+/// The default memory bound of `serve` and `simulate`, in ledger transfers: about a million
+/// payments' worth (each makes three to five), so the default simulated day stays in memory,
+/// while a server that runs for weeks stops growing at about 2 GiB of resident memory.
+pub const MEMORY_TRANSFERS_MAX_DEFAULT: usize = 4_000_000;
+
+/// The memory bound of the commands that keep an engine running (`serve`, `simulate`): on by
+/// default.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct BoundedMemoryArgs {
+    /// Keep at most about this many ledger transfers in memory (plus a chunk of a quarter of
+    /// that, and those still pending), and a quarter of that of each payment table; older ones
+    /// go to the history store on disk. `all`: no bound, everything in memory.
+    #[arg(
+        long = "memory-transfers-max",
+        value_name = "N|all",
+        default_value_t = TransfersMax(Some(MEMORY_TRANSFERS_MAX_DEFAULT)),
+        value_parser = parse_transfers_max,
+    )]
+    pub transfers_max: TransfersMax,
+}
+
+/// A bound on the ledger transfers in memory; `None`: no bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransfersMax(pub Option<usize>);
+
+impl std::fmt::Display for TransfersMax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("all"),
+        }
+    }
+}
+
+fn parse_transfers_max(text: &str) -> Result<TransfersMax, String> {
+    if text == "all" {
+        return Ok(TransfersMax(None));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(TransfersMax(Some(n))),
+        _ => Err(format!("expected a number of transfers above zero or `all`, got `{text}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_bound_is_a_positive_number_or_all() {
+        assert_eq!(parse_transfers_max("all"), Ok(TransfersMax(None)));
+        assert_eq!(parse_transfers_max("400000"), Ok(TransfersMax(Some(400_000))));
+        for bad in ["0", "-1", "", "lots", "1e6"] {
+            assert!(parse_transfers_max(bad).is_err(), "{bad}");
+        }
+        assert_eq!(TransfersMax(Some(MEMORY_TRANSFERS_MAX_DEFAULT)).to_string(), "4000000");
+    }
 }

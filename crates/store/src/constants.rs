@@ -28,11 +28,12 @@ pub const SCAN_BLOCK_RESTART_INTERVAL: u8 = 32;
 /// (measured with perf on `huifu bench payments --memory-transfers-max`).
 pub const WORKER_THREADS: usize = 1;
 
-/// Target size of a table file. The account index takes keys across all accounts from every
-/// batch moved out, so each new run overlaps all of its first level and compaction rewrites
-/// that level: with fjall's default 64 MiB tables the first level holds 256 MiB, with 8 MiB
-/// tables 32 MiB, which bounds that rewrite and the space a compaction in progress holds twice
-/// (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
+/// Target size of a table file, in every keyspace. Keys of the account index, the records and
+/// the lists spread over the whole key space in every batch moved out, so each new run overlaps
+/// all of the first level and compaction rewrites that level: the first level holds four tables,
+/// so with fjall's default 64 MiB tables each run of a few megabytes rewrote up to 256 MiB, with
+/// 8 MiB tables 32 MiB. That bounds that rewrite and the space a compaction in progress holds
+/// twice (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
 pub const TABLE_BYTES: u64 = 8 << 20;
 
 /// Timestamps in one entry of the account index (an account's transfers in one batch moved

@@ -91,6 +91,11 @@ impl std::fmt::Debug for HistoryStore {
     }
 }
 
+/// The compaction of every keyspace: leveled, with tables of `TABLE_BYTES`.
+pub(crate) fn leveled() -> std::sync::Arc<fjall::compaction::Leveled> {
+    std::sync::Arc::new(fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES))
+}
+
 impl HistoryStore {
     /// Opens the store in `dir`, creating it.
     pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
@@ -108,9 +113,7 @@ impl HistoryStore {
         // and those two levels hold most of a store of a few hundred megabytes.
         let options = |block_bytes: u32| {
             KeyspaceCreateOptions::default()
-                .compaction_strategy(std::sync::Arc::new(
-                    fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES),
-                ))
+                .compaction_strategy(leveled())
                 .max_memtable_size(MEMTABLE_BYTES_MAX)
                 .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
                 .data_block_size_policy(BlockSizePolicy::all(block_bytes))

@@ -68,6 +68,7 @@ impl RecordStore {
         // Compressed from the first level: the records are written as sorted runs into it.
         let options = || {
             KeyspaceCreateOptions::default()
+                .compaction_strategy(crate::leveled())
                 .max_memtable_size(MEMTABLE_BYTES_MAX)
                 .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
         };
