@@ -1349,10 +1349,10 @@ fn resolve(tag: OpTag, op: u64, leg: u8, pending: u128, post: bool) -> Transfer 
     }
 }
 
-/// The idempotency key of an operation: its kind and its id.
 /// The kind of a payment's key (`op_key`).
 const PAY_KIND: u8 = 10;
 
+/// The idempotency key of an operation: its kind and its id.
 pub(crate) fn op_key(op: &Op) -> (u8, u128) {
     match *op {
         Op::CreateChannel { id, .. } => (1, id.into()),
