@@ -122,7 +122,7 @@ pub enum DecodeError {
 
 /// Reads back the record `encode` wrote, with `timestamp`, its key.
 pub fn decode(bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, DecodeError> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     let header = u16::from_le_bytes(r.take::<2>()?);
     if header & !KNOWN != 0 {
         return Err(DecodeError::Header);
@@ -172,7 +172,7 @@ pub fn decode(bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, DecodeError>
     if header & FLAGS != 0 {
         t.flags = TransferFlags(r.narrow()?);
     }
-    if r.at != bytes.len() {
+    if !r.is_done() {
         return Err(DecodeError::Trailing);
     }
     Ok(ColdTransfer { transfer: t, pending })
@@ -191,7 +191,8 @@ fn put_id(out: &mut Vec<u8>, value: u128) {
     out.extend(bytes.iter().filter(|b| **b != 0));
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u128) {
+/// An unsigned LEB128 varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u128) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -199,12 +200,21 @@ fn put_varint(out: &mut Vec<u8>, mut value: u128) {
     out.push(value as u8);
 }
 
-struct Reader<'a> {
+/// Reads what `put_id` and `put_varint` wrote.
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let end = self.at.checked_add(N).ok_or(DecodeError::Truncated)?;
         let slice = self.bytes.get(self.at..end).ok_or(DecodeError::Truncated)?;
@@ -247,7 +257,7 @@ impl Reader<'_> {
         Err(DecodeError::Range)
     }
 
-    fn narrow<T: TryFrom<u128>>(&mut self) -> Result<T, DecodeError> {
+    pub(crate) fn narrow<T: TryFrom<u128>>(&mut self) -> Result<T, DecodeError> {
         T::try_from(self.varint()?).map_err(|_| DecodeError::Range)
     }
 }

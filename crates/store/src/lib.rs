@@ -91,9 +91,17 @@ impl std::fmt::Debug for HistoryStore {
     }
 }
 
-/// The compaction of every keyspace: leveled, with tables of `TABLE_BYTES`.
-pub(crate) fn leveled() -> std::sync::Arc<fjall::compaction::Leveled> {
-    std::sync::Arc::new(fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES))
+/// What every keyspace of the store shares: leveled compaction with tables of `TABLE_BYTES`,
+/// and every level compressed (fjall leaves its first two levels uncompressed by default, and
+/// those two levels hold most of a store of a few hundred megabytes; runs are written straight
+/// into them).
+pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .compaction_strategy(std::sync::Arc::new(
+            fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES),
+        ))
+        .max_memtable_size(MEMTABLE_BYTES_MAX)
+        .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
 }
 
 impl HistoryStore {
@@ -109,45 +117,31 @@ impl HistoryStore {
             .worker_threads(WORKER_THREADS)
             .open()
             .map_err(error)?;
-        // Every level compressed: fjall leaves its first two levels uncompressed by default,
-        // and those two levels hold most of a store of a few hundred megabytes.
-        let options = |block_bytes: u32| {
-            KeyspaceCreateOptions::default()
-                .compaction_strategy(leveled())
-                .max_memtable_size(MEMTABLE_BYTES_MAX)
-                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
-                .data_block_size_policy(BlockSizePolicy::all(block_bytes))
+        // Keyspaces read by range, or by keys that are always found: large blocks, no bloom
+        // filters.
+        let scanned = || {
+            keyspace_options()
+                .data_block_size_policy(BlockSizePolicy::all(SCAN_BLOCK_BYTES))
+                .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
+                .data_block_restart_interval_policy(RestartIntervalPolicy::all(
+                    SCAN_BLOCK_RESTART_INTERVAL,
+                ))
         };
         // Records are read by timestamps that the two indexes give, so they are found; the one
-        // read that can miss (`has_timestamp`, for imported accounts) is rare. No bloom filters.
-        let transfers = db
-            .keyspace("transfers", || {
-                options(SCAN_BLOCK_BYTES)
-                    .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
-                    .data_block_restart_interval_policy(RestartIntervalPolicy::all(
-                        SCAN_BLOCK_RESTART_INTERVAL,
-                    ))
-            })
-            .map_err(error)?;
+        // read that can miss (`has_timestamp`, for imported accounts) is rare.
+        let transfers = db.keyspace("transfers", scanned).map_err(error)?;
         // Most lookups by id are for ids that are new (a retry is the exception): the bloom
         // filters and indexes of every level stay in memory so that a miss costs no read.
         let ids = db
             .keyspace("transfer_ids", || {
-                options(POINT_BLOCK_BYTES)
+                keyspace_options()
+                    .data_block_size_policy(BlockSizePolicy::all(POINT_BLOCK_BYTES))
                     .filter_block_pinning_policy(PinningPolicy::all(true))
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
             .map_err(error)?;
-        // Only ever scanned by range: no bloom filters.
-        let accounts = db
-            .keyspace("account_transfers", || {
-                options(SCAN_BLOCK_BYTES)
-                    .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
-                    .data_block_restart_interval_policy(RestartIntervalPolicy::all(
-                        SCAN_BLOCK_RESTART_INTERVAL,
-                    ))
-            })
-            .map_err(error)?;
+        // Only ever scanned by range.
+        let accounts = db.keyspace("account_transfers", scanned).map_err(error)?;
         check_format(&path, &db, &transfers, &ids)?;
         let indexed_max = match accounts.get(ACCOUNTS_INDEXED_KEY).map_err(error)? {
             None => 0,
@@ -231,7 +225,7 @@ impl HistoryStore {
                 let (account, last) = part[part.len() - 1];
                 gaps.clear();
                 for w in part.windows(2).rev() {
-                    put_varint(&mut gaps, w[1].1 - w[0].1);
+                    encoding::put_varint(&mut gaps, u128::from(w[1].1 - w[0].1));
                 }
                 ingestion.write(account_key(account, last), &gaps[..]).map_err(e)?;
             }
@@ -310,10 +304,10 @@ impl HistoryStore {
             );
             run.clear();
             run.push(last);
-            let mut at = 0;
+            let mut gaps = encoding::Reader::new(&gaps);
             let mut ts = last;
-            while at < gaps.len() {
-                let gap = get_varint(&gaps, &mut at).ok_or_else(|| self.corrupt("account run"))?;
+            while !gaps.is_done() {
+                let gap: u64 = gaps.narrow().map_err(|_| self.corrupt("account run"))?;
                 ts = ts.checked_sub(gap).ok_or_else(|| self.corrupt("account run"))?;
                 run.push(ts);
             }
@@ -418,27 +412,6 @@ fn check_format(
 /// The key of the account index that holds its newest timestamp: 25 bytes of 0xff, after every
 /// 24-byte key, written last in each batch, so the mark and the entries become durable together.
 const ACCOUNTS_INDEXED_KEY: [u8; 25] = [0xff; 25];
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
 
 fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
     let mut key = [0u8; 24];

@@ -10,10 +10,10 @@
 //! The machine decides what may be written when (see its tiering rules); the store only keeps
 //! the last write of each key.
 
-use fjall::config::{CompressionPolicy, PinningPolicy};
-use fjall::{CompressionType, Keyspace, KeyspaceCreateOptions};
+use fjall::config::PinningPolicy;
+use fjall::Keyspace;
 
-use crate::{HistoryStore, StoreError, MEMTABLE_BYTES_MAX};
+use crate::{keyspace_options, HistoryStore, StoreError};
 
 /// Longest record key (without its table byte): an outcome's kind and id.
 const KEY_SIZE_MAX: usize = 17;
@@ -65,24 +65,17 @@ impl std::fmt::Debug for RecordStore {
 
 impl RecordStore {
     pub fn open(store: &HistoryStore) -> Result<RecordStore, StoreError> {
-        // Compressed from the first level: the records are written as sorted runs into it.
-        let options = || {
-            KeyspaceCreateOptions::default()
-                .compaction_strategy(crate::leveled())
-                .max_memtable_size(MEMTABLE_BYTES_MAX)
-                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
-        };
         // Every new operation asks whether its id was seen before: as for transfer ids, the
         // filters and indexes stay in memory so that the usual "no" costs no read.
         let records = store
             .db
             .keyspace("records", || {
-                options()
+                keyspace_options()
                     .filter_block_pinning_policy(PinningPolicy::all(true))
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
             .map_err(|e| store.error(e))?;
-        let lists = store.db.keyspace("lists", options).map_err(|e| store.error(e))?;
+        let lists = store.db.keyspace("lists", keyspace_options).map_err(|e| store.error(e))?;
         Ok(RecordStore { store_path: store.path.clone(), records, lists })
     }
 
