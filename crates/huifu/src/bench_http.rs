@@ -284,7 +284,7 @@ fn run_http(
             server_cpu_seconds,
             client_rss_bytes_max: util::rss_bytes_max(),
             server_rss_bytes_max: server_pid
-                .map(|pid| proc_status_kb(&pid.to_string(), "VmHWM:") * 1024),
+                .map(|pid| util::proc_status_kb(&pid.to_string(), "VmHWM:") * 1024),
         })
     })
 }
@@ -866,18 +866,6 @@ fn cpu_delta(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     before
         .zip(after)
         .map(|(a, b)| ((b - a) * CLOCK_TICKS_PER_SECOND).round() / CLOCK_TICKS_PER_SECOND)
-}
-
-/// A `kB` field of `/proc/{pid}/status`; 0 where unknown.
-fn proc_status_kb(pid: &str, field: &str) -> u64 {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

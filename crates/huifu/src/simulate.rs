@@ -302,13 +302,14 @@ pub(crate) fn watch<R: Send>(
             let rate = (done - done_before) as f64 / length.as_secs_f64();
             let percentile =
                 |q: f64| (!latency.is_empty()).then(|| util::ms(latency.value_at_quantile(q)));
+            let rss = util::rss_bytes();
             timeline.push(report::Sample {
                 seconds: to.duration_since(day).as_secs_f64(),
                 payments: done,
                 payments_per_second: rate,
                 latency_ms_p50: percentile(0.5),
                 latency_ms_p99: percentile(0.99),
-                rss_bytes: rss_bytes(),
+                rss_bytes: rss,
             });
             let average = done as f64 / to.duration_since(day).as_secs_f64().max(1e-9);
             let message = format!(
@@ -320,7 +321,7 @@ pub(crate) fn watch<R: Send>(
                 eprintln!(
                     "{:.0} s: {done}/{payments} payments, {message}, rss {} MiB",
                     to.duration_since(day).as_secs_f64(),
-                    rss_bytes() >> 20
+                    rss >> 20
                 );
             }
             bar.set_message(message);
@@ -330,18 +331,6 @@ pub(crate) fn watch<R: Send>(
     });
     bar.finish_and_clear();
     (result, timeline)
-}
-
-/// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.
-fn rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[derive(Args)]

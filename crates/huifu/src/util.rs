@@ -11,11 +11,17 @@ pub fn init_tracing() {
 
 /// The peak resident set size of this process (VmHWM), in bytes; 0 where unknown.
 pub fn rss_bytes_max() -> u64 {
-    proc_status_kb("VmHWM:") * 1024
+    proc_status_kb("self", "VmHWM:") * 1024
 }
 
-fn proc_status_kb(field: &str) -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+/// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.
+pub fn rss_bytes() -> u64 {
+    proc_status_kb("self", "VmRSS:") * 1024
+}
+
+/// A field counted in kB of `/proc/<pid>/status` (`pid` may be `self`); 0 where unknown.
+pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;
     };
     status

@@ -55,26 +55,8 @@ pub struct Id(pub Prefix, pub u64);
 
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // A prefix (3 bytes today), `_`, and at most 20 digits.
-        let mut text = [0u8; 32];
-        let prefix = self.0.text().as_bytes();
-        text[..prefix.len()].copy_from_slice(prefix);
-        text[prefix.len()] = b'_';
-        let mut digits = [0u8; 20];
-        let mut n = self.1;
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let end = prefix.len() + 1 + digits.len() - start;
-        text[prefix.len() + 1..end].copy_from_slice(&digits[start..]);
-        let text = std::str::from_utf8(&text[..end]).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(text)
+        // Formatted straight into the output (serde_json escapes as it writes, no `String`).
+        serializer.collect_str(&format_args!("{}_{}", self.0.text(), self.1))
     }
 }
 
