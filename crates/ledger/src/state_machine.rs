@@ -84,7 +84,8 @@ struct Scope {
 pub struct StateMachine {
     accounts: Vec<Account>,
     account_index: HashMap<u128, u32>,
-    /// Per account (same index as `accounts`): its transfers, oldest first.
+    /// Per account (same index as `accounts`): its transfers, oldest first; positions below
+    /// the log's base left memory and are dropped on the account's next transfer.
     account_transfers: Vec<Vec<u32>>,
     /// The transfers held in memory, in timestamp order; older ones are in the history store.
     transfers: TransferLog,
@@ -254,6 +255,21 @@ impl StateMachine {
         index
     }
 
+    /// Appends transfer `index` to account `a`'s list, first dropping the positions that left
+    /// memory since (`evict` leaves them: finding each moved transfer's accounts cost two
+    /// lookups in the account index, most of eviction's time; here the list is at hand).
+    /// Readers skip what is still left (`get_account_transfers`).
+    #[inline]
+    fn account_transfer_push(&mut self, a: u32, index: u32) {
+        let base = self.transfers.base();
+        let list = &mut self.account_transfers[a as usize];
+        if list.first().is_some_and(|&i| (i as usize) < base) {
+            let gone = list.partition_point(|&i| (i as usize) < base);
+            list.drain(..gone);
+        }
+        list.push(index);
+    }
+
     /// The ids that applying `events` may look up and that are not held in memory: the caller
     /// looks each up in the history store and hands back what it finds with `fetched_insert`
     /// before applying the batch (prefetch, then execute). Empty while nothing has left memory.
@@ -323,15 +339,7 @@ impl StateMachine {
     ) -> Evicted {
         assert!(self.scope.is_none(), "evict inside a batch");
         let before = out.len();
-        let StateMachine {
-            transfers,
-            transfer_index,
-            pinned,
-            pending,
-            account_index,
-            account_transfers,
-            ..
-        } = self;
+        let StateMachine { transfers, transfer_index, pinned, pending, .. } = self;
         let mut settled: Vec<u32> = pinned
             .keys()
             .filter(|&&i| pending.get(&i) != Some(&PendingStatus::Pending) && !keep(&pinned[&i]))
@@ -347,7 +355,6 @@ impl StateMachine {
             out.push(ColdTransfer { transfer: t, pending: status });
         }
         let settled = out.len() - before;
-        let mut touched: Vec<u32> = Vec::new();
         while transfers.held() > held_max {
             let Some(chunk) = transfers.front_full() else { break };
             let base = transfers.base();
@@ -362,22 +369,11 @@ impl StateMachine {
                     debug_assert_eq!(removed, Some(position));
                     pending.remove(&position);
                 }
-                for account_id in [t.debit_account_id, t.credit_account_id] {
-                    touched.push(account_index[&account_id]);
-                }
                 self.horizon = self.horizon.max(t.timestamp);
                 out.push(ColdTransfer { transfer: *t, pending: status });
             }
             pinned.extend(pins);
             transfers.drop_front();
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        let base = transfers.base();
-        for a in touched {
-            let list = &mut account_transfers[a as usize];
-            let gone = list.partition_point(|&i| (i as usize) < base);
-            list.drain(..gone);
         }
         Evicted { settled, moved: out.len() - before - settled }
     }
@@ -846,8 +842,8 @@ impl StateMachine {
 
         // From here on the transfer succeeds.
         let index = self.transfer_push(Transfer { amount, timestamp: timestamp_actual, ..*t });
-        self.account_transfers[dr_index as usize].push(index);
-        self.account_transfers[cr_index as usize].push(index);
+        self.account_transfer_push(dr_index, index);
+        self.account_transfer_push(cr_index, index);
         self.record(Undo::TransferInserted);
 
         let mut dr_new = dr;
@@ -1059,8 +1055,8 @@ impl StateMachine {
             flags: t.flags,
             timestamp: timestamp_actual,
         });
-        self.account_transfers[dr_index as usize].push(index);
-        self.account_transfers[cr_index as usize].push(index);
+        self.account_transfer_push(dr_index, index);
+        self.account_transfer_push(cr_index, index);
         self.record(Undo::TransferInserted);
 
         if let Some(at) = expires_at {
@@ -1162,6 +1158,9 @@ impl StateMachine {
             return;
         };
         let list = &self.account_transfers[account_index as usize];
+        // Positions that left memory may still lead the list (see `account_transfer_push`).
+        let base = self.transfers.base();
+        let list = &list[list.partition_point(|&i| (i as usize) < base)..];
         // Transfer indexes are in timestamp order, so the bounds are found by binary search.
         let ts = |i: &u32| self.transfers[*i as usize].timestamp;
         let start = list.partition_point(|i| ts(i) < filter.timestamp_min);

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use crate::command::PaymentStatus;
 use crate::constants::{CHECKPOINT_WAITING_DIVISOR, TRANSFERS_PER_RECORD};
 use crate::machine::{op_key, Payment};
-use crate::tier::{KeyBytes, Stored, Tier, Tiered};
+use crate::tier::{KeyBytes, Leaving, Stored, Tier, Tiered};
 
 /// The store's lists of payments: by merchant and by user.
 const LIST_MERCHANT: u8 = 0;
@@ -159,7 +159,7 @@ impl PaymentsMachine {
         let Some(tier) = &self.tier else { return Ok(()) };
         let Some(held_max) = tier.held_max else { return Ok(()) };
         let epoch = tier.epoch;
-        let mut out = Vec::new();
+        let mut out = Leaving::default();
         let pinned = |_: &u64, p: &Payment| p.status == PaymentStatus::Authorized;
         self.payments.evict(held_max, epoch, pinned, &mut out);
         if self.coupons.len() > held_max {
@@ -194,12 +194,7 @@ impl PaymentsMachine {
         }
         let records: Vec<Record<'_>> = out
             .iter()
-            .map(|(table, key, payload)| Record {
-                table: *table,
-                key,
-                as_of: self.applied,
-                payload,
-            })
+            .map(|(table, key, payload)| Record { table, key, as_of: self.applied, payload })
             .collect();
         tier.store.put(&records, &entries).map_err(io::Error::other)?;
         self.moved = self.applied;

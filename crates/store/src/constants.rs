@@ -40,3 +40,10 @@ pub const TABLE_BYTES: u64 = 8 << 20;
 /// out). A statement reads whole entries, so this bounds the work of a page of a busy account
 /// (the platform's revenue account takes a leg of every payment) at a few microseconds.
 pub const ACCOUNT_RUN_ENTRIES_MAX: usize = 1_024;
+
+/// Once the transfers in memory pass their bound, they are moved out down to the bound less
+/// this fraction of it (an eighth), in one put. Each put writes one sorted run per keyspace,
+/// and the id and account indexes spread every run over their whole key space, so each run
+/// overlaps all of their first level: runs of a few hundred kilobytes (a chunk of the log at a
+/// time) made compaction rewrite that level for every megabyte or two written.
+pub const EVICT_SLACK_DIVISOR: usize = 8;

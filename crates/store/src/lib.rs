@@ -25,7 +25,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+mod behind;
 pub mod constants;
 pub mod encoding;
 mod history;
@@ -40,6 +42,9 @@ use fjall::config::{
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
+use crate::behind::Behind;
+use crate::records::StagedRecords;
+
 use crate::constants::{
     ACCOUNT_RUN_ENTRIES_MAX, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, POINT_BLOCK_BYTES,
     SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
@@ -49,6 +54,8 @@ use crate::constants::{
 pub enum StoreError {
     #[error("history store at {path}: {cause}")]
     Fjall { path: PathBuf, cause: fjall::Error },
+    #[error("history store: cannot start a writer thread: {0}")]
+    Thread(std::io::Error),
     #[error("history store at {path}: corrupt record: {what}")]
     Corrupt { path: PathBuf, what: &'static str },
     #[error("history store at {path}: transfer at timestamp {timestamp}: {cause}")]
@@ -82,7 +89,53 @@ pub struct HistoryStore {
     /// The newest timestamp in the account index (what `ACCOUNTS_INDEXED_KEY` holds): a batch
     /// moved out again after a restart from an older checkpoint indexes only what is newer, so
     /// the runs of one account never overlap.
-    indexed_max: AtomicU64,
+    indexed_max: Arc<AtomicU64>,
+    /// The writes in flight (see `behind`), shared with the `RecordStore` of the same store.
+    pub(crate) writes: Arc<Writes>,
+}
+
+/// The writes in flight of a store: its transfers' and its records'.
+pub(crate) struct Writes {
+    transfers: Behind<StagedTransfers>,
+    pub(crate) records: Behind<StagedRecords>,
+}
+
+/// A put of transfers as the thread writing it and the reads meanwhile see it.
+struct StagedTransfers {
+    /// Settled transfers (new records at timestamps already written), by timestamp.
+    settled: Vec<ColdTransfer>,
+    /// Transfers moved out, by timestamp.
+    moved: Vec<ColdTransfer>,
+    /// (id, timestamp) of the moved transfers, by id (a settled one's is in the store).
+    ids: Vec<(u128, u64)>,
+}
+
+impl StagedTransfers {
+    fn at(&self, timestamp: u64) -> Option<&ColdTransfer> {
+        let find = |v: &[ColdTransfer]| -> Option<usize> {
+            v.binary_search_by_key(&timestamp, |c| c.transfer.timestamp).ok()
+        };
+        // A settled record is newer than a moved one at the same timestamp.
+        match find(&self.settled) {
+            Some(i) => Some(&self.settled[i]),
+            None => find(&self.moved).map(|i| &self.moved[i]),
+        }
+    }
+
+    fn timestamp_of(&self, id: u128) -> Option<u64> {
+        let i = self.ids.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(self.ids[i].1)
+    }
+}
+
+/// What the thread writing a put of transfers needs of the store.
+struct TransferTables {
+    path: PathBuf,
+    db: Database,
+    transfers: Keyspace,
+    ids: Keyspace,
+    accounts: Keyspace,
+    indexed_max: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HistoryStore {
@@ -149,7 +202,16 @@ impl HistoryStore {
                 StoreError::Corrupt { path: path.clone(), what: "account index mark" }
             })?),
         };
-        Ok(HistoryStore { path, db, transfers, ids, accounts, indexed_max: indexed_max.into() })
+        let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
+        Ok(HistoryStore {
+            path,
+            db,
+            transfers,
+            ids,
+            accounts,
+            indexed_max: Arc::new(indexed_max.into()),
+            writes,
+        })
     }
 
     fn error(&self, cause: fjall::Error) -> StoreError {
@@ -163,80 +225,32 @@ impl HistoryStore {
     /// Writes what `StateMachine::evict` moved out: `moved`, transfers leaving the log in
     /// timestamp order, each written once as sorted runs straight into the store's tables (no
     /// in-memory table, no store journal: the cheapest write an LSM-tree has); and `settled`,
-    /// pending transfers written before whose record now carries their final status.
+    /// pending transfers written before whose record now carries their final status. The
+    /// write happens behind the caller (see `behind`); reads see it at once.
     pub fn put(&self, moved: &[ColdTransfer], settled: &[ColdTransfer]) -> Result<(), StoreError> {
-        let e = |e| self.error(e);
-        let mut record = Vec::with_capacity(encoding::RECORD_BYTES_MAX);
-        let mut encode = |c: &ColdTransfer| -> fjall::Slice {
-            record.clear();
-            encoding::encode(c, &mut record);
-            fjall::Slice::from(&record[..])
-        };
-        if !settled.is_empty() {
-            let mut batch = self.db.batch();
-            for c in settled {
-                batch.insert(&self.transfers, c.transfer.timestamp.to_be_bytes(), encode(c));
-            }
-            batch.commit().map_err(e)?;
-        }
-        if moved.is_empty() {
+        if moved.is_empty() && settled.is_empty() {
             return Ok(());
         }
         debug_assert!(moved.windows(2).all(|w| w[0].transfer.timestamp < w[1].transfer.timestamp));
-        let mut ingestion = self.transfers.start_ingestion().map_err(e)?;
-        for c in moved {
-            ingestion.write(c.transfer.timestamp.to_be_bytes(), encode(c)).map_err(e)?;
-        }
-        ingestion.finish().map_err(e)?;
-
+        let mut settled = settled.to_vec();
+        settled.sort_unstable_by_key(|c| c.transfer.timestamp);
         // Sorted as integers, which compare in one or two instructions, then written as the
         // big-endian bytes that sort the same way (sorting the byte arrays calls memcmp for
         // each comparison: a tenth of the writer's time).
         let mut ids: Vec<(u128, u64)> =
             moved.iter().map(|c| (c.transfer.id, c.transfer.timestamp)).collect();
         ids.sort_unstable();
-        let mut ingestion = self.ids.start_ingestion().map_err(e)?;
-        for (id, ts) in ids {
-            ingestion.write(id.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
-        }
-        ingestion.finish().map_err(e)?;
-
-        // Only what the index does not hold yet: after a restart from an older checkpoint the
-        // same transfers leave memory again, and their entries are already there.
-        let indexed_max = self.indexed_max.load(Ordering::Relaxed);
-        let mut keys: Vec<(u128, u64)> = moved
-            .iter()
-            .filter(|c| c.transfer.timestamp > indexed_max)
-            .flat_map(|c| {
-                let t = &c.transfer;
-                [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
-            })
-            .collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
-        keys.sort_unstable();
-        keys.dedup();
-        let newest = moved.last().map_or(indexed_max, |c| c.transfer.timestamp);
-        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
-        let mut gaps = Vec::new();
-        for run in keys.chunk_by(|a, b| a.0 == b.0) {
-            for part in run.chunks(ACCOUNT_RUN_ENTRIES_MAX) {
-                let (account, last) = part[part.len() - 1];
-                gaps.clear();
-                for w in part.windows(2).rev() {
-                    encoding::put_varint(&mut gaps, u128::from(w[1].1 - w[0].1));
-                }
-                ingestion.write(account_key(account, last), &gaps[..]).map_err(e)?;
-            }
-        }
-        // Last: its key sorts after every account key.
-        ingestion.write(ACCOUNTS_INDEXED_KEY, newest.to_le_bytes()).map_err(e)?;
-        ingestion.finish().map_err(e)?;
-        self.indexed_max.store(newest, Ordering::Relaxed);
-        Ok(())
+        let staged = StagedTransfers { settled, moved: moved.to_vec(), ids };
+        let tables = TransferTables {
+            path: self.path.clone(),
+            db: self.db.clone(),
+            transfers: self.transfers.clone(),
+            ids: self.ids.clone(),
+            accounts: self.accounts.clone(),
+            indexed_max: Arc::clone(&self.indexed_max),
+        };
+        self.writes.transfers.start(staged, move |staged| tables.write(staged))
     }
-
     fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
         encoding::decode(bytes, timestamp).map_err(|cause| StoreError::Record {
             path: self.path.clone(),
@@ -245,7 +259,13 @@ impl HistoryStore {
         })
     }
 
+    /// The record at `timestamp`: the write in flight's, else the store's.
     fn at(&self, timestamp: u64) -> Result<Option<ColdTransfer>, StoreError> {
+        if let Some(staged) = self.writes.transfers.staged() {
+            if let Some(cold) = staged.at(timestamp) {
+                return Ok(Some(*cold));
+            }
+        }
         match self.transfers.get(timestamp.to_be_bytes()).map_err(|e| self.error(e))? {
             None => Ok(None),
             Some(bytes) => self.decode(&bytes, timestamp).map(Some),
@@ -254,10 +274,16 @@ impl HistoryStore {
 
     /// The transfer with this id, if the store has it at or before `horizon`.
     pub fn transfer(&self, id: u128, horizon: u64) -> Result<Option<ColdTransfer>, StoreError> {
-        let Some(ts) = self.ids.get(id.to_be_bytes()).map_err(|e| self.error(e))? else {
-            return Ok(None);
+        let staged = self.writes.transfers.staged().and_then(|s| s.timestamp_of(id));
+        let ts = match staged {
+            Some(ts) => ts,
+            None => {
+                let Some(ts) = self.ids.get(id.to_be_bytes()).map_err(|e| self.error(e))? else {
+                    return Ok(None);
+                };
+                u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.corrupt("id"))?)
+            }
         };
-        let ts = u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.corrupt("id"))?);
         if ts > horizon {
             return Ok(None);
         }
@@ -270,8 +296,13 @@ impl HistoryStore {
 
     /// Whether a transfer has exactly this timestamp, at or before `horizon`.
     pub fn has_timestamp(&self, timestamp: u64, horizon: u64) -> Result<bool, StoreError> {
-        Ok(timestamp <= horizon
-            && self.transfers.contains_key(timestamp.to_be_bytes()).map_err(|e| self.error(e))?)
+        if timestamp > horizon {
+            return Ok(false);
+        }
+        if self.writes.transfers.staged().is_some_and(|s| s.at(timestamp).is_some()) {
+            return Ok(true);
+        }
+        self.transfers.contains_key(timestamp.to_be_bytes()).map_err(|e| self.error(e))
     }
 
     /// Appends to `out` the transfers of `filter.account_id` at or before `horizon` that pass
@@ -286,6 +317,8 @@ impl HistoryStore {
         if !filter.is_valid() || out.len() >= limit {
             return Ok(());
         }
+        // Read by range: the whole of the write in flight is needed.
+        self.writes.transfers.wait()?;
         let high =
             if filter.timestamp_max == 0 { horizon } else { filter.timestamp_max.min(horizon) };
         if filter.timestamp_min > high {
@@ -355,6 +388,7 @@ impl HistoryStore {
 
     /// Calls `f` with every transfer at or before `horizon`, oldest first.
     pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
+        self.writes.transfers.wait()?;
         for guard in self.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
             let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
             let timestamp =
@@ -366,12 +400,100 @@ impl HistoryStore {
 
     /// Makes every write so far durable.
     pub fn persist(&self) -> Result<(), StoreError> {
+        self.writes.transfers.wait()?;
+        self.writes.records.wait()?;
         self.db.persist(PersistMode::SyncAll).map_err(|e| self.error(e))
     }
 
     /// Bytes on disk.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         self.db.disk_space().map_err(|e| self.error(e))
+    }
+}
+
+impl TransferTables {
+    fn error(&self, cause: fjall::Error) -> StoreError {
+        StoreError::Fjall { path: self.path.clone(), cause }
+    }
+
+    /// The write of a put (`HistoryStore::put`), on its own thread.
+    fn write(&self, staged: &StagedTransfers) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        self.write_runs(staged)?;
+        tracing::debug!(
+            moved = staged.moved.len(),
+            settled = staged.settled.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "transfers written to the store"
+        );
+        Ok(())
+    }
+
+    fn write_runs(&self, staged: &StagedTransfers) -> Result<(), StoreError> {
+        let e = |e| self.error(e);
+        let mut record = Vec::with_capacity(encoding::RECORD_BYTES_MAX);
+        let mut encode = |c: &ColdTransfer| -> fjall::Slice {
+            record.clear();
+            encoding::encode(c, &mut record);
+            fjall::Slice::from(&record[..])
+        };
+        let StagedTransfers { settled, moved, ids } = staged;
+        if !settled.is_empty() {
+            let mut batch = self.db.batch();
+            for c in settled {
+                batch.insert(&self.transfers, c.transfer.timestamp.to_be_bytes(), encode(c));
+            }
+            batch.commit().map_err(e)?;
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let mut ingestion = self.transfers.start_ingestion().map_err(e)?;
+        for c in moved {
+            ingestion.write(c.transfer.timestamp.to_be_bytes(), encode(c)).map_err(e)?;
+        }
+        ingestion.finish().map_err(e)?;
+
+        let mut ingestion = self.ids.start_ingestion().map_err(e)?;
+        for &(id, ts) in ids {
+            ingestion.write(id.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
+        }
+        ingestion.finish().map_err(e)?;
+
+        // Only what the index does not hold yet: after a restart from an older checkpoint the
+        // same transfers leave memory again, and their entries are already there.
+        let indexed_max = self.indexed_max.load(Ordering::Relaxed);
+        let mut keys: Vec<(u128, u64)> = moved
+            .iter()
+            .filter(|c| c.transfer.timestamp > indexed_max)
+            .flat_map(|c| {
+                let t = &c.transfer;
+                [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let newest = moved.last().map_or(indexed_max, |c| c.transfer.timestamp);
+        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
+        let mut gaps = Vec::new();
+        for run in keys.chunk_by(|a, b| a.0 == b.0) {
+            for part in run.chunks(ACCOUNT_RUN_ENTRIES_MAX) {
+                let (account, last) = part[part.len() - 1];
+                gaps.clear();
+                for w in part.windows(2).rev() {
+                    encoding::put_varint(&mut gaps, u128::from(w[1].1 - w[0].1));
+                }
+                ingestion.write(account_key(account, last), &gaps[..]).map_err(e)?;
+            }
+        }
+        // Last: its key sorts after every account key.
+        ingestion.write(ACCOUNTS_INDEXED_KEY, newest.to_le_bytes()).map_err(e)?;
+        ingestion.finish().map_err(e)?;
+        self.indexed_max.store(newest, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -472,6 +594,45 @@ mod tests {
         let mut seen = Vec::new();
         store.scan(45, |c| seen.push(c.transfer.id)).unwrap();
         assert_eq!(seen, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn reads_right_after_a_put_see_it_whole_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let cold = |i: u64, pending| ColdTransfer {
+            transfer: t(u128::from(i), 1 + u128::from(i % 3), 9, i * 2),
+            pending,
+        };
+        let first: Vec<ColdTransfer> = (1..=1_000).map(|i| cold(i, None)).collect();
+        store.put(&first, &[]).unwrap();
+        // Large enough to be still in flight when the reads below start (they are right
+        // either way).
+        let second: Vec<ColdTransfer> = (1_001..=200_000)
+            .map(|i| cold(i, (i == 1_500).then_some(PendingStatus::Pending)))
+            .collect();
+        store.put(&second, &[cold(7, Some(PendingStatus::Posted))]).unwrap();
+        for id in [1, 7, 999, 1_001, 1_500, 150_000, 200_000] {
+            let found = store.transfer(id, u64::MAX).unwrap().expect("found");
+            assert_eq!(found.transfer.id, id);
+            let expected = match id {
+                7 => Some(PendingStatus::Posted),
+                1_500 => Some(PendingStatus::Pending),
+                _ => None,
+            };
+            assert_eq!(found.pending, expected, "id {id}");
+        }
+        assert_eq!(store.transfer(200_001, u64::MAX).unwrap(), None);
+        assert_eq!(store.transfer(150_000, 299_999).unwrap(), None);
+        assert!(store.has_timestamp(300_000, u64::MAX).unwrap());
+        assert!(!store.has_timestamp(300_001, u64::MAX).unwrap());
+        let mut out = Vec::new();
+        let newest = AccountFilter { reversed: true, ..AccountFilter::all(9, 3) };
+        store.account_transfers(&newest, u64::MAX, 3, &mut out).unwrap();
+        assert_eq!(out.iter().map(|t| t.id).collect::<Vec<_>>(), [200_000, 199_999, 199_998]);
+        let mut count = 0;
+        store.scan(u64::MAX, |_| count += 1).unwrap();
+        assert_eq!(count, 200_000);
     }
 
     #[test]

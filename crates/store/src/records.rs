@@ -10,10 +10,12 @@
 //! The machine decides what may be written when (see its tiering rules); the store only keeps
 //! the last write of each key.
 
+use std::sync::Arc;
+
 use fjall::config::PinningPolicy;
 use fjall::Keyspace;
 
-use crate::{keyspace_options, HistoryStore, StoreError};
+use crate::{keyspace_options, HistoryStore, StoreError, Writes};
 
 /// Longest record key (without its table byte): an outcome's kind and id.
 const KEY_SIZE_MAX: usize = 17;
@@ -55,6 +57,34 @@ pub struct RecordStore {
     store_path: std::path::PathBuf,
     records: Keyspace,
     lists: Keyspace,
+    /// The store's writes in flight (see `behind`).
+    writes: Arc<Writes>,
+}
+
+/// A put of records and list entries as the thread writing it and the reads meanwhile see it.
+pub(crate) struct StagedRecords {
+    /// Each record's full key (table ‖ key) then its value (`as_of` ‖ payload), one after
+    /// another (one buffer, not two allocations per record).
+    bytes: Vec<u8>,
+    /// (start, key length, end) of each record in `bytes`, by key.
+    index: Vec<(usize, usize, usize)>,
+    /// List entries and their `as_of`, in no order (read only by range, after the write).
+    entries: Vec<(ListEntry, u64)>,
+}
+
+impl StagedRecords {
+    fn key(&self, &(start, len, _): &(usize, usize, usize)) -> &[u8] {
+        &self.bytes[start..start + len]
+    }
+
+    fn value(&self, &(start, len, end): &(usize, usize, usize)) -> &[u8] {
+        &self.bytes[start + len..end]
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let i = self.index.binary_search_by(|item| self.key(item).cmp(key)).ok()?;
+        Some(self.value(&self.index[i]))
+    }
 }
 
 impl std::fmt::Debug for RecordStore {
@@ -76,7 +106,12 @@ impl RecordStore {
             })
             .map_err(|e| store.error(e))?;
         let lists = store.db.keyspace("lists", keyspace_options).map_err(|e| store.error(e))?;
-        Ok(RecordStore { store_path: store.path.clone(), records, lists })
+        Ok(RecordStore {
+            store_path: store.path.clone(),
+            records,
+            lists,
+            writes: Arc::clone(&store.writes),
+        })
     }
 
     fn error(&self, cause: fjall::Error) -> StoreError {
@@ -89,44 +124,63 @@ impl RecordStore {
 
     /// Writes `records` and `entries`, each kind as one sorted run straight into the store's
     /// tables (as transfers are: no in-memory table, no store journal). Each key at most once.
+    /// The write happens behind the caller (see `behind`); reads see it at once.
     pub fn put(
         &self,
         records: &[Record<'_>],
         entries: &[(ListEntry, u64)],
     ) -> Result<(), StoreError> {
-        let e = |e| self.error(e);
-        if !records.is_empty() {
-            let mut sorted: Vec<(Vec<u8>, Vec<u8>)> = records
-                .iter()
-                .map(|r| {
-                    let mut key = Vec::with_capacity(1 + r.key.len());
-                    key.push(r.table);
-                    key.extend_from_slice(r.key);
-                    let mut value = Vec::with_capacity(8 + r.payload.len());
-                    value.extend_from_slice(&r.as_of.to_le_bytes());
-                    value.extend_from_slice(r.payload);
-                    (key, value)
-                })
-                .collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            debug_assert!(sorted.windows(2).all(|w| w[0].0 < w[1].0), "a key twice");
-            let mut ingestion = self.records.start_ingestion().map_err(e)?;
-            for (key, value) in sorted {
-                ingestion.write(key, value).map_err(e)?;
-            }
-            ingestion.finish().map_err(e)?;
+        if records.is_empty() && entries.is_empty() {
+            return Ok(());
         }
-        if !entries.is_empty() {
-            let mut sorted: Vec<([u8; LIST_KEY_SIZE], u64)> =
-                entries.iter().map(|(entry, as_of)| (entry.key(), *as_of)).collect();
-            sorted.sort_unstable();
-            let mut ingestion = self.lists.start_ingestion().map_err(e)?;
-            for (key, as_of) in sorted {
-                ingestion.write(key, as_of.to_le_bytes()).map_err(e)?;
-            }
-            ingestion.finish().map_err(e)?;
+        let size = records.iter().map(|r| 9 + r.key.len() + r.payload.len()).sum();
+        let mut bytes = Vec::with_capacity(size);
+        let mut index = Vec::with_capacity(records.len());
+        for r in records {
+            let start = bytes.len();
+            bytes.push(r.table);
+            bytes.extend_from_slice(r.key);
+            bytes.extend_from_slice(&r.as_of.to_le_bytes());
+            bytes.extend_from_slice(r.payload);
+            index.push((start, 1 + r.key.len(), bytes.len()));
         }
-        Ok(())
+        let mut staged = StagedRecords { bytes, index: Vec::new(), entries: entries.to_vec() };
+        index.sort_unstable_by(|a, b| staged.key(a).cmp(staged.key(b)));
+        debug_assert!(
+            index.windows(2).all(|w| staged.key(&w[0]) < staged.key(&w[1])),
+            "a key twice"
+        );
+        staged.index = index;
+        let (path, records, lists) =
+            (self.store_path.clone(), self.records.clone(), self.lists.clone());
+        self.writes.records.start(staged, move |staged| {
+            let started = std::time::Instant::now();
+            let e = |cause| StoreError::Fjall { path: path.clone(), cause };
+            if !staged.index.is_empty() {
+                let mut ingestion = records.start_ingestion().map_err(e)?;
+                for item in &staged.index {
+                    ingestion.write(staged.key(item), staged.value(item)).map_err(e)?;
+                }
+                ingestion.finish().map_err(e)?;
+            }
+            if !staged.entries.is_empty() {
+                let mut sorted: Vec<([u8; LIST_KEY_SIZE], u64)> =
+                    staged.entries.iter().map(|(entry, as_of)| (entry.key(), *as_of)).collect();
+                sorted.sort_unstable();
+                let mut ingestion = lists.start_ingestion().map_err(e)?;
+                for (key, as_of) in sorted {
+                    ingestion.write(key, as_of.to_le_bytes()).map_err(e)?;
+                }
+                ingestion.finish().map_err(e)?;
+            }
+            tracing::debug!(
+                records = staged.index.len(),
+                entries = staged.entries.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "records written to the store"
+            );
+            Ok(())
+        })
     }
 
     /// The payload of `table`'s record `key`, if it was written at or before `horizon`.
@@ -136,10 +190,19 @@ impl RecordStore {
         let full = full.get_mut(..1 + key.len()).expect("record keys are at most 17 bytes");
         full[0] = table;
         full[1..].copy_from_slice(key);
-        let Some(value) = self.records.get(&*full).map_err(|e| self.error(e))? else {
-            return Ok(None);
+        let staged = self.writes.records.staged();
+        let stored;
+        let value: &[u8] = match staged.as_ref().and_then(|s| s.get(full)) {
+            Some(value) => value,
+            None => match self.records.get(&*full).map_err(|e| self.error(e))? {
+                None => return Ok(None),
+                Some(value) => {
+                    stored = value;
+                    &stored
+                }
+            },
         };
-        if self.as_of(&value)? > horizon {
+        if self.as_of(value)? > horizon {
             return Ok(None);
         }
         Ok(Some(value[8..].to_vec()))
@@ -158,6 +221,7 @@ impl RecordStore {
         horizon: u64,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), StoreError> {
+        self.writes.records.wait()?;
         for guard in self.records.prefix([table]) {
             let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
             if self.as_of(&value)? <= horizon {
@@ -182,6 +246,7 @@ impl RecordStore {
         if out.len() >= limit {
             return Ok(());
         }
+        self.writes.records.wait()?;
         let low = ListEntry { list, owner, timestamp: 0, id: 0 }.key();
         let range = match before {
             None => {
@@ -213,6 +278,32 @@ impl RecordStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_right_after_a_put_are_read_whole_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = HistoryStore::open(dir.path()).unwrap();
+        let store = RecordStore::open(&history).unwrap();
+        let keys: Vec<[u8; 8]> = (0..100_000u64).map(|i| (i * 7).to_be_bytes()).collect();
+        let records: Vec<Record<'_>> =
+            keys.iter().map(|k| Record { table: 3, key: k, as_of: 5, payload: &k[6..] }).collect();
+        let entry = |timestamp, id| ListEntry { list: 1, owner: 2, timestamp, id };
+        store.put(&records[..10], &[]).unwrap();
+        store.put(&records[10..], &[(entry(10, 1), 5), (entry(20, 2), 5)]).unwrap();
+        for i in [0u64, 9, 10, 50_000, 99_999] {
+            let key = (i * 7).to_be_bytes();
+            assert_eq!(store.get(3, &key, 5).unwrap().as_deref(), Some(&key[6..]));
+            assert_eq!(store.get(3, &key, 4).unwrap(), None);
+            assert_eq!(store.get(2, &key, 5).unwrap(), None);
+        }
+        assert_eq!(store.get(3, &1u64.to_be_bytes(), 5).unwrap(), None);
+        let mut page = Vec::new();
+        store.list(1, 2, None, 5, 10, &mut page).unwrap();
+        assert_eq!(page, [(20, 2), (10, 1)]);
+        let mut count = 0;
+        store.scan(3, 5, |_, _| count += 1).unwrap();
+        assert_eq!(count, 100_000);
+    }
 
     #[test]
     fn records_and_lists_are_seen_only_within_the_horizon() {

@@ -1,0 +1,108 @@
+//! Writes behind the caller. A put hands its sorted runs to a thread of its own and returns at
+//! once, so the engine's writer thread goes on applying operations while the store encodes,
+//! compresses and writes them (a few hundred milliseconds for half a million transfers, which
+//! used to stall every client that long).
+//!
+//! At most one write of each kind is in flight: the next put, `persist` and every read by
+//! range wait for it first. Point reads do not wait: they look in the write's staged copy
+//! first, and a key the write does not hold is read from the store, where the write in flight
+//! changes nothing about it. So every read sees the store as if the write had finished.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::StoreError;
+
+/// One kind of write, and the one in flight.
+pub(crate) struct Behind<S> {
+    slot: Mutex<Option<InFlight<S>>>,
+}
+
+struct InFlight<S> {
+    staged: Arc<S>,
+    handle: JoinHandle<Result<(), StoreError>>,
+}
+
+impl<S: Send + Sync + 'static> Behind<S> {
+    pub(crate) fn new() -> Behind<S> {
+        Behind { slot: Mutex::new(None) }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<InFlight<S>>> {
+        // The slot is only replaced or taken whole: a panic elsewhere leaves it consistent.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the write in flight, if any, and returns its outcome.
+    pub(crate) fn wait(&self) -> Result<(), StoreError> {
+        let in_flight = self.slot().take();
+        match in_flight {
+            None => Ok(()),
+            Some(f) => f.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        }
+    }
+
+    /// Waits for the write in flight, then starts `write` of `staged` on a thread.
+    pub(crate) fn start(
+        &self,
+        staged: S,
+        write: impl FnOnce(&S) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.wait()?;
+        let staged = Arc::new(staged);
+        let copy = Arc::clone(&staged);
+        let handle = std::thread::Builder::new()
+            .name("huifu-store-put".into())
+            .spawn(move || write(&copy))
+            .map_err(StoreError::Thread)?;
+        *self.slot() = Some(InFlight { staged, handle });
+        Ok(())
+    }
+
+    /// What the write in flight (or the last one, until something waits for it) holds.
+    pub(crate) fn staged(&self) -> Option<Arc<S>> {
+        self.slot().as_ref().map(|f| Arc::clone(&f.staged))
+    }
+}
+
+impl<S> Drop for Behind<S> {
+    fn drop(&mut self) {
+        // A write still running finishes before the store closes. Its error, if any, is lost
+        // with the store: nothing unpersisted is relied on (the journal covers it).
+        if let Some(f) = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = f.handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_write_is_seen_staged_while_in_flight_and_its_error_comes_back_once() {
+        let behind: Behind<u32> = Behind::new();
+        assert!(behind.staged().is_none());
+        let (go, wait) = mpsc::channel::<()>();
+        behind
+            .start(7, move |_| {
+                wait.recv().unwrap();
+                Err(StoreError::Corrupt { path: "x".into(), what: "test" })
+            })
+            .unwrap();
+        assert_eq!(behind.staged().as_deref(), Some(&7));
+        go.send(()).unwrap();
+        assert!(matches!(behind.wait(), Err(StoreError::Corrupt { what: "test", .. })));
+        assert!(behind.staged().is_none());
+        assert!(behind.wait().is_ok());
+        // The next write waits for the one before it.
+        let (done, finished) = mpsc::channel::<u32>();
+        let first = done.clone();
+        behind.start(1, move |&s| first.send(s).map_err(|_| unreachable!())).unwrap();
+        behind.start(2, move |&s| done.send(s).map_err(|_| unreachable!())).unwrap();
+        assert_eq!(finished.recv().unwrap(), 1);
+        behind.wait().unwrap();
+        assert_eq!(finished.recv().unwrap(), 2);
+    }
+}
