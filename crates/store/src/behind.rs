@@ -59,9 +59,20 @@ impl<S: Send + Sync + 'static> Behind<S> {
         Ok(())
     }
 
-    /// What the write in flight (or the last one, until something waits for it) holds.
-    pub(crate) fn staged(&self) -> Option<Arc<S>> {
-        self.slot().as_ref().map(|f| Arc::clone(&f.staged))
+    /// What the write in flight holds; `None` once it is done (its copy is let go then, and
+    /// its error, if any, comes back here).
+    pub(crate) fn staged(&self) -> Result<Option<Arc<S>>, StoreError> {
+        let mut slot = self.slot();
+        match slot.as_ref() {
+            None => Ok(None),
+            Some(f) if f.handle.is_finished() => {
+                let f = slot.take().expect("checked");
+                drop(slot);
+                f.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                Ok(None)
+            }
+            Some(f) => Ok(Some(Arc::clone(&f.staged))),
+        }
     }
 }
 
@@ -83,18 +94,33 @@ mod tests {
     #[test]
     fn a_write_is_seen_staged_while_in_flight_and_its_error_comes_back_once() {
         let behind: Behind<u32> = Behind::new();
-        assert!(behind.staged().is_none());
-        let (go, wait) = mpsc::channel::<()>();
-        behind
-            .start(7, move |_| {
+        assert!(behind.staged().unwrap().is_none());
+        let failing = |wait: mpsc::Receiver<()>| {
+            move |_: &u32| {
                 wait.recv().unwrap();
                 Err(StoreError::Corrupt { path: "x".into(), what: "test" })
-            })
-            .unwrap();
-        assert_eq!(behind.staged().as_deref(), Some(&7));
+            }
+        };
+        let (go, wait) = mpsc::channel::<()>();
+        behind.start(7, failing(wait)).unwrap();
+        assert_eq!(behind.staged().unwrap().as_deref(), Some(&7));
         go.send(()).unwrap();
         assert!(matches!(behind.wait(), Err(StoreError::Corrupt { what: "test", .. })));
-        assert!(behind.staged().is_none());
+        assert!(behind.staged().unwrap().is_none());
+        assert!(behind.wait().is_ok());
+        // A finished write's error comes back from a read too, once.
+        let (go, wait) = mpsc::channel::<()>();
+        behind.start(8, failing(wait)).unwrap();
+        go.send(()).unwrap();
+        let error = loop {
+            match behind.staged() {
+                Ok(Some(_)) => std::thread::yield_now(),
+                Ok(None) => panic!("the write's error was lost"),
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(error, StoreError::Corrupt { what: "test", .. }));
+        assert!(behind.staged().unwrap().is_none());
         assert!(behind.wait().is_ok());
         // The next write waits for the one before it.
         let (done, finished) = mpsc::channel::<u32>();

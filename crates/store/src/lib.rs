@@ -261,7 +261,7 @@ impl HistoryStore {
 
     /// The record at `timestamp`: the write in flight's, else the store's.
     fn at(&self, timestamp: u64) -> Result<Option<ColdTransfer>, StoreError> {
-        if let Some(staged) = self.writes.transfers.staged() {
+        if let Some(staged) = self.writes.transfers.staged()? {
             if let Some(cold) = staged.at(timestamp) {
                 return Ok(Some(*cold));
             }
@@ -274,7 +274,7 @@ impl HistoryStore {
 
     /// The transfer with this id, if the store has it at or before `horizon`.
     pub fn transfer(&self, id: u128, horizon: u64) -> Result<Option<ColdTransfer>, StoreError> {
-        let staged = self.writes.transfers.staged().and_then(|s| s.timestamp_of(id));
+        let staged = self.writes.transfers.staged()?.and_then(|s| s.timestamp_of(id));
         let ts = match staged {
             Some(ts) => ts,
             None => {
@@ -299,7 +299,7 @@ impl HistoryStore {
         if timestamp > horizon {
             return Ok(false);
         }
-        if self.writes.transfers.staged().is_some_and(|s| s.at(timestamp).is_some()) {
+        if self.writes.transfers.staged()?.is_some_and(|s| s.at(timestamp).is_some()) {
             return Ok(true);
         }
         self.transfers.contains_key(timestamp.to_be_bytes()).map_err(|e| self.error(e))

@@ -190,7 +190,7 @@ impl RecordStore {
         let full = full.get_mut(..1 + key.len()).expect("record keys are at most 17 bytes");
         full[0] = table;
         full[1..].copy_from_slice(key);
-        let staged = self.writes.records.staged();
+        let staged = self.writes.records.staged()?;
         let stored;
         let value: &[u8] = match staged.as_ref().and_then(|s| s.get(full)) {
             Some(value) => value,
