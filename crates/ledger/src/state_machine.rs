@@ -378,6 +378,16 @@ impl StateMachine {
         Evicted { settled, moved: out.len() - before - settled }
     }
 
+    /// Forgets that transfer `id` failed with a transient result (after which it could never be
+    /// created: `id_already_failed`). For a caller that never submits an id twice, because it
+    /// keeps the outcome of each of its operations and derives transfer ids from the operation:
+    /// remembering every failed id would hold memory, and checkpoint bytes, for every rejected
+    /// operation forever. Every id this is not called for keeps TigerBeetle's behaviour.
+    pub fn forget_failed(&mut self, id: u128) {
+        assert!(self.scope.is_none(), "forget_failed inside a batch");
+        self.orphaned.remove(&id);
+    }
+
     /// The earliest time at which a pending transfer expires, if any is waiting.
     pub fn expiry_next(&self) -> Option<u64> {
         self.expiry.first().map(|&(at, _)| at)

@@ -438,6 +438,20 @@ impl PaymentsMachine {
         Ok(())
     }
 
+    /// `chain` for the legs of a payment, whose transfer ids derive from the payment's id: the
+    /// outcome kept under that id answers every retry, so those ids never reach the ledger
+    /// again, and a rejected payment (a wallet short of money) leaves nothing in the ledger's
+    /// memory of failed ids (`StateMachine::forget_failed`).
+    fn chain_once(&mut self, now: u64, legs: &mut [Leg]) -> Result<(), PaymentError> {
+        let result = self.chain(now, legs);
+        if result.is_err() {
+            for leg in legs.iter() {
+                self.ledger.forget_failed(leg.transfer.id);
+            }
+        }
+        result
+    }
+
     /// Runs the legs as one linked chain: all succeed or none does.
     fn chain(&mut self, now: u64, legs: &mut [Leg]) -> Result<(), PaymentError> {
         assert!(!legs.is_empty() && legs.len() <= BATCH_EVENTS_MAX);
@@ -654,7 +668,7 @@ impl PaymentsMachine {
                 rider,
                 &legs,
             );
-            self.chain(now, &mut chain)?;
+            self.chain_once(now, &mut chain)?;
             PaymentStatus::Succeeded
         } else {
             // Held at the bank: the wallet shows the money as pending until capture.
@@ -687,7 +701,7 @@ impl PaymentsMachine {
                 reserve.timeout = hold.timeout;
                 chain.push(Leg { transfer: reserve, short: E::BudgetExhausted });
             }
-            self.chain(now, &mut chain)?;
+            self.chain_once(now, &mut chain)?;
             PaymentStatus::Authorized
         };
 

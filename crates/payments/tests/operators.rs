@@ -106,3 +106,46 @@ fn a_balance_inflated_by_an_operator_is_paid_out_in_bounded_payouts() {
     assert_eq!(amount, huifu_payments::constants::AMOUNT_MAX);
     assert!(m.apply(NOW, &Op::SettlementRun { id: 2 }).is_ok());
 }
+
+#[test]
+fn a_rejected_payment_leaves_its_ids_free_but_an_operators_failed_id_stays_failed() {
+    let mut m = world();
+    let too_much = Op::Pay {
+        id: 60,
+        user: 10,
+        merchant: 20,
+        rider: 30,
+        food: 1_000_000,
+        delivery: 500,
+        coupon: 0,
+        channel: 0,
+        timeout_s: 0,
+    };
+    assert_eq!(m.apply(NOW, &too_much), Err(PaymentError::InsufficientFunds));
+    // The retry is answered from the payment's outcome, never from the ledger.
+    assert_eq!(m.apply(NOW, &too_much), Err(PaymentError::InsufficientFunds));
+    let wallet = account_id(Kind::Wallet, CNY, 10);
+    let revenue = account_id(Kind::PlatformRevenue, CNY, 0);
+    let move_one = |id| Transfer {
+        id,
+        debit_account_id: wallet,
+        credit_account_id: revenue,
+        amount: 1,
+        ledger: CNY,
+        code: 99,
+        ..Transfer::default()
+    };
+    // The ledger does not remember the payment's failed transfer id (its merchant leg, the
+    // first the wallet could not pay): an operator taking it gets it created, and the payment
+    // will never use it again ...
+    let leg = huifu_payments::chart::transfer_id(huifu_payments::chart::OpTag::Payment, 60, 2);
+    let done = m.apply(NOW, &Op::LedgerTransfers(vec![move_one(leg)])).unwrap();
+    assert_eq!(done, Done::LedgerTransfers(vec![CreateTransferResult::Created]));
+    // ... while an operator's own transfer that failed keeps its id failed, as in TigerBeetle.
+    let short = Transfer { amount: 10_000_000, ..move_one(9_001) };
+    let done = m.apply(NOW, &Op::LedgerTransfers(vec![short])).unwrap();
+    assert_eq!(done, Done::LedgerTransfers(vec![CreateTransferResult::ExceedsCredits]));
+    let done = m.apply(NOW, &Op::LedgerTransfers(vec![move_one(9_001)])).unwrap();
+    assert_eq!(done, Done::LedgerTransfers(vec![CreateTransferResult::IdAlreadyFailed]));
+    assert!(huifu_payments::audit(&m).ok());
+}
