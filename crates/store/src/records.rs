@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use fjall::config::PinningPolicy;
+use fjall::config::{FilterPolicy, FilterPolicyEntry, PinningPolicy};
 use fjall::Keyspace;
 
 use crate::{keyspace_options, HistoryStore, StoreError, Writes};
@@ -105,7 +105,14 @@ impl RecordStore {
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
             .map_err(|e| store.error(e))?;
-        let lists = store.db.keyspace("lists", keyspace_options).map_err(|e| store.error(e))?;
+        // Only ever read by range (a page of a list): bloom filters would be built at every
+        // compaction and never asked.
+        let lists = store
+            .db
+            .keyspace("lists", || {
+                keyspace_options().filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
+            })
+            .map_err(|e| store.error(e))?;
         Ok(RecordStore {
             store_path: store.path.clone(),
             records,
