@@ -251,6 +251,7 @@ impl HistoryStore {
         };
         self.writes.transfers.start(staged, move |staged| tables.write(staged))
     }
+
     fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
         encoding::decode(bytes, timestamp).map_err(|cause| StoreError::Record {
             path: self.path.clone(),
