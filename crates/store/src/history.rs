@@ -110,8 +110,12 @@ impl History {
         };
         let evicted = ledger.evict(target, keep, &mut self.cold);
         if evicted.total() > 0 {
-            let (settled, moved) = self.cold.split_at(evicted.settled);
-            self.store.put(moved, settled)?;
+            // Handed over to the store's writing thread; the next eviction, as large, gets
+            // room of its own.
+            let capacity = self.cold.len();
+            let mut moved = std::mem::replace(&mut self.cold, Vec::with_capacity(capacity));
+            let settled: Vec<ColdTransfer> = moved.drain(..evicted.settled).collect();
+            self.store.put_owned(moved, settled)?;
         }
         Ok(())
     }
