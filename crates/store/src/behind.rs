@@ -42,9 +42,12 @@ impl<S: Send + Sync + 'static> Behind<S> {
         }
     }
 
-    /// Waits for the write in flight, then starts `write` of `staged` on a thread.
+    /// Waits for the write in flight, then starts `write` of `staged` (`items` records of
+    /// `what`, for the debug log of its duration) on a thread.
     pub(crate) fn start(
         &self,
+        what: &'static str,
+        items: usize,
         staged: S,
         write: impl FnOnce(&S) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
@@ -53,7 +56,13 @@ impl<S: Send + Sync + 'static> Behind<S> {
         let copy = Arc::clone(&staged);
         let handle = std::thread::Builder::new()
             .name("huifu-store-put".into())
-            .spawn(move || write(&copy))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                write(&copy)?;
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(what, items, ms, "written to the store");
+                Ok(())
+            })
             .map_err(StoreError::Thread)?;
         *self.slot() = Some(InFlight { staged, handle });
         Ok(())
@@ -102,7 +111,7 @@ mod tests {
             }
         };
         let (go, wait) = mpsc::channel::<()>();
-        behind.start(7, failing(wait)).unwrap();
+        behind.start("test", 1, 7, failing(wait)).unwrap();
         assert_eq!(behind.staged().unwrap().as_deref(), Some(&7));
         go.send(()).unwrap();
         assert!(matches!(behind.wait(), Err(StoreError::Corrupt { what: "test", .. })));
@@ -110,7 +119,7 @@ mod tests {
         assert!(behind.wait().is_ok());
         // A finished write's error comes back from a read too, once.
         let (go, wait) = mpsc::channel::<()>();
-        behind.start(8, failing(wait)).unwrap();
+        behind.start("test", 1, 8, failing(wait)).unwrap();
         go.send(()).unwrap();
         let error = loop {
             match behind.staged() {
@@ -125,8 +134,8 @@ mod tests {
         // The next write waits for the one before it.
         let (done, finished) = mpsc::channel::<u32>();
         let first = done.clone();
-        behind.start(1, move |&s| first.send(s).map_err(|_| unreachable!())).unwrap();
-        behind.start(2, move |&s| done.send(s).map_err(|_| unreachable!())).unwrap();
+        behind.start("test", 1, 1, move |&s| first.send(s).map_err(|_| unreachable!())).unwrap();
+        behind.start("test", 1, 2, move |&s| done.send(s).map_err(|_| unreachable!())).unwrap();
         assert_eq!(finished.recv().unwrap(), 1);
         behind.wait().unwrap();
         assert_eq!(finished.recv().unwrap(), 2);

@@ -74,22 +74,7 @@ pub enum StoreError {
 
 /// Transfers by timestamp, with an index by id and one by account.
 pub struct HistoryStore {
-    path: PathBuf,
-    db: Database,
-    /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
-    /// record (`encoding`).
-    transfers: Keyspace,
-    /// Id (16 bytes, big-endian) → timestamp.
-    ids: Keyspace,
-    /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
-    /// timestamps of the run, as varint gaps going back: each account's transfers in time
-    /// order, for statements, one key per account and batch moved out (at most
-    /// `ACCOUNT_RUN_ENTRIES_MAX` timestamps) instead of one per transfer.
-    accounts: Keyspace,
-    /// The newest timestamp in the account index (what `ACCOUNTS_INDEXED_KEY` holds): a batch
-    /// moved out again after a restart from an older checkpoint indexes only what is newer, so
-    /// the runs of one account never overlap.
-    indexed_max: Arc<AtomicU64>,
+    tables: TransferTables,
     /// The writes in flight (see `behind`), shared with the `RecordStore` of the same store.
     pub(crate) writes: Arc<Writes>,
 }
@@ -128,19 +113,31 @@ impl StagedTransfers {
     }
 }
 
-/// What the thread writing a put of transfers needs of the store.
-struct TransferTables {
-    path: PathBuf,
-    db: Database,
+/// The store's database and keyspaces: what its reads use, and what the thread writing a put
+/// of transfers takes a copy of (each is a handle).
+#[derive(Clone)]
+pub(crate) struct TransferTables {
+    pub(crate) path: PathBuf,
+    pub(crate) db: Database,
+    /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
+    /// record (`encoding`).
     transfers: Keyspace,
+    /// Id (16 bytes, big-endian) → timestamp.
     ids: Keyspace,
+    /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
+    /// timestamps of the run, as varint gaps going back: each account's transfers in time
+    /// order, for statements, one key per account and batch moved out (at most
+    /// `ACCOUNT_RUN_ENTRIES_MAX` timestamps) instead of one per transfer.
     accounts: Keyspace,
+    /// The newest timestamp in the account index (what `ACCOUNTS_INDEXED_KEY` holds): a batch
+    /// moved out again after a restart from an older checkpoint indexes only what is newer, so
+    /// the runs of one account never overlap.
     indexed_max: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HistoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HistoryStore").field("path", &self.path).finish()
+        f.debug_struct("HistoryStore").field("path", &self.tables.path).finish()
     }
 }
 
@@ -203,23 +200,9 @@ impl HistoryStore {
             })?),
         };
         let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
-        Ok(HistoryStore {
-            path,
-            db,
-            transfers,
-            ids,
-            accounts,
-            indexed_max: Arc::new(indexed_max.into()),
-            writes,
-        })
-    }
-
-    fn error(&self, cause: fjall::Error) -> StoreError {
-        StoreError::Fjall { path: self.path.clone(), cause }
-    }
-
-    fn corrupt(&self, what: &'static str) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), what }
+        let indexed_max = Arc::new(indexed_max.into());
+        let tables = TransferTables { path, db, transfers, ids, accounts, indexed_max };
+        Ok(HistoryStore { tables, writes })
     }
 
     /// Writes what `StateMachine::evict` moved out: `moved`, transfers leaving the log in
@@ -250,33 +233,34 @@ impl HistoryStore {
             moved.iter().map(|c| (c.transfer.id, c.transfer.timestamp)).collect();
         ids.sort_unstable();
         let staged = StagedTransfers { settled, moved, ids };
-        let tables = TransferTables {
-            path: self.path.clone(),
-            db: self.db.clone(),
-            transfers: self.transfers.clone(),
-            ids: self.ids.clone(),
-            accounts: self.accounts.clone(),
-            indexed_max: Arc::clone(&self.indexed_max),
-        };
-        self.writes.transfers.start(staged, move |staged| tables.write(staged))
+        let tables = self.tables.clone();
+        let items = staged.moved.len() + staged.settled.len();
+        self.writes.transfers.start("transfers", items, staged, move |staged| tables.write(staged))
     }
 
     fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
         encoding::decode(bytes, timestamp).map_err(|cause| StoreError::Record {
-            path: self.path.clone(),
+            path: self.tables.path.clone(),
             timestamp,
             cause,
         })
     }
 
-    /// The record at `timestamp`: the write in flight's, else the store's.
-    fn at(&self, timestamp: u64) -> Result<Option<ColdTransfer>, StoreError> {
-        if let Some(staged) = self.writes.transfers.staged()? {
-            if let Some(cold) = staged.at(timestamp) {
-                return Ok(Some(*cold));
-            }
+    /// The record at `timestamp`: the write in flight's (`staged`), else the store's.
+    fn at(
+        &self,
+        staged: Option<&StagedTransfers>,
+        timestamp: u64,
+    ) -> Result<Option<ColdTransfer>, StoreError> {
+        if let Some(cold) = staged.and_then(|s| s.at(timestamp)) {
+            return Ok(Some(*cold));
         }
-        match self.transfers.get(timestamp.to_be_bytes()).map_err(|e| self.error(e))? {
+        match self
+            .tables
+            .transfers
+            .get(timestamp.to_be_bytes())
+            .map_err(|e| self.tables.error(e))?
+        {
             None => Ok(None),
             Some(bytes) => self.decode(&bytes, timestamp).map(Some),
         }
@@ -284,22 +268,26 @@ impl HistoryStore {
 
     /// The transfer with this id, if the store has it at or before `horizon`.
     pub fn transfer(&self, id: u128, horizon: u64) -> Result<Option<ColdTransfer>, StoreError> {
-        let staged = self.writes.transfers.staged()?.and_then(|s| s.timestamp_of(id));
-        let ts = match staged {
+        let staged = self.writes.transfers.staged()?;
+        let ts = match staged.as_ref().and_then(|s| s.timestamp_of(id)) {
             Some(ts) => ts,
             None => {
-                let Some(ts) = self.ids.get(id.to_be_bytes()).map_err(|e| self.error(e))? else {
+                let Some(ts) =
+                    self.tables.ids.get(id.to_be_bytes()).map_err(|e| self.tables.error(e))?
+                else {
                     return Ok(None);
                 };
-                u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.corrupt("id"))?)
+                u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.tables.corrupt("id"))?)
             }
         };
         if ts > horizon {
             return Ok(None);
         }
-        let cold = self.at(ts)?.ok_or_else(|| self.corrupt("id without transfer"))?;
+        let cold = self
+            .at(staged.as_deref(), ts)?
+            .ok_or_else(|| self.tables.corrupt("id without transfer"))?;
         if cold.transfer.id != id {
-            return Err(self.corrupt("id index points at another transfer"));
+            return Err(self.tables.corrupt("id index points at another transfer"));
         }
         Ok(Some(cold))
     }
@@ -312,7 +300,10 @@ impl HistoryStore {
         if self.writes.transfers.staged()?.is_some_and(|s| s.at(timestamp).is_some()) {
             return Ok(true);
         }
-        self.transfers.contains_key(timestamp.to_be_bytes()).map_err(|e| self.error(e))
+        self.tables
+            .transfers
+            .contains_key(timestamp.to_be_bytes())
+            .map_err(|e| self.tables.error(e))
     }
 
     /// Appends to `out` the transfers of `filter.account_id` at or before `horizon` that pass
@@ -338,20 +329,22 @@ impl HistoryStore {
         // `timestamp_min` is in this range, and runs of one account never overlap.
         let range = account_key(filter.account_id, filter.timestamp_min)
             ..=account_key(filter.account_id, u64::MAX);
-        let runs = self.accounts.range(range);
+        let runs = self.tables.accounts.range(range);
         let mut run: Vec<u64> = Vec::new();
         let read_run = |guard: fjall::Guard, run: &mut Vec<u64>| -> Result<(), StoreError> {
-            let (key, gaps) = guard.into_inner().map_err(|e| self.error(e))?;
+            let (key, gaps) = guard.into_inner().map_err(|e| self.tables.error(e))?;
             let last = u64::from_be_bytes(
-                key.get(16..).and_then(|k| k.try_into().ok()).ok_or_else(|| self.corrupt("key"))?,
+                key.get(16..)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| self.tables.corrupt("key"))?,
             );
             run.clear();
             run.push(last);
             let mut gaps = encoding::Reader::new(&gaps);
             let mut ts = last;
             while !gaps.is_done() {
-                let gap: u64 = gaps.narrow().map_err(|_| self.corrupt("account run"))?;
-                ts = ts.checked_sub(gap).ok_or_else(|| self.corrupt("account run"))?;
+                let gap: u64 = gaps.narrow().map_err(|_| self.tables.corrupt("account run"))?;
+                ts = ts.checked_sub(gap).ok_or_else(|| self.tables.corrupt("account run"))?;
                 run.push(ts);
             }
             // Newest first.
@@ -361,8 +354,10 @@ impl HistoryStore {
             if ts < filter.timestamp_min || ts > high {
                 return Ok(true);
             }
-            let cold =
-                self.at(ts)?.ok_or_else(|| self.corrupt("account entry without transfer"))?;
+            // The write in flight was waited for above.
+            let cold = self
+                .at(None, ts)?
+                .ok_or_else(|| self.tables.corrupt("account entry without transfer"))?;
             if filter.matches(&cold.transfer) {
                 out.push(cold.transfer);
             }
@@ -399,10 +394,11 @@ impl HistoryStore {
     /// Calls `f` with every transfer at or before `horizon`, oldest first.
     pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
         self.writes.transfers.wait()?;
-        for guard in self.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
-            let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
-            let timestamp =
-                u64::from_be_bytes(key.as_ref().try_into().map_err(|_| self.corrupt("key"))?);
+        for guard in self.tables.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
+            let (key, value) = guard.into_inner().map_err(|e| self.tables.error(e))?;
+            let timestamp = u64::from_be_bytes(
+                key.as_ref().try_into().map_err(|_| self.tables.corrupt("key"))?,
+            );
             f(self.decode(&value, timestamp)?);
         }
         Ok(())
@@ -412,34 +408,26 @@ impl HistoryStore {
     pub fn persist(&self) -> Result<(), StoreError> {
         self.writes.transfers.wait()?;
         self.writes.records.wait()?;
-        self.db.persist(PersistMode::SyncAll).map_err(|e| self.error(e))
+        self.tables.db.persist(PersistMode::SyncAll).map_err(|e| self.tables.error(e))
     }
 
     /// Bytes on disk.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
-        self.db.disk_space().map_err(|e| self.error(e))
+        self.tables.db.disk_space().map_err(|e| self.tables.error(e))
     }
 }
 
 impl TransferTables {
-    fn error(&self, cause: fjall::Error) -> StoreError {
+    pub(crate) fn error(&self, cause: fjall::Error) -> StoreError {
         StoreError::Fjall { path: self.path.clone(), cause }
+    }
+
+    fn corrupt(&self, what: &'static str) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), what }
     }
 
     /// The write of a put (`HistoryStore::put`), on its own thread.
     fn write(&self, staged: &StagedTransfers) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        self.write_runs(staged)?;
-        tracing::debug!(
-            moved = staged.moved.len(),
-            settled = staged.settled.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "transfers written to the store"
-        );
-        Ok(())
-    }
-
-    fn write_runs(&self, staged: &StagedTransfers) -> Result<(), StoreError> {
         let e = |e| self.error(e);
         let mut record = Vec::with_capacity(encoding::RECORD_BYTES_MAX);
         let mut encode = |c: &ColdTransfer| -> fjall::Slice {
@@ -701,7 +689,7 @@ mod tests {
         {
             let store = HistoryStore::open(dir.path()).unwrap();
             store.put(&[ColdTransfer { transfer: t(1, 1, 2, 10), pending: None }], &[]).unwrap();
-            store.ids.insert(FORMAT_KEY, (FORMAT + 1).to_le_bytes()).unwrap();
+            store.tables.ids.insert(FORMAT_KEY, (FORMAT + 1).to_le_bytes()).unwrap();
             store.persist().unwrap();
         }
         match HistoryStore::open(dir.path()) {
@@ -712,7 +700,7 @@ mod tests {
         {
             let store = HistoryStore::open(again.path()).unwrap();
             store.put(&[ColdTransfer { transfer: t(1, 1, 2, 10), pending: None }], &[]).unwrap();
-            store.ids.remove(FORMAT_KEY).unwrap();
+            store.tables.ids.remove(FORMAT_KEY).unwrap();
             store.persist().unwrap();
         }
         // Transfers without a format: written before the format was recorded.

@@ -98,23 +98,25 @@ impl RecordStore {
         // Every new operation asks whether its id was seen before: as for transfer ids, the
         // filters and indexes stay in memory so that the usual "no" costs no read.
         let records = store
+            .tables
             .db
             .keyspace("records", || {
                 keyspace_options()
                     .filter_block_pinning_policy(PinningPolicy::all(true))
                     .index_block_pinning_policy(PinningPolicy::all(true))
             })
-            .map_err(|e| store.error(e))?;
+            .map_err(|e| store.tables.error(e))?;
         // Only ever read by range (a page of a list): bloom filters would be built at every
         // compaction and never asked.
         let lists = store
+            .tables
             .db
             .keyspace("lists", || {
                 keyspace_options().filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
             })
-            .map_err(|e| store.error(e))?;
+            .map_err(|e| store.tables.error(e))?;
         Ok(RecordStore {
-            store_path: store.path.clone(),
+            store_path: store.tables.path.clone(),
             records,
             lists,
             writes: Arc::clone(&store.writes),
@@ -160,8 +162,8 @@ impl RecordStore {
         staged.index = index;
         let (path, records, lists) =
             (self.store_path.clone(), self.records.clone(), self.lists.clone());
-        self.writes.records.start(staged, move |staged| {
-            let started = std::time::Instant::now();
+        let items = staged.index.len() + staged.entries.len();
+        self.writes.records.start("records", items, staged, move |staged| {
             let e = |cause| StoreError::Fjall { path: path.clone(), cause };
             if !staged.index.is_empty() {
                 let mut ingestion = records.start_ingestion().map_err(e)?;
@@ -180,12 +182,6 @@ impl RecordStore {
                 }
                 ingestion.finish().map_err(e)?;
             }
-            tracing::debug!(
-                records = staged.index.len(),
-                entries = staged.entries.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "records written to the store"
-            );
             Ok(())
         })
     }
