@@ -131,13 +131,32 @@ mod tests {
         assert!(matches!(error, StoreError::Corrupt { what: "test", .. }));
         assert!(behind.staged().unwrap().is_none());
         assert!(behind.wait().is_ok());
-        // The next write waits for the one before it.
-        let (done, finished) = mpsc::channel::<u32>();
-        let first = done.clone();
-        behind.start("test", 1, 1, move |&s| first.send(s).map_err(|_| unreachable!())).unwrap();
-        behind.start("test", 1, 2, move |&s| done.send(s).map_err(|_| unreachable!())).unwrap();
-        assert_eq!(finished.recv().unwrap(), 1);
+        // The next write starts only once the one before it has finished: the first is held
+        // until a helper lets it go, and the second reports whether the first was done.
+        let first_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (go, wait) = mpsc::channel::<()>();
+        let done = Arc::clone(&first_done);
+        behind
+            .start("test", 1, 1, move |_| {
+                wait.recv().unwrap();
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+        let helper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            go.send(()).unwrap();
+        });
+        let (seen, saw) = mpsc::channel::<bool>();
+        let done = Arc::clone(&first_done);
+        behind
+            .start("test", 1, 2, move |_| {
+                seen.send(done.load(std::sync::atomic::Ordering::SeqCst)).unwrap();
+                Ok(())
+            })
+            .unwrap();
         behind.wait().unwrap();
-        assert_eq!(finished.recv().unwrap(), 2);
+        assert!(saw.recv().unwrap(), "the second write ran before the first had finished");
+        helper.join().unwrap();
     }
 }
