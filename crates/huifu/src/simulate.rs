@@ -87,6 +87,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if args.users < args.clients as u64 || args.clients == 0 {
         bail!("--clients must be between 1 and --users");
     }
+    if args.users > huifu_sim::USERS_MAX {
+        bail!("--users must be at most {}", huifu_sim::USERS_MAX);
+    }
     if args.merchants < 4 || args.riders == 0 || args.payments == 0 {
         bail!("need at least 4 merchants, 1 rider and 1 payment");
     }

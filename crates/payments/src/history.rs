@@ -23,6 +23,18 @@ use crate::constants::{CHECKPOINT_WAITING_DIVISOR, TRANSFERS_PER_RECORD};
 use crate::machine::{op_key, Payment};
 use crate::tier::{KeyBytes, Leaving, Stored, Tier, Tiered};
 
+/// The tables of records in the store: payments, coupons, refunds, outcomes, idempotency keys,
+/// top-ups and withdrawals, payouts.
+const TABLES: [u8; 7] = [
+    <Payment as Stored>::TABLE,
+    <crate::machine::Coupon as Stored>::TABLE,
+    <(u64, u64) as Stored>::TABLE,
+    <(u64, crate::command::Outcome) as Stored>::TABLE,
+    <(u64, u64, crate::command::Outcome) as Stored>::TABLE,
+    <crate::machine::Hold as Stored>::TABLE,
+    <crate::machine::Payout as Stored>::TABLE,
+];
+
 /// The store's lists of payments: by merchant and by user.
 const LIST_MERCHANT: u8 = 0;
 const LIST_USER: u8 = 1;
@@ -96,7 +108,7 @@ impl PaymentsMachine {
         }
         self.history = History::open(dir, held_max, &mut self.ledger).map_err(io::Error::other)?;
         if let Some(history) = &self.history {
-            let store = RecordStore::open(history.store()).map_err(io::Error::other)?;
+            let store = RecordStore::open(history.store(), &TABLES).map_err(io::Error::other)?;
             let held_max = held_max.map(|n| n / TRANSFERS_PER_RECORD);
             self.tier = Some(Tier { store, held_max, epoch: 0 });
         }

@@ -632,13 +632,14 @@ impl Stored for (u64, u64) {
     }
 }
 
-/// An operation's first outcome, with its fingerprint, by (kind, id).
+/// An operation's first outcome, with its fingerprint, by (kind, id), stored as id then kind:
+/// ids that grow with time then make keys that do.
 impl Stored for (u64, Outcome) {
     type Key = (u8, u128);
     const TABLE: u8 = 4;
     fn key_bytes(key: &(u8, u128), out: &mut Vec<u8>) {
-        out.push(key.0);
         out.extend_from_slice(&key.1.to_be_bytes());
+        out.push(key.0);
     }
     fn encode(&self, out: &mut Vec<u8>) {
         encode(out, |w| {

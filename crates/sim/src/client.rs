@@ -18,6 +18,10 @@ use crate::{
     DAY_PROFILE, HOLD_TIMEOUT_S, MERCHANT_CAMPAIGNS, PLATFORM_CAMPAIGNS,
 };
 
+/// The clients' operation ids start above this, clear of the set-up's (a user's id, a warm-up
+/// order's number) and far below the ids a server gives (`ALLOCATED_ID_MIN`).
+pub(crate) const OP_ID_BASE: u64 = crate::USERS_MAX + 1;
+
 /// What a client brings back: its counts, its latencies, the payment ids it sampled.
 pub(crate) type ClientResult = (Counts, Histogram<u64>, Vec<u64>);
 
@@ -136,10 +140,14 @@ impl<'a, T: Transport> Client<'a, T> {
         }
     }
 
-    /// A fresh id in this client's space: client in the top bits, a counter below.
+    /// A fresh id, above the set-up's ids: the clients' counters interleaved (the `n`th id of
+    /// client `k` of `c` is `n * c + k` past `OP_ID_BASE`), so that ids grow with time as
+    /// a server's do. The history store's id-keyed tables are then appended to at their end:
+    /// a new id is above every table's key range (no bloom filter is read to learn that it is
+    /// new) and compaction mostly moves tables instead of rewriting them.
     fn op_id(&mut self) -> u64 {
         self.next_op += 1;
-        ((self.k + 1) << 40) | self.next_op
+        OP_ID_BASE + self.next_op * self.config.clients as u64 + self.k
     }
 
     fn now(&self) -> u64 {

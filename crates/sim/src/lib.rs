@@ -38,6 +38,11 @@ use client::Client;
 
 /// The currency of the simulated platform (ISO 4217 numeric: CNY), amounts in fen.
 pub const CURRENCY: u32 = 156;
+
+/// Most users of a simulated day: the clients' operation ids start above the set-up's, which
+/// are users' ids.
+pub const USERS_MAX: u64 = (1 << 48) - 1;
+
 /// Bank channels of the simulated platform.
 pub const CHANNELS: u64 = 3;
 /// Operations per batch a client sends (one engine command, one journal record).
@@ -337,7 +342,7 @@ fn setup<T: Transport>(t: &mut T, config: &SimConfig) -> Result<Vec<u64>, T::Err
             let amount = rng.gen_range(20_000..200_000);
             balances.push(amount);
             Op::TopUp {
-                id: topup_id(user, 0),
+                id: topup_id(user),
                 user,
                 channel: 1 + user % CHANNELS,
                 amount,
@@ -382,13 +387,13 @@ fn setup<T: Transport>(t: &mut T, config: &SimConfig) -> Result<Vec<u64>, T::Err
     Ok(balances)
 }
 
-// Operation ids of the set-up: every kind of operation has its own id space; these keep clear
-// of the clients' ids (client in bits 40 and up).
-fn topup_id(user: u64, n: u64) -> u64 {
-    (user << 16) | (n & 0xFFFF) | (1 << 55)
+// Operation ids of the set-up, below the clients' (`client::OP_ID_BASE` and up): a user's
+// opening top-up is the user's id, a warm-up order its number from 1.
+fn topup_id(user: u64) -> u64 {
+    user
 }
 fn setup_payment_id(i: u64) -> u64 {
-    (1 << 54) | i
+    i + 1
 }
 
 /// Samples merchants with a heavy tail: merchant `k` is picked with weight 1 / k^s.

@@ -70,6 +70,8 @@ pub enum StoreError {
          {horizon} into it"
     )]
     Missing { path: PathBuf, horizon: u64 },
+    #[error("history store at {path}: no table {table} was opened for records")]
+    Table { path: PathBuf, table: u8 },
 }
 
 /// Transfers by timestamp, with an index by id and one by account.
@@ -91,7 +93,8 @@ struct StagedTransfers {
     settled: Vec<ColdTransfer>,
     /// Transfers moved out, by timestamp.
     moved: Vec<ColdTransfer>,
-    /// (id, timestamp) of the moved transfers, by id (a settled one's is in the store).
+    /// (`id_order(id)`, timestamp) of the moved transfers, in that order (a settled one's is
+    /// in the store).
     ids: Vec<(u128, u64)>,
 }
 
@@ -108,7 +111,7 @@ impl StagedTransfers {
     }
 
     fn timestamp_of(&self, id: u128) -> Option<u64> {
-        let i = self.ids.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        let i = self.ids.binary_search_by_key(&id_order(id), |&(key, _)| key).ok()?;
         Some(self.ids[i].1)
     }
 }
@@ -122,7 +125,7 @@ pub(crate) struct TransferTables {
     /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
     /// record (`encoding`).
     transfers: Keyspace,
-    /// Id (16 bytes, big-endian) → timestamp.
+    /// Id as `id_order` (16 bytes, big-endian) → timestamp.
     ids: Keyspace,
     /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
     /// timestamps of the run, as varint gaps going back: each account's transfers in time
@@ -230,7 +233,7 @@ impl HistoryStore {
         // big-endian bytes that sort the same way (sorting the byte arrays calls memcmp for
         // each comparison: a tenth of the writer's time).
         let mut ids: Vec<(u128, u64)> =
-            moved.iter().map(|c| (c.transfer.id, c.transfer.timestamp)).collect();
+            moved.iter().map(|c| (id_order(c.transfer.id), c.transfer.timestamp)).collect();
         ids.sort_unstable();
         let staged = StagedTransfers { settled, moved, ids };
         let tables = self.tables.clone();
@@ -272,8 +275,7 @@ impl HistoryStore {
         let ts = match staged.as_ref().and_then(|s| s.timestamp_of(id)) {
             Some(ts) => ts,
             None => {
-                let Some(ts) =
-                    self.tables.ids.get(id.to_be_bytes()).map_err(|e| self.tables.error(e))?
+                let Some(ts) = self.tables.ids.get(id_key(id)).map_err(|e| self.tables.error(e))?
                 else {
                     return Ok(None);
                 };
@@ -453,8 +455,8 @@ impl TransferTables {
         ingestion.finish().map_err(e)?;
 
         let mut ingestion = self.ids.start_ingestion().map_err(e)?;
-        for &(id, ts) in ids {
-            ingestion.write(id.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
+        for &(key, ts) in ids {
+            ingestion.write(key.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
         }
         ingestion.finish().map_err(e)?;
 
@@ -495,9 +497,24 @@ impl TransferTables {
     }
 }
 
+/// The order of the id index: an id with its top byte moved to the end. Ids that name what
+/// made them in their top byte and count up below it (the payment domain's: the kind of
+/// operation, then the operation's id) would otherwise keep one stretch of the index per kind,
+/// and every batch moved out would land inside each of them, so that compaction rewrote the
+/// whole index at every level; in this order the ids of one stretch of time are together and
+/// newer than the rest, and compaction mostly moves tables down instead.
+fn id_order(id: u128) -> u128 {
+    id.rotate_left(8)
+}
+
+/// The id index key of `id`.
+fn id_key(id: u128) -> [u8; 16] {
+    id_order(id).to_be_bytes()
+}
+
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.

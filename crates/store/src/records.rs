@@ -1,8 +1,11 @@
 //! Records of a domain machine that left memory (payments, their outcomes, coupons ...), and
 //! append-only lists of them (each merchant's and each user's payments).
 //!
-//! A record is `table (1 byte) ‖ key` → `as_of (8 bytes, little-endian) ‖ payload`, where
-//! `as_of` is the position in the machine's journal (records applied) when it was written.
+//! A record is `key` → `as_of (8 bytes, little-endian) ‖ payload` in its table's keyspace (one
+//! per table, so that a table whose keys grow with time is only ever appended to: a lookup of a
+//! new key is outside every stored table's key range, and compaction moves tables rather than
+//! rewriting them), where `as_of` is the position in the machine's journal (records applied)
+//! when it was written.
 //! Reads take the machine's own position as their horizon and ignore records written later:
 //! after a restart from an older checkpoint, what the replay has not reached yet does not exist.
 //! A list entry is `list (1) ‖ owner (8) ‖ timestamp (8) ‖ id (8)`, big-endian, → `as_of`.
@@ -55,7 +58,8 @@ impl ListEntry {
 /// them with the transfers).
 pub struct RecordStore {
     store_path: std::path::PathBuf,
-    records: Keyspace,
+    /// Each table's keyspace, by table number (`None`: not a table of this machine).
+    records: Vec<Option<Keyspace>>,
     lists: Keyspace,
     /// The store's writes in flight (see `behind`).
     writes: Arc<Writes>,
@@ -63,10 +67,11 @@ pub struct RecordStore {
 
 /// A put of records and list entries as the thread writing it and the reads meanwhile see it.
 pub(crate) struct StagedRecords {
-    /// Each record's full key (table ‖ key) then its value (`as_of` ‖ payload), one after
-    /// another (one buffer, not two allocations per record).
+    /// Each record's table and key then its value (`as_of` ‖ payload), one after another (one
+    /// buffer, not two allocations per record).
     bytes: Vec<u8>,
-    /// (start, key length, end) of each record in `bytes`, by key.
+    /// (start, key length with the table byte, end) of each record in `bytes`, by table and
+    /// key.
     index: Vec<(usize, usize, usize)>,
     /// List entries and their `as_of`, in no order (read only by range, after the write).
     entries: Vec<(ListEntry, u64)>,
@@ -94,18 +99,25 @@ impl std::fmt::Debug for RecordStore {
 }
 
 impl RecordStore {
-    pub fn open(store: &HistoryStore) -> Result<RecordStore, StoreError> {
-        // Every new operation asks whether its id was seen before: as for transfer ids, the
-        // filters and indexes stay in memory so that the usual "no" costs no read.
-        let records = store
-            .tables
-            .db
-            .keyspace("records", || {
-                keyspace_options()
-                    .filter_block_pinning_policy(PinningPolicy::all(true))
-                    .index_block_pinning_policy(PinningPolicy::all(true))
-            })
-            .map_err(|e| store.tables.error(e))?;
+    /// Opens the record store of a machine whose records are in `tables` (each a number of
+    /// its own).
+    pub fn open(store: &HistoryStore, tables: &[u8]) -> Result<RecordStore, StoreError> {
+        let mut records = vec![None; tables.iter().map(|&t| usize::from(t) + 1).max().unwrap_or(0)];
+        for &table in tables {
+            // Every new operation asks whether its id was seen before: as for transfer ids,
+            // the filters and indexes stay in memory so that the usual "no", when key ranges
+            // do not settle it, costs no read.
+            let keyspace = store
+                .tables
+                .db
+                .keyspace(&format!("records_{table}"), || {
+                    keyspace_options()
+                        .filter_block_pinning_policy(PinningPolicy::all(true))
+                        .index_block_pinning_policy(PinningPolicy::all(true))
+                })
+                .map_err(|e| store.tables.error(e))?;
+            records[usize::from(table)] = Some(keyspace);
+        }
         // Only ever read by range (a page of a list): bloom filters would be built at every
         // compaction and never asked.
         let lists = store
@@ -131,6 +143,15 @@ impl RecordStore {
         StoreError::Corrupt { path: self.store_path.clone(), what }
     }
 
+    /// The keyspace of `table`.
+    fn table(&self, table: u8) -> Result<&Keyspace, StoreError> {
+        table_of(&self.records, table).ok_or_else(|| self.unknown(table))
+    }
+
+    fn unknown(&self, table: u8) -> StoreError {
+        StoreError::Table { path: self.store_path.clone(), table }
+    }
+
     /// Writes `records` and `entries`, each kind as one sorted run straight into the store's
     /// tables (as transfers are: no in-memory table, no store journal). Each key at most once.
     /// The write happens behind the caller (see `behind`); reads see it at once.
@@ -141,6 +162,9 @@ impl RecordStore {
     ) -> Result<(), StoreError> {
         if records.is_empty() && entries.is_empty() {
             return Ok(());
+        }
+        if let Some(r) = records.iter().find(|r| table_of(&self.records, r.table).is_none()) {
+            return Err(self.unknown(r.table));
         }
         let size = records.iter().map(|r| 9 + r.key.len() + r.payload.len()).sum();
         let mut bytes = Vec::with_capacity(size);
@@ -165,10 +189,12 @@ impl RecordStore {
         let items = staged.index.len() + staged.entries.len();
         self.writes.records.start("records", items, staged, move |staged| {
             let e = |cause| StoreError::Fjall { path: path.clone(), cause };
-            if !staged.index.is_empty() {
-                let mut ingestion = records.start_ingestion().map_err(e)?;
-                for item in &staged.index {
-                    ingestion.write(staged.key(item), staged.value(item)).map_err(e)?;
+            // One sorted run per table: the records are in table order.
+            for run in staged.index.chunk_by(|a, b| staged.key(a)[0] == staged.key(b)[0]) {
+                let table = table_of(&records, staged.key(&run[0])[0]).expect("checked above");
+                let mut ingestion = table.start_ingestion().map_err(e)?;
+                for item in run {
+                    ingestion.write(&staged.key(item)[1..], staged.value(item)).map_err(e)?;
                 }
                 ingestion.finish().map_err(e)?;
             }
@@ -197,7 +223,7 @@ impl RecordStore {
         let stored;
         let value: &[u8] = match staged.as_ref().and_then(|s| s.get(full)) {
             Some(value) => value,
-            None => match self.records.get(&*full).map_err(|e| self.error(e))? {
+            None => match self.table(table)?.get(&full[1..]).map_err(|e| self.error(e))? {
                 None => return Ok(None),
                 Some(value) => {
                     stored = value;
@@ -225,10 +251,10 @@ impl RecordStore {
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), StoreError> {
         self.writes.records.wait()?;
-        for guard in self.records.prefix([table]) {
+        for guard in self.table(table)?.iter() {
             let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
             if self.as_of(&value)? <= horizon {
-                f(&key[1..], &value[8..]);
+                f(&key, &value[8..]);
             }
         }
         Ok(())
@@ -278,6 +304,11 @@ impl RecordStore {
     }
 }
 
+/// The keyspace of `table` among `records`, if it is one of them.
+fn table_of(records: &[Option<Keyspace>], table: u8) -> Option<&Keyspace> {
+    records.get(usize::from(table)).and_then(Option::as_ref)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +317,7 @@ mod tests {
     fn records_right_after_a_put_are_read_whole_while_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let history = HistoryStore::open(dir.path()).unwrap();
-        let store = RecordStore::open(&history).unwrap();
+        let store = RecordStore::open(&history, &[1, 2, 3]).unwrap();
         let keys: Vec<[u8; 8]> = (0..100_000u64).map(|i| (i * 7).to_be_bytes()).collect();
         let records: Vec<Record<'_>> =
             keys.iter().map(|k| Record { table: 3, key: k, as_of: 5, payload: &k[6..] }).collect();
@@ -309,11 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_a_table_not_opened_is_refused_and_nothing_of_its_put_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = HistoryStore::open(dir.path()).unwrap();
+        let store = RecordStore::open(&history, &[1, 3]).unwrap();
+        let key = 7u64.to_be_bytes();
+        let records = [
+            Record { table: 1, key: &key, as_of: 1, payload: b"kept out" },
+            Record { table: 2, key: &key, as_of: 1, payload: b"no table" },
+        ];
+        let entry = (ListEntry { list: 0, owner: 1, timestamp: 1, id: 7 }, 1);
+        match store.put(&records, &[entry]) {
+            Err(StoreError::Table { table: 2, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.get(1, &key, 10).unwrap(), None);
+        assert!(matches!(store.get(2, &key, 10), Err(StoreError::Table { table: 2, .. })));
+        let mut page = Vec::new();
+        store.list(0, 1, None, 10, 10, &mut page).unwrap();
+        assert!(page.is_empty());
+        // Tables are apart: the same key in two of them is two records.
+        let records = [
+            Record { table: 1, key: &key, as_of: 1, payload: b"one" },
+            Record { table: 3, key: &key, as_of: 1, payload: b"three" },
+        ];
+        store.put(&records, &[]).unwrap();
+        assert_eq!(store.get(1, &key, 10).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.get(3, &key, 10).unwrap().as_deref(), Some(&b"three"[..]));
+        let mut seen = Vec::new();
+        store.scan(3, 10, |k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
+        assert_eq!(seen, [(key.to_vec(), b"three".to_vec())]);
+    }
+
+    #[test]
     fn records_and_lists_are_seen_only_within_the_horizon() {
         let dir = tempfile::tempdir().unwrap();
         {
             let history = HistoryStore::open(dir.path()).unwrap();
-            let store = RecordStore::open(&history).unwrap();
+            let store = RecordStore::open(&history, &[1, 2, 3]).unwrap();
             let records = [
                 Record { table: 1, key: &7u64.to_be_bytes(), as_of: 10, payload: b"seven" },
                 Record { table: 1, key: &8u64.to_be_bytes(), as_of: 20, payload: b"eight" },
@@ -325,7 +389,7 @@ mod tests {
             history.persist().unwrap();
         }
         let history = HistoryStore::open(dir.path()).unwrap();
-        let store = RecordStore::open(&history).unwrap();
+        let store = RecordStore::open(&history, &[1, 2, 3]).unwrap();
         let get = |table, key: u64, horizon| store.get(table, &key.to_be_bytes(), horizon).unwrap();
         assert_eq!(get(1, 7, 10), Some(b"seven".to_vec()));
         assert_eq!(get(1, 8, 19), None);
