@@ -22,6 +22,12 @@ pub const POINT_BLOCK_BYTES: u32 = 4 << 10;
 /// a longer walk inside a block to find one key.
 pub const SCAN_BLOCK_RESTART_INTERVAL: u8 = 32;
 
+/// Levels (from the first) whose bloom filters and block indexes stay in memory, in the
+/// keyspaces read by key. Bounded: the first level holds four tables of `TABLE_BYTES`, the
+/// level before it a few runs. Deeper levels grow with the store; their filters and indexes
+/// are read in partitions through the block cache.
+pub const PINNED_LEVELS: usize = 2;
+
 /// Background threads of the store (flushes and compactions). One: fjall's pool of several
 /// makes its first worker hand every compaction request back to the queue while another
 /// worker compacts, and on a 2-core machine that loop took a third of the process's CPU time

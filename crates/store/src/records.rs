@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
-use fjall::config::{FilterPolicy, FilterPolicyEntry, PinningPolicy};
+use fjall::config::{FilterPolicy, FilterPolicyEntry};
 use fjall::Keyspace;
 
-use crate::{keyspace_options, HistoryStore, StoreError, Writes};
+use crate::{keyspace_options, point_read_options, HistoryStore, StoreError, Writes};
 
 /// Longest record key (without its table byte): an outcome's kind and id.
 const KEY_SIZE_MAX: usize = 17;
@@ -104,17 +104,11 @@ impl RecordStore {
     pub fn open(store: &HistoryStore, tables: &[u8]) -> Result<RecordStore, StoreError> {
         let mut records = vec![None; tables.iter().map(|&t| usize::from(t) + 1).max().unwrap_or(0)];
         for &table in tables {
-            // Every new operation asks whether its id was seen before: as for transfer ids,
-            // the filters and indexes stay in memory so that the usual "no", when key ranges
-            // do not settle it, costs no read.
+            // Every new operation asks whether its id was seen before.
             let keyspace = store
                 .tables
                 .db
-                .keyspace(&format!("records_{table}"), || {
-                    keyspace_options()
-                        .filter_block_pinning_policy(PinningPolicy::all(true))
-                        .index_block_pinning_policy(PinningPolicy::all(true))
-                })
+                .keyspace(&format!("records_{table}"), point_read_options)
                 .map_err(|e| store.tables.error(e))?;
             records[usize::from(table)] = Some(keyspace);
         }
