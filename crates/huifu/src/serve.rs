@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// and printed once on first start).
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// Threads serving HTTP (default: one less than the machine's cores, at least one, so
+    /// that the engine's writer thread has a core of its own).
+    #[arg(long)]
+    http_threads: Option<usize>,
     #[command(flatten)]
     memory: crate::util::BoundedMemoryArgs,
 }
@@ -39,7 +43,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = huifu_server::Config::new(args.data_dir, args.listen);
     config.admin_key = admin_key;
     config.memory_transfers_max = args.memory.transfers_max.0;
+    let http_threads = match args.http_threads {
+        Some(0) => anyhow::bail!("--http-threads must be at least 1"),
+        Some(n) => n,
+        None => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(http_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
