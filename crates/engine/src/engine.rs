@@ -11,6 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use huifu_journal::{Journal, JournalError, JournalOptions, ReplayError};
 use huifu_journal::{SnapshotReader, SnapshotWriter};
 
+use crate::stats::EngineStats;
+
 use crate::constants::{
     CHECKPOINT_INTERVAL_BYTES_DEFAULT, GROUP_EVENTS_MAX, GROUP_REQUESTS_MAX, QUEUE_REQUESTS_MAX,
     TICK_INTERVAL_MS,
@@ -119,6 +121,7 @@ pub struct Engine<M: Machine> {
 
 struct Shared {
     stopped: AtomicBool,
+    stats: EngineStats,
 }
 
 impl<M: Machine + Default> Engine<M> {
@@ -200,7 +203,8 @@ impl<M: Machine + Default> Engine<M> {
         tracing::info!(?recovery, "recovered");
 
         let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
-        let shared = Arc::new(Shared { stopped: AtomicBool::new(false) });
+        let shared =
+            Arc::new(Shared { stopped: AtomicBool::new(false), stats: EngineStats::default() });
         let writer = Writer {
             machine,
             journal,
@@ -308,6 +312,11 @@ impl<M: Machine> Engine<M> {
             let _ = tx.send(r);
         });
         rx.recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// The writer thread's counters: journal write-and-fsync time and commands per group.
+    pub fn stats(&self) -> &EngineStats {
+        &self.shared.stats
     }
 
     /// Writes a checkpoint now and drops the journal segments it covers.
@@ -442,11 +451,13 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             self.apply(now, command, record)?;
         }
         let mut checkpoint_requested = false;
+        let mut commands = 0;
         for request in group.drain(..) {
             match request {
                 Request::Command(command, reply) => {
                     let outcome = self.apply(now, command, record)?;
                     pending.push(Pending::Outcome(reply, outcome));
+                    commands += 1;
                 }
                 Request::Query(query, reply) => {
                     pending.push(Pending::Answer(reply, self.machine.query(query)));
@@ -458,7 +469,13 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                 }
             }
         }
+        let started = Instant::now();
         self.journal.sync()?;
+        if commands > 0 {
+            let stats = &self.shared.stats;
+            stats.sync_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+            stats.group_commands.record(commands);
+        }
         let checkpoint_result = if checkpoint_requested { Some(self.checkpoint()) } else { None };
         for p in pending.drain(..) {
             match p {

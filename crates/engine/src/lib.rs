@@ -22,7 +22,9 @@ pub mod constants;
 mod engine;
 mod ledger;
 mod machine;
+mod stats;
 
 pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};
+pub use stats::{EngineStats, Histogram};

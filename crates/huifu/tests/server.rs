@@ -341,7 +341,21 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
     let (status, text) = s.call("GET", "/healthz", None, None, None);
     assert_eq!((status, text["text"].as_str()), (200, Some("ok\n")));
     let (_, metrics) = s.call("GET", "/metrics", None, None, None);
-    assert!(metrics["text"].as_str().unwrap().contains("huifu_http_requests_total"));
+    let metrics = metrics["text"].as_str().unwrap();
+    assert!(metrics.contains("huifu_http_requests_total"));
+    // Every write of this test was made durable by a group commit: each counted, with its
+    // fsync's time, and no group without a command.
+    let value = |name: &str| -> f64 {
+        let line =
+            metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}"));
+        line[name.len()..].trim().parse().unwrap()
+    };
+    let groups = value("huifu_engine_group_commands_count ");
+    assert!(groups >= 1.0, "{metrics}");
+    assert_eq!(value("huifu_journal_sync_seconds_count "), groups);
+    assert!(value("huifu_journal_sync_seconds_sum ") > 0.0);
+    assert!(value("huifu_engine_group_commands_sum ") >= groups);
+    assert_eq!(value("huifu_engine_group_commands_bucket{le=\"+Inf\"} "), groups);
 }
 
 #[test]
@@ -401,6 +415,12 @@ fn idempotency_keys_and_roles() {
     // 100,000 − 1,000 + the merchant's refund of 100 − this batch's one payment of 100.
     let (_, bal) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);
     assert_eq!(bal["available"], "99000");
+    // Its two valid operations went to the engine as one batch (the invalid one did not).
+    let (_, metrics) = s.call("GET", "/metrics", None, None, None);
+    let metrics = metrics["text"].as_str().unwrap();
+    assert!(metrics.contains("huifu_http_batch_operations_bucket{le=\"1\"} 0\n"), "{metrics}");
+    assert!(metrics.contains("huifu_http_batch_operations_bucket{le=\"10\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("huifu_http_batch_operations_sum 2\n"), "{metrics}");
 
     // Negative, zero and overflowing amounts, unknown ids: clear errors, no money moves.
     let (_, before) = s.get(&format!("/v1/balances/{}", w.user), ADMIN);

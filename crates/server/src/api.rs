@@ -1525,6 +1525,7 @@ async fn batch(
     let outcomes = if ops.is_empty() {
         Vec::new()
     } else {
+        state.metrics.batch(ops.len());
         match state.execute(Op::Batch(ops)).await? {
             Done::Batch(outcomes) => outcomes,
             other => return Err(state.unexpected(other)),

@@ -10,13 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hdrhistogram::Histogram;
+use huifu_engine::EngineStats;
 
 use crate::AppState;
+
+/// Upper bounds of the buckets of operations per `POST /v1/batch`.
+const BATCH_BUCKETS: [u64; 8] = [1, 10, 50, 100, 250, 500, 750, 1_000];
 
 pub struct Metrics {
     requests: [AtomicU64; 5],
     latency_us: Mutex<Histogram<u64>>,
     engine_us: Mutex<Histogram<u64>>,
+    batch_operations: huifu_engine::Histogram,
 }
 
 impl Default for Metrics {
@@ -26,6 +31,7 @@ impl Default for Metrics {
             requests: Default::default(),
             latency_us: Mutex::new(h()),
             engine_us: Mutex::new(h()),
+            batch_operations: huifu_engine::Histogram::new(&BATCH_BUCKETS),
         }
     }
 }
@@ -40,13 +46,18 @@ impl Metrics {
         self.engine_us.lock().expect("lock").record(micros(d)).ok();
     }
 
+    /// Operations in one `POST /v1/batch` that was accepted for the engine.
+    pub fn batch(&self, operations: usize) {
+        self.batch_operations.record(u64::try_from(operations).unwrap_or(u64::MAX));
+    }
+
     fn request(&self, status: u16, d: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[class].fetch_add(1, Ordering::Relaxed);
         self.latency_us.lock().expect("lock").record(micros(d)).ok();
     }
 
-    fn render(&self) -> String {
+    fn render(&self, engine: &EngineStats) -> String {
         let mut out = String::new();
         out.push_str("# HELP huifu_http_requests_total HTTP requests by status class.\n");
         out.push_str("# TYPE huifu_http_requests_total counter\n");
@@ -75,6 +86,37 @@ impl Metrics {
             }
             out.push_str(&format!("{name}_count {}\n", h.len()));
         }
+        // Prometheus histograms: seconds from microseconds, counts as they are.
+        for (name, help, h, scale) in [
+            (
+                "huifu_journal_sync_seconds",
+                "Journal write and fsync of each group commit.",
+                &engine.sync_us,
+                1e-6,
+            ),
+            (
+                "huifu_engine_group_commands",
+                "Commands made durable by each group commit (one fsync).",
+                &engine.group_commands,
+                1.0,
+            ),
+            (
+                "huifu_http_batch_operations",
+                "Operations per POST /v1/batch.",
+                &self.batch_operations,
+                1.0,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+            let buckets = h.cumulative();
+            for &(bound, count) in &buckets {
+                let le =
+                    bound.map_or_else(|| "+Inf".to_owned(), |b| (b as f64 * scale).to_string());
+                out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n"));
+            }
+            out.push_str(&format!("{name}_sum {}\n", h.sum() as f64 * scale));
+            out.push_str(&format!("{name}_count {}\n", buckets.last().map_or(0, |&(_, n)| n)));
+        }
         out
     }
 }
@@ -99,10 +141,10 @@ async fn healthz() -> &'static str {
     path = "/metrics",
     tag = "operations",
     summary = "Prometheus metrics",
-    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Request counts by status and latency summaries, in the Prometheus text format.")),
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Request counts by status, latency summaries, and histograms of the journal's write-and-fsync time, the commands per group commit and the operations per batch request, in the Prometheus text format.")),
 )]
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(state.engine.stats()))
 }
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
