@@ -13,9 +13,12 @@ pub const JOURNALING_BYTES_MAX: u64 = 256 << 20;
 /// entries; a point read decompresses a whole block (about 5 µs for 16 KiB with LZ4).
 pub const SCAN_BLOCK_BYTES: u32 = 16 << 10;
 
-/// Data block size of the id index, read only one key at a time (and mostly for ids it does
-/// not hold, which the bloom filters settle without reading a block).
-pub const POINT_BLOCK_BYTES: u32 = 4 << 10;
+/// Data block size of the keyspaces read by key (the id index, the records): a lookup of a
+/// key they do not hold is settled by key ranges or bloom filters without reading a block, and
+/// one that finds its key decompresses a block (about 5 µs for 16 KiB with LZ4). Blocks of
+/// 16 KiB instead of 4: a 30 M simulated day took 255 disk bytes per payment instead of 260,
+/// at the same rate.
+pub const POINT_BLOCK_BYTES: u32 = 16 << 10;
 
 /// Keys between two whole keys in a data block of the scanned keyspaces (the others are stored
 /// as what they add to the previous key): fewer whole keys make smaller blocks, at the cost of

@@ -176,6 +176,7 @@ pub(crate) fn point_read_options() -> KeyspaceCreateOptions {
         PartitioningPolicy::new(levels)
     };
     keyspace_options()
+        .data_block_size_policy(BlockSizePolicy::all(POINT_BLOCK_BYTES))
         .filter_block_pinning_policy(pinned())
         .index_block_pinning_policy(pinned())
         .filter_block_partitioning_policy(partitioned())
@@ -209,11 +210,7 @@ impl HistoryStore {
         // read that can miss (`has_timestamp`, for imported accounts) is rare.
         let transfers = db.keyspace("transfers", scanned).map_err(error)?;
         // Most lookups by id are for ids that are new (a retry is the exception).
-        let ids = db
-            .keyspace("transfer_ids", || {
-                point_read_options().data_block_size_policy(BlockSizePolicy::all(POINT_BLOCK_BYTES))
-            })
-            .map_err(error)?;
+        let ids = db.keyspace("transfer_ids", point_read_options).map_err(error)?;
         // Only ever scanned by range.
         let accounts = db.keyspace("account_transfers", scanned).map_err(error)?;
         check_format(&path, &db, &transfers, &ids)?;
