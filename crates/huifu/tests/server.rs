@@ -356,6 +356,7 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
     assert!(value("huifu_journal_sync_seconds_sum ") > 0.0);
     assert!(value("huifu_engine_group_commands_sum ") >= groups);
     assert_eq!(value("huifu_engine_group_commands_bucket{le=\"+Inf\"} "), groups);
+    assert!(metrics.contains("huifu_journal_sync_seconds_bucket{le=\"0.00005\"} "), "{metrics}");
 }
 
 #[test]

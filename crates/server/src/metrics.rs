@@ -86,13 +86,14 @@ impl Metrics {
             }
             out.push_str(&format!("{name}_count {}\n", h.len()));
         }
-        // Prometheus histograms: seconds from microseconds, counts as they are.
-        for (name, help, h, scale) in [
+        // Prometheus histograms: seconds from microseconds (divided, so that 50 µs reads
+        // 0.00005), counts as they are.
+        for (name, help, h, per_unit) in [
             (
                 "huifu_journal_sync_seconds",
                 "Journal write and fsync of each group commit.",
                 &engine.sync_us,
-                1e-6,
+                1e6,
             ),
             (
                 "huifu_engine_group_commands",
@@ -111,10 +112,10 @@ impl Metrics {
             let buckets = h.cumulative();
             for &(bound, count) in &buckets {
                 let le =
-                    bound.map_or_else(|| "+Inf".to_owned(), |b| (b as f64 * scale).to_string());
+                    bound.map_or_else(|| "+Inf".to_owned(), |b| (b as f64 / per_unit).to_string());
                 out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n"));
             }
-            out.push_str(&format!("{name}_sum {}\n", h.sum() as f64 * scale));
+            out.push_str(&format!("{name}_sum {}\n", h.sum() as f64 / per_unit));
             out.push_str(&format!("{name}_count {}\n", buckets.last().map_or(0, |&(_, n)| n)));
         }
         out
