@@ -19,7 +19,6 @@ pub struct History {
     /// Scratch space, kept to avoid allocating per command.
     ids: Vec<u128>,
     timestamps: Vec<u64>,
-    cold: Vec<ColdTransfer>,
 }
 
 impl History {
@@ -58,7 +57,6 @@ impl History {
             held_max: held_max.unwrap_or(usize::MAX),
             ids: Vec::new(),
             timestamps: Vec::new(),
-            cold: Vec::new(),
         }))
     }
 
@@ -100,7 +98,6 @@ impl History {
         keep: impl Fn(&Transfer) -> bool,
     ) -> Result<(), StoreError> {
         ledger.fetched_clear();
-        self.cold.clear();
         // Once over the bound, down to seven eighths of it: one large sorted run per table
         // rather than a chunk at a time (see `EVICT_SLACK_DIVISOR`).
         let target = if ledger.transfers().held() > self.held_max {
@@ -108,12 +105,11 @@ impl History {
         } else {
             self.held_max
         };
-        let evicted = ledger.evict(target, keep, &mut self.cold);
+        // Handed over to the store's writing thread, so made for each eviction, at the size of
+        // what leaves the log (settled transfers, few, may add to it).
+        let mut moved = Vec::with_capacity(ledger.transfers().held().saturating_sub(target));
+        let evicted = ledger.evict(target, keep, &mut moved);
         if evicted.total() > 0 {
-            // Handed over to the store's writing thread; the next eviction, as large, gets
-            // room of its own.
-            let capacity = self.cold.len();
-            let mut moved = std::mem::replace(&mut self.cold, Vec::with_capacity(capacity));
             let settled: Vec<ColdTransfer> = moved.drain(..evicted.settled).collect();
             self.store.put_owned(moved, settled)?;
         }

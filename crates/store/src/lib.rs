@@ -165,22 +165,18 @@ pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
 /// grew with the store: ten bits a key, about seven keys (five transfer ids, two or three
 /// records) per payment, so about 9 bytes of memory per payment.
 pub(crate) fn point_read_options() -> KeyspaceCreateOptions {
-    let pinned = || {
-        let mut levels = vec![true; PINNED_LEVELS];
-        levels.push(false);
-        PinningPolicy::new(levels)
-    };
-    let partitioned = || {
-        let mut levels = vec![false; PINNED_LEVELS];
-        levels.push(true);
-        PartitioningPolicy::new(levels)
+    // `first` for the first `PINNED_LEVELS` levels, the opposite for every deeper one.
+    let levels = |first: bool| {
+        let mut levels = vec![first; PINNED_LEVELS];
+        levels.push(!first);
+        levels
     };
     keyspace_options()
         .data_block_size_policy(BlockSizePolicy::all(POINT_BLOCK_BYTES))
-        .filter_block_pinning_policy(pinned())
-        .index_block_pinning_policy(pinned())
-        .filter_block_partitioning_policy(partitioned())
-        .index_block_partitioning_policy(partitioned())
+        .filter_block_pinning_policy(PinningPolicy::new(levels(true)))
+        .index_block_pinning_policy(PinningPolicy::new(levels(true)))
+        .filter_block_partitioning_policy(PartitioningPolicy::new(levels(false)))
+        .index_block_partitioning_policy(PartitioningPolicy::new(levels(false)))
 }
 
 impl HistoryStore {
@@ -518,9 +514,9 @@ impl TransferTables {
 /// The order of the id index: an id with its top byte moved to the end. Ids that name what
 /// made them in their top byte and count up below it (the payment domain's: the kind of
 /// operation, then the operation's id) would otherwise keep one stretch of the index per kind,
-/// and every batch moved out would land inside each of them, so that compaction rewrote the
-/// whole index at every level; in this order the ids of one stretch of time are together and
-/// newer than the rest, and compaction mostly moves tables down instead.
+/// and every batch moved out would land inside each of them, overlapping the whole index at
+/// every level; in this order the ids of one stretch of time are together and newer than the
+/// rest, so a batch moved out overlaps little and compaction can move tables down instead.
 fn id_order(id: u128) -> u128 {
     id.rotate_left(8)
 }
