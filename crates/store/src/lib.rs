@@ -590,6 +590,37 @@ mod tests {
     }
 
     #[test]
+    fn ids_that_differ_in_their_top_byte_are_found_while_written_and_after() {
+        // Ids made like the payment domain's: a kind in the top byte, a count below it, so
+        // that the id order (top byte last) differs from the ids' own order.
+        let kinds = [3u128 << 120, 1 << 120, 6 << 120, 0];
+        let ids: Vec<u128> = (0..400u128).map(|i| kinds[(i % 4) as usize] | (i * 7) << 8).collect();
+        let moved: Vec<ColdTransfer> = ids
+            .iter()
+            .zip(1u64..)
+            .map(|(&id, ts)| ColdTransfer { transfer: t(id, 1, 2, ts), pending: None })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        store.put(&moved, &[]).unwrap();
+        let check = |store: &HistoryStore| {
+            for (&id, ts) in ids.iter().zip(1u64..) {
+                let found = store.transfer(id, u64::MAX).unwrap().map(|c| c.transfer);
+                assert_eq!(found, Some(t(id, 1, 2, ts)), "{id:#x}");
+            }
+            // The same counts with a kind no transfer has, and a count none has.
+            assert_eq!(store.transfer((2 << 120) | (7 << 8), u64::MAX).unwrap(), None);
+            assert_eq!(store.transfer((3 << 120) | (8 << 8), u64::MAX).unwrap(), None);
+        };
+        // Right after the put, from the write in flight (or the store if it is done) ...
+        check(&store);
+        store.persist().unwrap();
+        drop(store);
+        // ... and from the store alone.
+        check(&HistoryStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
     fn statements_come_back_in_order_within_the_horizon_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
