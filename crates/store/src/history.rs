@@ -77,11 +77,7 @@ impl History {
         self.ids.clear();
         self.timestamps.clear();
         needs(ledger, &mut self.ids, &mut self.timestamps);
-        for &id in &self.ids {
-            if let Some(cold) = self.store.transfer(id, horizon)? {
-                ledger.fetched_insert(cold);
-            }
-        }
+        self.store.transfers(&self.ids, horizon, |cold| ledger.fetched_insert(cold))?;
         for &ts in &self.timestamps {
             if self.store.has_timestamp(ts, horizon)? {
                 ledger.fetched_timestamp_insert(ts);

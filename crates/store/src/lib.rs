@@ -31,6 +31,7 @@ mod behind;
 pub mod constants;
 pub mod encoding;
 mod history;
+mod ids;
 mod records;
 pub use history::{account_transfers, for_each_transfer, lookup, History};
 pub use records::{ListEntry, Record, RecordStore};
@@ -74,7 +75,7 @@ pub enum StoreError {
     Table { path: PathBuf, table: u8 },
 }
 
-/// Transfers by timestamp, with an index by id and one by account.
+/// Transfers by timestamp, with an index by id (see `ids`) and one by account.
 pub struct HistoryStore {
     tables: TransferTables,
     /// The writes in flight (see `behind`), shared with the `RecordStore` of the same store.
@@ -93,8 +94,8 @@ struct StagedTransfers {
     settled: Vec<ColdTransfer>,
     /// Transfers moved out, by timestamp.
     moved: Vec<ColdTransfer>,
-    /// (`id_order(id)`, timestamp) of the moved transfers, in that order (a settled one's is
-    /// in the store).
+    /// (`ids::index_order(id)`, timestamp) of the moved transfers, in that order (a settled
+    /// one's is in the store).
     ids: Vec<(u128, u64)>,
 }
 
@@ -111,7 +112,7 @@ impl StagedTransfers {
     }
 
     fn timestamp_of(&self, id: u128) -> Option<u64> {
-        let i = self.ids.binary_search_by_key(&id_order(id), |&(key, _)| key).ok()?;
+        let i = self.ids.binary_search_by_key(&ids::index_order(id), |&(key, _)| key).ok()?;
         Some(self.ids[i].1)
     }
 }
@@ -125,7 +126,8 @@ pub(crate) struct TransferTables {
     /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
     /// record (`encoding`).
     transfers: Keyspace,
-    /// Id as `id_order` (16 bytes, big-endian) → timestamp.
+    /// A group of ids (16 bytes, `ids::group_key`) → its members' timestamps, as runs (see
+    /// `ids`).
     ids: Keyspace,
     /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
     /// timestamps of the run, as varint gaps going back: each account's transfers in time
@@ -163,7 +165,8 @@ pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
 /// through the block cache when a lookup needs them; with keys that grow with time a lookup of
 /// a new key is settled by the tables' key ranges and needs none. Pinned at every level they
 /// grew with the store: ten bits a key, about seven keys (five transfer ids, two or three
-/// records) per payment, so about 9 bytes of memory per payment.
+/// records) per payment, so about 9 bytes of memory per payment, when each id was a key of
+/// its own (now an operation's ids are one, see `ids`).
 pub(crate) fn point_read_options() -> KeyspaceCreateOptions {
     // `first` for the first `PINNED_LEVELS` levels, the opposite for every deeper one.
     let levels = |first: bool| {
@@ -247,7 +250,7 @@ impl HistoryStore {
         // big-endian bytes that sort the same way (sorting the byte arrays calls memcmp for
         // each comparison: a tenth of the writer's time).
         let mut ids: Vec<(u128, u64)> =
-            moved.iter().map(|c| (id_order(c.transfer.id), c.transfer.timestamp)).collect();
+            moved.iter().map(|c| (ids::index_order(c.transfer.id), c.transfer.timestamp)).collect();
         ids.sort_unstable();
         let staged = StagedTransfers { settled, moved, ids };
         let tables = self.tables.clone();
@@ -285,23 +288,61 @@ impl HistoryStore {
 
     /// The transfer with this id, if the store has it at or before `horizon`.
     pub fn transfer(&self, id: u128, horizon: u64) -> Result<Option<ColdTransfer>, StoreError> {
+        let mut found = None;
+        self.transfers(&[id], horizon, |cold| found = Some(cold))?;
+        Ok(found)
+    }
+
+    /// Calls `f` with each transfer of `ids` that the store has at or before `horizon`, in
+    /// that order. The ids of one group (an operation's legs) that follow one another are
+    /// settled by one read of the index.
+    pub fn transfers(
+        &self,
+        ids: &[u128],
+        horizon: u64,
+        mut f: impl FnMut(ColdTransfer),
+    ) -> Result<(), StoreError> {
         let staged = self.writes.transfers.staged()?;
-        let ts = match staged.as_ref().and_then(|s| s.timestamp_of(id)) {
-            Some(ts) => ts,
-            None => {
-                let Some(ts) = self.tables.ids.get(id_key(id)).map_err(|e| self.tables.error(e))?
-                else {
-                    return Ok(None);
-                };
-                u64::from_be_bytes(ts.as_ref().try_into().map_err(|_| self.tables.corrupt("id"))?)
+        // The last group read: its key and entry.
+        let mut group: Option<([u8; 16], Option<fjall::Slice>)> = None;
+        for &id in ids {
+            let ts = match staged.as_ref().and_then(|s| s.timestamp_of(id)) {
+                Some(ts) => Some(ts),
+                None => {
+                    let ordered = ids::index_order(id);
+                    let key = ids::group_key(ordered);
+                    if group.as_ref().is_none_or(|(k, _)| *k != key) {
+                        let entry = self.tables.ids.get(key).map_err(|e| self.tables.error(e))?;
+                        if entry.as_ref().is_some_and(|e| !ids::valid(e)) {
+                            return Err(self.tables.corrupt("id index entry"));
+                        }
+                        group = Some((key, entry));
+                    }
+                    let entry = group.as_ref().and_then(|(_, e)| e.as_ref());
+                    entry.and_then(|e| ids::find(e, ids::member(ordered)))
+                }
+            };
+            if let Some(cold) = self.transfer_at(staged.as_deref(), id, ts, horizon)? {
+                f(cold);
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// The transfer `id` at `ts` (what the id index says), if at or before `horizon`.
+    fn transfer_at(
+        &self,
+        staged: Option<&StagedTransfers>,
+        id: u128,
+        ts: Option<u64>,
+        horizon: u64,
+    ) -> Result<Option<ColdTransfer>, StoreError> {
+        let Some(ts) = ts else { return Ok(None) };
         if ts > horizon {
             return Ok(None);
         }
-        let cold = self
-            .at(staged.as_deref(), ts)?
-            .ok_or_else(|| self.tables.corrupt("id without transfer"))?;
+        let cold =
+            self.at(staged, ts)?.ok_or_else(|| self.tables.corrupt("id without transfer"))?;
         if cold.transfer.id != id {
             return Err(self.tables.corrupt("id index points at another transfer"));
         }
@@ -468,9 +509,26 @@ impl TransferTables {
         }
         ingestion.finish().map_err(e)?;
 
+        // One entry per group, with what the index holds of the group already (see `ids`).
+        let mut entries = Vec::new();
+        let mut members = Vec::new();
+        for group in ids.chunk_by(|a, b| a.0 >> 8 == b.0 >> 8) {
+            let key = ids::group_key(group[0].0);
+            members.clear();
+            members.extend(group.iter().map(|&(ordered, ts)| (ids::member(ordered), ts)));
+            if let Some(stored) = self.ids.get(key).map_err(e)? {
+                if !ids::valid(&stored) {
+                    return Err(self.corrupt("id index entry"));
+                }
+                ids::merge(&stored, &mut members);
+            }
+            record.clear();
+            ids::encode(&members, &mut record);
+            entries.push((key, fjall::Slice::from(&record[..])));
+        }
         let mut ingestion = self.ids.start_ingestion().map_err(e)?;
-        for &(key, ts) in ids {
-            ingestion.write(key.to_be_bytes(), ts.to_be_bytes()).map_err(e)?;
+        for (key, entry) in entries {
+            ingestion.write(key, entry).map_err(e)?;
         }
         ingestion.finish().map_err(e)?;
 
@@ -511,24 +569,9 @@ impl TransferTables {
     }
 }
 
-/// The order of the id index: an id with its top byte moved to the end. Ids that name what
-/// made them in their top byte and count up below it (the payment domain's: the kind of
-/// operation, then the operation's id) would otherwise keep one stretch of the index per kind,
-/// and every batch moved out would land inside each of them, overlapping the whole index at
-/// every level; in this order the ids of one stretch of time are together and newer than the
-/// rest, so a batch moved out overlaps little and compaction can move tables down instead.
-fn id_order(id: u128) -> u128 {
-    id.rotate_left(8)
-}
-
-/// The id index key of `id`.
-fn id_key(id: u128) -> [u8; 16] {
-    id_order(id).to_be_bytes()
-}
-
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
@@ -592,7 +635,7 @@ mod tests {
     #[test]
     fn ids_that_differ_in_their_top_byte_are_found_while_written_and_after() {
         // Ids made like the payment domain's: a kind in the top byte, a count below it, so
-        // that the id order (top byte last) differs from the ids' own order.
+        // that the index order (top byte below the count) differs from the ids' own order.
         let kinds = [3u128 << 120, 1 << 120, 6 << 120, 0];
         let ids: Vec<u128> = (0..400u128).map(|i| kinds[(i % 4) as usize] | (i * 7) << 8).collect();
         let moved: Vec<ColdTransfer> = ids
@@ -617,6 +660,38 @@ mod tests {
         store.persist().unwrap();
         drop(store);
         // ... and from the store alone.
+        check(&HistoryStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_group_written_in_two_puts_keeps_every_member() {
+        // An operation's five legs: the first three leave memory in one put, the last two in
+        // the next (as at the end of a put, or with a leg pending longer than the rest), then
+        // the second put again (as after a restart from an older checkpoint).
+        let leg = |m: u128| (4u128 << 120) | (77 << 8) | m;
+        let cold =
+            |m: u128| ColdTransfer { transfer: t(leg(m), 1, 2, 500 + m as u64), pending: None };
+        let first: Vec<ColdTransfer> = (0..3).map(cold).collect();
+        let second: Vec<ColdTransfer> = (3..5).map(cold).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let check = |store: &HistoryStore| {
+            for m in 0..5 {
+                let found = store.transfer(leg(m), u64::MAX).unwrap().map(|c| c.transfer);
+                assert_eq!(found, Some(cold(m).transfer), "leg {m}");
+            }
+            assert_eq!(store.transfer(leg(5), u64::MAX).unwrap(), None);
+            // Not yet reached by a horizon between the legs.
+            assert!(store.transfer(leg(4), 503).unwrap().is_none());
+            assert!(store.transfer(leg(3), 503).unwrap().is_some());
+        };
+        store.put(&first, &[]).unwrap();
+        store.put(&second, &[]).unwrap();
+        check(&store);
+        store.put(&second, &[]).unwrap();
+        check(&store);
+        store.persist().unwrap();
+        drop(store);
         check(&HistoryStore::open(dir.path()).unwrap());
     }
 
