@@ -309,8 +309,10 @@ impl PaymentsMachine {
         );
         let unknown =
             matches!(outcome, Err(E::UnknownPayment | E::UnknownOperation | E::UnknownPayout));
-        // A payment made holds its own first outcome.
-        let made = matches!(op, Op::Pay { .. }) && outcome.is_ok();
+        // A payment made holds its own first outcome, and a payment captured or released
+        // the outcome of the operation that did it (`first_outcome`).
+        let made = matches!(op, Op::Pay { .. } | Op::Capture { .. } | Op::Release { .. })
+            && outcome.is_ok();
         if !(made || resolves && unknown) {
             self.outcomes.insert(key, (print, outcome.clone()));
         }
@@ -318,16 +320,34 @@ impl PaymentsMachine {
     }
 
     /// The first outcome of the operation with `key` (`op_key`), with its fingerprint: kept as
-    /// an outcome record, or for a payment made, by the payment.
+    /// an outcome record, or by the payment for the payment made, captured or released.
     fn first_outcome(&self, key: (u8, u128)) -> Option<(u64, Outcome)> {
         if let Some((print, outcome)) = self.outcomes.get(&key) {
             return Some((*print, outcome.clone()));
         }
-        if key.0 != PAY_KIND {
+        if key.0 != PAY_KIND && key.0 != RESOLVE_KIND {
             return None;
         }
-        let payment = self.payments.get(&u64::try_from(key.1).ok()?)?;
-        Some((payment.print, payment.first_outcome()))
+        let id = u64::try_from(key.1).ok()?;
+        let payment = self.payments.get(&id)?;
+        if key.0 == PAY_KIND {
+            return Some((payment.print, payment.first_outcome()));
+        }
+        // A bank-channel payment leaves `Authorized` once, and becomes `Succeeded` only by a
+        // capture and `Released` only by a release; a failed capture or release keeps its own
+        // record (found above), so no later one can succeed under the same key.
+        let op = match payment.status {
+            PaymentStatus::Succeeded if payment.channel != 0 => Op::Capture { id },
+            PaymentStatus::Released => Op::Release { id },
+            _ => return None,
+        };
+        let outcome = Ok(Done::Payment {
+            status: payment.status,
+            total: payment.total(),
+            legs: payment.legs,
+            currency: payment.currency,
+        });
+        Some((fingerprint(&op), outcome))
     }
 
     fn execute(&mut self, now: u64, op: &Op, print: u64) -> Outcome {
@@ -1365,6 +1385,8 @@ fn resolve(tag: OpTag, op: u64, leg: u8, pending: u128, post: bool) -> Transfer 
 
 /// The kind of a payment's key (`op_key`).
 const PAY_KIND: u8 = 10;
+/// The kind of the key of a payment's capture or release.
+const RESOLVE_KIND: u8 = 11;
 
 /// The idempotency key of an operation: its kind and its id.
 pub(crate) fn op_key(op: &Op) -> (u8, u128) {
@@ -1380,7 +1402,7 @@ pub(crate) fn op_key(op: &Op) -> (u8, u128) {
         Op::BankResult { id, .. } => (9, id.into()),
         Op::Pay { id, .. } => (PAY_KIND, id.into()),
         // Capture and release share a key: a payment is resolved once, either way.
-        Op::Capture { id } | Op::Release { id } => (11, id.into()),
+        Op::Capture { id } | Op::Release { id } => (RESOLVE_KIND, id.into()),
         Op::Refund { id, .. } => (13, id.into()),
         Op::Payout { id, .. } => (14, id.into()),
         Op::SettlementRun { id } => (15, id.into()),
