@@ -215,6 +215,11 @@ impl<'a> Reader<'a> {
         self.at == self.bytes.len()
     }
 
+    /// What is left to read.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.at..]
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let end = self.at.checked_add(N).ok_or(DecodeError::Truncated)?;
         let slice = self.bytes.get(self.at..end).ok_or(DecodeError::Truncated)?;

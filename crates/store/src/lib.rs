@@ -571,7 +571,7 @@ impl TransferTables {
 
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.

@@ -1,14 +1,15 @@
 //! Records of a domain machine that left memory (payments, their outcomes, coupons ...), and
 //! append-only lists of them (each merchant's and each user's payments).
 //!
-//! A record is `key` → `as_of (8 bytes, little-endian) ‖ payload` in its table's keyspace (one
+//! A record is `key` → `as_of (a varint) ‖ payload` in its table's keyspace (one
 //! per table, so that a table whose keys grow with time is only ever appended to: a lookup of a
 //! new key is outside every stored table's key range, and compaction moves tables rather than
 //! rewriting them), where `as_of` is the position in the machine's journal (records applied)
 //! when it was written.
 //! Reads take the machine's own position as their horizon and ignore records written later:
 //! after a restart from an older checkpoint, what the replay has not reached yet does not exist.
-//! A list entry is `list (1) ‖ owner (8) ‖ timestamp (8) ‖ id (8)`, big-endian, → `as_of`.
+//! A list entry is `list (1) ‖ owner (8) ‖ timestamp (8) ‖ id (8)`, big-endian, → `as_of`
+//! (a varint). A journal position takes 4 or 5 bytes as a varint, not 8.
 //!
 //! The machine decides what may be written when (see its tiering rules); the store only keeps
 //! the last write of each key.
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use fjall::config::{FilterPolicy, FilterPolicyEntry};
 use fjall::Keyspace;
 
+use crate::encoding::{put_varint, Reader};
 use crate::{keyspace_options, point_read_options, HistoryStore, StoreError, Writes};
 
 /// Longest record key (without its table byte): an outcome's kind and id.
@@ -160,14 +162,14 @@ impl RecordStore {
         if let Some(r) = records.iter().find(|r| table_of(&self.records, r.table).is_none()) {
             return Err(self.unknown(r.table));
         }
-        let size = records.iter().map(|r| 9 + r.key.len() + r.payload.len()).sum();
+        let size = records.iter().map(|r| 11 + r.key.len() + r.payload.len()).sum();
         let mut bytes = Vec::with_capacity(size);
         let mut index = Vec::with_capacity(records.len());
         for r in records {
             let start = bytes.len();
             bytes.push(r.table);
             bytes.extend_from_slice(r.key);
-            bytes.extend_from_slice(&r.as_of.to_le_bytes());
+            put_varint(&mut bytes, u128::from(r.as_of));
             bytes.extend_from_slice(r.payload);
             index.push((start, 1 + r.key.len(), bytes.len()));
         }
@@ -197,8 +199,11 @@ impl RecordStore {
                     staged.entries.iter().map(|(entry, as_of)| (entry.key(), *as_of)).collect();
                 sorted.sort_unstable();
                 let mut ingestion = lists.start_ingestion().map_err(e)?;
+                let mut value = Vec::with_capacity(10);
                 for (key, as_of) in sorted {
-                    ingestion.write(key, as_of.to_le_bytes()).map_err(e)?;
+                    value.clear();
+                    put_varint(&mut value, u128::from(as_of));
+                    ingestion.write(key, &value[..]).map_err(e)?;
                 }
                 ingestion.finish().map_err(e)?;
             }
@@ -225,15 +230,18 @@ impl RecordStore {
                 }
             },
         };
-        if self.as_of(value)? > horizon {
+        let (as_of, payload) = self.as_of(value)?;
+        if as_of > horizon {
             return Ok(None);
         }
-        Ok(Some(value[8..].to_vec()))
+        Ok(Some(payload.to_vec()))
     }
 
-    fn as_of(&self, value: &[u8]) -> Result<u64, StoreError> {
-        let bytes = value.get(..8).ok_or_else(|| self.corrupt("record without position"))?;
-        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    /// A record's or list entry's journal position, and what follows it.
+    fn as_of<'v>(&self, value: &'v [u8]) -> Result<(u64, &'v [u8]), StoreError> {
+        let mut reader = Reader::new(value);
+        let as_of = reader.narrow().map_err(|_| self.corrupt("record without position"))?;
+        Ok((as_of, reader.rest()))
     }
 
     /// Calls `f` with the key (without the table byte) and payload of every record of `table`
@@ -247,8 +255,9 @@ impl RecordStore {
         self.writes.records.wait()?;
         for guard in self.table(table)?.iter() {
             let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
-            if self.as_of(&value)? <= horizon {
-                f(&key, &value[8..]);
+            let (as_of, payload) = self.as_of(&value)?;
+            if as_of <= horizon {
+                f(&key, payload);
             }
         }
         Ok(())
@@ -282,8 +291,12 @@ impl RecordStore {
         };
         for guard in range.rev() {
             let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
-            if self.as_of(&value)? > horizon {
+            let (as_of, rest) = self.as_of(&value)?;
+            if as_of > horizon {
                 continue;
+            }
+            if !rest.is_empty() {
+                return Err(self.corrupt("list entry with bytes after its position"));
             }
             let key: &[u8; LIST_KEY_SIZE] =
                 key.as_ref().try_into().map_err(|_| self.corrupt("list key"))?;
