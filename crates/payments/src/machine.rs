@@ -80,6 +80,11 @@ impl Payment {
     pub fn first_outcome(&self) -> Outcome {
         let status =
             if self.channel == 0 { PaymentStatus::Succeeded } else { PaymentStatus::Authorized };
+        self.outcome(status)
+    }
+
+    /// The outcome of an operation that left this payment in `status`.
+    pub fn outcome(&self, status: PaymentStatus) -> Outcome {
         Ok(Done::Payment {
             status,
             total: self.legs.total(),
@@ -341,13 +346,7 @@ impl PaymentsMachine {
             PaymentStatus::Released => Op::Release { id },
             _ => return None,
         };
-        let outcome = Ok(Done::Payment {
-            status: payment.status,
-            total: payment.total(),
-            legs: payment.legs,
-            currency: payment.currency,
-        });
-        Some((fingerprint(&op), outcome))
+        Some((fingerprint(&op), payment.outcome(payment.status)))
     }
 
     fn execute(&mut self, now: u64, op: &Op, print: u64) -> Outcome {
@@ -871,12 +870,7 @@ impl PaymentsMachine {
             p.campaign != 0 && matches!(self.campaigns[&p.campaign].funder, Funder::Merchant(_));
         self.account_payment(p.merchant, &p.legs, p.food, merchant_funded);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Succeeded;
-        Ok(Done::Payment {
-            status: PaymentStatus::Succeeded,
-            total: p.total(),
-            legs: p.legs,
-            currency: p.currency,
-        })
+        p.outcome(PaymentStatus::Succeeded)
     }
 
     fn release(&mut self, now: u64, id: u64) -> Outcome {
@@ -886,12 +880,7 @@ impl PaymentsMachine {
         self.authorized.remove(&(self.hold_deadline(id, &p.legs), id));
         self.restore_coupon(now, &p, id);
         self.payments.get_mut(&id).expect("payment").status = PaymentStatus::Released;
-        Ok(Done::Payment {
-            status: PaymentStatus::Released,
-            total: p.total(),
-            legs: p.legs,
-            currency: p.currency,
-        })
+        p.outcome(PaymentStatus::Released)
     }
 
     /// A coupon whose payment was undone comes back to its user if its campaign is still valid.
