@@ -509,8 +509,11 @@ impl TransferTables {
         }
         ingestion.finish().map_err(e)?;
 
-        // One entry per group, with what the index holds of the group already (see `ids`).
+        // One entry per group, with what the index holds of the group already (see `ids`),
+        // read before the run is written: the entries one after another in one buffer, with
+        // each group's key and the end of its entry.
         let mut entries = Vec::new();
+        let mut groups = Vec::new();
         let mut members = Vec::new();
         for group in ids.chunk_by(|a, b| a.0 >> 8 == b.0 >> 8) {
             let key = ids::group_key(group[0].0);
@@ -522,13 +525,14 @@ impl TransferTables {
                 }
                 ids::merge(&stored, &mut members);
             }
-            record.clear();
-            ids::encode(&members, &mut record);
-            entries.push((key, fjall::Slice::from(&record[..])));
+            ids::encode(&members, &mut entries);
+            groups.push((key, entries.len()));
         }
         let mut ingestion = self.ids.start_ingestion().map_err(e)?;
-        for (key, entry) in entries {
-            ingestion.write(key, entry).map_err(e)?;
+        let mut start = 0;
+        for (key, end) in groups {
+            ingestion.write(key, &entries[start..end]).map_err(e)?;
+            start = end;
         }
         ingestion.finish().map_err(e)?;
 
@@ -632,6 +636,13 @@ mod tests {
         }
     }
 
+    /// `store` made durable, closed and opened again from `dir`.
+    fn reopen(store: HistoryStore, dir: &Path) -> HistoryStore {
+        store.persist().unwrap();
+        drop(store);
+        HistoryStore::open(dir).unwrap()
+    }
+
     #[test]
     fn ids_that_differ_in_their_top_byte_are_found_while_written_and_after() {
         // Ids made like the payment domain's: a kind in the top byte, a count below it, so
@@ -657,10 +668,8 @@ mod tests {
         };
         // Right after the put, from the write in flight (or the store if it is done) ...
         check(&store);
-        store.persist().unwrap();
-        drop(store);
         // ... and from the store alone.
-        check(&HistoryStore::open(dir.path()).unwrap());
+        check(&reopen(store, dir.path()));
     }
 
     #[test]
@@ -690,9 +699,24 @@ mod tests {
         check(&store);
         store.put(&second, &[]).unwrap();
         check(&store);
-        store.persist().unwrap();
-        drop(store);
-        check(&HistoryStore::open(dir.path()).unwrap());
+        check(&reopen(store, dir.path()));
+    }
+
+    #[test]
+    fn an_id_index_entry_that_is_not_whole_runs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let id = (4u128 << 120) | (9 << 8) | 1;
+        let key = ids::group_key(ids::index_order(id));
+        store.tables.ids.insert(key, [0u8; ids::RUN_BYTES + 1]).unwrap();
+        let corrupt = |r: Result<_, StoreError>| {
+            matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. }))
+        };
+        assert!(corrupt(store.transfer(id, u64::MAX).map(drop)));
+        // A put of another member of the group will not merge with it either.
+        let other = ColdTransfer { transfer: t(id + 1, 1, 2, 5), pending: None };
+        store.put(&[other], &[]).unwrap();
+        assert!(corrupt(store.persist()));
     }
 
     #[test]
