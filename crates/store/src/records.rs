@@ -347,6 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn a_position_cut_short_or_a_list_entry_with_more_after_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = HistoryStore::open(dir.path()).unwrap();
+        let store = RecordStore::open(&history, &[1]).unwrap();
+        let corrupt = |r: Result<(), StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Corrupt { what: w, .. }) if w == what), "{what}");
+        };
+        // A varint whose last byte says more follows.
+        let key = 7u64.to_be_bytes();
+        store.table(1).unwrap().insert(key, [0x80u8]).unwrap();
+        corrupt(store.get(1, &key, 10).map(drop), "record without position");
+        let entry = ListEntry { list: 1, owner: 2, timestamp: 3, id: 4 };
+        store.lists.insert(entry.key(), [5u8, 0]).unwrap();
+        let mut page = Vec::new();
+        corrupt(
+            store.list(1, 2, None, 10, 10, &mut page),
+            "list entry with bytes after its position",
+        );
+    }
+
+    #[test]
     fn a_record_of_a_table_not_opened_is_refused_and_nothing_of_its_put_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let history = HistoryStore::open(dir.path()).unwrap();
