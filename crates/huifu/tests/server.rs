@@ -606,3 +606,18 @@ fn openapi_document_lists_every_route() {
     assert_eq!(error, "#/components/schemas/ErrorBody");
     s.kill();
 }
+
+#[test]
+fn zero_http_threads_are_refused_before_anything_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-threads", "0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--http-threads must be at least 1"), "{stderr}");
+    assert!(!data.exists(), "the data folder was created");
+}
