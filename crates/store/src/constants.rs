@@ -45,6 +45,13 @@ pub const WORKER_THREADS: usize = 1;
 /// twice (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
 pub const TABLE_BYTES: u64 = 8 << 20;
 
+/// Epochs of the account index merged into one of the next tier (see `accounts`). Each
+/// transfer's entries are written once per tier, about log(puts) / log(this) times, and a
+/// statement reads up to this many epochs per tier: with 16, a 300 M payment day (about six
+/// thousand puts) writes them four times and a statement of a long-quiet account reads at most
+/// 60 epochs (a few microseconds each).
+pub const ACCOUNT_EPOCHS_PER_TIER: usize = 16;
+
 /// Timestamps in one entry of the account index (an account's transfers in one batch moved
 /// out). A statement reads whole entries, so this bounds the work of a page of a busy account
 /// (the platform's revenue account takes a leg of every payment) at a few microseconds.

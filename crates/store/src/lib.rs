@@ -24,9 +24,9 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod accounts;
 mod behind;
 pub mod constants;
 pub mod encoding;
@@ -43,11 +43,12 @@ use fjall::config::{
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
+use crate::accounts::AccountIndex;
 use crate::behind::Behind;
 use crate::records::StagedRecords;
 
 use crate::constants::{
-    ACCOUNT_RUN_ENTRIES_MAX, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS,
+    ACCOUNT_EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS,
     POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
@@ -129,15 +130,17 @@ pub(crate) struct TransferTables {
     /// A group of ids (16 bytes, `ids::group_key`) → its members' timestamps, as runs (see
     /// `ids`).
     ids: Keyspace,
-    /// Account id (16 bytes) and the newest timestamp of a run (8), big-endian → the older
-    /// timestamps of the run, as varint gaps going back: each account's transfers in time
-    /// order, for statements, one key per account and batch moved out (at most
-    /// `ACCOUNT_RUN_ENTRIES_MAX` timestamps) instead of one per transfer.
-    accounts: Keyspace,
-    /// The newest timestamp in the account index (what `ACCOUNTS_INDEXED_KEY` holds): a batch
-    /// moved out again after a restart from an older checkpoint indexes only what is newer, so
-    /// the runs of one account never overlap.
-    indexed_max: Arc<AtomicU64>,
+    /// Each account's transfers in time order, for statements (see `accounts`).
+    accounts: AccountIndex,
+}
+
+impl Drop for HistoryStore {
+    fn drop(&mut self) {
+        // The put in flight may start a merge of the account index: it ends first, then the
+        // merge, before the database closes under them.
+        let _ = self.writes.transfers.wait();
+        self.tables.accounts.close();
+    }
 }
 
 impl std::fmt::Debug for HistoryStore {
@@ -213,15 +216,9 @@ impl HistoryStore {
         // Only ever scanned by range.
         let accounts = db.keyspace("account_transfers", scanned).map_err(error)?;
         check_format(&path, &db, &transfers, &ids)?;
-        let indexed_max = match accounts.get(ACCOUNTS_INDEXED_KEY).map_err(error)? {
-            None => 0,
-            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt { path: path.clone(), what: "account index mark" }
-            })?),
-        };
+        let accounts = AccountIndex::open(accounts, path.clone(), ACCOUNT_EPOCHS_PER_TIER)?;
         let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
-        let indexed_max = Arc::new(indexed_max.into());
-        let tables = TransferTables { path, db, transfers, ids, accounts, indexed_max };
+        let tables = TransferTables { path, db, transfers, ids, accounts };
         Ok(HistoryStore { tables, writes })
     }
 
@@ -382,70 +379,22 @@ impl HistoryStore {
         if filter.timestamp_min > high {
             return Ok(());
         }
-        // A run is keyed by its newest timestamp: every run holding one at or after
-        // `timestamp_min` is in this range, and runs of one account never overlap.
-        let range = account_key(filter.account_id, filter.timestamp_min)
-            ..=account_key(filter.account_id, u64::MAX);
-        let runs = self.tables.accounts.range(range);
-        let mut run: Vec<u64> = Vec::new();
-        let read_run = |guard: fjall::Guard, run: &mut Vec<u64>| -> Result<(), StoreError> {
-            let (key, gaps) = guard.into_inner().map_err(|e| self.tables.error(e))?;
-            let last = u64::from_be_bytes(
-                key.get(16..)
-                    .and_then(|k| k.try_into().ok())
-                    .ok_or_else(|| self.tables.corrupt("key"))?,
-            );
-            run.clear();
-            run.push(last);
-            let mut gaps = encoding::Reader::new(&gaps);
-            let mut ts = last;
-            while !gaps.is_done() {
-                let gap: u64 = gaps.narrow().map_err(|_| self.tables.corrupt("account run"))?;
-                ts = ts.checked_sub(gap).ok_or_else(|| self.tables.corrupt("account run"))?;
-                run.push(ts);
-            }
-            // Newest first.
-            Ok(())
-        };
-        let mut visit = |ts: u64| -> Result<bool, StoreError> {
-            if ts < filter.timestamp_min || ts > high {
-                return Ok(true);
-            }
-            // The write in flight was waited for above.
-            let cold = self
-                .at(None, ts)?
-                .ok_or_else(|| self.tables.corrupt("account entry without transfer"))?;
-            if filter.matches(&cold.transfer) {
-                out.push(cold.transfer);
-            }
-            Ok(out.len() < limit)
-        };
-        if filter.reversed {
-            for guard in runs.rev() {
-                read_run(guard, &mut run)?;
-                for &ts in &run {
-                    if !visit(ts)? {
-                        return Ok(());
-                    }
+        self.tables.accounts.read(
+            filter.account_id,
+            filter.timestamp_min,
+            high,
+            filter.reversed,
+            |ts| {
+                // The write in flight was waited for above.
+                let cold = self
+                    .at(None, ts)?
+                    .ok_or_else(|| self.tables.corrupt("account entry without transfer"))?;
+                if filter.matches(&cold.transfer) {
+                    out.push(cold.transfer);
                 }
-                if run.last().is_some_and(|&oldest| oldest <= filter.timestamp_min) {
-                    break;
-                }
-            }
-        } else {
-            for guard in runs {
-                read_run(guard, &mut run)?;
-                if run.last().is_some_and(|&oldest| oldest > high) {
-                    break;
-                }
-                for &ts in run.iter().rev() {
-                    if !visit(ts)? {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Ok(())
+                Ok(out.len() < limit)
+            },
+        )
     }
 
     /// Calls `f` with every transfer at or before `horizon`, oldest first.
@@ -538,7 +487,7 @@ impl TransferTables {
 
         // Only what the index does not hold yet: after a restart from an older checkpoint the
         // same transfers leave memory again, and their entries are already there.
-        let indexed_max = self.indexed_max.load(Ordering::Relaxed);
+        let indexed_max = self.accounts.indexed_max();
         let mut keys: Vec<(u128, u64)> = moved
             .iter()
             .filter(|c| c.transfer.timestamp > indexed_max)
@@ -547,35 +496,15 @@ impl TransferTables {
                 [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
             })
             .collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
         keys.sort_unstable();
         keys.dedup();
-        let newest = moved.last().map_or(indexed_max, |c| c.transfer.timestamp);
-        let mut ingestion = self.accounts.start_ingestion().map_err(e)?;
-        let mut gaps = Vec::new();
-        for run in keys.chunk_by(|a, b| a.0 == b.0) {
-            for part in run.chunks(ACCOUNT_RUN_ENTRIES_MAX) {
-                let (account, last) = part[part.len() - 1];
-                gaps.clear();
-                for w in part.windows(2).rev() {
-                    encoding::put_varint(&mut gaps, u128::from(w[1].1 - w[0].1));
-                }
-                ingestion.write(account_key(account, last), &gaps[..]).map_err(e)?;
-            }
-        }
-        // Last: its key sorts after every account key.
-        ingestion.write(ACCOUNTS_INDEXED_KEY, newest.to_le_bytes()).map_err(e)?;
-        ingestion.finish().map_err(e)?;
-        self.indexed_max.store(newest, Ordering::Relaxed);
-        Ok(())
+        self.accounts.append(&keys)
     }
 }
 
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
@@ -605,17 +534,6 @@ fn check_format(
     } else {
         Err(StoreError::Format { path: path.to_path_buf(), found })
     }
-}
-
-/// The key of the account index that holds its newest timestamp: 25 bytes of 0xff, after every
-/// 24-byte key, written last in each batch, so the mark and the entries become durable together.
-const ACCOUNTS_INDEXED_KEY: [u8; 25] = [0xff; 25];
-
-fn account_key(account: u128, timestamp: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(&account.to_be_bytes());
-    key[16..].copy_from_slice(&timestamp.to_be_bytes());
-    key
 }
 
 #[cfg(test)]
