@@ -37,29 +37,31 @@ pub const PINNED_LEVELS: usize = 2;
 /// (measured with perf on `huifu bench payments --memory-transfers-max`).
 pub const WORKER_THREADS: usize = 1;
 
-/// Target size of a table file, in every keyspace. Keys of the account index, the records and
-/// the lists spread over the whole key space in every batch moved out, so each new run overlaps
-/// all of the first level and compaction rewrites that level: the first level holds four tables,
+/// Target size of a table file, in every keyspace. Keys of the records (and, before they were
+/// kept in epochs, of the account index and the lists) spread over the whole key space in
+/// every batch moved out, so each new run overlaps all of the first level and compaction
+/// rewrites that level: the first level holds four tables,
 /// so with fjall's default 64 MiB tables each run of a few megabytes rewrote up to 256 MiB, with
 /// 8 MiB tables 32 MiB. That bounds that rewrite and the space a compaction in progress holds
 /// twice (about 30 disk bytes per payment less during `huifu bench payments`, same CPU time).
 pub const TABLE_BYTES: u64 = 8 << 20;
 
-/// Epochs of the account index merged into one of the next tier (see `accounts`). Each
-/// transfer's entries are written once per tier, about log(puts) / log(this) times, and a
-/// statement reads up to this many epochs per tier: with 16, a 300 M payment day (about six
-/// thousand puts) writes them four times and a statement of a long-quiet account reads at most
-/// 60 epochs (a few microseconds each).
-pub const ACCOUNT_EPOCHS_PER_TIER: usize = 16;
+/// Epochs of the account index and of the lists merged into one of the next tier (see
+/// `epochs`). Each entry is written once per tier, about log(puts) / log(this) times, and a
+/// statement or a page of a list reads up to this many epochs per tier: with 16, a 300 M
+/// payment day (about six thousand puts) writes them four times and a statement of a
+/// long-quiet account reads at most 60 epochs (a few microseconds each).
+pub const EPOCHS_PER_TIER: usize = 16;
 
-/// Timestamps in one entry of the account index (an account's transfers in one batch moved
-/// out). A statement reads whole entries, so this bounds the work of a page of a busy account
-/// (the platform's revenue account takes a leg of every payment) at a few microseconds.
-pub const ACCOUNT_RUN_ENTRIES_MAX: usize = 1_024;
+/// Items in one entry of the account index or the lists (an owner's transfers or payments in
+/// one epoch). A statement reads whole entries, so this bounds the work of a page of a busy
+/// account (the platform's revenue account takes a leg of every payment) at a few
+/// microseconds.
+pub const RUN_ENTRIES_MAX: usize = 1_024;
 
 /// Once the transfers in memory pass their bound, they are moved out down to the bound less
 /// this fraction of it (an eighth), in one put. Each put writes one sorted run per keyspace,
-/// and the id and account indexes spread every run over their whole key space, so each run
-/// overlaps all of their first level: runs of a few hundred kilobytes (a chunk of the log at a
+/// and the id index spreads every run over much of its key space, so each run overlaps much of
+/// its first level: runs of a few hundred kilobytes (a chunk of the log at a
 /// time) made compaction rewrite that level for every megabyte or two written.
 pub const EVICT_SLACK_DIVISOR: usize = 8;

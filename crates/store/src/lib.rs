@@ -26,10 +26,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-mod accounts;
 mod behind;
 pub mod constants;
 pub mod encoding;
+mod epochs;
 mod history;
 mod ids;
 mod records;
@@ -43,13 +43,13 @@ use fjall::config::{
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
-use crate::accounts::AccountIndex;
 use crate::behind::Behind;
+use crate::epochs::{EpochIndex, Item, Layout};
 use crate::records::StagedRecords;
 
 use crate::constants::{
-    ACCOUNT_EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS,
-    POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
+    EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS, POINT_BLOCK_BYTES,
+    SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +130,8 @@ pub(crate) struct TransferTables {
     /// A group of ids (16 bytes, `ids::group_key`) → its members' timestamps, as runs (see
     /// `ids`).
     ids: Keyspace,
-    /// Each account's transfers in time order, for statements (see `accounts`).
-    accounts: AccountIndex,
+    /// Each account's transfers in time order, for statements (see `epochs`).
+    accounts: EpochIndex,
 }
 
 impl Drop for HistoryStore {
@@ -216,7 +216,8 @@ impl HistoryStore {
         // Only ever scanned by range.
         let accounts = db.keyspace("account_transfers", scanned).map_err(error)?;
         check_format(&path, &db, &transfers, &ids)?;
-        let accounts = AccountIndex::open(accounts, path.clone(), ACCOUNT_EPOCHS_PER_TIER)?;
+        let accounts =
+            EpochIndex::open(accounts, path.clone(), Layout::Timestamps, EPOCHS_PER_TIER)?;
         let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
         let tables = TransferTables { path, db, transfers, ids, accounts };
         Ok(HistoryStore { tables, writes })
@@ -384,10 +385,10 @@ impl HistoryStore {
             filter.timestamp_min,
             high,
             filter.reversed,
-            |ts| {
+            |item| {
                 // The write in flight was waited for above.
                 let cold = self
-                    .at(None, ts)?
+                    .at(None, item.ts)?
                     .ok_or_else(|| self.tables.corrupt("account entry without transfer"))?;
                 if filter.matches(&cold.transfer) {
                     out.push(cold.transfer);
@@ -488,12 +489,13 @@ impl TransferTables {
         // Only what the index does not hold yet: after a restart from an older checkpoint the
         // same transfers leave memory again, and their entries are already there.
         let indexed_max = self.accounts.indexed_max();
-        let mut keys: Vec<(u128, u64)> = moved
+        let mut keys: Vec<(u128, Item)> = moved
             .iter()
             .filter(|c| c.transfer.timestamp > indexed_max)
             .flat_map(|c| {
                 let t = &c.transfer;
-                [(t.debit_account_id, t.timestamp), (t.credit_account_id, t.timestamp)]
+                let item = Item { ts: t.timestamp, ..Item::default() };
+                [(t.debit_account_id, item), (t.credit_account_id, item)]
             })
             .collect();
         keys.sort_unstable();
@@ -504,7 +506,7 @@ impl TransferTables {
 
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 7;
+pub const FORMAT: u32 = 8;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.

@@ -8,8 +8,8 @@
 //! when it was written.
 //! Reads take the machine's own position as their horizon and ignore records written later:
 //! after a restart from an older checkpoint, what the replay has not reached yet does not exist.
-//! A list entry is `list (1) ‖ owner (8) ‖ timestamp (8) ‖ id (8)`, big-endian, → `as_of`
-//! (a varint). A journal position takes 4 or 5 bytes as a varint, not 8.
+//! The lists are an index in epochs (see `epochs`), whose owner is `list ‖ owner` and whose
+//! items are (timestamp, id, as_of). A journal position takes 4 or 5 bytes as a varint, not 8.
 //!
 //! The machine decides what may be written when (see its tiering rules); the store only keeps
 //! the last write of each key.
@@ -19,14 +19,13 @@ use std::sync::Arc;
 use fjall::config::{FilterPolicy, FilterPolicyEntry};
 use fjall::Keyspace;
 
+use crate::constants::EPOCHS_PER_TIER;
 use crate::encoding::{put_varint, Reader};
+use crate::epochs::{EpochIndex, Item, Layout};
 use crate::{keyspace_options, point_read_options, HistoryStore, StoreError, Writes};
 
 /// Longest record key (without its table byte): an outcome's kind and id.
 const KEY_SIZE_MAX: usize = 17;
-
-/// Size of a list entry's key.
-const LIST_KEY_SIZE: usize = 25;
 
 /// One record to write: its table, key, journal position and payload.
 pub struct Record<'a> {
@@ -45,15 +44,9 @@ pub struct ListEntry {
     pub id: u64,
 }
 
-impl ListEntry {
-    fn key(&self) -> [u8; LIST_KEY_SIZE] {
-        let mut key = [0u8; LIST_KEY_SIZE];
-        key[0] = self.list;
-        key[1..9].copy_from_slice(&self.owner.to_be_bytes());
-        key[9..17].copy_from_slice(&self.timestamp.to_be_bytes());
-        key[17..].copy_from_slice(&self.id.to_be_bytes());
-        key
-    }
+/// A list's owner in the lists' index: the list, then its owner.
+fn list_owner(list: u8, owner: u64) -> u128 {
+    (u128::from(list) << 64) | u128::from(owner)
 }
 
 /// The records and lists of a machine, in the history store's database (so `persist` covers
@@ -62,7 +55,7 @@ pub struct RecordStore {
     store_path: std::path::PathBuf,
     /// Each table's keyspace, by table number (`None`: not a table of this machine).
     records: Vec<Option<Keyspace>>,
-    lists: Keyspace,
+    lists: EpochIndex,
     /// The store's writes in flight (see `behind`).
     writes: Arc<Writes>,
 }
@@ -91,6 +84,15 @@ impl StagedRecords {
     fn get(&self, key: &[u8]) -> Option<&[u8]> {
         let i = self.index.binary_search_by(|item| self.key(item).cmp(key)).ok()?;
         Some(self.value(&self.index[i]))
+    }
+}
+
+impl Drop for RecordStore {
+    fn drop(&mut self) {
+        // The put in flight may start a merge of the lists: it ends first, then the merge,
+        // before the database closes under them.
+        let _ = self.writes.records.wait();
+        self.lists.close();
     }
 }
 
@@ -123,6 +125,8 @@ impl RecordStore {
                 keyspace_options().filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
             })
             .map_err(|e| store.tables.error(e))?;
+        let lists =
+            EpochIndex::open(lists, store.tables.path.clone(), Layout::Listed, EPOCHS_PER_TIER)?;
         Ok(RecordStore {
             store_path: store.tables.path.clone(),
             records,
@@ -194,20 +198,22 @@ impl RecordStore {
                 }
                 ingestion.finish().map_err(e)?;
             }
-            if !staged.entries.is_empty() {
-                let mut sorted: Vec<([u8; LIST_KEY_SIZE], u64)> =
-                    staged.entries.iter().map(|(entry, as_of)| (entry.key(), *as_of)).collect();
-                sorted.sort_unstable();
-                let mut ingestion = lists.start_ingestion().map_err(e)?;
-                let mut value = Vec::with_capacity(10);
-                for (key, as_of) in sorted {
-                    value.clear();
-                    put_varint(&mut value, u128::from(as_of));
-                    ingestion.write(key, &value[..]).map_err(e)?;
-                }
-                ingestion.finish().map_err(e)?;
-            }
-            Ok(())
+            // Only what the lists do not hold yet: after a restart from an older checkpoint the
+            // same entries leave memory again. A list's timestamps are its operations' (which
+            // grow), and one operation's entries leave memory together.
+            let indexed_max = lists.indexed_max();
+            let mut sorted: Vec<(u128, Item)> = staged
+                .entries
+                .iter()
+                .filter(|(entry, _)| entry.timestamp > indexed_max)
+                .map(|&(entry, as_of)| {
+                    let item = Item { ts: entry.timestamp, id: entry.id, as_of };
+                    (list_owner(entry.list, entry.owner), item)
+                })
+                .collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            lists.append(&sorted)
         })
     }
 
@@ -279,35 +285,14 @@ impl RecordStore {
             return Ok(());
         }
         self.writes.records.wait()?;
-        let low = ListEntry { list, owner, timestamp: 0, id: 0 }.key();
-        let range = match before {
-            None => {
-                let high = ListEntry { list, owner, timestamp: u64::MAX, id: u64::MAX }.key();
-                self.lists.range(low..=high)
+        let high = before.map_or(u64::MAX, |(timestamp, _)| timestamp);
+        self.lists.read(list_owner(list, owner), 0, high, true, |item| {
+            if item.as_of > horizon || before.is_some_and(|b| (item.ts, item.id) >= b) {
+                return Ok(true);
             }
-            Some((timestamp, id)) => {
-                self.lists.range(low..ListEntry { list, owner, timestamp, id }.key())
-            }
-        };
-        for guard in range.rev() {
-            let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
-            let (as_of, rest) = self.as_of(&value)?;
-            if as_of > horizon {
-                continue;
-            }
-            if !rest.is_empty() {
-                return Err(self.corrupt("list entry with bytes after its position"));
-            }
-            let key: &[u8; LIST_KEY_SIZE] =
-                key.as_ref().try_into().map_err(|_| self.corrupt("list key"))?;
-            let timestamp = u64::from_be_bytes(key[9..17].try_into().expect("8 bytes"));
-            let id = u64::from_be_bytes(key[17..].try_into().expect("8 bytes"));
-            out.push((timestamp, id));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(())
+            out.push((item.ts, item.id));
+            Ok(out.len() < limit)
+        })
     }
 }
 
@@ -347,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn a_position_cut_short_or_a_list_entry_with_more_after_it_is_refused() {
+    fn a_position_cut_short_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let history = HistoryStore::open(dir.path()).unwrap();
         let store = RecordStore::open(&history, &[1]).unwrap();
@@ -358,13 +343,6 @@ mod tests {
         let key = 7u64.to_be_bytes();
         store.table(1).unwrap().insert(key, [0x80u8]).unwrap();
         corrupt(store.get(1, &key, 10).map(drop), "record without position");
-        let entry = ListEntry { list: 1, owner: 2, timestamp: 3, id: 4 };
-        store.lists.insert(entry.key(), [5u8, 0]).unwrap();
-        let mut page = Vec::new();
-        corrupt(
-            store.list(1, 2, None, 10, 10, &mut page),
-            "list entry with bytes after its position",
-        );
     }
 
     #[test]
@@ -398,6 +376,71 @@ mod tests {
         let mut seen = Vec::new();
         store.scan(3, 10, |k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
         assert_eq!(seen, [(key.to_vec(), b"three".to_vec())]);
+    }
+
+    #[test]
+    fn lists_agree_with_a_plain_list_across_merges_a_replayed_put_and_reopening() {
+        // 40 puts (merged into a tier above after 16) of ten payments each, listed under their
+        // merchant (1 to 3) and their user (1 to 7), each put at its own journal position.
+        let entries: Vec<Vec<(ListEntry, u64)>> = (0..40u64)
+            .map(|p| {
+                (p * 10..p * 10 + 10)
+                    .flat_map(|i| {
+                        let (timestamp, id) = (1_000 + i * 5, 10_000 - i * 3);
+                        [
+                            (ListEntry { list: 0, owner: 1 + i % 3, timestamp, id }, p * 10),
+                            (ListEntry { list: 1, owner: 1 + i % 7, timestamp, id }, p * 10),
+                        ]
+                    })
+                    .collect()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let check = |store: &RecordStore| {
+            for (list, owner, before, horizon, limit) in [
+                (0, 1, None, 400, 1_000),
+                (0, 2, None, 400, 7),
+                (1, 5, Some((2_000, 0)), 400, 1_000),
+                (1, 5, Some((1_300, 10_000 - 60)), 400, 3),
+                (0, 3, None, 155, 1_000),
+                (0, 9, None, 400, 10),
+            ] {
+                let mut expected: Vec<(u64, u64)> = entries
+                    .concat()
+                    .iter()
+                    .filter(|(e, as_of)| {
+                        e.list == list
+                            && e.owner == owner
+                            && *as_of <= horizon
+                            && before.is_none_or(|b| (e.timestamp, e.id) < b)
+                    })
+                    .map(|(e, _)| (e.timestamp, e.id))
+                    .collect();
+                expected.reverse();
+                expected.truncate(limit);
+                let mut out = Vec::new();
+                store.list(list, owner, before, horizon, limit, &mut out).unwrap();
+                assert_eq!(out, expected, "list {list} owner {owner} before {before:?}");
+            }
+        };
+        {
+            let history = HistoryStore::open(dir.path()).unwrap();
+            let store = RecordStore::open(&history, &[1]).unwrap();
+            for (p, put) in entries.iter().enumerate() {
+                store.put(&[], put).unwrap();
+                if p == 30 {
+                    // Moved out again, as after a restart from an older checkpoint.
+                    store.put(&[], &entries[29]).unwrap();
+                }
+            }
+            store.writes.records.wait().unwrap();
+            store.lists.settle().unwrap();
+            check(&store);
+            history.persist().unwrap();
+        }
+        let history = HistoryStore::open(dir.path()).unwrap();
+        let store = RecordStore::open(&history, &[1]).unwrap();
+        check(&store);
     }
 
     #[test]

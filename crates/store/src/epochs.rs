@@ -1,26 +1,30 @@
-//! The account index: each account's transfers in time order, for statements.
+//! Indexes of what each owner did in time order, kept in epochs: the account index (each
+//! account's transfers, for statements) and the payment lists (each merchant's and each user's
+//! payments).
 //!
-//! Every put of transfers touches accounts all over the key space, so an index keyed by
-//! account alone had each put's run overlap everything stored, and leveled compaction wrote
-//! each byte about ten times (a third of all the store wrote). Here the index is kept in
+//! Every put touches owners all over the key space, so an index keyed by owner alone had each
+//! put's run overlap everything stored, and leveled compaction wrote each byte about ten times
+//! (the account index alone was a third of all the store wrote). Here an index is kept in
 //! *epochs*, the way an LSM-tree keeps runs, but with keys that make fjall move tables instead
 //! of merging them:
 //!
 //! - Each put's entries are one epoch, whose number starts every key. Numbers only grow, so a
 //!   put lands past every table stored and fjall moves its tables down without rewriting them.
 //! - Once `per_tier` epochs of one tier exist, a thread of their own merges them into one epoch
-//!   of the next tier (an account's runs from all of them joined into longer ones), then drops
+//!   of the next tier (an owner's runs from all of them joined into longer ones), then drops
 //!   their tables whole. Like a counter in base `per_tier`: each entry is written once per
-//!   tier, about log(puts) / log(`ACCOUNT_EPOCHS_PER_TIER`) times, and a statement reads at
-//!   most that many epochs per tier.
+//!   tier, about log(puts) / log(`EPOCHS_PER_TIER`) times, and a read of an owner's entries
+//!   looks at most that many epochs per tier.
 //!
-//! Keys, big-endian: epoch (4) ‖ account (16) ‖ the run's newest timestamp (8) → the run's
-//! older timestamps as varint gaps going back (at most `ACCOUNT_RUN_ENTRIES_MAX` timestamps a
-//! run). The last key of an epoch is its mark, epoch (4) ‖ 0xff × 16 (no account has that id):
-//! its tier, its oldest and newest timestamps and the epochs it replaces, written in the same
-//! ingestion as its entries, so an epoch exists whole or not at all. At open, the marks tell
-//! which epochs are live: a merge that stopped between writing its epoch and dropping its
-//! inputs is finished then.
+//! Keys, big-endian: epoch (4) ‖ owner (16) ‖ the run's newest timestamp (8) → the run's items
+//! going back from the newest, as varints (at most `RUN_ENTRIES_MAX` items a run): each older
+//! item's gap in time to the one after it, and in the lists' layout each item's id and journal
+//! position as differences from the item after it (zigzag; the newest's as they are). The last
+//! key of an epoch is its mark, epoch (4) ‖ 0xff × 16 (no account has that id, and a list's
+//! owner is its list byte ‖ owner, so never that either): its tier, its oldest and newest
+//! timestamps and the epochs it replaces, written in the same ingestion as its entries, so an
+//! epoch exists whole or not at all. At open, the marks tell which epochs are live: a merge
+//! that stopped between writing its epoch and dropping its inputs is finished then.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use fjall::{AbstractTree, Keyspace};
 
 use crate::behind::Behind;
-use crate::constants::ACCOUNT_RUN_ENTRIES_MAX;
+use crate::constants::RUN_ENTRIES_MAX;
 use crate::encoding::{put_varint, Reader};
 use crate::StoreError;
 
@@ -39,8 +43,26 @@ const ENTRY_KEY_SIZE: usize = 28;
 /// Size of a mark's key.
 const MARK_KEY_SIZE: usize = 20;
 
-/// Accounts a merge writes between two looks at whether the store is closing.
-const MERGE_STOP_CHECK_ACCOUNTS: usize = 4_096;
+/// Owners a merge writes between two looks at whether the store is closing.
+const MERGE_STOP_CHECK_OWNERS: usize = 4_096;
+
+/// One entry of an owner: a timestamp, and in the lists' layout the id listed and the journal
+/// position it was written at (0 in the account index's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Item {
+    pub(crate) ts: u64,
+    pub(crate) id: u64,
+    pub(crate) as_of: u64,
+}
+
+/// What an index's items hold beside their timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Timestamps alone (the account index).
+    Timestamps,
+    /// Timestamp, id and journal position (the lists).
+    Listed,
+}
 
 /// One sorted run of the index: what one put indexed (tier 0), or `per_tier` epochs of the
 /// tier below, merged.
@@ -117,11 +139,12 @@ impl Drop for Merges {
     }
 }
 
-/// The account index (see the module's documentation). Cloned handles share one state.
+/// An index in epochs (see the module's documentation). Cloned handles share one state.
 #[derive(Clone)]
-pub(crate) struct AccountIndex {
+pub(crate) struct EpochIndex {
     keyspace: Keyspace,
     path: PathBuf,
+    layout: Layout,
     per_tier: usize,
     state: Arc<State>,
     merges: Arc<Merges>,
@@ -131,14 +154,14 @@ pub(crate) struct AccountIndex {
 fn take_number(epochs: &mut (Vec<Epoch>, u32)) -> u32 {
     let number = epochs.1;
     // Four billion puts: a thousand years of a put a second.
-    epochs.1 = number.checked_add(1).expect("account index epoch numbers run out");
+    epochs.1 = number.checked_add(1).expect("index epoch numbers run out");
     number
 }
 
-fn entry_key(epoch: u32, account: u128, timestamp: u64) -> [u8; ENTRY_KEY_SIZE] {
+fn entry_key(epoch: u32, owner: u128, timestamp: u64) -> [u8; ENTRY_KEY_SIZE] {
     let mut key = [0u8; ENTRY_KEY_SIZE];
     key[..4].copy_from_slice(&epoch.to_be_bytes());
-    key[4..20].copy_from_slice(&account.to_be_bytes());
+    key[4..20].copy_from_slice(&owner.to_be_bytes());
     key[20..].copy_from_slice(&timestamp.to_be_bytes());
     key
 }
@@ -149,40 +172,88 @@ fn mark_key(epoch: u32) -> [u8; MARK_KEY_SIZE] {
     key
 }
 
-/// The gaps going back from the newest of `run` (oldest first) to each older one.
-fn encode_run(run: &[u64], gaps: &mut Vec<u8>) {
-    gaps.clear();
-    for w in run.windows(2).rev() {
-        put_varint(gaps, u128::from(w[1] - w[0]));
+/// Whether `run` (of one owner, oldest first) is full and ends here, `next` being the owner's
+/// next item (if any): a run ends at `RUN_ENTRIES_MAX` items, but never between two items of
+/// the same timestamp, so that no two runs of an owner have the same key.
+fn run_ends(run: &[Item], next: Option<&Item>) -> bool {
+    match (run.last(), next) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(last), Some(next)) => run.len() >= RUN_ENTRIES_MAX && next.ts != last.ts,
     }
 }
 
-/// A run's timestamps, newest first, into `out`; `None` if it is not one.
-fn decode_run(key: &[u8], gaps: &[u8], out: &mut Vec<u64>) -> Option<()> {
+fn zigzag(newer: u64, older: u64) -> u128 {
+    let d = i128::from(older) - i128::from(newer);
+    ((d << 1) ^ (d >> 127)) as u128
+}
+
+fn unzigzag(newer: u64, z: u128) -> Option<u64> {
+    let d = (z >> 1) as i128 ^ -((z & 1) as i128);
+    u64::try_from(i128::from(newer) + d).ok()
+}
+
+/// `run` (oldest first) as its value: going back from the newest, each item's gap in time to
+/// the one after it, and in the lists' layout its id and journal position.
+fn encode_run(layout: Layout, run: &[Item], out: &mut Vec<u8>) {
+    out.clear();
+    let mut newer: Option<&Item> = None;
+    for item in run.iter().rev() {
+        if let Some(n) = newer {
+            put_varint(out, u128::from(n.ts - item.ts));
+        }
+        if layout == Layout::Listed {
+            match newer {
+                None => {
+                    put_varint(out, u128::from(item.id));
+                    put_varint(out, u128::from(item.as_of));
+                }
+                Some(n) => {
+                    put_varint(out, zigzag(n.id, item.id));
+                    put_varint(out, zigzag(n.as_of, item.as_of));
+                }
+            }
+        }
+        newer = Some(item);
+    }
+}
+
+/// A run's items, newest first, into `out`; `None` if it is not one.
+fn decode_run(layout: Layout, key: &[u8], value: &[u8], out: &mut Vec<Item>) -> Option<()> {
     let newest = u64::from_be_bytes(key.get(20..)?.try_into().ok()?);
     out.clear();
-    out.push(newest);
-    let mut gaps = Reader::new(gaps);
-    let mut ts = newest;
-    while !gaps.is_done() {
-        ts = ts.checked_sub(gaps.narrow().ok()?)?;
-        out.push(ts);
+    let mut r = Reader::new(value);
+    let mut item = Item { ts: newest, id: 0, as_of: 0 };
+    if layout == Layout::Listed {
+        item.id = r.narrow().ok()?;
+        item.as_of = r.narrow().ok()?;
+    }
+    out.push(item);
+    while !r.is_done() {
+        let newer = item;
+        item.ts = newer.ts.checked_sub(r.narrow().ok()?)?;
+        if layout == Layout::Listed {
+            item.id = unzigzag(newer.id, r.narrow().ok()?)?;
+            item.as_of = unzigzag(newer.as_of, r.narrow().ok()?)?;
+        }
+        out.push(item);
     }
     Some(())
 }
 
-fn account_of(key: &[u8]) -> Option<u128> {
+fn owner_of(key: &[u8]) -> Option<u128> {
     Some(u128::from_be_bytes(key.get(4..20)?.try_into().ok()?))
 }
 
-impl AccountIndex {
-    /// Opens the index in `keyspace`, finishing a merge that stopped half way; `per_tier`
-    /// epochs of a tier are merged into one of the next.
+impl EpochIndex {
+    /// Opens the index in `keyspace`, of `layout`, finishing a merge that stopped half way;
+    /// `per_tier` epochs of a tier are merged into one of the next.
     pub(crate) fn open(
         keyspace: Keyspace,
         path: PathBuf,
+        layout: Layout,
         per_tier: usize,
-    ) -> Result<AccountIndex, StoreError> {
+    ) -> Result<EpochIndex, StoreError> {
         assert!(per_tier >= 2, "merging fewer than two epochs gains nothing");
         let error = |cause| StoreError::Fjall { path: path.clone(), cause };
         // Every epoch's mark, found by seeking from one epoch's number to the next.
@@ -192,17 +263,16 @@ impl AccountIndex {
         let mut next = 0;
         while let Some(guard) = keyspace.range(from.to_be_bytes()..).next() {
             let key = guard.key().map_err(error)?;
-            let number =
-                u32::from_be_bytes(key.get(..4).and_then(|k| k.try_into().ok()).ok_or(
-                    StoreError::Corrupt { path: path.clone(), what: "account index key" },
-                )?);
+            let number = u32::from_be_bytes(
+                key.get(..4)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or(StoreError::Corrupt { path: path.clone(), what: "index key" })?,
+            );
             match keyspace.get(mark_key(number)).map_err(error)? {
-                Some(mark) => {
-                    marks.push(Epoch::decode(number, &mark).ok_or(StoreError::Corrupt {
-                        path: path.clone(),
-                        what: "account index mark",
-                    })?)
-                }
+                Some(mark) => marks.push(
+                    Epoch::decode(number, &mark)
+                        .ok_or(StoreError::Corrupt { path: path.clone(), what: "index mark" })?,
+                ),
                 // Left of an epoch whose tables were dropped but one (tables are dropped
                 // whole, and one can reach into the next epoch's keys only if fjall merged
                 // two epochs' tables): dropped again below.
@@ -228,7 +298,7 @@ impl AccountIndex {
             .collect();
         live.sort_by_key(|e| e.oldest);
         if live.windows(2).any(|w| w[0].newest >= w[1].oldest) {
-            return Err(StoreError::Corrupt { path, what: "account index epochs overlap" });
+            return Err(StoreError::Corrupt { path, what: "index epochs overlap" });
         }
         let state = Arc::new(State {
             epochs: Mutex::new((live, next)),
@@ -236,7 +306,7 @@ impl AccountIndex {
             stop: AtomicBool::new(false),
         });
         let merges = Arc::new(Merges { behind: Behind::new(), state: Arc::clone(&state) });
-        let index = AccountIndex { keyspace, path, per_tier, state, merges };
+        let index = EpochIndex { keyspace, path, layout, per_tier, state, merges };
         // Every number that is not live is dead: its tables go.
         if !unmarked.is_empty() || marks.len() > index.state.epochs().0.len() {
             let mut numbers: Vec<u32> = index.state.epochs().0.iter().map(|e| e.number).collect();
@@ -265,27 +335,30 @@ impl AccountIndex {
         self.state.epochs().0.iter().map(|e| e.newest).max().unwrap_or(0)
     }
 
-    /// Writes `keys` ((account, timestamp), sorted, each once, every timestamp past
-    /// `indexed_max`) as a new epoch, then starts a merge if one is due and none is running.
-    /// Returns the error of a merge that failed since the last call.
-    pub(crate) fn append(&self, keys: &[(u128, u64)]) -> Result<(), StoreError> {
+    /// Writes `entries` ((owner, item), sorted, each once, every timestamp past `indexed_max`)
+    /// as a new epoch, then starts a merge if one is due and none is running. Returns the error
+    /// of a merge that failed since the last call.
+    pub(crate) fn append(&self, entries: &[(u128, Item)]) -> Result<(), StoreError> {
         let (Some(oldest), Some(newest)) =
-            (keys.iter().map(|k| k.1).min(), keys.iter().map(|k| k.1).max())
+            (entries.iter().map(|e| e.1.ts).min(), entries.iter().map(|e| e.1.ts).max())
         else {
             return Ok(());
         };
         let number = self.take_number();
         let epoch = Epoch { number, tier: 0, oldest, newest, replaces: Vec::new() };
         let mut ingestion = self.keyspace.start_ingestion().map_err(|e| self.error(e))?;
-        let mut gaps = Vec::new();
-        let mut run = Vec::with_capacity(ACCOUNT_RUN_ENTRIES_MAX);
-        for account in keys.chunk_by(|a, b| a.0 == b.0) {
-            for part in account.chunks(ACCOUNT_RUN_ENTRIES_MAX) {
-                run.clear();
-                run.extend(part.iter().map(|k| k.1));
-                encode_run(&run, &mut gaps);
-                let key = entry_key(number, part[0].0, run[run.len() - 1]);
-                ingestion.write(key, &gaps[..]).map_err(|e| self.error(e))?;
+        let mut value = Vec::new();
+        let mut run: Vec<Item> = Vec::with_capacity(RUN_ENTRIES_MAX);
+        for owner in entries.chunk_by(|a, b| a.0 == b.0) {
+            run.clear();
+            for (i, &(_, item)) in owner.iter().enumerate() {
+                run.push(item);
+                if run_ends(&run, owner.get(i + 1).map(|e| &e.1)) {
+                    encode_run(self.layout, &run, &mut value);
+                    let key = entry_key(number, owner[0].0, item.ts);
+                    ingestion.write(key, &value[..]).map_err(|e| self.error(e))?;
+                    run.clear();
+                }
             }
         }
         let mut mark = Vec::new();
@@ -320,9 +393,9 @@ impl AccountIndex {
             (take_number(&mut epochs), inputs)
         };
         let index = self.without_merges();
-        self.merges.behind.start("account index merge", inputs.len(), inputs, move |inputs| {
-            index.merge(number, inputs)
-        })
+        self.merges
+            .behind
+            .start("index merge", inputs.len(), inputs, move |inputs| index.merge(number, inputs))
     }
 
     /// A handle for the merge thread: everything but the merges in flight, which only the
@@ -331,6 +404,7 @@ impl AccountIndex {
         MergeHandle {
             keyspace: self.keyspace.clone(),
             path: self.path.clone(),
+            layout: self.layout,
             state: Arc::clone(&self.state),
         }
     }
@@ -355,15 +429,15 @@ impl AccountIndex {
         }
     }
 
-    /// Calls `visit` with the timestamps of `account`'s transfers between `low` and `high`,
+    /// Calls `visit` with `owner`'s items whose timestamps are between `low` and `high`,
     /// oldest first, or newest first when `reversed`, until it returns `false`.
     pub(crate) fn read(
         &self,
-        account: u128,
+        owner: u128,
         low: u64,
         high: u64,
         reversed: bool,
-        mut visit: impl FnMut(u64) -> Result<bool, StoreError>,
+        mut visit: impl FnMut(Item) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let _reading = self.state.reading.read().unwrap_or_else(PoisonError::into_inner);
         let mut epochs: Vec<u32> = self
@@ -377,42 +451,42 @@ impl AccountIndex {
         if reversed {
             epochs.reverse();
         }
-        let mut run: Vec<u64> = Vec::new();
+        let mut run: Vec<Item> = Vec::new();
         for number in epochs {
             // A run is keyed by its newest timestamp: every run holding one at or after `low`
-            // is in this range, and runs of one account never overlap.
-            let range = entry_key(number, account, low)..=entry_key(number, account, u64::MAX);
+            // is in this range, and runs of one owner never overlap.
+            let range = entry_key(number, owner, low)..=entry_key(number, owner, u64::MAX);
             let runs = self.keyspace.range(range);
-            let read_run = |guard: fjall::Guard, run: &mut Vec<u64>| {
-                let (key, gaps) = guard.into_inner().map_err(|e| self.error(e))?;
-                decode_run(&key, &gaps, run).ok_or_else(|| self.corrupt("account run"))
+            let read_run = |guard: fjall::Guard, run: &mut Vec<Item>| {
+                let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
+                decode_run(self.layout, &key, &value, run).ok_or_else(|| self.corrupt("index run"))
             };
-            let mut in_range = |ts: u64| -> Result<bool, StoreError> {
-                if ts < low || ts > high {
+            let mut in_range = |item: Item| -> Result<bool, StoreError> {
+                if item.ts < low || item.ts > high {
                     return Ok(true);
                 }
-                visit(ts)
+                visit(item)
             };
             if reversed {
                 for guard in runs.rev() {
                     read_run(guard, &mut run)?;
-                    for &ts in &run {
-                        if !in_range(ts)? {
+                    for &item in &run {
+                        if !in_range(item)? {
                             return Ok(());
                         }
                     }
-                    if run.last().is_some_and(|&oldest| oldest <= low) {
+                    if run.last().is_some_and(|oldest| oldest.ts <= low) {
                         return Ok(());
                     }
                 }
             } else {
                 for guard in runs {
                     read_run(guard, &mut run)?;
-                    if run.last().is_some_and(|&oldest| oldest > high) {
+                    if run.last().is_some_and(|oldest| oldest.ts > high) {
                         return Ok(());
                     }
-                    for &ts in run.iter().rev() {
-                        if !in_range(ts)? {
+                    for &item in run.iter().rev() {
+                        if !in_range(item)? {
                             return Ok(());
                         }
                     }
@@ -429,10 +503,11 @@ impl AccountIndex {
     }
 }
 
-/// What a merge works with (see `AccountIndex::without_merges`).
+/// What a merge works with (see `EpochIndex::without_merges`).
 struct MergeHandle {
     keyspace: Keyspace,
     path: PathBuf,
+    layout: Layout,
     state: Arc<State>,
 }
 
@@ -477,10 +552,10 @@ impl MergeHandle {
                     // The mark ends the epoch.
                     None
                 } else if key.len() == ENTRY_KEY_SIZE {
-                    let account = account_of(&key).expect("28 bytes");
-                    Some((account, key, value))
+                    let owner = owner_of(&key).expect("28 bytes");
+                    Some((owner, key, value))
                 } else {
-                    return Err(self.corrupt("account index key"));
+                    return Err(self.corrupt("index key"));
                 }
             }
         };
@@ -514,39 +589,38 @@ impl MergeHandle {
             cursors.push(cursor);
         }
         let mut ingestion = self.keyspace.start_ingestion().map_err(|e| self.error(e))?;
-        let (mut run, mut joined, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
-        let mut flush = |account: u128, joined: &mut Vec<u64>| -> Result<(), StoreError> {
-            encode_run(joined, &mut gaps);
-            let key = entry_key(number, account, joined[joined.len() - 1]);
-            ingestion.write(key, &gaps[..]).map_err(|e| self.error(e))?;
+        let (mut run, mut joined, mut value) = (Vec::new(), Vec::new(), Vec::new());
+        let mut flush = |owner: u128, joined: &mut Vec<Item>| -> Result<(), StoreError> {
+            encode_run(self.layout, joined, &mut value);
+            let key = entry_key(number, owner, joined[joined.len() - 1].ts);
+            ingestion.write(key, &value[..]).map_err(|e| self.error(e))?;
             joined.clear();
             Ok(())
         };
-        let mut accounts = 0;
-        // The smallest account at the cursors' heads, each time: its runs, from the oldest
-        // epoch to the newest, are its transfers in time order.
-        while let Some(account) = cursors.iter().filter_map(|c| c.head.as_ref().map(|h| h.0)).min()
-        {
+        let mut owners = 0;
+        // The smallest owner at the cursors' heads, each time: its runs, from the oldest epoch
+        // to the newest, are its items in time order.
+        while let Some(owner) = cursors.iter().filter_map(|c| c.head.as_ref().map(|h| h.0)).min() {
             for cursor in &mut cursors {
-                while let Some((key, gaps)) =
-                    cursor.head.as_ref().filter(|h| h.0 == account).map(|h| (&h.1, &h.2))
+                while let Some((key, stored)) =
+                    cursor.head.as_ref().filter(|h| h.0 == owner).map(|h| (&h.1, &h.2))
                 {
-                    decode_run(key, gaps, &mut run).ok_or_else(|| self.corrupt("account run"))?;
-                    for &ts in run.iter().rev() {
-                        joined.push(ts);
-                        if joined.len() == ACCOUNT_RUN_ENTRIES_MAX {
-                            flush(account, &mut joined)?;
+                    decode_run(self.layout, key, stored, &mut run)
+                        .ok_or_else(|| self.corrupt("index run"))?;
+                    for &item in run.iter().rev() {
+                        if run_ends(&joined, Some(&item)) {
+                            flush(owner, &mut joined)?;
                         }
+                        joined.push(item);
                     }
                     self.advance(cursor)?;
                 }
             }
             if !joined.is_empty() {
-                flush(account, &mut joined)?;
+                flush(owner, &mut joined)?;
             }
-            accounts += 1;
-            if accounts % MERGE_STOP_CHECK_ACCOUNTS == 0 && self.state.stop.load(Ordering::Relaxed)
-            {
+            owners += 1;
+            if owners % MERGE_STOP_CHECK_OWNERS == 0 && self.state.stop.load(Ordering::Relaxed) {
                 // The store is closing: the ingestion is let go unfinished.
                 return Ok(None);
             }
@@ -558,9 +632,9 @@ impl MergeHandle {
         tracing::debug!(
             tier = epoch.tier,
             epochs = inputs.len(),
-            accounts,
+            owners,
             ms = started.elapsed().as_millis() as u64,
-            "account index epochs merged"
+            "index epochs merged"
         );
         Ok(Some(epoch))
     }
@@ -606,10 +680,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn open(dir: &Path, per_tier: usize) -> (fjall::Database, AccountIndex) {
+    fn open(dir: &Path, per_tier: usize) -> (fjall::Database, EpochIndex) {
         let db = fjall::Database::builder(dir).open().unwrap();
         let keyspace = db.keyspace("account_transfers", crate::keyspace_options).unwrap();
-        let index = AccountIndex::open(keyspace, dir.to_path_buf(), per_tier).unwrap();
+        let index =
+            EpochIndex::open(keyspace, dir.to_path_buf(), Layout::Timestamps, per_tier).unwrap();
         (db, index)
     }
 
@@ -631,18 +706,22 @@ mod tests {
             .collect()
     }
 
-    fn read(index: &AccountIndex, account: u128, low: u64, high: u64, rev: bool) -> Vec<u64> {
+    fn items(keys: &[(u128, u64)]) -> Vec<(u128, Item)> {
+        keys.iter().map(|&(a, ts)| (a, Item { ts, ..Item::default() })).collect()
+    }
+
+    fn read(index: &EpochIndex, account: u128, low: u64, high: u64, rev: bool) -> Vec<u64> {
         let mut out = Vec::new();
         index
-            .read(account, low, high, rev, |ts| {
-                out.push(ts);
+            .read(account, low, high, rev, |item| {
+                out.push(item.ts);
                 Ok(out.len() < 5_000)
             })
             .unwrap();
         out
     }
 
-    fn check(index: &AccountIndex, all: &[(u128, u64)]) {
+    fn check(index: &EpochIndex, all: &[(u128, u64)]) {
         for (account, low, high) in [
             (1, 0, u64::MAX),
             (1, 1_000, 20_000),
@@ -675,7 +754,7 @@ mod tests {
         let (db, index) = open(dir.path(), 3);
         let puts = puts(23);
         for keys in &puts {
-            index.append(keys).unwrap();
+            index.append(&items(keys)).unwrap();
         }
         index.settle().unwrap();
         // 23 in base 3 is 212: two epochs of tier 2, one of tier 1, two of tier 0.
@@ -717,7 +796,7 @@ mod tests {
     }
 
     /// The epoch numbers of the keys stored.
-    fn stored(index: &AccountIndex) -> Vec<u32> {
+    fn stored(index: &EpochIndex) -> Vec<u32> {
         let mut numbers: Vec<u32> = index
             .keyspace
             .iter()
@@ -734,7 +813,7 @@ mod tests {
         let (db, index) = open(dir.path(), 100);
         let puts = puts(4);
         for keys in &puts {
-            index.append(keys).unwrap();
+            index.append(&items(keys)).unwrap();
         }
         let inputs = index.state.epochs().0.clone();
         // Written, but the process dies before it is made live and its inputs dropped.
@@ -754,13 +833,13 @@ mod tests {
         // as the store closes: nothing of it is written, and its inputs stay.
         let many: Vec<Vec<(u128, u64)>> = (0..2u64)
             .map(|p| {
-                (0..2 * MERGE_STOP_CHECK_ACCOUNTS as u64)
+                (0..2 * MERGE_STOP_CHECK_OWNERS as u64)
                     .map(|a| (u128::from(a) + 1_000, 1_000_000 + p * 100_000 + a))
                     .collect()
             })
             .collect();
         for keys in &many {
-            index.append(keys).unwrap();
+            index.append(&items(keys)).unwrap();
         }
         let before = index.epochs();
         let tail = index.state.epochs().0[2..].to_vec();
@@ -770,6 +849,39 @@ mod tests {
         let (_db, index) = open(dir.path(), 100);
         assert_eq!(index.epochs(), before);
         check(&index, &[all, many.concat()].concat());
+    }
+
+    #[test]
+    fn runs_round_trip_in_both_layouts_and_refuse_what_is_not_one() {
+        let run = [
+            Item { ts: 5, id: 900, as_of: 40 },
+            Item { ts: 9, id: 3, as_of: 40 },
+            Item { ts: 9, id: 7, as_of: 41 },
+            Item { ts: 1 << 40, id: u64::MAX, as_of: 39 },
+        ];
+        let key = entry_key(3, 77, run[3].ts);
+        let mut value = Vec::new();
+        let mut back = Vec::new();
+        encode_run(Layout::Listed, &run, &mut value);
+        decode_run(Layout::Listed, &key, &value, &mut back).unwrap();
+        assert_eq!(back.iter().rev().copied().collect::<Vec<_>>(), run);
+        // Cut short, or with a gap past the first timestamp.
+        assert_eq!(decode_run(Layout::Listed, &key, &value[..value.len() - 1], &mut back), None);
+        let mut past = value.clone();
+        past.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0]);
+        assert_eq!(decode_run(Layout::Listed, &key, &past, &mut back), None);
+        let times: Vec<Item> = run.iter().map(|i| Item { ts: i.ts, ..Item::default() }).collect();
+        encode_run(Layout::Timestamps, &times, &mut value);
+        decode_run(Layout::Timestamps, &key, &value, &mut back).unwrap();
+        assert_eq!(back.iter().rev().copied().collect::<Vec<_>>(), times);
+        // Three gaps and nothing else: 2^40 - 9 (six bytes), 0 and 4.
+        assert_eq!(value.len(), 8);
+        // A run ends at the bound, but not between two items of one timestamp.
+        let full = vec![Item { ts: 1, ..Item::default() }; RUN_ENTRIES_MAX];
+        assert!(!run_ends(&full, Some(&Item { ts: 1, ..Item::default() })));
+        assert!(run_ends(&full, Some(&Item { ts: 2, ..Item::default() })));
+        assert!(run_ends(&full[..1], None));
+        assert!(!run_ends(&full[..1], Some(&Item { ts: 2, ..Item::default() })));
     }
 
     #[test]
