@@ -142,11 +142,8 @@ impl Drop for Merges {
 /// An index in epochs (see the module's documentation). Cloned handles share one state.
 #[derive(Clone)]
 pub(crate) struct EpochIndex {
-    keyspace: Keyspace,
-    path: PathBuf,
-    layout: Layout,
+    handle: Handle,
     per_tier: usize,
-    state: Arc<State>,
     merges: Arc<Merges>,
 }
 
@@ -278,11 +275,10 @@ impl EpochIndex {
                 // two epochs' tables): dropped again below.
                 None => unmarked.push(number),
             }
-            next = number + 1;
-            match number.checked_add(1) {
-                Some(n) => from = n,
-                None => break,
-            }
+            (from, next) = number.checked_add(1).map(|n| (n, n)).ok_or(StoreError::Corrupt {
+                path: path.clone(),
+                what: "index epoch numbers run out",
+            })?;
         }
         // Dead: what a mark says it replaces, and what a higher tier's epoch covers (an input
         // whose tables could not be dropped whole, once the epoch it went into was merged
@@ -306,33 +302,28 @@ impl EpochIndex {
             stop: AtomicBool::new(false),
         });
         let merges = Arc::new(Merges { behind: Behind::new(), state: Arc::clone(&state) });
-        let index = EpochIndex { keyspace, path, layout, per_tier, state, merges };
+        let handle = Handle { keyspace, path, layout, state };
+        let index = EpochIndex { handle, per_tier, merges };
         // Every number that is not live is dead: its tables go.
-        if !unmarked.is_empty() || marks.len() > index.state.epochs().0.len() {
-            let mut numbers: Vec<u32> = index.state.epochs().0.iter().map(|e| e.number).collect();
+        if !unmarked.is_empty() || marks.len() > index.handle.state.epochs().0.len() {
+            let mut numbers: Vec<u32> =
+                index.handle.state.epochs().0.iter().map(|e| e.number).collect();
             numbers.sort_unstable();
             let mut low = 0;
             for &n in &numbers {
-                index.without_merges().drop_numbers(low, Some(n))?;
+                index.handle.drop_numbers(low, Some(n))?;
                 low = n + 1;
             }
-            index.without_merges().drop_numbers(low, None)?;
+            index.handle.drop_numbers(low, None)?;
         }
         Ok(index)
-    }
-
-    fn error(&self, cause: fjall::Error) -> StoreError {
-        StoreError::Fjall { path: self.path.clone(), cause }
-    }
-
-    fn corrupt(&self, what: &'static str) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), what }
     }
 
     /// The newest timestamp indexed (0 for none): a batch moved out again after a restart from
     /// an older checkpoint is indexed only past it, so epochs never overlap.
     pub(crate) fn indexed_max(&self) -> u64 {
-        self.state.epochs().0.iter().map(|e| e.newest).max().unwrap_or(0)
+        // The live epochs are oldest first and do not overlap.
+        self.handle.state.epochs().0.last().map_or(0, |e| e.newest)
     }
 
     /// Writes `entries` ((owner, item), sorted, each once, every timestamp past `indexed_max`)
@@ -346,43 +337,37 @@ impl EpochIndex {
         };
         let number = self.take_number();
         let epoch = Epoch { number, tier: 0, oldest, newest, replaces: Vec::new() };
-        let mut ingestion = self.keyspace.start_ingestion().map_err(|e| self.error(e))?;
-        let mut value = Vec::new();
-        let mut run: Vec<Item> = Vec::with_capacity(RUN_ENTRIES_MAX);
-        for owner in entries.chunk_by(|a, b| a.0 == b.0) {
-            run.clear();
-            for (i, &(_, item)) in owner.iter().enumerate() {
-                run.push(item);
-                if run_ends(&run, owner.get(i + 1).map(|e| &e.1)) {
-                    encode_run(self.layout, &run, &mut value);
-                    let key = entry_key(number, owner[0].0, item.ts);
-                    ingestion.write(key, &value[..]).map_err(|e| self.error(e))?;
-                    run.clear();
+        self.handle.write_epoch(&epoch, |write_run| {
+            let mut run: Vec<Item> = Vec::with_capacity(RUN_ENTRIES_MAX);
+            for owner in entries.chunk_by(|a, b| a.0 == b.0) {
+                for (i, &(_, item)) in owner.iter().enumerate() {
+                    run.push(item);
+                    if run_ends(&run, owner.get(i + 1).map(|e| &e.1)) {
+                        write_run(owner[0].0, &mut run)?;
+                    }
                 }
             }
-        }
-        let mut mark = Vec::new();
-        epoch.encode(&mut mark);
-        ingestion.write(mark_key(number), mark).map_err(|e| self.error(e))?;
-        ingestion.finish().map_err(|e| self.error(e))?;
-        self.state.epochs().0.push(epoch);
+            Ok(true)
+        })?;
+        self.handle.state.epochs().0.push(epoch);
         self.merge_if_due()
     }
 
     fn take_number(&self) -> u32 {
-        take_number(&mut self.state.epochs())
+        take_number(&mut self.handle.state.epochs())
     }
 
     /// Starts a merge of the oldest `per_tier` epochs of the lowest tier that has that many,
     /// unless one is in flight.
     fn merge_if_due(&self) -> Result<(), StoreError> {
-        if self.merges.behind.staged()?.is_some() || self.state.stop.load(Ordering::Relaxed) {
+        if self.merges.behind.staged()?.is_some() || self.handle.state.stop.load(Ordering::Relaxed)
+        {
             return Ok(());
         }
         // The merge's number is taken here, before the next put can take one: every number
         // below it is then live or dead while it runs (see `swap_in`).
         let (number, inputs): (u32, Vec<Epoch>) = {
-            let mut epochs = self.state.epochs();
+            let mut epochs = self.handle.state.epochs();
             let Some(tier) = (0..=u8::MAX)
                 .find(|&t| epochs.0.iter().filter(|e| e.tier == t).count() >= self.per_tier)
             else {
@@ -392,26 +377,15 @@ impl EpochIndex {
                 epochs.0.iter().filter(|e| e.tier == tier).take(self.per_tier).cloned().collect();
             (take_number(&mut epochs), inputs)
         };
-        let index = self.without_merges();
+        let index = self.handle.clone();
         self.merges
             .behind
             .start("index merge", inputs.len(), inputs, move |inputs| index.merge(number, inputs))
     }
 
-    /// A handle for the merge thread: everything but the merges in flight, which only the
-    /// handles the store holds wait for.
-    fn without_merges(&self) -> MergeHandle {
-        MergeHandle {
-            keyspace: self.keyspace.clone(),
-            path: self.path.clone(),
-            layout: self.layout,
-            state: Arc::clone(&self.state),
-        }
-    }
-
     /// Stops the merge in flight, if any, and waits for it (the store is closing).
     pub(crate) fn close(&self) {
-        self.state.stop.store(true, Ordering::Relaxed);
+        self.handle.state.stop.store(true, Ordering::Relaxed);
         // Its error, if any, is lost with the store: nothing is lost with it (its inputs stay
         // live until a merge is written whole).
         let _ = self.merges.behind.wait();
@@ -439,8 +413,9 @@ impl EpochIndex {
         reversed: bool,
         mut visit: impl FnMut(Item) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let _reading = self.state.reading.read().unwrap_or_else(PoisonError::into_inner);
+        let _reading = self.handle.state.reading.read().unwrap_or_else(PoisonError::into_inner);
         let mut epochs: Vec<u32> = self
+            .handle
             .state
             .epochs()
             .0
@@ -456,10 +431,11 @@ impl EpochIndex {
             // A run is keyed by its newest timestamp: every run holding one at or after `low`
             // is in this range, and runs of one owner never overlap.
             let range = entry_key(number, owner, low)..=entry_key(number, owner, u64::MAX);
-            let runs = self.keyspace.range(range);
+            let runs = self.handle.keyspace.range(range);
             let read_run = |guard: fjall::Guard, run: &mut Vec<Item>| {
-                let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
-                decode_run(self.layout, &key, &value, run).ok_or_else(|| self.corrupt("index run"))
+                let (key, value) = guard.into_inner().map_err(|e| self.handle.error(e))?;
+                decode_run(self.handle.layout, &key, &value, run)
+                    .ok_or_else(|| self.handle.corrupt("index run"))
             };
             let mut in_range = |item: Item| -> Result<bool, StoreError> {
                 if item.ts < low || item.ts > high {
@@ -499,12 +475,14 @@ impl EpochIndex {
     /// The live epochs' (number, tier), oldest first.
     #[cfg(test)]
     pub(crate) fn epochs(&self) -> Vec<(u32, u8)> {
-        self.state.epochs().0.iter().map(|e| (e.number, e.tier)).collect()
+        self.handle.state.epochs().0.iter().map(|e| (e.number, e.tier)).collect()
     }
 }
 
-/// What a merge works with (see `EpochIndex::without_merges`).
-struct MergeHandle {
+/// The index's keyspace and state: what its handles and the merge thread share (the merges in
+/// flight are waited for only by the handles the store holds).
+#[derive(Clone)]
+struct Handle {
     keyspace: Keyspace,
     path: PathBuf,
     layout: Layout,
@@ -517,7 +495,7 @@ struct Cursor {
     head: Option<(u128, fjall::Slice, fjall::Slice)>,
 }
 
-impl MergeHandle {
+impl Handle {
     fn error(&self, cause: fjall::Error) -> StoreError {
         StoreError::Fjall { path: self.path.clone(), cause }
     }
@@ -541,6 +519,36 @@ impl MergeHandle {
             None => self.keyspace.tree.drop_range::<&[u8], _>(&low[..]..),
         };
         dropped.map_err(|e| self.error(e.into()))
+    }
+
+    /// Writes `epoch` in one ingestion: the runs `fill` hands to the writer it is given (an
+    /// owner and its items, oldest first, in key order; the writer empties the run), then the
+    /// mark, so the epoch exists whole or not at all. If `fill` returns `false` the ingestion is
+    /// let go unfinished and nothing is written.
+    fn write_epoch(
+        &self,
+        epoch: &Epoch,
+        fill: impl FnOnce(
+            &mut dyn FnMut(u128, &mut Vec<Item>) -> Result<(), StoreError>,
+        ) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let mut ingestion = self.keyspace.start_ingestion().map_err(|e| self.error(e))?;
+        let mut value = Vec::new();
+        let whole = fill(&mut |owner, run| {
+            encode_run(self.layout, run, &mut value);
+            let key = entry_key(epoch.number, owner, run[run.len() - 1].ts);
+            ingestion.write(key, &value[..]).map_err(|e| self.error(e))?;
+            run.clear();
+            Ok(())
+        })?;
+        if !whole {
+            return Ok(false);
+        }
+        value.clear();
+        epoch.encode(&mut value);
+        ingestion.write(mark_key(epoch.number), value).map_err(|e| self.error(e))?;
+        ingestion.finish().map_err(|e| self.error(e))?;
+        Ok(true)
     }
 
     fn advance(&self, cursor: &mut Cursor) -> Result<(), StoreError> {
@@ -588,47 +596,44 @@ impl MergeHandle {
             self.advance(&mut cursor)?;
             cursors.push(cursor);
         }
-        let mut ingestion = self.keyspace.start_ingestion().map_err(|e| self.error(e))?;
-        let (mut run, mut joined, mut value) = (Vec::new(), Vec::new(), Vec::new());
-        let mut flush = |owner: u128, joined: &mut Vec<Item>| -> Result<(), StoreError> {
-            encode_run(self.layout, joined, &mut value);
-            let key = entry_key(number, owner, joined[joined.len() - 1].ts);
-            ingestion.write(key, &value[..]).map_err(|e| self.error(e))?;
-            joined.clear();
-            Ok(())
-        };
         let mut owners = 0;
-        // The smallest owner at the cursors' heads, each time: its runs, from the oldest epoch
-        // to the newest, are its items in time order.
-        while let Some(owner) = cursors.iter().filter_map(|c| c.head.as_ref().map(|h| h.0)).min() {
-            for cursor in &mut cursors {
-                while let Some((key, stored)) =
-                    cursor.head.as_ref().filter(|h| h.0 == owner).map(|h| (&h.1, &h.2))
-                {
-                    decode_run(self.layout, key, stored, &mut run)
-                        .ok_or_else(|| self.corrupt("index run"))?;
-                    for &item in run.iter().rev() {
-                        if run_ends(&joined, Some(&item)) {
-                            flush(owner, &mut joined)?;
+        let whole = self.write_epoch(&epoch, |write_run| {
+            let (mut run, mut joined) = (Vec::new(), Vec::new());
+            // The smallest owner at the cursors' heads, each time: its runs, from the oldest
+            // epoch to the newest, are its items in time order.
+            while let Some(owner) =
+                cursors.iter().filter_map(|c| c.head.as_ref().map(|h| h.0)).min()
+            {
+                for cursor in &mut cursors {
+                    while let Some((key, stored)) =
+                        cursor.head.as_ref().filter(|h| h.0 == owner).map(|h| (&h.1, &h.2))
+                    {
+                        decode_run(self.layout, key, stored, &mut run)
+                            .ok_or_else(|| self.corrupt("index run"))?;
+                        for &item in run.iter().rev() {
+                            if run_ends(&joined, Some(&item)) {
+                                write_run(owner, &mut joined)?;
+                            }
+                            joined.push(item);
                         }
-                        joined.push(item);
+                        self.advance(cursor)?;
                     }
-                    self.advance(cursor)?;
+                }
+                if !joined.is_empty() {
+                    write_run(owner, &mut joined)?;
+                }
+                owners += 1;
+                if owners % MERGE_STOP_CHECK_OWNERS == 0 && self.state.stop.load(Ordering::Relaxed)
+                {
+                    // The store is closing.
+                    return Ok(false);
                 }
             }
-            if !joined.is_empty() {
-                flush(owner, &mut joined)?;
-            }
-            owners += 1;
-            if owners % MERGE_STOP_CHECK_OWNERS == 0 && self.state.stop.load(Ordering::Relaxed) {
-                // The store is closing: the ingestion is let go unfinished.
-                return Ok(None);
-            }
+            Ok(true)
+        })?;
+        if !whole {
+            return Ok(None);
         }
-        let mut mark = Vec::new();
-        epoch.encode(&mut mark);
-        ingestion.write(mark_key(number), mark).map_err(|e| self.error(e))?;
-        ingestion.finish().map_err(|e| self.error(e))?;
         tracing::debug!(
             tier = epoch.tier,
             epochs = inputs.len(),
@@ -781,7 +786,7 @@ mod tests {
             newest: puts[0].iter().map(|k| k.1).max().unwrap(),
             replaces: Vec::new(),
         };
-        let mut ingestion = index.keyspace.start_ingestion().unwrap();
+        let mut ingestion = index.handle.keyspace.start_ingestion().unwrap();
         for &(account, ts) in &puts[0] {
             ingestion.write(entry_key(stale.number, account, ts), &[][..]).unwrap();
         }
@@ -798,6 +803,7 @@ mod tests {
     /// The epoch numbers of the keys stored.
     fn stored(index: &EpochIndex) -> Vec<u32> {
         let mut numbers: Vec<u32> = index
+            .handle
             .keyspace
             .iter()
             .map(|g| u32::from_be_bytes(g.key().unwrap()[..4].try_into().unwrap()))
@@ -815,13 +821,9 @@ mod tests {
         for keys in &puts {
             index.append(&items(keys)).unwrap();
         }
-        let inputs = index.state.epochs().0.clone();
+        let inputs = index.handle.state.epochs().0.clone();
         // Written, but the process dies before it is made live and its inputs dropped.
-        let merged = index
-            .without_merges()
-            .write_merged(index.take_number(), &inputs[..3])
-            .unwrap()
-            .unwrap();
+        let merged = index.handle.write_merged(index.take_number(), &inputs[..3]).unwrap().unwrap();
         drop((index, db));
         let (db, index) = open(dir.path(), 100);
         assert_eq!(index.epochs(), [(merged.number, 1), (inputs[3].number, 0)]);
@@ -842,9 +844,9 @@ mod tests {
             index.append(&items(keys)).unwrap();
         }
         let before = index.epochs();
-        let tail = index.state.epochs().0[2..].to_vec();
-        index.state.stop.store(true, Ordering::Relaxed);
-        assert_eq!(index.without_merges().write_merged(index.take_number(), &tail).unwrap(), None);
+        let tail = index.handle.state.epochs().0[2..].to_vec();
+        index.handle.state.stop.store(true, Ordering::Relaxed);
+        assert_eq!(index.handle.write_merged(index.take_number(), &tail).unwrap(), None);
         drop((index, db));
         let (_db, index) = open(dir.path(), 100);
         assert_eq!(index.epochs(), before);
