@@ -715,6 +715,24 @@ mod tests {
         keys.iter().map(|&(a, ts)| (a, Item { ts, ..Item::default() })).collect()
     }
 
+    fn append_all(index: &EpochIndex, puts: &[Vec<(u128, u64)>]) {
+        for keys in puts {
+            index.append(&items(keys)).unwrap();
+        }
+    }
+
+    /// Writes epoch `number` by hand: `keys` as runs of one, and a mark that reads `mark`.
+    fn write_raw(index: &EpochIndex, number: u32, keys: &[(u128, u64)], mark: Option<&[u8]>) {
+        let mut ingestion = index.handle.keyspace.start_ingestion().unwrap();
+        for &(account, ts) in keys {
+            ingestion.write(entry_key(number, account, ts), &[][..]).unwrap();
+        }
+        if let Some(mark) = mark {
+            ingestion.write(mark_key(number), mark).unwrap();
+        }
+        ingestion.finish().unwrap();
+    }
+
     fn read(index: &EpochIndex, account: u128, low: u64, high: u64, rev: bool) -> Vec<u64> {
         let mut out = Vec::new();
         index
@@ -758,9 +776,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, index) = open(dir.path(), 3);
         let puts = puts(23);
-        for keys in &puts {
-            index.append(&items(keys)).unwrap();
-        }
+        append_all(&index, &puts);
         index.settle().unwrap();
         // 23 in base 3 is 212: two epochs of tier 2, one of tier 1, two of tier 0.
         let tiers: Vec<u8> = index.epochs().iter().map(|e| e.1).collect();
@@ -786,18 +802,37 @@ mod tests {
             newest: puts[0].iter().map(|k| k.1).max().unwrap(),
             replaces: Vec::new(),
         };
-        let mut ingestion = index.handle.keyspace.start_ingestion().unwrap();
-        for &(account, ts) in &puts[0] {
-            ingestion.write(entry_key(stale.number, account, ts), &[][..]).unwrap();
-        }
         let mut mark = Vec::new();
         stale.encode(&mut mark);
-        ingestion.write(mark_key(stale.number), mark).unwrap();
-        ingestion.finish().unwrap();
+        write_raw(&index, stale.number, &puts[0], Some(&mark));
+        // And entries without a mark (left of an epoch whose mark was dropped): not read.
+        write_raw(&index, 1_001, &puts[1], None);
         drop((index, db));
-        let (_db, index) = open(dir.path(), 3);
+        let (db, index) = open(dir.path(), 3);
         assert_eq!(index.epochs(), epochs);
         check(&index, &all);
+        // An epoch across two live ones (no tier above covers it), or a mark that is not one,
+        // is refused.
+        let mut mark = Vec::new();
+        Epoch { number: 1_002, tier: 0, oldest: 5_000, newest: 6_000, replaces: Vec::new() }
+            .encode(&mut mark);
+        write_raw(&index, 1_002, &[(1, 6_000)], Some(&mark));
+        drop((index, db));
+        let opened = |dir: &Path| {
+            let db = fjall::Database::builder(dir).open().unwrap();
+            let keyspace = db.keyspace("account_transfers", crate::keyspace_options).unwrap();
+            EpochIndex::open(keyspace, dir.to_path_buf(), Layout::Timestamps, 3).map(drop)
+        };
+        let corrupt = |r: Result<(), StoreError>| match r {
+            Err(StoreError::Corrupt { what, .. }) => what,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(corrupt(opened(dir.path())), "index epochs overlap");
+        let again = tempfile::tempdir().unwrap();
+        let (db, index) = open(again.path(), 3);
+        write_raw(&index, 7, &[(1, 1)], Some(&[9]));
+        drop((index, db));
+        assert_eq!(corrupt(opened(again.path())), "index mark");
     }
 
     /// The epoch numbers of the keys stored.
@@ -818,9 +853,7 @@ mod tests {
         // Never merged on its own: the test merges by hand.
         let (db, index) = open(dir.path(), 100);
         let puts = puts(4);
-        for keys in &puts {
-            index.append(&items(keys)).unwrap();
-        }
+        append_all(&index, &puts);
         let inputs = index.handle.state.epochs().0.clone();
         // Written, but the process dies before it is made live and its inputs dropped.
         let merged = index.handle.write_merged(index.take_number(), &inputs[..3]).unwrap().unwrap();
@@ -840,9 +873,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        for keys in &many {
-            index.append(&items(keys)).unwrap();
-        }
+        append_all(&index, &many);
         let before = index.epochs();
         let tail = index.handle.state.epochs().0[2..].to_vec();
         index.handle.state.stop.store(true, Ordering::Relaxed);
