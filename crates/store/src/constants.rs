@@ -48,9 +48,10 @@ pub const TABLE_BYTES: u64 = 8 << 20;
 
 /// Epochs of the account index and of the lists merged into one of the next tier (see
 /// `epochs`). Each entry is written once per tier, about log(puts) / log(this) times, and a
-/// statement or a page of a list reads up to this many epochs per tier: with 16, a 300 M
-/// payment day (about six thousand puts) writes them four times and a statement of a
-/// long-quiet account reads at most 60 epochs (a few microseconds each).
+/// statement or a page of a list reads up to this many epochs per tier (more of the lowest
+/// tiers while a long merge runs: one merge runs at a time). A larger number writes less and
+/// makes a read of a long-quiet owner look at more epochs; what one epoch costs a read was not
+/// measured.
 pub const EPOCHS_PER_TIER: usize = 16;
 
 /// Items in one entry of the account index or the lists (an owner's transfers or payments in

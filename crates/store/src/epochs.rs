@@ -14,7 +14,8 @@
 //!   of the next tier (an owner's runs from all of them joined into longer ones), then drops
 //!   their tables whole. Like a counter in base `per_tier`: each entry is written once per
 //!   tier, about log(puts) / log(`EPOCHS_PER_TIER`) times, and a read of an owner's entries
-//!   looks at most that many epochs per tier.
+//!   looks at that many epochs per tier (more of the lowest tiers while a long merge runs: one
+//!   merge runs at a time).
 //!
 //! Keys, big-endian: epoch (4) ‖ owner (16) ‖ the run's newest timestamp (8) → the run's items
 //! going back from the newest, as varints (at most `RUN_ENTRIES_MAX` items a run): each older
