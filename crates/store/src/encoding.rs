@@ -1,9 +1,16 @@
-//! The compact record of a transfer in the history store.
+//! The compact record of a group of transfers in the history store.
 //!
-//! The journal's fixed 128 bytes are mostly zeros for a real transfer: the key of a record
-//! already holds the timestamp, most optional fields are zero, and amounts, ledgers and codes
-//! are small. A record is therefore a 16-bit header (which fields are present, the pending
-//! status) followed by the present fields only:
+//! A record holds a *group*: transfers one after another in time whose ids differ only in
+//! their lowest byte (the legs of one operation in the payment domain, whose ids are
+//! `tag << 120 | op << 8 | leg`), under the first one's timestamp. An operation's legs mostly
+//! move money between a few accounts and share their ledger and operation, so one record per
+//! operation says those once instead of once a leg, and the store keeps one key, not one per
+//! leg.
+//!
+//! The journal's fixed 128 bytes are mostly zeros for a real transfer: most optional fields are
+//! zero, and amounts, ledgers and codes are small. Each leg is therefore a 16-bit header (which
+//! fields are present, the pending status, and the two bits below) followed by the present
+//! fields only:
 //!
 //! - ids and account ids (`u128`) as a 16-bit mask of their non-zero bytes and those bytes, so
 //!   a structured id (a kind or tag in the high bits, a small serial in the low ones, as the
@@ -13,14 +20,21 @@
 //!   holds in the payment domain's layout (`tag << 120 | op << 8 | leg`, with the op and the
 //!   tag in the user data), otherwise as varints.
 //!
+//! A leg after the first starts with how far its timestamp is after the one before (a varint,
+//! at least one); its id, when it is the one before plus one, is a header bit (`ID_NEXT`); and
+//! its accounts, when the group wrote them already, are their places among the accounts the
+//! group wrote out (`REFS`: a byte after the header, a nibble for each account, 0 for one
+//! written out; the first `REFERABLE` accounts can be named).
+//!
 //! Decoding checks every length and refuses trailing bytes, so a damaged record is reported as
-//! corrupt rather than read as another transfer.
+//! corrupt rather than read as other transfers.
 
 use huifu_ledger::{ColdTransfer, PendingStatus, Transfer, TransferFlags};
 
-/// The largest record: the header, five `u128` ids at 18 bytes, the amount as a 19-byte varint,
-/// and the varints of a `u64`, three `u32` and two `u16` at their longest.
-pub const RECORD_BYTES_MAX: usize = 2 + 5 * 18 + 19 + 10 + 3 * 5 + 2 * 3;
+/// The longest leg: the varint of a timestamp's distance, the header and the byte of account
+/// places, five `u128` ids at 18 bytes, the amount as a 19-byte varint, and the varints of a
+/// `u64`, three `u32` and two `u16` at their longest.
+pub const LEG_BYTES_MAX: usize = 10 + 2 + 1 + 5 * 18 + 19 + 10 + 3 * 5 + 2 * 3;
 
 const AMOUNT: u16 = 1 << 0;
 const PENDING_ID: u16 = 1 << 1;
@@ -35,10 +49,16 @@ const FLAGS: u16 = 1 << 8;
 const USER_DATA_64_FROM_ID: u16 = 1 << 9;
 /// `user_data_32` is the id's top byte (the tag of a payment-domain transfer).
 const USER_DATA_32_FROM_ID: u16 = 1 << 10;
+/// The id is the one of the leg before plus one (never on a group's first leg).
+const ID_NEXT: u16 = 1 << 11;
 /// The pending status (0 for none) in bits 12 to 14.
 const STATUS_SHIFT: u32 = 12;
 const STATUS_MASK: u16 = 0b111 << STATUS_SHIFT;
-const KNOWN: u16 = ((1 << 11) - 1) | STATUS_MASK;
+/// A byte of account places follows the header.
+const REFS: u16 = 1 << 15;
+
+/// Accounts of a group that a leg can name by their place (a nibble, 0 is taken).
+const REFERABLE: usize = 15;
 
 fn id_op(id: u128) -> u64 {
     // Bits 8 to 71: truncation is the point.
@@ -49,59 +69,116 @@ fn id_tag(id: u128) -> u32 {
     (id >> 120) as u32
 }
 
-/// Appends the record of `cold` (its timestamp aside, which is the key) to `out`.
-pub fn encode(cold: &ColdTransfer, out: &mut Vec<u8>) {
-    let t = &cold.transfer;
-    let mut header = u16::from(cold.pending.map_or(0, |s| s as u8)) << STATUS_SHIFT;
-    let mut set = |bit: u16, present: bool| {
-        if present {
-            header |= bit;
-        }
-    };
-    set(AMOUNT, t.amount != 0);
-    set(PENDING_ID, t.pending_id != 0);
-    set(USER_DATA_128, t.user_data_128 != 0);
-    let ud64_from_id = t.user_data_64 != 0 && t.user_data_64 == id_op(t.id);
-    set(USER_DATA_64_FROM_ID, ud64_from_id);
-    set(USER_DATA_64, t.user_data_64 != 0 && !ud64_from_id);
-    let ud32_from_id = t.user_data_32 != 0 && t.user_data_32 == id_tag(t.id);
-    set(USER_DATA_32_FROM_ID, ud32_from_id);
-    set(USER_DATA_32, t.user_data_32 != 0 && !ud32_from_id);
-    set(TIMEOUT, t.timeout != 0);
-    set(LEDGER, t.ledger != 0);
-    set(CODE, t.code != 0);
-    set(FLAGS, t.flags.0 != 0);
+/// Whether `b` may follow `a` in one group (see the module comment).
+pub fn same_group(a: &Transfer, b: &Transfer) -> bool {
+    a.id >> 8 == b.id >> 8 && a.timestamp < b.timestamp
+}
 
-    out.extend_from_slice(&header.to_le_bytes());
-    put_id(out, t.id);
-    put_id(out, t.debit_account_id);
-    put_id(out, t.credit_account_id);
-    if header & AMOUNT != 0 {
-        put_varint(out, t.amount);
+/// The accounts a group wrote out so far, the first `REFERABLE` of them.
+#[derive(Default)]
+struct Accounts {
+    ids: [u128; REFERABLE],
+    len: usize,
+}
+
+impl Accounts {
+    /// The nibble that names `id`: its place plus one, or 0 if it is not here.
+    fn nibble(&self, id: u128) -> u8 {
+        // At most 15: the place fits in a nibble.
+        self.ids[..self.len].iter().position(|a| *a == id).map_or(0, |i| i as u8 + 1)
     }
-    if header & PENDING_ID != 0 {
-        put_id(out, t.pending_id);
+
+    fn add(&mut self, id: u128) {
+        if self.len < REFERABLE {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
     }
-    if header & USER_DATA_128 != 0 {
-        put_id(out, t.user_data_128);
+
+    fn get(&self, nibble: u8) -> Result<u128, DecodeError> {
+        self.ids[..self.len].get(usize::from(nibble) - 1).copied().ok_or(DecodeError::Range)
     }
-    if header & USER_DATA_64 != 0 {
-        put_varint(out, u128::from(t.user_data_64));
-    }
-    if header & USER_DATA_32 != 0 {
-        put_varint(out, u128::from(t.user_data_32));
-    }
-    if header & TIMEOUT != 0 {
-        put_varint(out, u128::from(t.timeout));
-    }
-    if header & LEDGER != 0 {
-        put_varint(out, u128::from(t.ledger));
-    }
-    if header & CODE != 0 {
-        put_varint(out, u128::from(t.code));
-    }
-    if header & FLAGS != 0 {
-        put_varint(out, u128::from(t.flags.0));
+}
+
+/// Appends the record of `legs` (one group, in timestamp order, at least one; see
+/// `same_group`) to `out`. The first leg's timestamp is the record's key and is not written.
+pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
+    debug_assert!(!legs.is_empty());
+    debug_assert!(legs.windows(2).all(|w| same_group(&w[0].transfer, &w[1].transfer)));
+    let mut accounts = Accounts::default();
+    let mut before: Option<&Transfer> = None;
+    for cold in legs {
+        let t = &cold.transfer;
+        if let Some(b) = before {
+            put_varint(out, u128::from(t.timestamp - b.timestamp));
+        }
+        let id_next = before.is_some_and(|b| b.id.checked_add(1) == Some(t.id));
+        // Both places are taken before either account is added, as `decode` reads them.
+        let debit = accounts.nibble(t.debit_account_id);
+        let credit = accounts.nibble(t.credit_account_id);
+        let mut header = u16::from(cold.pending.map_or(0, |s| s as u8)) << STATUS_SHIFT;
+        let mut set = |bit: u16, present: bool| {
+            if present {
+                header |= bit;
+            }
+        };
+        set(ID_NEXT, id_next);
+        set(REFS, debit != 0 || credit != 0);
+        set(AMOUNT, t.amount != 0);
+        set(PENDING_ID, t.pending_id != 0);
+        set(USER_DATA_128, t.user_data_128 != 0);
+        let ud64_from_id = t.user_data_64 != 0 && t.user_data_64 == id_op(t.id);
+        set(USER_DATA_64_FROM_ID, ud64_from_id);
+        set(USER_DATA_64, t.user_data_64 != 0 && !ud64_from_id);
+        let ud32_from_id = t.user_data_32 != 0 && t.user_data_32 == id_tag(t.id);
+        set(USER_DATA_32_FROM_ID, ud32_from_id);
+        set(USER_DATA_32, t.user_data_32 != 0 && !ud32_from_id);
+        set(TIMEOUT, t.timeout != 0);
+        set(LEDGER, t.ledger != 0);
+        set(CODE, t.code != 0);
+        set(FLAGS, t.flags.0 != 0);
+
+        out.extend_from_slice(&header.to_le_bytes());
+        if header & REFS != 0 {
+            out.push(debit << 4 | credit);
+        }
+        if !id_next {
+            put_id(out, t.id);
+        }
+        for (account, nibble) in [(t.debit_account_id, debit), (t.credit_account_id, credit)] {
+            if nibble == 0 {
+                put_id(out, account);
+                accounts.add(account);
+            }
+        }
+        if header & AMOUNT != 0 {
+            put_varint(out, t.amount);
+        }
+        if header & PENDING_ID != 0 {
+            put_id(out, t.pending_id);
+        }
+        if header & USER_DATA_128 != 0 {
+            put_id(out, t.user_data_128);
+        }
+        if header & USER_DATA_64 != 0 {
+            put_varint(out, u128::from(t.user_data_64));
+        }
+        if header & USER_DATA_32 != 0 {
+            put_varint(out, u128::from(t.user_data_32));
+        }
+        if header & TIMEOUT != 0 {
+            put_varint(out, u128::from(t.timeout));
+        }
+        if header & LEDGER != 0 {
+            put_varint(out, u128::from(t.ledger));
+        }
+        if header & CODE != 0 {
+            put_varint(out, u128::from(t.code));
+        }
+        if header & FLAGS != 0 {
+            put_varint(out, u128::from(t.flags.0));
+        }
+        before = Some(t);
     }
 }
 
@@ -110,72 +187,126 @@ pub fn encode(cold: &ColdTransfer, out: &mut Vec<u8>) {
 pub enum DecodeError {
     #[error("record ends inside a field")]
     Truncated,
-    #[error("record has bytes after its last field")]
-    Trailing,
-    #[error("record header has unknown bits")]
-    Header,
     #[error("record has an unknown pending status")]
     Status,
     #[error("record field is out of range")]
     Range,
 }
 
-/// Reads back the record `encode` wrote, with `timestamp`, its key.
-pub fn decode(bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, DecodeError> {
-    let mut r = Reader::new(bytes);
-    let header = u16::from_le_bytes(r.take::<2>()?);
-    if header & !KNOWN != 0 {
-        return Err(DecodeError::Header);
-    }
-    let pending = match (header & STATUS_MASK) >> STATUS_SHIFT {
-        0 => None,
-        s => Some(PendingStatus::from_u8(s as u8).ok_or(DecodeError::Status)?),
-    };
-    let id = r.id()?;
-    let mut t = Transfer {
-        id,
-        debit_account_id: r.id()?,
-        credit_account_id: r.id()?,
+/// The legs of the record `encode` wrote, whose key is `timestamp`, in order. After an error
+/// it ends. Bytes after a leg are read as another leg (the store's blocks carry checksums).
+pub fn decode(bytes: &[u8], timestamp: u64) -> Legs<'_> {
+    Legs {
+        r: Reader::new(bytes),
         timestamp,
-        ..Transfer::default()
-    };
-    if header & AMOUNT != 0 {
-        t.amount = r.varint()?;
+        before: None,
+        accounts: Accounts::default(),
+        done: false,
     }
-    if header & PENDING_ID != 0 {
-        t.pending_id = r.id()?;
+}
+
+/// Reads the legs of a record one by one (see `decode`).
+pub struct Legs<'a> {
+    r: Reader<'a>,
+    /// The key: the first leg's timestamp.
+    timestamp: u64,
+    /// The leg read before, `None` before the first.
+    before: Option<Transfer>,
+    accounts: Accounts,
+    /// Set after an error.
+    done: bool,
+}
+
+impl Legs<'_> {
+    fn leg(&mut self) -> Result<ColdTransfer, DecodeError> {
+        let before = self.before;
+        let timestamp = match &before {
+            None => self.timestamp,
+            Some(b) => {
+                let after = self.r.narrow::<u64>()?;
+                if after == 0 {
+                    return Err(DecodeError::Range);
+                }
+                b.timestamp.checked_add(after).ok_or(DecodeError::Range)?
+            }
+        };
+        // Every bit of the header means something.
+        let header = u16::from_le_bytes(self.r.take::<2>()?);
+        let pending = match (header & STATUS_MASK) >> STATUS_SHIFT {
+            0 => None,
+            s => Some(PendingStatus::from_u8(s as u8).ok_or(DecodeError::Status)?),
+        };
+        let refs = if header & REFS != 0 { self.r.byte()? } else { 0 };
+        let id = if header & ID_NEXT != 0 {
+            let b = before.as_ref().ok_or(DecodeError::Range)?;
+            b.id.checked_add(1).ok_or(DecodeError::Range)?
+        } else {
+            self.r.id()?
+        };
+        let mut account = |nibble: u8| -> Result<u128, DecodeError> {
+            if nibble == 0 {
+                let id = self.r.id()?;
+                self.accounts.add(id);
+                Ok(id)
+            } else {
+                self.accounts.get(nibble)
+            }
+        };
+        let debit_account_id = account(refs >> 4)?;
+        let credit_account_id = account(refs & 0xf)?;
+        let r = &mut self.r;
+        let mut t =
+            Transfer { id, debit_account_id, credit_account_id, timestamp, ..Transfer::default() };
+        if header & AMOUNT != 0 {
+            t.amount = r.varint()?;
+        }
+        if header & PENDING_ID != 0 {
+            t.pending_id = r.id()?;
+        }
+        if header & USER_DATA_128 != 0 {
+            t.user_data_128 = r.id()?;
+        }
+        if header & USER_DATA_64_FROM_ID != 0 {
+            t.user_data_64 = id_op(id);
+        }
+        if header & USER_DATA_64 != 0 {
+            t.user_data_64 = r.narrow()?;
+        }
+        if header & USER_DATA_32_FROM_ID != 0 {
+            t.user_data_32 = id_tag(id);
+        }
+        if header & USER_DATA_32 != 0 {
+            t.user_data_32 = r.narrow()?;
+        }
+        if header & TIMEOUT != 0 {
+            t.timeout = r.narrow()?;
+        }
+        if header & LEDGER != 0 {
+            t.ledger = r.narrow()?;
+        }
+        if header & CODE != 0 {
+            t.code = r.narrow()?;
+        }
+        if header & FLAGS != 0 {
+            t.flags = TransferFlags(r.narrow()?);
+        }
+        self.before = Some(t);
+        Ok(ColdTransfer { transfer: t, pending })
     }
-    if header & USER_DATA_128 != 0 {
-        t.user_data_128 = r.id()?;
+}
+
+impl Iterator for Legs<'_> {
+    type Item = Result<ColdTransfer, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // An empty record is not done before its first leg: reading it fails as truncated.
+        if self.done || (self.before.is_some() && self.r.is_done()) {
+            return None;
+        }
+        let leg = self.leg();
+        self.done = leg.is_err();
+        Some(leg)
     }
-    if header & USER_DATA_64_FROM_ID != 0 {
-        t.user_data_64 = id_op(id);
-    }
-    if header & USER_DATA_64 != 0 {
-        t.user_data_64 = r.narrow()?;
-    }
-    if header & USER_DATA_32_FROM_ID != 0 {
-        t.user_data_32 = id_tag(id);
-    }
-    if header & USER_DATA_32 != 0 {
-        t.user_data_32 = r.narrow()?;
-    }
-    if header & TIMEOUT != 0 {
-        t.timeout = r.narrow()?;
-    }
-    if header & LEDGER != 0 {
-        t.ledger = r.narrow()?;
-    }
-    if header & CODE != 0 {
-        t.code = r.narrow()?;
-    }
-    if header & FLAGS != 0 {
-        t.flags = TransferFlags(r.narrow()?);
-    }
-    if !r.is_done() {
-        return Err(DecodeError::Trailing);
-    }
-    Ok(ColdTransfer { transfer: t, pending })
 }
 
 /// A `u128` as the mask of its non-zero bytes (little-endian order) and those bytes.
@@ -272,41 +403,68 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn roundtrip(cold: &ColdTransfer) -> usize {
+    fn roundtrip(legs: &[ColdTransfer]) -> usize {
         let mut out = Vec::new();
-        encode(cold, &mut out);
-        assert!(out.len() <= RECORD_BYTES_MAX, "{} bytes", out.len());
-        assert_eq!(decode(&out, cold.transfer.timestamp), Ok(*cold));
+        encode(legs, &mut out);
+        assert!(out.len() <= legs.len() * LEG_BYTES_MAX, "{} bytes", out.len());
+        let back: Result<Vec<_>, _> = decode(&out, legs[0].transfer.timestamp).collect();
+        assert_eq!(back.as_deref(), Ok(legs));
         out.len()
     }
 
-    /// A payment leg as the payment domain makes it: tag, operation and leg in the id, the
-    /// operation and the tag again in the user data, accounts of the chart.
-    fn payment_leg() -> ColdTransfer {
-        let account = |kind: u128, entity: u128| kind << 96 | 156 << 64 | entity;
-        let (tag, op, leg) = (3u128, 1_234_567u128, 2u128);
-        ColdTransfer {
-            transfer: Transfer {
-                id: tag << 120 | op << 8 | leg,
-                debit_account_id: account(1, 87_654),
-                credit_account_id: account(2, 4_321),
-                amount: 4_250,
-                user_data_64: op as u64,
-                user_data_32: tag as u32,
-                ledger: 156,
-                code: 10,
-                flags: TransferFlags(1),
-                timestamp: 1_790_000_000_000_000_123,
-                ..Transfer::default()
-            },
-            pending: None,
-        }
+    fn size(legs: &[ColdTransfer]) -> usize {
+        let mut out = Vec::new();
+        encode(legs, &mut out);
+        out.len()
+    }
+
+    fn account(kind: u128, entity: u128) -> u128 {
+        kind << 96 | 156 << 64 | entity
+    }
+
+    /// A payment's legs as the payment domain makes them: tag, operation and leg in the id,
+    /// the operation and the tag again in the user data, accounts of the chart; the user pays
+    /// the merchant and the rider, the merchant pays the platform its commission.
+    fn payment() -> Vec<ColdTransfer> {
+        let (tag, op) = (3u128, 1_234_567u128);
+        let (user, merchant, rider, platform) =
+            (account(1, 87_654), account(2, 4_321), account(3, 765), account(4, 1));
+        [(user, merchant, 4_250), (user, rider, 500), (merchant, platform, 340)]
+            .into_iter()
+            .enumerate()
+            .map(|(leg, (debit, credit, amount))| ColdTransfer {
+                transfer: Transfer {
+                    id: tag << 120 | op << 8 | leg as u128,
+                    debit_account_id: debit,
+                    credit_account_id: credit,
+                    amount,
+                    user_data_64: op as u64,
+                    user_data_32: tag as u32,
+                    ledger: 156,
+                    code: 10,
+                    flags: TransferFlags(u16::from(leg < 2)),
+                    timestamp: 1_790_000_000_000_000_123 + leg as u64,
+                    ..Transfer::default()
+                },
+                pending: None,
+            })
+            .collect()
     }
 
     #[test]
     fn a_payment_leg_takes_under_a_quarter_of_its_fixed_size() {
-        let size = roundtrip(&payment_leg());
+        let size = roundtrip(&payment()[..1]);
         assert!(size * 4 <= huifu_ledger::constants::EVENT_SIZE, "{size} bytes");
+    }
+
+    #[test]
+    fn later_legs_name_their_id_and_known_accounts_instead_of_writing_them() {
+        let legs = payment();
+        let alone: usize = legs.iter().map(|l| size(std::slice::from_ref(l))).sum();
+        let together = roundtrip(&legs);
+        // The second leg's id (7 bytes) and user (7), the third's id (7) and merchant (6), less
+        // a byte of places and one of distance each.
+        assert_eq!(alone - together, 7 + 7 + 7 + 6 - 2 - 2, "{alone} alone, {together} together");
     }
 
     #[test]
@@ -314,7 +472,7 @@ mod tests {
         let max = Transfer {
             id: u128::MAX,
             debit_account_id: u128::MAX,
-            credit_account_id: u128::MAX,
+            credit_account_id: u128::MAX - 1,
             amount: u128::MAX,
             pending_id: u128::MAX,
             user_data_128: u128::MAX,
@@ -325,48 +483,73 @@ mod tests {
             ledger: u32::MAX,
             code: u16::MAX,
             flags: TransferFlags(u16::MAX),
-            timestamp: u64::MAX,
+            timestamp: 0,
         };
-        assert_eq!(roundtrip(&ColdTransfer { transfer: max, pending: None }), RECORD_BYTES_MAX);
-        roundtrip(&ColdTransfer { transfer: Transfer::default(), pending: None });
+        let first = ColdTransfer { transfer: max, pending: None };
+        // The largest distance, and an id one below the first's (not the next one).
+        let last = ColdTransfer {
+            transfer: Transfer { id: u128::MAX - 1, timestamp: u64::MAX, ..max },
+            pending: None,
+        };
+        assert_eq!(roundtrip(&[first]), LEG_BYTES_MAX - 10 - 1);
+        // The second leg names both accounts: a byte instead of 36.
+        assert_eq!(roundtrip(&[first, last]), 2 * LEG_BYTES_MAX - 10 - 1 - 2 * 18 - 1 + 1);
+        roundtrip(&[ColdTransfer { transfer: Transfer::default(), pending: None }]);
         for s in [
             PendingStatus::Pending,
             PendingStatus::Posted,
             PendingStatus::Voided,
             PendingStatus::Expired,
         ] {
-            roundtrip(&ColdTransfer { transfer: payment_leg().transfer, pending: Some(s) });
+            let mut legs = payment();
+            legs[1].pending = Some(s);
+            roundtrip(&legs);
         }
     }
 
     #[test]
     fn user_data_that_only_looks_derived_is_kept_as_it_is() {
-        let mut cold = payment_leg();
+        let mut cold = payment()[0];
         cold.transfer.user_data_64 += 1;
         cold.transfer.user_data_32 = 0;
-        roundtrip(&cold);
+        roundtrip(&[cold]);
         cold.transfer.id = 0;
         cold.transfer.user_data_64 = 0;
-        roundtrip(&cold);
+        roundtrip(&[cold]);
     }
 
     #[test]
     fn damaged_records_are_refused() {
+        let legs = payment();
         let mut out = Vec::new();
-        encode(&payment_leg(), &mut out);
-        let ts = payment_leg().transfer.timestamp;
+        encode(&legs, &mut out);
+        let ts = legs[0].transfer.timestamp;
+        let read = |bytes: &[u8]| decode(bytes, ts).collect::<Result<Vec<_>, _>>();
+        let ends: Vec<usize> = (1..=legs.len()).map(|n| size(&legs[..n])).collect();
         for len in 0..out.len() {
-            assert_eq!(decode(&out[..len], ts), Err(DecodeError::Truncated), "length {len}");
+            match ends.iter().position(|&end| end == len) {
+                // Cut between two legs: the legs before.
+                Some(n) => assert_eq!(read(&out[..len]).as_deref(), Ok(&legs[..=n]), "{len}"),
+                None => assert_eq!(read(&out[..len]), Err(DecodeError::Truncated), "{len}"),
+            }
         }
-        let mut longer = out.clone();
-        longer.push(0);
-        assert_eq!(decode(&longer, ts), Err(DecodeError::Trailing));
-        let mut unknown = out.clone();
-        unknown[1] |= 0x80;
-        assert_eq!(decode(&unknown, ts), Err(DecodeError::Header));
         let mut status = out.clone();
         status[1] |= 0x70;
-        assert_eq!(decode(&status, ts), Err(DecodeError::Status));
+        assert_eq!(read(&status), Err(DecodeError::Status));
+        // A second leg at the first one's timestamp.
+        let mut again = out.clone();
+        again[ends[0]] = 0;
+        assert_eq!(read(&again), Err(DecodeError::Range));
+        // The first leg's id as the one before plus one.
+        let mut next = out.clone();
+        next[1] |= (ID_NEXT >> 8) as u8;
+        assert_eq!(read(&next), Err(DecodeError::Range));
+        // The third leg names a fourth account, and the group wrote out three.
+        let mut place = out.clone();
+        let refs = ends[1] + 1 + 2;
+        assert_eq!(place[refs], 2 << 4, "the merchant, and the platform written out");
+        place[refs] = 2 << 4 | 4;
+        assert_eq!(read(&place), Err(DecodeError::Range));
     }
 
     fn any_u128() -> impl Strategy<Value = u128> {
@@ -380,38 +563,58 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_transfer_comes_back(
-            ids in (any_u128(), any_u128(), any_u128(), any_u128(), any_u128(), any_u128()),
-            small in (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
-            derived in any::<bool>(),
-            timestamp in any::<u64>(),
-            status in 0u8..=4,
+        fn every_group_comes_back(
+            legs in proptest::collection::vec((
+                (any_u128(), any_u128(), any_u128(), any_u128()),
+                (0usize..20, 0usize..20, any::<bool>(), 1u64..1_000, any::<u8>()),
+                (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
+                0u8..=4,
+            ), 1..24),
+            pool in proptest::collection::vec(any_u128(), 20),
+            group in any::<u128>(),
+            start in any::<u64>(),
         ) {
-            let (id, debit, credit, amount, pending_id, user_data_128) = ids;
-            let (mut user_data_64, mut user_data_32, timeout, ledger, code, flags) = small;
-            if derived {
-                user_data_64 = id_op(id);
-                user_data_32 = id_tag(id);
+            let mut out: Vec<ColdTransfer> = Vec::new();
+            for (big, (debit, credit, derived, after, member), small, status) in legs {
+                let (amount, pending_id, user_data_128, _) = big;
+                let (mut user_data_64, mut user_data_32, timeout, ledger, code, flags) = small;
+                let before = out.last().map(|c| c.transfer);
+                let timestamp = match before {
+                    None => start,
+                    Some(b) => match b.timestamp.checked_add(after) {
+                        Some(ts) => ts,
+                        None => break,
+                    },
+                };
+                // Mostly the next id, as an operation's legs; sometimes another of the group.
+                let id = match before {
+                    Some(b) if member % 4 != 0 && b.id & 0xff != 0xff => b.id + 1,
+                    _ => group & !0xff | u128::from(member),
+                };
+                if derived {
+                    user_data_64 = id_op(id);
+                    user_data_32 = id_tag(id);
+                }
+                out.push(ColdTransfer {
+                    transfer: Transfer {
+                        id,
+                        debit_account_id: pool[debit],
+                        credit_account_id: pool[credit],
+                        amount,
+                        pending_id,
+                        user_data_128,
+                        user_data_64,
+                        user_data_32,
+                        timeout,
+                        ledger,
+                        code,
+                        flags: TransferFlags(flags),
+                        timestamp,
+                    },
+                    pending: PendingStatus::from_u8(status),
+                });
             }
-            let cold = ColdTransfer {
-                transfer: Transfer {
-                    id,
-                    debit_account_id: debit,
-                    credit_account_id: credit,
-                    amount,
-                    pending_id,
-                    user_data_128,
-                    user_data_64,
-                    user_data_32,
-                    timeout,
-                    ledger,
-                    code,
-                    flags: TransferFlags(flags),
-                    timestamp,
-                },
-                pending: PendingStatus::from_u8(status),
-            };
-            roundtrip(&cold);
+            roundtrip(&out);
         }
     }
 }

@@ -124,8 +124,8 @@ impl StagedTransfers {
 pub(crate) struct TransferTables {
     pub(crate) path: PathBuf,
     pub(crate) db: Database,
-    /// Timestamp (8 bytes, big-endian) → the transfer and its pending status, as a compact
-    /// record (`encoding`).
+    /// The first timestamp of a group of transfers (8 bytes, big-endian; an operation's legs,
+    /// see `encoding`) → the group and each leg's pending status, as a compact record.
     transfers: Keyspace,
     /// A group of ids (16 bytes, `ids::group_key`) → its members' timestamps, as runs (see
     /// `ids`).
@@ -256,15 +256,7 @@ impl HistoryStore {
         self.writes.transfers.start("transfers", items, staged, move |staged| tables.write(staged))
     }
 
-    fn decode(&self, bytes: &[u8], timestamp: u64) -> Result<ColdTransfer, StoreError> {
-        encoding::decode(bytes, timestamp).map_err(|cause| StoreError::Record {
-            path: self.tables.path.clone(),
-            timestamp,
-            cause,
-        })
-    }
-
-    /// The record at `timestamp`: the write in flight's (`staged`), else the store's.
+    /// The transfer at `timestamp`: the write in flight's (`staged`), else the store's.
     fn at(
         &self,
         staged: Option<&StagedTransfers>,
@@ -273,15 +265,14 @@ impl HistoryStore {
         if let Some(cold) = staged.and_then(|s| s.at(timestamp)) {
             return Ok(Some(*cold));
         }
-        match self
-            .tables
-            .transfers
-            .get(timestamp.to_be_bytes())
-            .map_err(|e| self.tables.error(e))?
-        {
-            None => Ok(None),
-            Some(bytes) => self.decode(&bytes, timestamp).map(Some),
+        let Some((key, bytes)) = self.tables.record_before(timestamp)? else { return Ok(None) };
+        for leg in self.tables.legs(key, &bytes) {
+            let leg = leg?;
+            if leg.transfer.timestamp >= timestamp {
+                return Ok((leg.transfer.timestamp == timestamp).then_some(leg));
+            }
         }
+        Ok(None)
     }
 
     /// The transfer with this id, if the store has it at or before `horizon`.
@@ -352,13 +343,7 @@ impl HistoryStore {
         if timestamp > horizon {
             return Ok(false);
         }
-        if self.writes.transfers.staged()?.is_some_and(|s| s.at(timestamp).is_some()) {
-            return Ok(true);
-        }
-        self.tables
-            .transfers
-            .contains_key(timestamp.to_be_bytes())
-            .map_err(|e| self.tables.error(e))
+        Ok(self.at(self.writes.transfers.staged()?.as_deref(), timestamp)?.is_some())
     }
 
     /// Appends to `out` the transfers of `filter.account_id` at or before `horizon` that pass
@@ -399,15 +384,25 @@ impl HistoryStore {
     }
 
     /// Calls `f` with every transfer at or before `horizon`, oldest first.
+    ///
+    /// After a restart from an older checkpoint, transfers that leave memory again may be
+    /// grouped into records differently at the edges of a put, so a record may hold legs that
+    /// a later record holds too: the later one wins, as in `record_before`.
     pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
         self.writes.transfers.wait()?;
-        for guard in self.tables.transfers.range(0u64.to_be_bytes()..=horizon.to_be_bytes()) {
+        // The legs of the record before, given once the next record's key is known.
+        let mut before: Vec<ColdTransfer> = Vec::new();
+        for guard in self.tables.transfers.range(..=horizon.to_be_bytes()) {
             let (key, value) = guard.into_inner().map_err(|e| self.tables.error(e))?;
-            let timestamp = u64::from_be_bytes(
+            let key = u64::from_be_bytes(
                 key.as_ref().try_into().map_err(|_| self.tables.corrupt("key"))?,
             );
-            f(self.decode(&value, timestamp)?);
+            before.drain(..).take_while(|c| c.transfer.timestamp < key).for_each(&mut f);
+            for leg in self.tables.legs(key, &value) {
+                before.push(leg?);
+            }
         }
+        before.into_iter().take_while(|c| c.transfer.timestamp <= horizon).for_each(f);
         Ok(())
     }
 
@@ -433,20 +428,63 @@ impl TransferTables {
         StoreError::Corrupt { path: self.path.clone(), what }
     }
 
+    /// The legs of the record at `key`, or the error that makes the store corrupt.
+    fn legs<'a>(
+        &'a self,
+        key: u64,
+        bytes: &'a [u8],
+    ) -> impl Iterator<Item = Result<ColdTransfer, StoreError>> + 'a {
+        encoding::decode(bytes, key).map(move |leg| {
+            leg.map_err(|cause| StoreError::Record {
+                path: self.path.clone(),
+                timestamp: key,
+                cause,
+            })
+        })
+    }
+
+    /// The record that holds `timestamp` if any: the last at or before it (records of groups
+    /// cover disjoint stretches of time, and a later record of the same transfers wins; see
+    /// `scan`), as its key and bytes.
+    fn record_before(&self, timestamp: u64) -> Result<Option<(u64, fjall::Slice)>, StoreError> {
+        let Some(guard) = self.transfers.range(..=timestamp.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = guard.into_inner().map_err(|e| self.error(e))?;
+        let key = key.as_ref().try_into().map_err(|_| self.corrupt("key"))?;
+        Ok(Some((u64::from_be_bytes(key), value)))
+    }
+
     /// The write of a put (`HistoryStore::put`), on its own thread.
     fn write(&self, staged: &StagedTransfers) -> Result<(), StoreError> {
         let e = |e| self.error(e);
-        let mut record = Vec::with_capacity(encoding::RECORD_BYTES_MAX);
-        let mut encode = |c: &ColdTransfer| -> fjall::Slice {
+        let mut record = Vec::new();
+        let mut encode = |legs: &[ColdTransfer]| -> fjall::Slice {
             record.clear();
-            encoding::encode(c, &mut record);
+            encoding::encode(legs, &mut record);
             fjall::Slice::from(&record[..])
         };
         let StagedTransfers { settled, moved, ids } = staged;
         if !settled.is_empty() {
+            // Each settled transfer's record again, with its new status.
             let mut batch = self.db.batch();
-            for c in settled {
-                batch.insert(&self.transfers, c.transfer.timestamp.to_be_bytes(), encode(c));
+            let mut rest = &settled[..];
+            while let Some(first) = rest.first() {
+                let ts = first.transfer.timestamp;
+                let (key, bytes) =
+                    self.record_before(ts)?.ok_or_else(|| self.corrupt("settled transfer"))?;
+                let mut legs = self.legs(key, &bytes).collect::<Result<Vec<_>, _>>()?;
+                let end = legs.last().map_or(key, |c| c.transfer.timestamp);
+                let here = rest.partition_point(|c| c.transfer.timestamp <= end);
+                for cold in &rest[..here] {
+                    let ts = cold.transfer.timestamp;
+                    let i = legs
+                        .binary_search_by_key(&ts, |c| c.transfer.timestamp)
+                        .map_err(|_| self.corrupt("settled transfer"))?;
+                    legs[i] = *cold;
+                }
+                batch.insert(&self.transfers, key.to_be_bytes(), encode(&legs));
+                rest = &rest[here..];
             }
             batch.commit().map_err(e)?;
         }
@@ -454,8 +492,9 @@ impl TransferTables {
             return Ok(());
         }
         let mut ingestion = self.transfers.start_ingestion().map_err(e)?;
-        for c in moved {
-            ingestion.write(c.transfer.timestamp.to_be_bytes(), encode(c)).map_err(e)?;
+        for legs in moved.chunk_by(|a, b| encoding::same_group(&a.transfer, &b.transfer)) {
+            let key = legs[0].transfer.timestamp.to_be_bytes();
+            ingestion.write(key, encode(legs)).map_err(e)?;
         }
         ingestion.finish().map_err(e)?;
 
@@ -506,7 +545,7 @@ impl TransferTables {
 
 /// The version of the store's layout: keyspaces, keys and the record encoding. A store of
 /// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 8;
+pub const FORMAT: u32 = 9;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
@@ -793,6 +832,69 @@ mod tests {
         let fresh = tempfile::tempdir().unwrap();
         drop(HistoryStore::open(fresh.path()).unwrap());
         assert!(HistoryStore::open(fresh.path()).is_ok());
+    }
+
+    /// Every transfer `scan` gives at or before `horizon`.
+    fn scanned(store: &HistoryStore, horizon: u64) -> Vec<ColdTransfer> {
+        let mut out = Vec::new();
+        store.scan(horizon, |c| out.push(c)).unwrap();
+        out
+    }
+
+    #[test]
+    fn legs_moved_again_in_other_groups_read_as_the_last_write() {
+        // An operation's three legs, the last one pending; after a restart from an older
+        // checkpoint they leave memory again, cut differently by the ends of puts.
+        let leg = |m: u128, pending| ColdTransfer {
+            transfer: t((4u128 << 120) | (77 << 8) | m, 1, 2 + m, 500 + m as u64),
+            pending,
+        };
+        let posted = Some(PendingStatus::Posted);
+        let whole = [leg(0, None), leg(1, None), leg(2, Some(PendingStatus::Pending))];
+        for (first, second) in [(&whole[..], &whole[..2]), (&whole[..2], &whole[..])] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = HistoryStore::open(dir.path()).unwrap();
+            store.put(first, &[]).unwrap();
+            if first.len() < 3 {
+                store.put(&whole[2..], &[]).unwrap();
+            }
+            store.put(&[], &[leg(2, posted)]).unwrap();
+            store.put(second, &[]).unwrap();
+            if second.len() < 3 {
+                store.put(&whole[2..], &[]).unwrap();
+            }
+            store.put(&[], &[leg(2, posted)]).unwrap();
+            let expected = [whole[0], whole[1], leg(2, posted)];
+            for _ in 0..2 {
+                assert_eq!(scanned(&store, u64::MAX), expected);
+                assert_eq!(scanned(&store, 501), expected[..2]);
+                for c in &expected {
+                    assert_eq!(store.transfer(c.transfer.id, u64::MAX).unwrap(), Some(*c));
+                    assert!(store.has_timestamp(c.transfer.timestamp, u64::MAX).unwrap());
+                }
+                assert!(!store.has_timestamp(503, u64::MAX).unwrap());
+                let mut out = Vec::new();
+                store.account_transfers(&AccountFilter::all(1, 10), 600, 10, &mut out).unwrap();
+                assert_eq!(out, expected.map(|c| c.transfer));
+                store = reopen(store, dir.path());
+            }
+        }
+    }
+
+    #[test]
+    fn a_settled_leg_is_rewritten_inside_its_group() {
+        let leg = |m: u128, pending| ColdTransfer {
+            transfer: t((4u128 << 120) | (9 << 8) | m, 1, 2, 70 + m as u64),
+            pending,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let held = [leg(0, None), leg(1, Some(PendingStatus::Pending)), leg(2, None)];
+        store.put(&held, &[]).unwrap();
+        store.put(&[], &[leg(1, Some(PendingStatus::Voided))]).unwrap();
+        let expected = [held[0], leg(1, Some(PendingStatus::Voided)), held[2]];
+        assert_eq!(scanned(&store, u64::MAX), expected);
+        assert_eq!(scanned(&reopen(store, dir.path()), u64::MAX), expected);
     }
 
     #[test]
