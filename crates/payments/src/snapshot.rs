@@ -14,7 +14,7 @@ use crate::machine::{
 use crate::money::Legs;
 use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY005";
+const MAGIC: &[u8; 8] = b"HFPAY006";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -225,6 +225,28 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
     Ok(m)
 }
 
+fn status_of(byte: u8) -> io::Result<PaymentStatus> {
+    Ok(match byte {
+        0 => PaymentStatus::Authorized,
+        1 => PaymentStatus::Succeeded,
+        2 => PaymentStatus::Released,
+        3 => PaymentStatus::Expired,
+        _ => return Err(bad("payment status")),
+    })
+}
+
+/// A payment's first byte: its status (bits 0 and 1), and which of its fields that are mostly
+/// zero are written (a payment with no coupon, by wallet, never refunded writes none of them).
+const PAYMENT_STATUS: u8 = 0b11;
+const PAYMENT_COUPON: u8 = 1 << 2;
+const PAYMENT_CAMPAIGN: u8 = 1 << 3;
+const PAYMENT_CHANNEL: u8 = 1 << 4;
+/// The refunded legs.
+const PAYMENT_REFUNDED: u8 = 1 << 5;
+/// The ids of its refunds.
+const PAYMENT_REFUNDS: u8 = 1 << 6;
+const PAYMENT_KNOWN: u8 = (1 << 7) - 1;
+
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("payments snapshot: {what}"))
 }
@@ -290,20 +312,45 @@ impl W<'_> {
         self.u64(p.amount)
     }
     fn payment(&mut self, p: &Payment) -> io::Result<()> {
+        let mut head = p.status as u8;
+        for (bit, present) in [
+            (PAYMENT_COUPON, p.coupon != 0),
+            (PAYMENT_CAMPAIGN, p.campaign != 0),
+            (PAYMENT_CHANNEL, p.channel != 0),
+            (PAYMENT_REFUNDED, p.refunded != Legs::default()),
+            (PAYMENT_REFUNDS, !p.refunds.is_empty()),
+        ] {
+            if present {
+                head |= bit;
+            }
+        }
+        self.u8(head)?;
         for v in [p.user, p.merchant, p.rider] {
             self.u64(v)?;
         }
         self.u32(p.currency)?;
-        for v in [p.food, p.delivery, p.coupon, p.campaign, p.channel] {
-            self.u64(v)?;
+        self.u64(p.food)?;
+        self.u64(p.delivery)?;
+        for (bit, v) in [
+            (PAYMENT_COUPON, p.coupon),
+            (PAYMENT_CAMPAIGN, p.campaign),
+            (PAYMENT_CHANNEL, p.channel),
+        ] {
+            if head & bit != 0 {
+                self.u64(v)?;
+            }
         }
         self.legs(&p.legs)?;
-        self.legs(&p.refunded)?;
-        self.status(p.status)?;
+        if head & PAYMENT_REFUNDED != 0 {
+            self.legs(&p.refunded)?;
+        }
         self.u64(p.timestamp)?;
         self.fixed64(p.print)?;
-        self.u64(p.refunds.len() as u64)?;
-        p.refunds.iter().try_for_each(|r| self.u64(*r))
+        if head & PAYMENT_REFUNDS != 0 {
+            self.u64(p.refunds.len() as u64)?;
+            p.refunds.iter().try_for_each(|r| self.u64(*r))?;
+        }
+        Ok(())
     }
     fn legs(&mut self, l: &Legs) -> io::Result<()> {
         [l.merchant, l.rider, l.platform, l.coupon].into_iter().try_for_each(|v| self.u64(v))
@@ -441,16 +488,40 @@ impl R<'_> {
         })
     }
     fn payment(&mut self) -> io::Result<Payment> {
+        let head = self.u8()?;
+        if head & !PAYMENT_KNOWN != 0 {
+            return Err(bad("payment head"));
+        }
+        let status = status_of(head & PAYMENT_STATUS)?;
         let (user, merchant, rider) = (self.u64()?, self.u64()?, self.u64()?);
         let currency = self.u32()?;
-        let (food, delivery, coupon, campaign, channel) =
-            (self.u64()?, self.u64()?, self.u64()?, self.u64()?, self.u64()?);
+        let (food, delivery) = (self.u64()?, self.u64()?);
+        // A field the head says is written is not zero: one encoding per payment.
+        let mut present = |bit: u8| -> io::Result<u64> {
+            if head & bit == 0 {
+                return Ok(0);
+            }
+            match self.u64()? {
+                0 => Err(bad("payment field written as zero")),
+                v => Ok(v),
+            }
+        };
+        let (coupon, campaign, channel) =
+            (present(PAYMENT_COUPON)?, present(PAYMENT_CAMPAIGN)?, present(PAYMENT_CHANNEL)?);
         let legs = self.legs()?;
-        let refunded = self.legs()?;
-        let status = self.status()?;
+        let refunded = if head & PAYMENT_REFUNDED != 0 {
+            Some(self.legs()?).filter(|l| *l != Legs::default()).ok_or(bad("refunded zero"))?
+        } else {
+            Legs::default()
+        };
         let timestamp = self.u64()?;
         let print = self.fixed64()?;
-        let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
+        let refunds = if head & PAYMENT_REFUNDS != 0 {
+            let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
+            Some(refunds).filter(|r| !r.is_empty()).ok_or(bad("no refunds"))?
+        } else {
+            Vec::new()
+        };
         Ok(Payment {
             user,
             merchant,
@@ -488,13 +559,7 @@ impl R<'_> {
         })
     }
     fn status(&mut self) -> io::Result<PaymentStatus> {
-        Ok(match self.u8()? {
-            0 => PaymentStatus::Authorized,
-            1 => PaymentStatus::Succeeded,
-            2 => PaymentStatus::Released,
-            3 => PaymentStatus::Expired,
-            _ => return Err(bad("payment status")),
-        })
+        status_of(self.u8()?)
     }
     fn lines(&mut self) -> io::Result<Vec<SettlementLine>> {
         (0..self.len()?)
@@ -696,6 +761,65 @@ mod tests {
         let mut bytes = Vec::new();
         W(&mut bytes).u64(u64::from(u32::MAX) + 1).unwrap();
         assert!(R(&mut bytes.as_slice()).u32().is_err());
+    }
+
+    fn a_payment() -> Payment {
+        Payment {
+            user: 700_001,
+            merchant: 4_321,
+            rider: 765,
+            currency: 156,
+            food: 4_250,
+            delivery: 500,
+            coupon: 0,
+            campaign: 0,
+            channel: 0,
+            legs: Legs { merchant: 3_910, rider: 500, platform: 340, coupon: 0 },
+            refunded: Legs::default(),
+            status: PaymentStatus::Succeeded,
+            refunds: Vec::new(),
+            timestamp: 1_790_000_000_000_000_123,
+            print: 0x0123_4567_89ab_cdef,
+        }
+    }
+
+    #[test]
+    fn a_payment_writes_only_the_fields_it_has() {
+        let plain = a_payment();
+        let mut bytes = Vec::new();
+        plain.encode(&mut bytes);
+        assert_eq!(Payment::decode(&bytes).unwrap(), plain);
+        // Head 1, user 3, merchant 2, rider 2, currency 2, food 2, delivery 2, legs 2+2+2+1,
+        // timestamp 9, fingerprint 8.
+        assert_eq!(bytes.len(), 1 + 3 + 2 + 2 + 2 + 2 + 2 + 7 + 9 + 8);
+        let full = Payment {
+            coupon: 300,
+            campaign: 9,
+            channel: 2,
+            refunded: Legs { merchant: 1, rider: 2, platform: 3, coupon: 4 },
+            status: PaymentStatus::Expired,
+            refunds: vec![11, 12],
+            ..a_payment()
+        };
+        let mut bytes = Vec::new();
+        full.encode(&mut bytes);
+        assert_eq!(Payment::decode(&bytes).unwrap(), full);
+    }
+
+    #[test]
+    fn a_payment_with_a_field_written_as_zero_or_an_unknown_head_is_refused() {
+        let mut bytes = Vec::new();
+        a_payment().encode(&mut bytes);
+        let mut unknown = bytes.clone();
+        unknown[0] |= 1 << 7;
+        assert!(Payment::decode(&unknown).is_err());
+        // Says it has a coupon, and writes it as zero.
+        let mut zero = bytes.clone();
+        zero[0] |= PAYMENT_COUPON;
+        zero.insert(1 + 3 + 2 + 2 + 2 + 2 + 2, 0);
+        assert!(Payment::decode(&zero).is_err());
+        zero[1 + 3 + 2 + 2 + 2 + 2 + 2] = 7;
+        assert_eq!(Payment::decode(&zero).unwrap().coupon, 7);
     }
 
     #[test]

@@ -543,9 +543,11 @@ impl TransferTables {
     }
 }
 
-/// The version of the store's layout: keyspaces, keys and the record encoding. A store of
-/// another version is refused at open instead of being misread.
-pub const FORMAT: u32 = 9;
+/// The version of the store's layout: keyspaces, keys and the record encoding, and the
+/// encodings of the records machines keep in it (`RecordStore`: the payment domain's are in
+/// its snapshot module). A store of another version is refused at open instead of being
+/// misread.
+pub const FORMAT: u32 = 10;
 
 /// Where the format is written: in the id index, whose keys are all 16 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
