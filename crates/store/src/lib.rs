@@ -387,7 +387,8 @@ impl HistoryStore {
     ///
     /// After a restart from an older checkpoint, transfers that leave memory again may be
     /// grouped into records differently at the edges of a put, so a record may hold legs that
-    /// a later record holds too: the later one wins, as in `record_before`.
+    /// the record with the next key holds too: the one with the later key wins, as in
+    /// `record_before`.
     pub fn scan(&self, horizon: u64, mut f: impl FnMut(ColdTransfer)) -> Result<(), StoreError> {
         self.writes.transfers.wait()?;
         // The legs of the record before, given once the next record's key is known.
@@ -444,8 +445,8 @@ impl TransferTables {
     }
 
     /// The record that holds `timestamp` if any: the last at or before it (records of groups
-    /// cover disjoint stretches of time, and a later record of the same transfers wins; see
-    /// `scan`), as its key and bytes.
+    /// cover disjoint stretches of time, and of two records that hold the same transfer the
+    /// one with the later key wins; see `scan`), as its key and bytes.
     fn record_before(&self, timestamp: u64) -> Result<Option<(u64, fjall::Slice)>, StoreError> {
         let Some(guard) = self.transfers.range(..=timestamp.to_be_bytes()).next_back() else {
             return Ok(None);
@@ -844,7 +845,7 @@ mod tests {
     }
 
     #[test]
-    fn legs_moved_again_in_other_groups_read_as_the_last_write() {
+    fn legs_moved_again_in_other_groups_read_the_same() {
         // An operation's three legs, the last one pending; after a restart from an older
         // checkpoint they leave memory again, cut differently by the ends of puts.
         let leg = |m: u128, pending| ColdTransfer {
