@@ -510,7 +510,9 @@ impl R<'_> {
             (present(PAYMENT_COUPON)?, present(PAYMENT_CAMPAIGN)?, present(PAYMENT_CHANNEL)?);
         let legs = self.legs()?;
         let refunded = if head & PAYMENT_REFUNDED != 0 {
-            Some(self.legs()?).filter(|l| *l != Legs::default()).ok_or(bad("refunded zero"))?
+            Some(self.legs()?)
+                .filter(|l| *l != Legs::default())
+                .ok_or_else(|| bad("refunded zero"))?
         } else {
             Legs::default()
         };
@@ -518,7 +520,7 @@ impl R<'_> {
         let print = self.fixed64()?;
         let refunds = if head & PAYMENT_REFUNDS != 0 {
             let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
-            Some(refunds).filter(|r| !r.is_empty()).ok_or(bad("no refunds"))?
+            Some(refunds).filter(|r| !r.is_empty()).ok_or_else(|| bad("no refunds"))?
         } else {
             Vec::new()
         };
