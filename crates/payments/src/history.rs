@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use crate::command::PaymentStatus;
 use crate::constants::{CHECKPOINT_WAITING_DIVISOR, TRANSFERS_PER_RECORD};
-use crate::machine::{op_key, Payment};
+use crate::machine::{hold_tag, holds, op_key, Hold, Payment};
 use crate::tier::{KeyBytes, Leaving, Stored, Tier, Tiered};
 
 /// The tables of records in the store: payments, coupons, refunds, outcomes, idempotency keys,
@@ -50,9 +50,25 @@ pub(crate) fn in_domain_range(id: u128) -> bool {
     (OpTag::TopUp as u8..=OpTag::PayoutSettled as u8).contains(&tag)
 }
 
+/// The records `cold_needs` reads to know which transfers an operation settles (read back
+/// from the store before it, by `prefetch_records`).
+struct Known<'a> {
+    payments: &'a Tiered<Payment>,
+    holds: &'a Tiered<Hold>,
+}
+
 /// What applying `op` may look up in the ledger beyond memory (see the module comment):
-/// ids of transfers not held, and timestamps of imported accounts.
-fn cold_needs(ledger: &StateMachine, op: &Op, ids: &mut Vec<u128>, timestamps: &mut Vec<u64>) {
+/// ids of transfers not held, and timestamps of imported accounts. Only the holds that exist:
+/// a payment without a coupon has no reservation, and a bank result settles a top-up's or a
+/// withdrawal's hold, not both (an id that was never made is not in memory, so asking for it
+/// cost a lookup in the store's id index for every capture).
+fn cold_needs(
+    ledger: &StateMachine,
+    known: &Known<'_>,
+    op: &Op,
+    ids: &mut Vec<u128>,
+    timestamps: &mut Vec<u64>,
+) {
     let mut settles = |id: u128| {
         if ledger.lookup_transfer(id).is_none() {
             ids.push(id);
@@ -62,16 +78,21 @@ fn cold_needs(ledger: &StateMachine, op: &Op, ids: &mut Vec<u128>, timestamps: &
         Op::LedgerTransfers(events) => ledger.cold_ids(events, ids),
         Op::LedgerAccounts(events) => ledger.cold_timestamps(events, timestamps),
         Op::Capture { id } | Op::Release { id } => {
-            settles(chart::transfer_id(OpTag::Payment, *id, 0));
-            settles(chart::transfer_id(OpTag::Payment, *id, 1));
+            // An unknown payment is refused before any hold is read.
+            if let Some(p) = known.payments.get(id) {
+                (0..holds(p)).for_each(|leg| settles(chart::transfer_id(OpTag::Payment, *id, leg)));
+            }
         }
         Op::BankResult { id, .. } => {
-            settles(chart::transfer_id(OpTag::TopUp, *id, 0));
-            settles(chart::transfer_id(OpTag::Withdrawal, *id, 0));
+            if let Some(hold) = known.holds.get(id) {
+                settles(chart::transfer_id(hold_tag(hold.kind), *id, 0));
+            }
         }
         Op::PayoutResult { payout, .. } => settles(*payout),
-        Op::Keyed { op, .. } => cold_needs(ledger, op, ids, timestamps),
-        Op::Batch(ops) => ops.iter().for_each(|op| cold_needs(ledger, op, ids, timestamps)),
+        Op::Keyed { op, .. } => cold_needs(ledger, known, op, ids, timestamps),
+        Op::Batch(ops) => {
+            ops.iter().for_each(|op| cold_needs(ledger, known, op, ids, timestamps));
+        }
         _ => {}
     }
 }
@@ -297,9 +318,10 @@ impl PaymentsMachine {
     pub(crate) fn prefetch(&mut self, op: &Op) -> io::Result<()> {
         self.prefetch_records(op)?;
         let Some(history) = &mut self.history else { return Ok(()) };
+        let known = Known { payments: &self.payments, holds: &self.holds };
         history
             .prefetch(&mut self.ledger, |ledger, ids, timestamps| {
-                cold_needs(ledger, op, ids, timestamps)
+                cold_needs(ledger, &known, op, ids, timestamps)
             })
             .map_err(io::Error::other)
     }
@@ -341,5 +363,60 @@ impl PaymentsMachine {
     ) -> io::Result<()> {
         huifu_store::for_each_transfer(&self.ledger, self.history.as_ref(), f)
             .map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::HoldKind;
+    use crate::money::Legs;
+
+    fn authorized(coupon: u64) -> Payment {
+        Payment {
+            user: 1,
+            merchant: 2,
+            rider: 3,
+            currency: 156,
+            food: 1_000,
+            delivery: 200,
+            coupon: u64::from(coupon > 0),
+            campaign: u64::from(coupon > 0),
+            channel: 1,
+            legs: Legs { merchant: 900, rider: 200, platform: 100, coupon },
+            refunded: Legs::default(),
+            status: PaymentStatus::Authorized,
+            refunds: Vec::new(),
+            timestamp: 1,
+            print: 0,
+        }
+    }
+
+    #[test]
+    fn an_operation_asks_the_store_only_for_the_holds_it_settles() {
+        // An empty ledger: every id asked for would be looked up in the store.
+        let ledger = StateMachine::new();
+        let mut payments = Tiered::<Payment>::default();
+        payments.insert(7, authorized(0));
+        payments.insert(8, authorized(150));
+        let mut holds = Tiered::<Hold>::default();
+        let withdrawal =
+            Hold { kind: HoldKind::Withdrawal, user: 1, channel: 1, currency: 156, amount: 5 };
+        holds.insert(9, withdrawal);
+        let known = Known { payments: &payments, holds: &holds };
+        let asks = |op: Op| {
+            let mut ids = Vec::new();
+            cold_needs(&ledger, &known, &op, &mut ids, &mut Vec::new());
+            ids
+        };
+        let payment = |id, leg| chart::transfer_id(OpTag::Payment, id, leg);
+        assert_eq!(asks(Op::Capture { id: 7 }), [payment(7, 0)], "no coupon, no reservation");
+        assert_eq!(asks(Op::Release { id: 8 }), [payment(8, 0), payment(8, 1)]);
+        assert_eq!(asks(Op::Capture { id: 99 }), [], "an unknown payment settles nothing");
+        let withdrawn = chart::transfer_id(OpTag::Withdrawal, 9, 0);
+        assert_eq!(asks(Op::BankResult { id: 9, ok: true }), [withdrawn]);
+        assert_eq!(asks(Op::BankResult { id: 10, ok: false }), []);
+        let batch = Op::Batch(vec![Op::Capture { id: 7 }, Op::BankResult { id: 9, ok: true }]);
+        assert_eq!(asks(batch), [payment(7, 0), withdrawn]);
     }
 }

@@ -584,11 +584,7 @@ impl PaymentsMachine {
 
     fn bank_result(&mut self, now: u64, id: u64, ok: bool) -> Outcome {
         let hold = *self.holds.get(&id).ok_or(E::UnknownOperation)?;
-        let tag = match hold.kind {
-            HoldKind::TopUp => OpTag::TopUp,
-            HoldKind::Withdrawal => OpTag::Withdrawal,
-        };
-        let pending = chart::transfer_id(tag, id, 0);
+        let pending = chart::transfer_id(hold_tag(hold.kind), id, 0);
         let mut legs = [Leg {
             transfer: resolve(OpTag::BankResult, id, 0, pending, ok),
             short: E::InvalidState,
@@ -1343,11 +1339,24 @@ fn transfer(
     }
 }
 
+/// How many holds a payment made through a bank channel has: the money (leg 0), and the
+/// coupon's reservation (leg 1) when it has one.
+pub(crate) fn holds(p: &Payment) -> u8 {
+    1 + u8::from(p.legs.coupon > 0)
+}
+
+/// The tag of the ledger transfers of a top-up's or a withdrawal's hold.
+pub(crate) fn hold_tag(kind: HoldKind) -> OpTag {
+    match kind {
+        HoldKind::TopUp => OpTag::TopUp,
+        HoldKind::Withdrawal => OpTag::Withdrawal,
+    }
+}
+
 /// Posts (`post`) or voids the holds of an authorized payment: the money, and the coupon's
 /// discount when it has one.
 fn resolve_holds(tag: OpTag, id: u64, p: &Payment, post: bool) -> Vec<Leg> {
-    let holds = if p.legs.coupon > 0 { 2 } else { 1 };
-    (0..holds)
+    (0..holds(p))
         .map(|leg| Leg {
             transfer: resolve(tag, id, leg, chart::transfer_id(OpTag::Payment, id, leg), post),
             short: E::InvalidState,
