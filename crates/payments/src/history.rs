@@ -80,7 +80,8 @@ fn cold_needs(
         Op::Capture { id } | Op::Release { id } => {
             // An unknown payment is refused before any hold is read.
             if let Some(p) = known.payments.get(id) {
-                (0..holds(p)).for_each(|leg| settles(chart::transfer_id(OpTag::Payment, *id, leg)));
+                (0..holds(&p.legs))
+                    .for_each(|leg| settles(chart::transfer_id(OpTag::Payment, *id, leg)));
             }
         }
         Op::BankResult { id, .. } => {

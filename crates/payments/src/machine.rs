@@ -797,7 +797,7 @@ impl PaymentsMachine {
     /// The ledger id of an authorized payment's last hold: the coupon's reservation if it has
     /// one (it is made after the hold, with the same timeout, so it expires last), else the hold.
     fn last_hold(id: u64, legs: &Legs) -> u128 {
-        chart::transfer_id(OpTag::Payment, id, u8::from(legs.coupon > 0))
+        chart::transfer_id(OpTag::Payment, id, holds(legs) - 1)
     }
 
     /// When the last hold of an authorized payment expires.
@@ -1341,8 +1341,8 @@ fn transfer(
 
 /// How many holds a payment made through a bank channel has: the money (leg 0), and the
 /// coupon's reservation (leg 1) when it has one.
-pub(crate) fn holds(p: &Payment) -> u8 {
-    1 + u8::from(p.legs.coupon > 0)
+pub(crate) fn holds(legs: &Legs) -> u8 {
+    1 + u8::from(legs.coupon > 0)
 }
 
 /// The tag of the ledger transfers of a top-up's or a withdrawal's hold.
@@ -1356,7 +1356,7 @@ pub(crate) fn hold_tag(kind: HoldKind) -> OpTag {
 /// Posts (`post`) or voids the holds of an authorized payment: the money, and the coupon's
 /// discount when it has one.
 fn resolve_holds(tag: OpTag, id: u64, p: &Payment, post: bool) -> Vec<Leg> {
-    (0..holds(p))
+    (0..holds(&p.legs))
         .map(|leg| Leg {
             transfer: resolve(tag, id, leg, chart::transfer_id(OpTag::Payment, id, leg), post),
             short: E::InvalidState,
