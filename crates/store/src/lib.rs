@@ -885,6 +885,18 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_transfer_the_store_does_not_hold_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HistoryStore::open(dir.path()).unwrap();
+        let settled =
+            ColdTransfer { transfer: t(5, 1, 2, 50), pending: Some(PendingStatus::Voided) };
+        store.put(&[], &[settled]).unwrap();
+        // The write happens behind the put: its outcome comes with the next wait.
+        let err = store.persist().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { what: "settled transfer", .. }), "{err}");
+    }
+
+    #[test]
     fn a_settled_leg_is_rewritten_inside_its_group() {
         let leg = |m: u128, pending| ColdTransfer {
             transfer: t((4u128 << 120) | (9 << 8) | m, 1, 2, 70 + m as u64),
