@@ -389,7 +389,7 @@ mod tests {
             status: PaymentStatus::Authorized,
             refunds: Vec::new(),
             timestamp: 1,
-            print: 0,
+            timeout_s: 60,
         }
     }
 

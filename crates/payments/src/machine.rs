@@ -70,12 +70,28 @@ pub struct Payment {
     pub refunds: Vec<u64>,
     /// When it was made (nanoseconds since the Unix epoch).
     pub timestamp: u64,
-    /// Fingerprint of the operation that made it: a payment holds that operation's first
-    /// outcome (`first_outcome`), so a retry is answered without an outcome record of its own.
-    pub print: u64,
+    /// The hold timeout the operation that made it asked for. With the fields above it is
+    /// that operation (`made_by`): a payment holds the operation's first outcome
+    /// (`first_outcome`), so a retry is answered, and compared, without a record of its own.
+    pub timeout_s: u32,
 }
 
 impl Payment {
+    /// The operation that made this payment, whose id is `id`.
+    pub fn made_by(&self, id: u64) -> Op {
+        Op::Pay {
+            id,
+            user: self.user,
+            merchant: self.merchant,
+            rider: self.rider,
+            food: self.food,
+            delivery: self.delivery,
+            coupon: self.coupon,
+            channel: self.channel,
+            timeout_s: self.timeout_s,
+        }
+    }
+
     /// The outcome the operation that made this payment returned.
     pub fn first_outcome(&self) -> Outcome {
         let status =
@@ -302,7 +318,7 @@ impl PaymentsMachine {
         if let Some((first_print, outcome)) = self.first_outcome(key) {
             return if first_print == print { outcome } else { Err(E::IdempotencyConflict) };
         }
-        let outcome = self.execute(now, op, print);
+        let outcome = self.execute(now, op);
         // An answer for a payment, hold or payout that does not exist (yet) is not that
         // object's first outcome: keeping it would block the real answer later.
         let resolves = matches!(
@@ -336,7 +352,7 @@ impl PaymentsMachine {
         let id = u64::try_from(key.1).ok()?;
         let payment = self.payments.get(&id)?;
         if key.0 == PAY_KIND {
-            return Some((payment.print, payment.first_outcome()));
+            return Some((fingerprint(&payment.made_by(id)), payment.first_outcome()));
         }
         // A bank-channel payment leaves `Authorized` once, and becomes `Succeeded` only by a
         // capture and `Released` only by a release; a failed capture or release keeps its own
@@ -349,7 +365,7 @@ impl PaymentsMachine {
         Some((fingerprint(&op), payment.outcome(payment.status)))
     }
 
-    fn execute(&mut self, now: u64, op: &Op, print: u64) -> Outcome {
+    fn execute(&mut self, now: u64, op: &Op) -> Outcome {
         match *op {
             Op::CreateChannel { id, currency } => {
                 check_id(id)?;
@@ -406,10 +422,7 @@ impl PaymentsMachine {
             }
             Op::BankResult { id, ok } => self.bank_result(now, id, ok),
             Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } => {
-                self.pay(
-                    now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s,
-                    print,
-                )
+                self.pay(now, id, user, merchant, rider, food, delivery, coupon, channel, timeout_s)
             }
             Op::Capture { id } => self.capture(now, id),
             Op::Release { id } => self.release(now, id),
@@ -606,7 +619,6 @@ impl PaymentsMachine {
         coupon_id: u64,
         channel: u64,
         timeout_s: u32,
-        print: u64,
     ) -> Outcome {
         check_id(id)?;
         check_amount(food)?;
@@ -749,7 +761,7 @@ impl PaymentsMachine {
                 status,
                 refunds: Vec::new(),
                 timestamp: now,
-                print,
+                timeout_s,
             },
         );
         Ok(Done::Payment { status, total, legs, currency })

@@ -14,7 +14,7 @@ use crate::machine::{
 use crate::money::Legs;
 use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY006";
+const MAGIC: &[u8; 8] = b"HFPAY007";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -345,7 +345,7 @@ impl W<'_> {
             self.legs(&p.refunded)?;
         }
         self.u64(p.timestamp)?;
-        self.fixed64(p.print)?;
+        self.u32(p.timeout_s)?;
         if head & PAYMENT_REFUNDS != 0 {
             self.u64(p.refunds.len() as u64)?;
             p.refunds.iter().try_for_each(|r| self.u64(*r))?;
@@ -517,7 +517,7 @@ impl R<'_> {
             Legs::default()
         };
         let timestamp = self.u64()?;
-        let print = self.fixed64()?;
+        let timeout_s = self.u32()?;
         let refunds = if head & PAYMENT_REFUNDS != 0 {
             let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
             Some(refunds).filter(|r| !r.is_empty()).ok_or_else(|| bad("no refunds"))?
@@ -539,7 +539,7 @@ impl R<'_> {
             status,
             refunds,
             timestamp,
-            print,
+            timeout_s,
         })
     }
     fn legs(&mut self) -> io::Result<Legs> {
@@ -781,7 +781,7 @@ mod tests {
             status: PaymentStatus::Succeeded,
             refunds: Vec::new(),
             timestamp: 1_790_000_000_000_000_123,
-            print: 0x0123_4567_89ab_cdef,
+            timeout_s: 60,
         }
     }
 
@@ -792,8 +792,8 @@ mod tests {
         plain.encode(&mut bytes);
         assert_eq!(Payment::decode(&bytes).unwrap(), plain);
         // Head 1, user 3, merchant 2, rider 2, currency 2, food 2, delivery 2, legs 2+2+2+1,
-        // timestamp 9, fingerprint 8.
-        assert_eq!(bytes.len(), 1 + 3 + 2 + 2 + 2 + 2 + 2 + 7 + 9 + 8);
+        // timestamp 9, timeout 1.
+        assert_eq!(bytes.len(), 1 + 3 + 2 + 2 + 2 + 2 + 2 + 7 + 9 + 1);
         let full = Payment {
             coupon: 300,
             campaign: 9,

@@ -961,3 +961,30 @@ fn the_same_id_with_other_fields_is_a_conflict() {
     assert_eq!(w.ok(pay(50, 10, 20, 1_000, 0, 0)), paid(1_000, legs(900, 0, 100, 0)));
     assert_eq!(wallet(&w.m, 10), 9_000);
 }
+
+#[test]
+fn a_payment_retried_with_any_field_changed_is_a_conflict() {
+    // A payment keeps no fingerprint of the operation that made it: its fields are that
+    // operation, the hold timeout included, and each one is compared.
+    let mut w = World::new();
+    let first = pay_by_bank(50, 10, 20, 1_000, 0, 0, 60);
+    let outcome = w.ok(first.clone());
+    let Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s } = first
+    else {
+        unreachable!()
+    };
+    let changed = [
+        Op::Pay { id, user: 11, merchant, rider, food, delivery, coupon, channel, timeout_s },
+        Op::Pay { id, user, merchant: 21, rider, food, delivery, coupon, channel, timeout_s },
+        Op::Pay { id, user, merchant, rider: 31, food, delivery, coupon, channel, timeout_s },
+        Op::Pay { id, user, merchant, rider, food: 1_001, delivery, coupon, channel, timeout_s },
+        Op::Pay { id, user, merchant, rider, food, delivery: 1, coupon, channel, timeout_s },
+        Op::Pay { id, user, merchant, rider, food, delivery, coupon: 1, channel, timeout_s },
+        Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel: 0, timeout_s },
+        Op::Pay { id, user, merchant, rider, food, delivery, coupon, channel, timeout_s: 61 },
+    ];
+    for op in changed {
+        w.rejects(op, E::IdempotencyConflict);
+    }
+    assert_eq!(w.ok(first), outcome);
+}
