@@ -12,9 +12,13 @@
 //! fields are present, the pending status, and the two bits below) followed by the present
 //! fields only:
 //!
-//! - ids and account ids (`u128`) as a 16-bit mask of their non-zero bytes and those bytes, so
-//!   a structured id (a kind or tag in the high bits, a small serial in the low ones, as the
-//!   payment domain's `kind << 96 | currency << 64 | entity`) takes 4 to 8 bytes instead of 16;
+//! - ids (`u128`) as a 16-bit mask of their non-zero bytes and those bytes, so a structured id
+//!   (a tag in the high bits, a small serial in the low ones) takes 4 to 8 bytes instead of 16;
+//! - account ids laid out as the payment domain's chart makes them, `kind << 96 | ledger << 64
+//!   | entity` with the transfer's own ledger, a kind below `KIND_ESCAPE` and an entity below
+//!   2^56, as one byte (the kind, and how many bytes the entity takes) and the entity's non-zero
+//!   low bytes: a wallet takes 4 bytes, a platform account 1. Any other account id is that
+//!   byte's escape and the id as above. The ledger is therefore written before the accounts;
 //! - every other number as an unsigned LEB128 varint;
 //! - `user_data_64` and `user_data_32` as one header bit each when they repeat what the id
 //!   holds in the payment domain's layout (`tag << 120 | op << 8 | leg`, with the op and the
@@ -32,9 +36,14 @@
 use huifu_ledger::{ColdTransfer, PendingStatus, Transfer, TransferFlags};
 
 /// The longest leg: the varint of a timestamp's distance, the header and the byte of account
-/// places, five `u128` ids at 18 bytes, the amount as a 19-byte varint, and the varints of a
-/// `u64`, three `u32` and two `u16` at their longest.
-pub const LEG_BYTES_MAX: usize = 10 + 2 + 1 + 5 * 18 + 19 + 10 + 3 * 5 + 2 * 3;
+/// places, five `u128` ids at 18 bytes (the two accounts with their escape byte), the amount
+/// as a 19-byte varint, and the varints of a `u64`, three `u32` and two `u16` at their longest.
+pub const LEG_BYTES_MAX: usize = 10 + 2 + 1 + 5 * 18 + 2 + 19 + 10 + 3 * 5 + 2 * 3;
+
+/// The first byte of an account id not in the chart's layout (see the module comment): a kind
+/// the compact byte cannot hold. The compact byte is the kind (below this, in the low five bits)
+/// and the entity's length in bytes (0 to 7, in the high three).
+const KIND_ESCAPE: u8 = 31;
 
 const AMOUNT: u16 = 1 << 0;
 const PENDING_ID: u16 = 1 << 1;
@@ -145,9 +154,12 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
         if !id_next {
             put_id(out, t.id);
         }
+        if header & LEDGER != 0 {
+            put_varint(out, u128::from(t.ledger));
+        }
         for (account, nibble) in [(t.debit_account_id, debit), (t.credit_account_id, credit)] {
             if nibble == 0 {
-                put_id(out, account);
+                put_account(out, account, t.ledger);
                 accounts.add(account);
             }
         }
@@ -168,9 +180,6 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
         }
         if header & TIMEOUT != 0 {
             put_varint(out, u128::from(t.timeout));
-        }
-        if header & LEDGER != 0 {
-            put_varint(out, u128::from(t.ledger));
         }
         if header & CODE != 0 {
             put_varint(out, u128::from(t.code));
@@ -243,9 +252,10 @@ impl Legs<'_> {
         } else {
             self.r.id()?
         };
+        let ledger = if header & LEDGER != 0 { self.r.narrow()? } else { 0 };
         let mut account = |nibble: u8| -> Result<u128, DecodeError> {
             if nibble == 0 {
-                let id = self.r.id()?;
+                let id = self.r.account(ledger)?;
                 self.accounts.add(id);
                 Ok(id)
             } else {
@@ -255,8 +265,14 @@ impl Legs<'_> {
         let debit_account_id = account(refs >> 4)?;
         let credit_account_id = account(refs & 0xf)?;
         let r = &mut self.r;
-        let mut t =
-            Transfer { id, debit_account_id, credit_account_id, timestamp, ..Transfer::default() };
+        let mut t = Transfer {
+            id,
+            debit_account_id,
+            credit_account_id,
+            ledger,
+            timestamp,
+            ..Transfer::default()
+        };
         if header & AMOUNT != 0 {
             t.amount = r.varint()?;
         }
@@ -280,9 +296,6 @@ impl Legs<'_> {
         }
         if header & TIMEOUT != 0 {
             t.timeout = r.narrow()?;
-        }
-        if header & LEDGER != 0 {
-            t.ledger = r.narrow()?;
         }
         if header & CODE != 0 {
             t.code = r.narrow()?;
@@ -320,6 +333,21 @@ fn put_id(out: &mut Vec<u8>, value: u128) {
     }
     out.extend_from_slice(&mask.to_le_bytes());
     out.extend(bytes.iter().filter(|b| **b != 0));
+}
+
+/// An account id of a transfer in `ledger` (see the module comment).
+fn put_account(out: &mut Vec<u8>, id: u128, ledger: u32) {
+    // The parts of the chart's layout; truncation is the point.
+    let (kind, in_ledger, entity) = ((id >> 96) as u32, (id >> 64) as u32, id as u64);
+    if kind < u32::from(KIND_ESCAPE) && in_ledger == ledger && entity < 1 << 56 {
+        let len = 8 - entity.leading_zeros() as usize / 8;
+        // `len` is at most 7 and `kind` below 31.
+        out.push((len as u8) << 5 | kind as u8);
+        out.extend_from_slice(&entity.to_le_bytes()[..len]);
+    } else {
+        out.push(KIND_ESCAPE);
+        put_id(out, id);
+    }
 }
 
 /// An unsigned LEB128 varint.
@@ -375,6 +403,33 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(u128::from_le_bytes(bytes))
+    }
+
+    /// An account id of a transfer in `ledger` (`put_account`).
+    fn account(&mut self, ledger: u32) -> Result<u128, DecodeError> {
+        let first = self.byte()?;
+        if first == KIND_ESCAPE {
+            let id = self.id()?;
+            let in_layout = (id >> 96) < u128::from(KIND_ESCAPE)
+                && (id >> 64) as u32 == ledger
+                && (id as u64) < 1 << 56;
+            // One encoding per value.
+            return if in_layout { Err(DecodeError::Range) } else { Ok(id) };
+        }
+        let (kind, len) = (first & 0x1f, usize::from(first >> 5));
+        if kind == KIND_ESCAPE {
+            return Err(DecodeError::Range);
+        }
+        let mut entity = [0u8; 8];
+        for b in &mut entity[..len] {
+            *b = self.byte()?;
+        }
+        if len > 0 && entity[len - 1] == 0 {
+            // The entity in as few bytes as it takes: one encoding per value.
+            return Err(DecodeError::Range);
+        }
+        let entity = u64::from_le_bytes(entity);
+        Ok(u128::from(kind) << 96 | u128::from(ledger) << 64 | u128::from(entity))
     }
 
     fn varint(&mut self) -> Result<u128, DecodeError> {
@@ -462,9 +517,9 @@ mod tests {
         let legs = payment();
         let alone: usize = legs.iter().map(|l| size(std::slice::from_ref(l))).sum();
         let together = roundtrip(&legs);
-        // The second leg's id (7 bytes) and user (7), the third's id (7) and merchant (6), less
+        // The second leg's id (7 bytes) and user (4), the third's id (7) and merchant (3), less
         // a byte of places and one of distance each.
-        assert_eq!(alone - together, 7 + 7 + 7 + 6 - 2 - 2, "{alone} alone, {together} together");
+        assert_eq!(alone - together, 7 + 4 + 7 + 3 - 2 - 2, "{alone} alone, {together} together");
     }
 
     #[test]
@@ -492,8 +547,8 @@ mod tests {
             pending: None,
         };
         assert_eq!(roundtrip(&[first]), LEG_BYTES_MAX - 10 - 1);
-        // The second leg names both accounts: a byte instead of 36.
-        assert_eq!(roundtrip(&[first, last]), 2 * LEG_BYTES_MAX - 10 - 1 - 2 * 18 - 1 + 1);
+        // The second leg names both accounts: a byte instead of 38.
+        assert_eq!(roundtrip(&[first, last]), 2 * LEG_BYTES_MAX - 10 - 1 - 2 * 19);
         roundtrip(&[ColdTransfer { transfer: Transfer::default(), pending: None }]);
         for s in [
             PendingStatus::Pending,
@@ -505,6 +560,44 @@ mod tests {
             legs[1].pending = Some(s);
             roundtrip(&legs);
         }
+    }
+
+    #[test]
+    fn chart_accounts_take_a_byte_and_their_entity() {
+        // The bytes of a first leg's debit account, in the payment's ledger (156).
+        let one = |debit: u128| {
+            let mut cold = payment()[0];
+            cold.transfer.debit_account_id = debit;
+            size(&[cold]) + 4 - size(&payment()[..1])
+        };
+        // The user of `payment` (entity 87,654) is a byte and three.
+        assert_eq!(one(account(1, 87_654)), 4);
+        assert_eq!(one(account(4, 0)), 1);
+        assert_eq!(one(account(30, (1 << 56) - 1)), 8);
+        // Out of the layout: the escape, a mask of two bytes and the non-zero bytes.
+        assert_eq!(one(account(31, 1)), 1 + 2 + 3);
+        assert_eq!(one(account(1, 1 << 56)), 1 + 2 + 3);
+        let elsewhere = 1 << 96 | 840 << 64 | 87_654;
+        assert_eq!(one(elsewhere), 1 + 2 + 6);
+        for id in [account(4, 0), account(31, 1), account(1, 1 << 56), elsewhere] {
+            let mut cold = payment()[0];
+            cold.transfer.debit_account_id = id;
+            roundtrip(&[cold]);
+        }
+    }
+
+    #[test]
+    fn an_account_in_another_encoding_than_its_own_is_refused() {
+        let read = |bytes: &[u8]| Reader::new(bytes).account(156);
+        assert_eq!(read(&[2 << 5 | 1, 0xe1, 0x10]), Ok(account(1, 0x10e1)));
+        // Its entity with a zero byte on top, or a kind of 31 with a length.
+        assert_eq!(read(&[3 << 5 | 1, 0xe1, 0x10, 0]), Err(DecodeError::Range));
+        assert_eq!(read(&[1 << 5 | 31, 1]), Err(DecodeError::Range));
+        // An id of the layout written out after the escape.
+        let mut escaped = vec![KIND_ESCAPE];
+        put_id(&mut escaped, account(1, 0x10e1));
+        assert_eq!(read(&escaped), Err(DecodeError::Range));
+        assert_eq!(read(&[2 << 5 | 1, 0xe1]), Err(DecodeError::Truncated));
     }
 
     #[test]
@@ -561,16 +654,32 @@ mod tests {
         ]
     }
 
+    /// Ledgers that `any_account` uses, and any other.
+    fn any_ledger() -> impl Strategy<Value = u32> {
+        prop_oneof![Just(156u32), Just(840), any::<u32>()]
+    }
+
+    /// Accounts of the chart's layout in the ledgers of `any_ledger` (with kinds and entities
+    /// on both sides of what the compact byte holds), or any `u128`.
+    fn any_account() -> impl Strategy<Value = u128> {
+        let entity = prop_oneof![Just(0u64), any::<u16>().prop_map(u64::from), any::<u64>()];
+        prop_oneof![
+            (0u128..40, prop_oneof![Just(156u128), Just(840)], entity)
+                .prop_map(|(kind, ledger, entity)| kind << 96 | ledger << 64 | u128::from(entity)),
+            any_u128(),
+        ]
+    }
+
     proptest! {
         #[test]
         fn every_group_comes_back(
             legs in proptest::collection::vec((
                 (any_u128(), any_u128(), any_u128(), any_u128()),
                 (0usize..20, 0usize..20, any::<bool>(), 1u64..1_000, any::<u8>()),
-                (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
+                (any::<u64>(), any::<u32>(), any::<u32>(), any_ledger(), any::<u16>(), any::<u16>()),
                 0u8..=4,
             ), 1..24),
-            pool in proptest::collection::vec(any_u128(), 20),
+            pool in proptest::collection::vec(any_account(), 20),
             group in any::<u128>(),
             start in any::<u64>(),
         ) {
