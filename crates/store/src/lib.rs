@@ -127,7 +127,7 @@ pub(crate) struct TransferTables {
     /// The first timestamp of a group of transfers (8 bytes, big-endian; an operation's legs,
     /// see `encoding`) → the group and each leg's pending status, as a compact record.
     transfers: Keyspace,
-    /// A group of ids (16 bytes, `ids::group_key`) → its members' timestamps, as runs (see
+    /// A group of ids (15 bytes, `ids::group_key`) → its members' timestamps, as runs (see
     /// `ids`).
     ids: Keyspace,
     /// Each account's transfers in time order, for statements (see `epochs`).
@@ -293,7 +293,7 @@ impl HistoryStore {
     ) -> Result<(), StoreError> {
         let staged = self.writes.transfers.staged()?;
         // The last group read: its key and entry.
-        let mut group: Option<([u8; 16], Option<fjall::Slice>)> = None;
+        let mut group: Option<([u8; ids::GROUP_KEY_BYTES], Option<fjall::Slice>)> = None;
         for &id in ids {
             let ts = match staged.as_ref().and_then(|s| s.timestamp_of(id)) {
                 Some(ts) => Some(ts),
@@ -550,7 +550,7 @@ impl TransferTables {
 /// misread.
 pub const FORMAT: u32 = 11;
 
-/// Where the format is written: in the id index, whose keys are all 16 bytes long and only
+/// Where the format is written: in the id index, whose keys are all 15 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
 const FORMAT_KEY: &[u8] = b"huifu-history-format";
 
