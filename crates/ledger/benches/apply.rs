@@ -1,9 +1,11 @@
 //! In-memory apply throughput of the ledger state machine (no journal, no fsync).
 //!
-//! Three cases, all simple transfers between random pairs of 10,000 accounts in batches of
+//! Four cases, all simple transfers between random pairs of 10,000 accounts in batches of
 //! 8,190: sequential ids on a ledger that starts empty, random ids on a ledger that starts empty,
-//! and random ids on a ledger that already holds 10 million transfers (the size of
-//! `huifu bench ledger`), where the id index is far larger than any cache.
+//! random ids on a ledger that already holds 10 million transfers (the size of
+//! `huifu bench ledger`), where the id index is far larger than any cache, and random ids on a
+//! ledger bounded to 2 million transfers in memory (the simulator's day), evicting the oldest
+//! after each batch.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use huifu_ledger::{Account, StateMachine, Transfer};
@@ -12,6 +14,8 @@ const ACCOUNTS: u64 = 10_000;
 const BATCH: usize = 8_190;
 /// Transfers already in the ledger for the `_after_10m` case.
 const PRELOADED: usize = 10_000_000;
+/// Transfers the ledger keeps for the `_at_2m` case.
+const HELD_MAX: usize = 2_000_000;
 
 fn setup() -> StateMachine {
     let mut sm = StateMachine::new();
@@ -124,6 +128,41 @@ fn apply(c: &mut Criterion) {
         b.iter_batched(
             || batches.batch(),
             |batch| apply_batch(sm, &batch, &mut results),
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+
+    // The bounded ledger of a long run: each batch applied is followed by `evict` down to
+    // `HELD_MAX` transfers (what the history store would be given is dropped here), so each
+    // batch's transfers leave the id index some batches later, in arrival order, from slots
+    // all over it.
+    let mut group = c.benchmark_group("ledger");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_secs(1));
+    group.measurement_time(std::time::Duration::from_secs(4));
+    let mut bounded: Option<(StateMachine, Batches)> = None;
+    group.bench_function("create_transfers_and_evict_batch_8190_at_2m", |b| {
+        let mut results = Vec::with_capacity(BATCH);
+        let mut out = Vec::new();
+        let (sm, batches) = bounded.get_or_insert_with(|| {
+            let mut sm = setup();
+            let mut batches = Batches::new(true);
+            let mut results = Vec::with_capacity(BATCH);
+            for _ in 0..HELD_MAX.div_ceil(BATCH) {
+                let batch = batches.batch();
+                apply_batch(&mut sm, &batch, &mut results);
+            }
+            (sm, batches)
+        });
+        b.iter_batched(
+            || batches.batch(),
+            |batch| {
+                apply_batch(sm, &batch, &mut results);
+                out.clear();
+                sm.evict(HELD_MAX, |_| false, &mut out);
+            },
             BatchSize::LargeInput,
         );
     });

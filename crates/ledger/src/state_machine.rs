@@ -360,6 +360,11 @@ impl StateMachine {
             let base = transfers.base();
             let mut pins = Vec::new();
             for (offset, t) in chunk.iter().enumerate() {
+                // The index slot of a transfer further on: its cache miss overlaps the
+                // removals before it instead of stalling its own.
+                if let Some(ahead) = chunk.get(offset + EVICT_PREFETCH_AHEAD) {
+                    transfer_index.prefetch(ahead.id);
+                }
                 let position = u32::try_from(base + offset).expect("position fits u32");
                 let status = pending.get(&position).copied();
                 if status == Some(PendingStatus::Pending) || keep(t) {
@@ -1351,6 +1356,10 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG02";
 /// a group: enough for the loads of several events to be in flight, few enough that what they
 /// load is still in cache when their events are applied.
 const PREFETCH_GROUP: usize = 16;
+
+/// How many transfers ahead `evict` starts loading the id index slot of a transfer it will
+/// remove.
+const EVICT_PREFETCH_AHEAD: usize = 16;
 
 fn account_exists(a: &Account, e: &Account) -> CreateAccountResult {
     use CreateAccountResult as R;
