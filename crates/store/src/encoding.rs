@@ -335,18 +335,28 @@ fn put_id(out: &mut Vec<u8>, value: u128) {
     out.extend(bytes.iter().filter(|b| **b != 0));
 }
 
+/// The kind and entity of an account id of a transfer in `ledger`, if the id has the chart's
+/// layout that the compact byte can hold (see the module comment).
+fn chart_parts(id: u128, ledger: u32) -> Option<(u8, u64)> {
+    // Truncation is the point: the parts are these bits.
+    let (kind, in_ledger, entity) = ((id >> 96) as u32, (id >> 64) as u32, id as u64);
+    (kind < u32::from(KIND_ESCAPE) && in_ledger == ledger && entity < 1 << 56)
+        .then_some((kind as u8, entity))
+}
+
 /// An account id of a transfer in `ledger` (see the module comment).
 fn put_account(out: &mut Vec<u8>, id: u128, ledger: u32) {
-    // The parts of the chart's layout; truncation is the point.
-    let (kind, in_ledger, entity) = ((id >> 96) as u32, (id >> 64) as u32, id as u64);
-    if kind < u32::from(KIND_ESCAPE) && in_ledger == ledger && entity < 1 << 56 {
-        let len = 8 - entity.leading_zeros() as usize / 8;
-        // `len` is at most 7 and `kind` below 31.
-        out.push((len as u8) << 5 | kind as u8);
-        out.extend_from_slice(&entity.to_le_bytes()[..len]);
-    } else {
-        out.push(KIND_ESCAPE);
-        put_id(out, id);
+    match chart_parts(id, ledger) {
+        Some((kind, entity)) => {
+            // At most 7: the entity is below 2^56.
+            let len = 8 - entity.leading_zeros() as usize / 8;
+            out.push((len as u8) << 5 | kind);
+            out.extend_from_slice(&entity.to_le_bytes()[..len]);
+        }
+        None => {
+            out.push(KIND_ESCAPE);
+            put_id(out, id);
+        }
     }
 }
 
@@ -410,11 +420,11 @@ impl<'a> Reader<'a> {
         let first = self.byte()?;
         if first == KIND_ESCAPE {
             let id = self.id()?;
-            let in_layout = (id >> 96) < u128::from(KIND_ESCAPE)
-                && (id >> 64) as u32 == ledger
-                && (id as u64) < 1 << 56;
             // One encoding per value.
-            return if in_layout { Err(DecodeError::Range) } else { Ok(id) };
+            return match chart_parts(id, ledger) {
+                Some(_) => Err(DecodeError::Range),
+                None => Ok(id),
+            };
         }
         let (kind, len) = (first & 0x1f, usize::from(first >> 5));
         if kind == KIND_ESCAPE {
