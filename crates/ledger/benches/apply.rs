@@ -1,16 +1,19 @@
 //! In-memory apply throughput of the ledger state machine (no journal, no fsync).
 //!
-//! Four cases, all simple transfers between random pairs of 10,000 accounts in batches of
-//! 8,190: sequential ids on a ledger that starts empty, random ids on a ledger that starts empty,
-//! random ids on a ledger that already holds 10 million transfers (the size of
-//! `huifu bench ledger`), where the id index is far larger than any cache, and random ids on a
-//! ledger bounded to 2 million transfers in memory (the simulator's day), evicting the oldest
-//! after each batch.
+//! Five cases, all simple transfers between random pairs of accounts in batches of 8,190
+//! (10,000 accounts unless said): sequential ids on a ledger that starts empty; random ids on a
+//! ledger that starts empty; the same between a million accounts (a simulated day's wallets),
+//! whose rows and index are far larger than any cache; random ids on a ledger that already
+//! holds 10 million transfers (the size of `huifu bench ledger`), where the id index is far
+//! larger than any cache; and random ids on a ledger bounded to 2 million transfers in memory
+//! (the simulator's day), evicting the oldest after each batch.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use huifu_ledger::{Account, StateMachine, Transfer};
 
 const ACCOUNTS: u64 = 10_000;
+/// Accounts of the `_1m_accounts` case (a simulated day's million wallets).
+const MANY_ACCOUNTS: u64 = 1_000_000;
 const BATCH: usize = 8_190;
 /// Transfers already in the ledger for the `_after_10m` case.
 const PRELOADED: usize = 10_000_000;
@@ -18,9 +21,13 @@ const PRELOADED: usize = 10_000_000;
 const HELD_MAX: usize = 2_000_000;
 
 fn setup() -> StateMachine {
+    setup_with(ACCOUNTS)
+}
+
+fn setup_with(n: u64) -> StateMachine {
     let mut sm = StateMachine::new();
     let mut results = Vec::new();
-    let accounts: Vec<Account> = (1..=ACCOUNTS)
+    let accounts: Vec<Account> = (1..=n)
         .map(|i| Account { id: u128::from(i), ledger: 1, code: 1, ..Account::default() })
         .collect();
     for chunk in accounts.chunks(BATCH) {
@@ -34,11 +41,12 @@ struct Batches {
     x: u64,
     next_id: u128,
     random_ids: bool,
+    accounts: u64,
 }
 
 impl Batches {
     fn new(random_ids: bool) -> Batches {
-        Batches { x: 0x9E37_79B9_7F4A_7C15, next_id: 1, random_ids }
+        Batches { x: 0x9E37_79B9_7F4A_7C15, next_id: 1, random_ids, accounts: ACCOUNTS }
     }
 
     fn rand(&mut self) -> u64 {
@@ -52,8 +60,8 @@ impl Batches {
     fn batch(&mut self) -> Vec<Transfer> {
         (0..BATCH)
             .map(|_| {
-                let dr = self.rand() % ACCOUNTS + 1;
-                let cr = (dr + self.rand() % (ACCOUNTS - 1)) % ACCOUNTS + 1;
+                let dr = self.rand() % self.accounts + 1;
+                let cr = (dr + self.rand() % (self.accounts - 1)) % self.accounts + 1;
                 let id = if self.random_ids {
                     // Never 0 or u128::MAX: the top half is below u64::MAX.
                     (u128::from(self.rand() >> 1) << 64) | u128::from(self.rand())
@@ -102,6 +110,16 @@ fn apply(c: &mut Criterion) {
             );
         });
     }
+    group.bench_function("create_transfers_batch_8190_1m_accounts", |b| {
+        let mut sm = setup_with(MANY_ACCOUNTS);
+        let mut batches = Batches { accounts: MANY_ACCOUNTS, ..Batches::new(true) };
+        let mut results = Vec::with_capacity(BATCH);
+        b.iter_batched(
+            || batches.batch(),
+            |batch| apply_batch(&mut sm, &batch, &mut results),
+            BatchSize::LargeInput,
+        );
+    });
     group.finish();
 
     // Criterion calls the routine once per sample (and repeatedly while warming up): the first
