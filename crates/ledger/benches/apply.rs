@@ -122,58 +122,36 @@ fn apply(c: &mut Criterion) {
     });
     group.finish();
 
-    // Criterion calls the routine once per sample (and repeatedly while warming up): the first
-    // two cases start every sample from an empty ledger. This one loads the ledger once, on first
-    // use, and keeps it: its batches find 10 to about 15 million transfers in the ledger.
+    // Criterion calls the routine once per sample (and repeatedly while warming up): the cases
+    // above start every sample from a ledger with accounts only. These two load their ledger
+    // once, on first use, and keep it.
     let mut group = c.benchmark_group("ledger");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_secs(1));
     group.measurement_time(std::time::Duration::from_secs(4));
+
+    // Its batches find 10 to about 15 million transfers in the ledger.
     let mut preloaded: Option<(StateMachine, Batches)> = None;
     group.bench_function("create_transfers_batch_8190_after_10m", |b| {
         let mut results = Vec::with_capacity(BATCH);
-        let (sm, batches) = preloaded.get_or_insert_with(|| {
-            let mut sm = setup();
-            let mut batches = Batches::new(true);
-            let mut results = Vec::with_capacity(BATCH);
-            for _ in 0..PRELOADED.div_ceil(BATCH) {
-                let batch = batches.batch();
-                apply_batch(&mut sm, &batch, &mut results);
-            }
-            (sm, batches)
-        });
+        let (sm, batches) = preloaded.get_or_insert_with(|| loaded(PRELOADED));
         b.iter_batched(
             || batches.batch(),
             |batch| apply_batch(sm, &batch, &mut results),
             BatchSize::LargeInput,
         );
     });
-    group.finish();
 
     // The bounded ledger of a long run: each batch applied is followed by `evict` down to
     // `HELD_MAX` transfers (what the history store would be given is dropped here), so each
     // batch's transfers leave the id index some batches later, in arrival order, from slots
     // all over it.
-    let mut group = c.benchmark_group("ledger");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.sample_size(10);
-    group.warm_up_time(std::time::Duration::from_secs(1));
-    group.measurement_time(std::time::Duration::from_secs(4));
     let mut bounded: Option<(StateMachine, Batches)> = None;
     group.bench_function("create_transfers_and_evict_batch_8190_at_2m", |b| {
         let mut results = Vec::with_capacity(BATCH);
         let mut out = Vec::new();
-        let (sm, batches) = bounded.get_or_insert_with(|| {
-            let mut sm = setup();
-            let mut batches = Batches::new(true);
-            let mut results = Vec::with_capacity(BATCH);
-            for _ in 0..HELD_MAX.div_ceil(BATCH) {
-                let batch = batches.batch();
-                apply_batch(&mut sm, &batch, &mut results);
-            }
-            (sm, batches)
-        });
+        let (sm, batches) = bounded.get_or_insert_with(|| loaded(HELD_MAX));
         b.iter_batched(
             || batches.batch(),
             |batch| {
@@ -185,6 +163,19 @@ fn apply(c: &mut Criterion) {
         );
     });
     group.finish();
+}
+
+/// A ledger of `ACCOUNTS` accounts holding about `transfers` transfers with random ids, and
+/// the batches that made them, to make the next ones.
+fn loaded(transfers: usize) -> (StateMachine, Batches) {
+    let mut sm = setup();
+    let mut batches = Batches::new(true);
+    let mut results = Vec::with_capacity(BATCH);
+    for _ in 0..transfers.div_ceil(BATCH) {
+        let batch = batches.batch();
+        apply_batch(&mut sm, &batch, &mut results);
+    }
+    (sm, batches)
 }
 
 criterion_group!(benches, apply);
