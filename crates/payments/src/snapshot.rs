@@ -312,17 +312,23 @@ impl W<'_> {
         self.u64(p.amount)
     }
     fn payment(&mut self, p: &Payment) -> io::Result<()> {
+        // Written only when not zero, each with its bit in the head.
+        let optional = [
+            (PAYMENT_COUPON, p.coupon),
+            (PAYMENT_CAMPAIGN, p.campaign),
+            (PAYMENT_CHANNEL, p.channel),
+        ];
         let mut head = p.status as u8;
-        for (bit, present) in [
-            (PAYMENT_COUPON, p.coupon != 0),
-            (PAYMENT_CAMPAIGN, p.campaign != 0),
-            (PAYMENT_CHANNEL, p.channel != 0),
-            (PAYMENT_REFUNDED, p.refunded != Legs::default()),
-            (PAYMENT_REFUNDS, !p.refunds.is_empty()),
-        ] {
-            if present {
+        for (bit, v) in optional {
+            if v != 0 {
                 head |= bit;
             }
+        }
+        if p.refunded != Legs::default() {
+            head |= PAYMENT_REFUNDED;
+        }
+        if !p.refunds.is_empty() {
+            head |= PAYMENT_REFUNDS;
         }
         self.u8(head)?;
         for v in [p.user, p.merchant, p.rider] {
@@ -331,14 +337,8 @@ impl W<'_> {
         self.u32(p.currency)?;
         self.u64(p.food)?;
         self.u64(p.delivery)?;
-        for (bit, v) in [
-            (PAYMENT_COUPON, p.coupon),
-            (PAYMENT_CAMPAIGN, p.campaign),
-            (PAYMENT_CHANNEL, p.channel),
-        ] {
-            if head & bit != 0 {
-                self.u64(v)?;
-            }
+        for (_, v) in optional.into_iter().filter(|&(_, v)| v != 0) {
+            self.u64(v)?;
         }
         self.legs(&p.legs)?;
         if head & PAYMENT_REFUNDED != 0 {
