@@ -822,6 +822,24 @@ mod tests {
         assert!(Payment::decode(&zero).is_err());
         zero[1 + 3 + 2 + 2 + 2 + 2 + 2] = 7;
         assert_eq!(Payment::decode(&zero).unwrap().coupon, 7);
+        // Says it was refunded, and writes refunded legs of zero, after its legs.
+        let mut refunded = bytes.clone();
+        refunded[0] |= PAYMENT_REFUNDED;
+        let after_legs = 1 + 3 + 2 + 2 + 2 + 2 + 2 + 7;
+        refunded.splice(after_legs..after_legs, [0, 0, 0, 0]);
+        let err = Payment::decode(&refunded).unwrap_err().to_string();
+        assert!(err.contains("refunded zero"), "{err}");
+        refunded[after_legs] = 1;
+        assert_eq!(Payment::decode(&refunded).unwrap().refunded.merchant, 1);
+        // Says it has refunds, and writes none, at the end.
+        let mut refunds = bytes.clone();
+        refunds[0] |= PAYMENT_REFUNDS;
+        refunds.push(0);
+        let err = Payment::decode(&refunds).unwrap_err().to_string();
+        assert!(err.contains("no refunds"), "{err}");
+        *refunds.last_mut().unwrap() = 1;
+        refunds.push(42);
+        assert_eq!(Payment::decode(&refunds).unwrap().refunds, [42]);
     }
 
     #[test]
