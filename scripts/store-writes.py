@@ -33,7 +33,8 @@ NAMES = {
     "8": "idempotency keys",
     "9": "top-ups and withdrawals",
     "10": "payouts",
-    "11": "lists",
+    "11": "outcomes of wide ids",
+    "12": "lists",
 }
 
 

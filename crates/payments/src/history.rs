@@ -24,8 +24,8 @@ use crate::machine::{hold_tag, holds, op_key, Hold, Payment};
 use crate::tier::{KeyBytes, Leaving, Stored, Tier, Tiered};
 
 /// The tables of records in the store: payments, coupons, refunds, outcomes, idempotency keys,
-/// top-ups and withdrawals, payouts.
-const TABLES: [u8; 7] = [
+/// top-ups and withdrawals, payouts, and the outcomes of operations with wide ids.
+const TABLES: [u8; 8] = [
     <Payment as Stored>::TABLE,
     <crate::machine::Coupon as Stored>::TABLE,
     <(u64, u64) as Stored>::TABLE,
@@ -33,6 +33,7 @@ const TABLES: [u8; 7] = [
     <(u64, u64, crate::command::Outcome) as Stored>::TABLE,
     <crate::machine::Hold as Stored>::TABLE,
     <crate::machine::Payout as Stored>::TABLE,
+    crate::snapshot::WIDE_OUTCOMES_TABLE,
 ];
 
 /// The store's lists of payments: by merchant and by user.
@@ -110,7 +111,7 @@ fn fetch<V: Stored>(
     }
     let mut k = Vec::with_capacity(17);
     V::key_bytes(&key, &mut k);
-    let Some(bytes) = tier.store.get(V::TABLE, &k, horizon).map_err(io::Error::other)? else {
+    let Some(bytes) = tier.store.get(V::table(&key), &k, horizon).map_err(io::Error::other)? else {
         return Ok(None);
     };
     let value = V::decode(&bytes)?;
@@ -273,7 +274,8 @@ impl PaymentsMachine {
         let tier = self.tier.as_ref().filter(|_| self.moved > 0)?;
         let mut k = Vec::with_capacity(17);
         V::key_bytes(&key, &mut k);
-        let bytes = tier.store.get(V::TABLE, &k, self.applied).expect("history store read")?;
+        let bytes =
+            tier.store.get(V::table(&key), &k, self.applied).expect("history store read")?;
         Some(V::decode(&bytes).expect("history store record"))
     }
 
@@ -390,6 +392,19 @@ mod tests {
             refunds: Vec::new(),
             timestamp: 1,
             timeout_s: 60,
+        }
+    }
+
+    #[test]
+    fn outcomes_of_wide_ids_have_a_table_of_their_own() {
+        type Outcomes = (u64, crate::command::Outcome);
+        let narrow = u128::from(u64::MAX);
+        assert_eq!(Outcomes::table(&(16, narrow)), Outcomes::TABLE);
+        assert_eq!(Outcomes::table(&(16, narrow + 1)), crate::snapshot::WIDE_OUTCOMES_TABLE);
+        assert_eq!(Outcomes::table(&(1, 7)), Outcomes::TABLE);
+        assert_ne!(Outcomes::TABLE, crate::snapshot::WIDE_OUTCOMES_TABLE);
+        for table in [Outcomes::TABLE, crate::snapshot::WIDE_OUTCOMES_TABLE] {
+            assert_eq!(TABLES.iter().filter(|&&t| t == table).count(), 1, "table {table}");
         }
     }
 

@@ -699,11 +699,26 @@ impl Stored for (u64, u64) {
     }
 }
 
+/// The table of the outcomes of operations whose id does not fit 64 bits (a payout's result,
+/// named by the payout's 128-bit id).
+pub(crate) const WIDE_OUTCOMES_TABLE: u8 = 8;
+
 /// An operation's first outcome, with its fingerprint, by (kind, id), stored as id then kind:
-/// ids that grow with time then make keys that do.
+/// ids that grow with time then make keys that do. The outcomes of operations with wide ids
+/// (above `u64::MAX`) are kept in a table of their own: in one table with the others, every
+/// table holding one would have a key range up to it, so a lookup of a new id (which is how
+/// every operation starts) would read the bloom filter of each such table instead of finding
+/// its key above all of them.
 impl Stored for (u64, Outcome) {
     type Key = (u8, u128);
     const TABLE: u8 = 4;
+    fn table(key: &(u8, u128)) -> u8 {
+        if key.1 > u128::from(u64::MAX) {
+            WIDE_OUTCOMES_TABLE
+        } else {
+            Self::TABLE
+        }
+    }
     fn key_bytes(key: &(u8, u128), out: &mut Vec<u8>) {
         out.extend_from_slice(&key.1.to_be_bytes());
         out.push(key.0);

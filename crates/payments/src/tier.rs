@@ -24,6 +24,10 @@ pub(crate) trait Stored: Sized {
     type Key: Copy + Hash + Eq + std::fmt::Debug;
     /// Its table in the store.
     const TABLE: u8;
+    /// The table of the record with this key: `TABLE` unless the kind spreads over two.
+    fn table(_key: &Self::Key) -> u8 {
+        Self::TABLE
+    }
     fn key_bytes(key: &Self::Key, out: &mut Vec<u8>);
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> io::Result<Self>;
@@ -182,7 +186,7 @@ impl<V: Stored> Tiered<V> {
                     self.waiting.push(key);
                     continue;
                 }
-                _ => out.items.push((V::TABLE, key_end, out.bytes.len())),
+                _ => out.items.push((V::table(&key), key_end, out.bytes.len())),
             }
             self.fetched.remove(&key);
             self.map.remove(&key);

@@ -268,6 +268,7 @@ where
     let balances = setup(setup_transport, config)?;
 
     let zipf = Arc::new(Zipf::new(config.merchants, 1.1));
+    let ids = AtomicU64::new(0);
     let started = Instant::now();
     progress.started.set(started).ok();
     let results: Vec<Result<client::ClientResult, T::Error>> = std::thread::scope(|scope| {
@@ -275,9 +276,9 @@ where
             .map(|k| {
                 let zipf = zipf.clone();
                 let transport = client(k);
-                let balances = &balances;
+                let (balances, ids) = (&balances, &ids);
                 scope.spawn(move || {
-                    Client::new(k, config, zipf, started, transport, balances).run(progress)
+                    Client::new(k, config, zipf, started, transport, balances, ids).run(progress)
                 })
             })
             .collect();

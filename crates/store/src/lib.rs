@@ -548,7 +548,7 @@ impl TransferTables {
 /// encodings of the records machines keep in it (`RecordStore`: the payment domain's are in
 /// its snapshot module). A store of another version is refused at open instead of being
 /// misread.
-pub const FORMAT: u32 = 11;
+pub const FORMAT: u32 = 12;
 
 /// Where the format is written: in the id index, whose keys are all 15 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
