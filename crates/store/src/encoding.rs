@@ -396,6 +396,11 @@ impl<'a> Reader<'a> {
         Ok(slice.try_into().expect("N bytes"))
     }
 
+    /// Eight bytes, big-endian.
+    pub(crate) fn be_u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.take::<8>()?))
+    }
+
     fn byte(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take::<1>()?[0])
     }

@@ -127,7 +127,7 @@ pub(crate) struct TransferTables {
     /// The first timestamp of a group of transfers (8 bytes, big-endian; an operation's legs,
     /// see `encoding`) → the group and each leg's pending status, as a compact record.
     transfers: Keyspace,
-    /// A group of ids (15 bytes, `ids::group_key`) → its members' timestamps, as runs (see
+    /// A group of ids (14 bytes, `ids::group_key`) → its members' timestamps, as runs (see
     /// `ids`).
     ids: Keyspace,
     /// Each account's transfers in time order, for statements (see `epochs`).
@@ -505,7 +505,7 @@ impl TransferTables {
         let mut entries = Vec::new();
         let mut groups = Vec::new();
         let mut members = Vec::new();
-        for group in ids.chunk_by(|a, b| a.0 >> 8 == b.0 >> 8) {
+        for group in ids.chunk_by(|a, b| ids::same_group(a.0, b.0)) {
             let key = ids::group_key(group[0].0);
             members.clear();
             members.extend(group.iter().map(|&(ordered, ts)| (ids::member(ordered), ts)));
@@ -548,9 +548,9 @@ impl TransferTables {
 /// encodings of the records machines keep in it (`RecordStore`: the payment domain's are in
 /// its snapshot module). A store of another version is refused at open instead of being
 /// misread.
-pub const FORMAT: u32 = 12;
+pub const FORMAT: u32 = 13;
 
-/// Where the format is written: in the id index, whose keys are all 15 bytes long and only
+/// Where the format is written: in the id index, whose keys are all 14 bytes long and only
 /// ever read one by one, so a key of another length is never taken for an id.
 const FORMAT_KEY: &[u8] = b"huifu-history-format";
 
@@ -670,7 +670,8 @@ mod tests {
         let store = HistoryStore::open(dir.path()).unwrap();
         let id = (4u128 << 120) | (9 << 8) | 1;
         let key = ids::group_key(ids::index_order(id));
-        store.tables.ids.insert(key, [0u8; ids::RUN_BYTES + 1]).unwrap();
+        // A first run whose timestamp is cut short.
+        store.tables.ids.insert(key, [0u8; 9]).unwrap();
         let corrupt = |r: Result<_, StoreError>| {
             matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. }))
         };
