@@ -6,6 +6,7 @@ mod bench;
 mod bench_http;
 mod export;
 mod http_client;
+mod interrupt;
 mod reconcile;
 mod report;
 mod serve;
@@ -25,7 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Simulate a day of food-delivery payments on the embedded engine (or against a running
-    /// server with --server), then audit it.
+    /// server with --server), then audit it. Ctrl-C ends the day early, with its summary and
+    /// audit; a second Ctrl-C quits at once.
     Simulate(simulate::SimulateArgs),
     /// Serve the HTTP/JSON API on the embedded engine.
     Serve(serve::ServeArgs),

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,8 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     drop(engine);
     let disk_bytes = util::disk_bytes(data_dir.path());
     let embedded = Embedded { rss_bytes_max, disk_bytes, recon };
-    summarize(&args, &config, &result, &timeline, Some(embedded))
+    let stopped_early = progress.stop.load(Ordering::Relaxed);
+    summarize(&args, &config, &result, &timeline, stopped_early, Some(embedded))
 }
 
 /// What only an embedded run measures: its own memory and disk, and the reconciliation of its
@@ -152,11 +154,15 @@ pub(crate) fn summarize(
     config: &SimConfig,
     result: &SimResult,
     timeline: &[report::Sample],
+    stopped_early: bool,
     embedded: Option<Embedded>,
 ) -> anyhow::Result<ExitCode> {
     let c = &result.counts;
     let l = &result.latency;
     eprintln!();
+    if stopped_early {
+        eprintln!("stopped early       by a signal, {} payments asked", args.payments);
+    }
     eprintln!(
         "payments            {} ({} wallet, {} bank channel)",
         c.payments, c.payments_wallet, c.payments_channel
@@ -240,6 +246,7 @@ pub(crate) fn summarize(
             "seconds": result.seconds,
             "rss_bytes_max": rss_bytes_max,
             "acknowledged_checked": result.acknowledged_checked,
+            "stopped_early": stopped_early,
             "audit": if audit_ok { serde_json::json!("ok") } else { serde_json::json!(violations) },
         });
         if let Some(e) = &embedded {
@@ -270,6 +277,9 @@ pub(crate) fn watch<R: Send>(
     );
     let mut timeline: Vec<report::Sample> = Vec::new();
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let interrupt = crate::interrupt::Interrupt::install()
+        .inspect_err(|e| eprintln!("Ctrl-C will not end the day early: {e}"))
+        .ok();
     let mut line_at = Instant::now();
     let result = std::thread::scope(|scope| {
         let runner = scope.spawn(run);
@@ -286,7 +296,17 @@ pub(crate) fn watch<R: Send>(
             }
             // The end of the day first: once it is set, the payments read after it are final.
             let ended = progress.ended.get().copied();
-            let done = progress.payments.load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(interrupt) = &interrupt {
+                if ended.is_some() {
+                    interrupt.arm();
+                } else if interrupt.requested() && !progress.stop.swap(true, Ordering::Relaxed) {
+                    bar.println(
+                        "stopping: the clients finish their batches in flight, then the summary \
+                         and the audit follow (again to quit at once)",
+                    );
+                }
+            }
+            let done = progress.payments.load(Ordering::Relaxed);
             bar.set_position(done);
             let Some(&day) = progress.started.get() else { continue };
             let (from, done_before) = *window.get_or_insert((day, 0));

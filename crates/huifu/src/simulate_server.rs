@@ -490,5 +490,6 @@ pub fn simulate(args: &SimulateArgs, url: &str, config: &SimConfig) -> anyhow::R
         acknowledged_missing: verdict.missing,
         acknowledged_checked: verdict.checked,
     };
-    simulate::summarize(args, config, &result, &timeline, None)
+    let stopped_early = progress.stop.load(std::sync::atomic::Ordering::Relaxed);
+    simulate::summarize(args, config, &result, &timeline, stopped_early, None)
 }
