@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use huifu_engine::{Clock, Engine, EngineOptions};
+use huifu_engine::{Clock, Engine};
 use huifu_export::{export, ExportOptions, Format, TimeRange};
 use huifu_payments::PaymentsMachine;
 
@@ -30,6 +30,8 @@ pub struct ExportArgs {
     /// Replace the files of an earlier export in that folder.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    memory: crate::util::BoundedMemoryArgs,
 }
 
 /// A clock that stands still before any ledger timestamp: recovery then expires nothing that
@@ -49,9 +51,11 @@ pub fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("journal").is_dir() {
         bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
     }
-    let (engine, recovery) =
-        Engine::<PaymentsMachine>::open_with_clock(EngineOptions::new(&args.data_dir), Stopped)
-            .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
+    let (engine, recovery) = Engine::<PaymentsMachine>::open_with_clock(
+        args.memory.engine_options(&args.data_dir),
+        Stopped,
+    )
+    .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
     eprintln!(
         "recovered {} journal records after checkpoint {} in {:?}",
         recovery.records_replayed, recovery.checkpoint_seq, recovery.duration

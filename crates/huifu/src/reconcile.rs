@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use huifu_engine::{Engine, EngineOptions};
+use huifu_engine::Engine;
 use huifu_payments::PaymentsMachine;
 use huifu_recon::constants::{DATE_WINDOW_DAYS_DEFAULT, DATE_WINDOW_DAYS_MAX, STATEMENT_BYTES_MAX};
 use huifu_recon::generate::{generate, score, BankConfig};
@@ -43,6 +43,8 @@ pub struct ReconcileArgs {
     /// Why.
     #[arg(long)]
     reason: Option<String>,
+    #[command(flatten)]
+    memory: crate::util::BoundedMemoryArgs,
 }
 
 /// Parses `chn_7` or `7`.
@@ -87,7 +89,7 @@ pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("journal").is_dir() {
         bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
     }
-    let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(&args.data_dir))
+    let (engine, _) = Engine::<PaymentsMachine>::open(args.memory.engine_options(&args.data_dir))
         .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
     let Some(currency) = engine.read(move |m| m.channel_currency(channel))? else {
         bail!("there is no channel chn_{channel}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use huifu_engine::{Engine, EngineOptions};
+use huifu_engine::Engine;
 use huifu_payments::{audit, PaymentsMachine};
 use huifu_sim::{Progress, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -113,8 +113,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
-    let mut options = EngineOptions::new(data_dir.path());
-    options.memory_max = args.memory.transfers_max.0;
+    let options = args.memory.engine_options(data_dir.path());
     let (engine, _) = Engine::<PaymentsMachine>::open(options)
         .with_context(|| format!("cannot open engine in {}", data_dir.path().display()))?;
     let engine = Arc::new(engine);
@@ -361,14 +360,17 @@ pub struct AuditArgs {
     /// The data folder of a stopped huifu.
     #[arg(long)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    memory: util::BoundedMemoryArgs,
 }
 
 pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("journal").is_dir() {
         bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
     }
-    let (engine, recovery) = Engine::<PaymentsMachine>::open(EngineOptions::new(&args.data_dir))
-        .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
+    let (engine, recovery) =
+        Engine::<PaymentsMachine>::open(args.memory.engine_options(&args.data_dir))
+            .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
     let report = engine.read(audit)?;
     eprintln!(
         "recovered {} journal records after checkpoint {} in {:?}",
