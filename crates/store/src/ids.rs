@@ -14,8 +14,9 @@
 //! first run: its member) and of how many follow, then its timestamp: the first run's as 8
 //! bytes, big-endian, a later run's as a zigzag varint of how far it is from the previous
 //! run's last timestamp. The operations of a group were made moments apart, so an operation's
-//! legs take about four bytes instead of a key, a timestamp and the store's own bytes for an
-//! entry each.
+//! legs take a few bytes instead of a key, a timestamp and the store's own bytes for an entry
+//! each (a 10 M simulated day: 40 MB for 13.4 M operations, against 160 MB with an entry per
+//! operation).
 //!
 //! A lookup reads the one key of the id's group. A group whose members leave memory in two
 //! puts (operations on both sides of the end of a put, or made by later operations, such as
