@@ -29,6 +29,13 @@ impl Interrupt {
         Ok(Interrupt { requested, armed })
     }
 
+    /// `install`, or `None` with a warning.
+    pub(crate) fn install_or_warn() -> Option<Interrupt> {
+        Interrupt::install()
+            .inspect_err(|e| eprintln!("Ctrl-C will not end the day early: {e}"))
+            .ok()
+    }
+
     /// Whether a signal came.
     pub(crate) fn requested(&self) -> bool {
         self.requested.load(Ordering::Relaxed)

@@ -13,6 +13,7 @@ use huifu_payments::{audit, PaymentsMachine};
 use huifu_sim::{Progress, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::interrupt::Interrupt;
 use crate::{report, util};
 
 #[derive(Args)]
@@ -108,8 +109,11 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         batch_ops: args.batch,
         ..SimConfig::default()
     };
+    // Before anything is printed: a signal that comes once the user can see the day starting
+    // ends it early instead of killing the process.
+    let interrupt = Interrupt::install_or_warn();
     if let Some(url) = &args.server {
-        return crate::simulate_server::simulate(&args, url, &config);
+        return crate::simulate_server::simulate(&args, url, &config, interrupt);
     }
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
@@ -128,7 +132,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     );
     let progress = Progress::default();
     let (result, timeline) =
-        watch(&progress, args.payments, || huifu_sim::run(&engine, &config, &progress));
+        watch(&progress, interrupt, args.payments, || huifu_sim::run(&engine, &config, &progress));
     let result = result?;
     let rss_bytes_max = util::rss_bytes_max();
     let recon = crate::reconcile::after_day(&engine, &args.recon, args.seed)?;
@@ -264,6 +268,7 @@ pub(crate) fn summarize(
 /// result and the timeline of the day, one sample per window.
 pub(crate) fn watch<R: Send>(
     progress: &Progress,
+    interrupt: Option<Interrupt>,
     payments: u64,
     run: impl FnOnce() -> R + Send,
 ) -> (R, Vec<report::Sample>) {
@@ -276,9 +281,6 @@ pub(crate) fn watch<R: Send>(
     );
     let mut timeline: Vec<report::Sample> = Vec::new();
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let interrupt = crate::interrupt::Interrupt::install()
-        .inspect_err(|e| eprintln!("Ctrl-C will not end the day early: {e}"))
-        .ok();
     let mut line_at = Instant::now();
     let result = std::thread::scope(|scope| {
         let runner = scope.spawn(run);
@@ -299,10 +301,14 @@ pub(crate) fn watch<R: Send>(
                 if ended.is_some() {
                     interrupt.arm();
                 } else if interrupt.requested() && !progress.stop.swap(true, Ordering::Relaxed) {
-                    bar.println(
-                        "stopping: the clients finish their batches in flight, then the summary \
-                         and the audit follow (again to quit at once)",
-                    );
+                    // `println` would print nothing when the bar is hidden (stderr not a
+                    // terminal).
+                    bar.suspend(|| {
+                        eprintln!(
+                            "stopping: the clients finish their batches in flight, then the \
+                             summary and the audit follow (again to quit at once)"
+                        )
+                    });
                 }
             }
             let done = progress.payments.load(Ordering::Relaxed);

@@ -439,7 +439,12 @@ fn replay(api: &Api, replays: &[Replay], threads: usize) -> Result<Vec<String>, 
         .collect())
 }
 
-pub fn simulate(args: &SimulateArgs, url: &str, config: &SimConfig) -> anyhow::Result<ExitCode> {
+pub fn simulate(
+    args: &SimulateArgs,
+    url: &str,
+    config: &SimConfig,
+    interrupt: Option<crate::interrupt::Interrupt>,
+) -> anyhow::Result<ExitCode> {
     if args.report.is_some() {
         anyhow::bail!("--report needs the embedded engine (no --server)");
     }
@@ -461,7 +466,7 @@ pub fn simulate(args: &SimulateArgs, url: &str, config: &SimConfig) -> anyhow::R
     );
     let progress = Progress::default();
     let transport = |label: String| HttpTransport { shared: shared.clone(), label, next: 1 };
-    let (day, timeline) = simulate::watch(&progress, args.payments, || {
+    let (day, timeline) = simulate::watch(&progress, interrupt, args.payments, || {
         huifu_sim::run_day(
             &mut transport("setup".to_owned()),
             |k| transport(format!("c{k}")),

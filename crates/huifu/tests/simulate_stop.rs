@@ -51,8 +51,10 @@ fn a_signal_ends_the_day_early_with_its_summary_and_audit() {
     std::thread::sleep(Duration::from_secs(2));
     signal(&child, "INT");
     let out = child.wait_with_output().expect("wait");
-    let stderr: Vec<String> = rx.try_iter().collect();
+    // Every line, up to the end of the child's stderr.
+    let stderr: Vec<String> = rx.iter().collect();
     assert!(out.status.success(), "{out:?} {stderr:?}");
+    assert!(stderr.iter().any(|l| l.starts_with("stopping:")), "{stderr:?}");
     assert!(stderr.iter().any(|l| l.starts_with("stopped early")), "{stderr:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let json: serde_json::Value =
