@@ -369,6 +369,19 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u128) {
     out.push(value as u8);
 }
 
+/// How far `to` is from `from`, as a zigzag number (small for small distances either way),
+/// for `put_varint`.
+pub(crate) fn zigzag(from: u64, to: u64) -> u128 {
+    let d = i128::from(to) - i128::from(from);
+    ((d << 1) ^ (d >> 127)) as u128
+}
+
+/// The number `zigzag(from, _)` was given, if `z` is the distance to one.
+pub(crate) fn unzigzag(from: u64, z: u128) -> Option<u64> {
+    let d = (z >> 1) as i128 ^ -((z & 1) as i128);
+    u64::try_from(i128::from(from) + d).ok()
+}
+
 /// Reads what `put_id` and `put_varint` wrote.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],

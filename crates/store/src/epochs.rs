@@ -35,7 +35,7 @@ use fjall::{AbstractTree, Keyspace};
 
 use crate::behind::Behind;
 use crate::constants::RUN_ENTRIES_MAX;
-use crate::encoding::{put_varint, Reader};
+use crate::encoding::{put_varint, unzigzag, zigzag, Reader};
 use crate::StoreError;
 
 /// Size of an entry's key.
@@ -179,16 +179,6 @@ fn run_ends(run: &[Item], next: Option<&Item>) -> bool {
         (Some(_), None) => true,
         (Some(last), Some(next)) => run.len() >= RUN_ENTRIES_MAX && next.ts != last.ts,
     }
-}
-
-fn zigzag(newer: u64, older: u64) -> u128 {
-    let d = i128::from(older) - i128::from(newer);
-    ((d << 1) ^ (d >> 127)) as u128
-}
-
-fn unzigzag(newer: u64, z: u128) -> Option<u64> {
-    let d = (z >> 1) as i128 ^ -((z & 1) as i128);
-    u64::try_from(i128::from(newer) + d).ok()
 }
 
 /// `run` (oldest first) as its value: going back from the newest, each item's gap in time to

@@ -29,7 +29,7 @@
 //! level; in this order the groups of one stretch of time are together and newer than the
 //! rest, so a batch moved out overlaps little and compaction can move tables down instead.
 
-use crate::encoding::{put_varint, Reader};
+use crate::encoding::{put_varint, unzigzag, zigzag, Reader};
 
 /// Bytes of a group's key.
 pub(crate) const GROUP_KEY_BYTES: usize = 14;
@@ -60,14 +60,6 @@ pub(crate) fn member(ordered: u128) -> Member {
     ordered as Member
 }
 
-fn zigzag(d: i64) -> u64 {
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
-}
-
 /// Appends the runs of `members` (by member, each at most once) to `out`.
 pub(crate) fn encode(members: &[(Member, u64)], out: &mut Vec<u8>) {
     debug_assert!(members.windows(2).all(|w| w[0].0 < w[1].0));
@@ -92,8 +84,7 @@ pub(crate) fn encode(members: &[(Member, u64)], out: &mut Vec<u8>) {
             Some((member, ts)) => {
                 put_varint(out, u128::from(first - member - 1));
                 put_varint(out, after as u128);
-                // A difference of two timestamps, as a signed number: the wrap is the point.
-                put_varint(out, u128::from(zigzag(timestamp.wrapping_sub(ts) as i64)));
+                put_varint(out, zigzag(ts, timestamp));
             }
         }
         last = Some((rest[after].0, rest[after].1));
@@ -113,9 +104,9 @@ fn runs(bytes: &[u8]) -> impl Iterator<Item = Result<(Member, Member, u64), ()>>
         }
         let mut run = || -> Result<(Member, Member, u64), ()> {
             // A varint in as few bytes as it takes: one encoding per entry.
-            let mut varint = || -> Result<u64, ()> {
+            let mut varint = || -> Result<u128, ()> {
                 let before = r.rest();
-                let value: u64 = r.narrow().map_err(drop)?;
+                let value: u128 = r.narrow().map_err(drop)?;
                 let len = before.len() - r.rest().len();
                 if len > 1 && before[len - 1] == 0 {
                     return Err(());
@@ -128,10 +119,9 @@ fn runs(bytes: &[u8]) -> impl Iterator<Item = Result<(Member, Member, u64), ()>>
                 None => (gap, r.be_u64().map_err(drop)?),
                 Some((member, ts)) => {
                     let first = member.checked_add(1).and_then(|m| m.checked_add(gap)).ok_or(())?;
-                    let d = unzigzag(varint()?);
-                    let timestamp = ts.wrapping_add(d as u64);
+                    let timestamp = unzigzag(ts, varint()?).ok_or(())?;
                     // A run that goes on from the previous one is part of it: one encoding.
-                    if gap == 0 && d == 1 {
+                    if gap == 0 && timestamp == ts.wrapping_add(1) {
                         return Err(());
                     }
                     (first, timestamp)
