@@ -21,3 +21,15 @@ pub const TICK_INTERVAL_MS: u64 = 100;
 pub const CHECKPOINT_INTERVAL_BYTES_DEFAULT: u64 = 2 << 30;
 
 const _: () = assert!(GROUP_EVENTS_MAX >= BATCH_EVENTS_MAX);
+
+/// Times the copy of a running node's folder starts over because a checkpoint removed a file
+/// it was copying; each checkpoint takes seconds to minutes, so more means something is wrong.
+pub const BACKUP_ATTEMPTS_MAX: u32 = 5;
+
+/// Passes over a running node's history store before its backup gives up: each copies what the
+/// store wrote during the one before, so a store written to without pause never settles.
+pub const BACKUP_STORE_PASSES_MAX: u32 = 100;
+
+/// Pause between two passes over the history store, so that a pass can fall between two of
+/// the store's writes.
+pub const BACKUP_STORE_PASS_PAUSE_MS: u64 = 20;

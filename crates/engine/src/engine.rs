@@ -1,6 +1,5 @@
 //! The engine: one writer thread applies commands in order, journals them, group-commits.
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -8,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use huifu_journal::{Journal, JournalError, JournalOptions, ReplayError};
+use huifu_journal::{FileStorage, Journal, JournalError, JournalOptions, ReplayError, Storage};
 use huifu_journal::{SnapshotReader, SnapshotWriter};
 
 use crate::stats::EngineStats;
@@ -38,7 +37,7 @@ impl Clock for SystemClock {
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Holds `journal/`, `checkpoint.snap` and the lock file.
+    /// Holds `journal/`, the checkpoints (`checkpoint-<seq>.snap`) and the lock file.
     pub data_dir: PathBuf,
     /// When false, nothing is fsynced: a crash can lose acknowledged work. Benchmarks only.
     pub fsync: bool,
@@ -135,33 +134,27 @@ impl<M: Machine + Default> Engine<M> {
         options: EngineOptions,
         clock: impl Clock,
     ) -> Result<(Engine<M>, Recovery), EngineError> {
+        Engine::open_with(options, clock, FileStorage)
+    }
+
+    /// Opens the engine over any [`Storage`] for its journal and checkpoints (the history store,
+    /// when there is one, is on the real file system).
+    pub fn open_with<S: Storage + Clone>(
+        options: EngineOptions,
+        clock: impl Clock,
+        storage: S,
+    ) -> Result<(Engine<M>, Recovery), EngineError> {
         let started = Instant::now();
         let dir = options.data_dir.clone();
-        fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
-        let lock_path = dir.join("LOCK");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error("cannot open", &lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(EngineError::Locked(dir));
-        }
-
-        let checkpoint_path = dir.join(CHECKPOINT_FILE);
-        let (mut machine, checkpoint_seq) = match SnapshotReader::open(&checkpoint_path)? {
-            None => (M::default(), 1),
-            Some(mut reader) => {
-                let mut seq = [0u8; 8];
-                std::io::Read::read_exact(&mut reader, &mut seq)
-                    .map_err(io_error("cannot read checkpoint", &checkpoint_path))?;
-                let machine = M::read_snapshot(&mut reader)
-                    .map_err(io_error("cannot read checkpoint", &checkpoint_path))?;
-                reader.finish()?;
-                (machine, u64::from_le_bytes(seq))
-            }
+        storage.create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match storage.lock(&lock_path).map_err(io_error("cannot open", &lock_path))? {
+            Some(lock) => lock,
+            None => return Err(EngineError::Locked(dir)),
         };
+
+        let checkpoints = Checkpoints::list(&storage, &dir)?;
+        let (mut machine, checkpoint_seq) = checkpoints.load::<M, S>(&storage)?;
 
         let history_dir = dir.join("history");
         machine
@@ -172,7 +165,7 @@ impl<M: Machine + Default> Engine<M> {
         journal_options.fsync = options.fsync;
         journal_options.segment_size_max = options.segment_size_max;
         journal_options.seq_min = checkpoint_seq;
-        let (mut journal, recovered) = Journal::open(journal_options)?;
+        let (mut journal, recovered) = Journal::open_with(storage.clone(), journal_options)?;
         /// Why a record could not be replayed.
         enum Failure {
             Decode(DecodeError),
@@ -200,6 +193,15 @@ impl<M: Machine + Default> Engine<M> {
             truncated_bytes: recovered.truncated_bytes,
             duration: started.elapsed(),
         };
+        if recovery.truncated_bytes > 0 {
+            // Said aloud: a cut is normal after a crash, and an operator comparing what clients
+            // were told with what is there should know where the log was cut.
+            tracing::warn!(
+                bytes = recovery.truncated_bytes,
+                next_seq = recovered.next_seq,
+                "cut the torn last group commit off the journal: it was never acknowledged"
+            );
+        }
         tracing::info!(?recovery, "recovered");
 
         let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
@@ -208,9 +210,10 @@ impl<M: Machine + Default> Engine<M> {
         let writer = Writer {
             machine,
             journal,
+            storage,
             clock,
             receiver,
-            checkpoint_path,
+            checkpoints,
             history_dir,
             checkpoint_interval_bytes: options.checkpoint_interval_bytes,
             journal_bytes_at_checkpoint: 0,
@@ -352,7 +355,105 @@ impl<M: Machine> Drop for Engine<M> {
     }
 }
 
-const CHECKPOINT_FILE: &str = "checkpoint.snap";
+/// Checkpoints are `checkpoint-<seq, 20 digits>.snap`, holding the state after every journal
+/// record below `seq`. The newest two are kept, and the journal from the older one's `seq`:
+/// one damaged checkpoint then costs a longer replay from the one before, not the folder.
+pub(crate) const CHECKPOINT_PREFIX: &str = "checkpoint-";
+pub(crate) const CHECKPOINT_SUFFIX: &str = ".snap";
+/// The file whose lock says a process owns the data folder.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// Checkpoints kept: the newest, and the one a restart falls back to if the newest is damaged.
+const CHECKPOINTS_KEPT: usize = 2;
+
+/// The checkpoints of a data folder, oldest first.
+#[derive(Debug)]
+struct Checkpoints {
+    dir: PathBuf,
+    /// (seq, path).
+    files: Vec<(u64, PathBuf)>,
+}
+
+fn checkpoint_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{CHECKPOINT_PREFIX}{seq:020}{CHECKPOINT_SUFFIX}"))
+}
+
+impl Checkpoints {
+    fn list<S: Storage>(storage: &S, dir: &Path) -> Result<Checkpoints, EngineError> {
+        let names = storage.list(dir).map_err(io_error("cannot list", dir))?;
+        let mut files = Vec::new();
+        for name in names {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(CHECKPOINT_PREFIX) && name.ends_with(".tmp") {
+                // Cut short by a crash while it was written: never a checkpoint, only space.
+                let path = dir.join(name);
+                storage.remove(&path).map_err(io_error("cannot remove", &path))?;
+                continue;
+            }
+            if let Some(seq) = name
+                .strip_prefix(CHECKPOINT_PREFIX)
+                .and_then(|n| n.strip_suffix(CHECKPOINT_SUFFIX))
+                .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+            {
+                files.push((seq, dir.join(name)));
+            }
+        }
+        files.sort();
+        Ok(Checkpoints { dir: dir.to_path_buf(), files })
+    }
+
+    /// The state of the newest checkpoint whose checksum holds (verified before it is parsed),
+    /// and the journal seq it covers; an empty machine at seq 1 when there is none. A damaged
+    /// one is skipped with a warning: the journal since the one before is kept for that.
+    fn load<M: Machine + Default, S: Storage>(
+        &self,
+        storage: &S,
+    ) -> Result<(M, u64), EngineError> {
+        let mut damaged = Vec::new();
+        for (seq, path) in self.files.iter().rev() {
+            let mut reader = match SnapshotReader::open_verified(storage, path) {
+                Ok(Some(reader)) => reader,
+                Ok(None) => continue,
+                Err(error @ JournalError::Corrupt { .. }) => {
+                    tracing::warn!(%error, "checkpoint is damaged; trying the one before");
+                    damaged.push(error.to_string());
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let mut stored = [0u8; 8];
+            std::io::Read::read_exact(&mut reader, &mut stored)
+                .map_err(io_error("cannot read checkpoint", path))?;
+            let stored = u64::from_le_bytes(stored);
+            if stored != *seq {
+                return Err(EngineError::Io {
+                    what: "checkpoint names one journal position and holds another",
+                    path: path.clone(),
+                    cause: std::io::Error::other(format!("named {seq}, holds {stored}")),
+                });
+            }
+            let machine =
+                M::read_snapshot(&mut reader).map_err(io_error("cannot read checkpoint", path))?;
+            reader.finish()?;
+            return Ok((machine, stored));
+        }
+        if !damaged.is_empty() {
+            // Replaying the whole journal onto an empty state is exact if the journal still
+            // starts at its first record; the replay refuses otherwise.
+            tracing::warn!(?damaged, "every checkpoint is damaged; replaying the whole journal");
+        }
+        Ok((M::default(), 1))
+    }
+
+    /// The oldest seq a restart may need the journal from: the older kept checkpoint's, or 1.
+    fn replay_from(&self) -> u64 {
+        if self.files.len() >= CHECKPOINTS_KEPT {
+            self.files[self.files.len() - CHECKPOINTS_KEPT].0
+        } else {
+            1
+        }
+    }
+}
 
 /// A journal record: the batch timestamp, then the encoded command.
 fn encode_record<M: Machine>(timestamp: u64, command: &M::Command, out: &mut Vec<u8>) {
@@ -368,17 +469,18 @@ fn decode_record<M: Machine>(body: &[u8]) -> Result<(u64, M::Command), DecodeErr
     Ok((u64::from_le_bytes(*timestamp), M::decode(command)?))
 }
 
-struct Writer<M: Machine, C: Clock> {
+struct Writer<M: Machine, C: Clock, S: Storage> {
     machine: M,
-    journal: Journal,
+    journal: Journal<S>,
+    storage: S,
     clock: C,
     receiver: Receiver<Request<M>>,
-    checkpoint_path: PathBuf,
+    checkpoints: Checkpoints,
     history_dir: PathBuf,
     checkpoint_interval_bytes: u64,
     journal_bytes_at_checkpoint: u64,
     shared: Arc<Shared>,
-    _lock: File,
+    _lock: Box<dyn std::any::Any + Send>,
 }
 
 /// A reply waiting for its group to be durable.
@@ -389,7 +491,7 @@ enum Pending<M: Machine> {
     Checkpoint(Reply<()>),
 }
 
-impl<M: Machine, C: Clock> Writer<M, C> {
+impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
     fn run(mut self) {
         let mut group: Vec<Request<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
         let mut pending: Vec<Pending<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
@@ -486,7 +588,7 @@ impl<M: Machine, C: Clock> Writer<M, C> {
                     Some(Ok(())) => Ok(()),
                     Some(Err(e)) => Err(EngineError::Io {
                         what: "checkpoint failed",
-                        path: self.checkpoint_path.clone(),
+                        path: self.checkpoints.dir.clone(),
                         cause: std::io::Error::other(e.to_string()),
                     }),
                     None => unreachable!("checkpoint requested"),
@@ -513,7 +615,8 @@ impl<M: Machine, C: Clock> Writer<M, C> {
         Ok(self.machine.apply(timestamp, &command))
     }
 
-    /// Snapshot of the state after every record so far, then drop the segments it covers.
+    /// Snapshot of the state after every record so far, read back and verified; then the
+    /// checkpoints and journal segments that no restart can need any more are dropped.
     fn checkpoint(&mut self) -> Result<(), EngineError> {
         let started = Instant::now();
         // What the snapshot no longer holds must be durable in the store before the journal
@@ -522,16 +625,48 @@ impl<M: Machine, C: Clock> Writer<M, C> {
             .persist_history()
             .map_err(io_error("cannot persist history store", &self.history_dir))?;
         let seq = self.journal.next_seq();
-        let path = &self.checkpoint_path;
-        let mut writer = SnapshotWriter::create(path)?;
+        if self.checkpoints.files.last().is_some_and(|(last, _)| *last == seq) {
+            return Ok(()); // nothing was written since
+        }
+        let path = checkpoint_path(&self.checkpoints.dir, seq);
+        let mut writer = SnapshotWriter::create_with(self.storage.clone(), &path)?;
         std::io::Write::write_all(&mut writer, &seq.to_le_bytes())
-            .map_err(io_error("cannot write checkpoint", path))?;
+            .map_err(io_error("cannot write checkpoint", &path))?;
         self.machine
             .write_snapshot(&mut writer)
-            .map_err(io_error("cannot write checkpoint", path))?;
+            .map_err(io_error("cannot write checkpoint", &path))?;
         let bytes = writer.finish()?;
+        // Read it back before anything older goes: the bytes on disk, not the ones meant. One
+        // that does not verify is removed, so no restart tries it first.
+        match SnapshotReader::open_verified(&self.storage, &path) {
+            Ok(Some(reader)) => drop(reader),
+            Ok(None) => {
+                return Err(EngineError::Io {
+                    what: "checkpoint vanished after it was written",
+                    path,
+                    cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+                })
+            }
+            Err(error) => {
+                let _ = self.storage.remove(&path);
+                return Err(error.into());
+            }
+        }
+        self.checkpoints.files.push((seq, path));
         self.machine.checkpointed();
-        let freed = self.journal.remove_segments_before(seq)?;
+        let kept = self.checkpoints.files.len().saturating_sub(CHECKPOINTS_KEPT);
+        let mut removed = false;
+        for _ in 0..kept {
+            let old = &self.checkpoints.files[0].1;
+            self.storage.remove(old).map_err(io_error("cannot remove checkpoint", old))?;
+            self.checkpoints.files.remove(0);
+            removed = true;
+        }
+        if removed {
+            let dir = &self.checkpoints.dir;
+            self.storage.sync_dir(dir).map_err(io_error("cannot fsync directory", dir))?;
+        }
+        let freed = self.journal.remove_segments_before(self.checkpoints.replay_from())?;
         self.journal_bytes_at_checkpoint = self.journal.size_bytes();
         tracing::info!(seq, bytes, freed, ms = started.elapsed().as_millis() as u64, "checkpoint");
         Ok(())

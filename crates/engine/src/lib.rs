@@ -18,12 +18,14 @@
 //! assert_eq!(outcome, LedgerOutcome::Accounts(vec![CreateAccountResult::Created]));
 //! ```
 
+mod backup;
 pub mod constants;
 mod engine;
 mod ledger;
 mod machine;
 mod stats;
 
+pub use backup::{backup, BackupError, BackupReport};
 pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};

@@ -2,6 +2,7 @@
 //! the engine, the benchmarks and the simulator.
 
 mod ack_log;
+mod backup;
 mod bench;
 mod bench_http;
 mod export;
@@ -38,6 +39,9 @@ enum Command {
     CheckAcks(ack_log::CheckAcksArgs),
     /// Write the payments, refunds, payouts and ledger transfers of a time range as Parquet or CSV.
     Export(export::ExportArgs),
+    /// Copy a running or stopped node's data folder to a new folder that `audit` accepts and
+    /// `serve` starts from (restore: stop the node, move the copy into place).
+    Backup(backup::BackupArgs),
     /// Import a bank statement and reconcile it with a stopped data folder's ledger.
     Reconcile(reconcile::ReconcileArgs),
     /// Measure the engine under load.
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckAcks(args) => ack_log::check_acks(args),
         Command::Export(args) => export::export_command(args),
         Command::Reconcile(args) => reconcile::reconcile_command(args),
+        Command::Backup(args) => backup::backup_command(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -370,6 +370,13 @@ pub struct AuditArgs {
     memory: util::BoundedMemoryArgs,
 }
 
+impl AuditArgs {
+    /// The audit of `data_dir` with the default memory bound.
+    pub fn of(data_dir: PathBuf) -> AuditArgs {
+        AuditArgs { data_dir, memory: util::BoundedMemoryArgs::default() }
+    }
+}
+
 pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("journal").is_dir() {
         bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());

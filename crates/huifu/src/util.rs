@@ -121,6 +121,12 @@ pub struct BoundedMemoryArgs {
     pub transfers_max: TransfersMax,
 }
 
+impl Default for BoundedMemoryArgs {
+    fn default() -> Self {
+        BoundedMemoryArgs { transfers_max: TransfersMax(Some(MEMORY_TRANSFERS_MAX_DEFAULT)) }
+    }
+}
+
 impl BoundedMemoryArgs {
     /// Engine options for `data_dir` with this bound.
     pub fn engine_options(&self, data_dir: &std::path::Path) -> huifu_engine::EngineOptions {

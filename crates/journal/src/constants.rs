@@ -3,14 +3,27 @@
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
-/// First four bytes of every record header (`"HFJ1"` little-endian). A record
+/// First four bytes of every record header (`"HFJ2"` little-endian). A record
 /// boundary that does not start with it is either torn or corrupt.
-pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"HFJ1");
+pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"HFJ2");
 
 /// Size of the fixed record header: magic (4), body length (4), sequence
-/// number (8), CRC32C (4), reserved zero (4). A multiple of 8 so bodies stay
-/// 8-byte aligned relative to the start of a segment.
+/// number (8), CRC32C (4), index in its group commit (4). A multiple of 8 so
+/// bodies stay 8-byte aligned relative to the start of a segment.
 pub const RECORD_HEADER_SIZE: usize = 24;
+
+/// First four bytes of every segment file (`"HFJS"` little-endian).
+pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"HFJS");
+
+/// The journal format this version writes and reads. Format 1 (records
+/// framed `"HFJ1"`, segments without a header) is refused with its name.
+pub const JOURNAL_FORMAT: u32 = 2;
+
+/// Size of the segment header: magic (4), format (4), first sequence number
+/// (8), salt (8), reserved zero (4), CRC32C of the bytes before it (4). It is
+/// written and fsynced before any record of the segment, so a record on disk
+/// always has a durable header before it. A multiple of 8, like the records.
+pub const SEGMENT_HEADER_SIZE: usize = 32;
 
 /// Largest record body accepted by `append` and by recovery. Engine batches
 /// are around 1 MiB; the headroom is for unusual batches, while the cap keeps a
@@ -68,3 +81,10 @@ const _: () =
     assert!(SEGMENT_FILE_PREFIX.len() + SEGMENT_FILE_SEQ_DIGITS + SEGMENT_FILE_SUFFIX.len() <= 255);
 const _: () = assert!(SNAPSHOT_FOOTER_SIZE == 4 + 8 + 4);
 const _: () = assert!(RECORD_MAGIC != SNAPSHOT_MAGIC);
+const _: () = assert!(SEGMENT_MAGIC != RECORD_MAGIC && SEGMENT_MAGIC != SNAPSHOT_MAGIC);
+const _: () = assert!(SEGMENT_HEADER_SIZE.is_multiple_of(8));
+// A segment header and one maximal record fit in a default segment.
+const _: () = assert!(
+    (SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE) as u64 + RECORD_BODY_SIZE_MAX as u64
+        <= SEGMENT_SIZE_DEFAULT
+);

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::constants::{
     RECORD_BODY_SIZE_MAX, SEGMENT_FILE_PREFIX, SEGMENT_FILE_SEQ_DIGITS, SEGMENT_FILE_SUFFIX,
-    SEGMENT_SIZE_DEFAULT, WRITE_BUFFER_RETAIN_MAX,
+    SEGMENT_HEADER_SIZE, SEGMENT_SIZE_DEFAULT, WRITE_BUFFER_RETAIN_MAX,
 };
 use crate::error::{JournalError, ReplayError};
-use crate::record::{self, to_u64, Next, RecordReader};
+use crate::record::{self, to_u64, Next, RecordReader, SegmentHeader};
 use crate::storage::{FileStorage, Storage, StorageFile};
 
 /// How to open a journal.
@@ -53,10 +53,15 @@ pub struct Recovered {
 struct Segment {
     path: PathBuf,
     first_seq: u64,
-    /// Bytes handed to the file so far (all durable unless a sync is running
-    /// or has failed).
+    /// The salt of its records' checksums, from its header.
+    salt: u64,
+    /// Bytes handed to the file so far, its header included (all durable
+    /// unless a sync is running or has failed).
     len: u64,
 }
+
+/// Bytes of a segment header, as a file length.
+const HEADER_LEN: u64 = SEGMENT_HEADER_SIZE as u64;
 
 /// Append-only log of opaque records, split into segment files. See the crate
 /// documentation for the on-disk format and durability contract.
@@ -67,9 +72,12 @@ pub struct Journal<S: Storage = FileStorage> {
     segments: Vec<Segment>,
     /// Append handle of the last segment, if any.
     current: Option<S::File>,
-    /// Framed records appended since the last sync.
+    /// Framed records appended since the last sync (one group commit).
     buffer: Vec<u8>,
     pending_records: u64,
+    /// The salt the records in `buffer` are framed with: the current segment's,
+    /// and that of every segment this journal starts.
+    salt: u64,
     next_seq: u64,
     poisoned: bool,
 }
@@ -122,6 +130,16 @@ impl<S: Storage> Journal<S> {
         let dir = options.dir.clone();
         storage.create_dir_all(&dir).map_err(JournalError::io("create directory", &dir))?;
         let mut segments = list_segments(&storage, &dir)?;
+        if let Some(last) = segments.last() {
+            if torn_creation(&storage, last)? {
+                // Its header was never fsynced, so no record was ever written after it.
+                tracing::warn!(segment = %last.path.display(), "removing a segment whose creation was cut short");
+                storage
+                    .remove(&last.path)
+                    .map_err(JournalError::io("remove torn segment", &last.path))?;
+                segments.pop();
+            }
+        }
 
         let mut records = 0;
         let mut truncated_bytes = 0;
@@ -150,8 +168,9 @@ impl<S: Storage> Journal<S> {
         // to be replayed and acted upon, so make them durable first. Likewise
         // its directory entry may never have been synced.
         let mut current = None;
+        let mut salt = storage.entropy();
         if let Some(last) = segments.last() {
-            if last.len == 0 {
+            if last.len == HEADER_LEN {
                 // Carries no data; the next sync recreates it under the right name.
                 storage
                     .remove(&last.path)
@@ -172,6 +191,7 @@ impl<S: Storage> Journal<S> {
                 if options.fsync {
                     file.sync().map_err(JournalError::io("fsync", &last.path))?;
                 }
+                salt = last.salt;
                 current = Some(file);
             }
         }
@@ -200,6 +220,7 @@ impl<S: Storage> Journal<S> {
             current,
             buffer: Vec::new(),
             pending_records: 0,
+            salt,
             next_seq,
             poisoned: false,
         };
@@ -239,10 +260,14 @@ impl<S: Storage> Journal<S> {
         for segment in &self.segments[start..] {
             let reader = self
                 .storage
-                .open_read(&segment.path, 0)
+                .open_read(&segment.path, HEADER_LEN)
                 .map_err(JournalError::io("open for reading", &segment.path))?;
             // Bytes past the verified length are not ours to interpret.
-            let mut records = RecordReader::new(std::io::Read::take(reader, segment.len));
+            let mut records = RecordReader::new(
+                std::io::Read::take(reader, segment.len - HEADER_LEN),
+                segment.salt,
+                HEADER_LEN,
+            );
             loop {
                 let offset = records.offset;
                 let next = records.next().map_err(JournalError::io("read", &segment.path))?;
@@ -251,15 +276,16 @@ impl<S: Storage> Journal<S> {
                     Next::Bad(reason) => {
                         return Err(JournalError::corrupt(&segment.path, offset, reason).into())
                     }
-                    Next::Record { seq } if seq != expected => {
+                    Next::Record(h) if h.seq != expected => {
                         return Err(JournalError::corrupt(
                             &segment.path,
                             offset,
-                            format!("record has seq {seq}, expected {expected}"),
+                            format!("record has seq {}, expected {expected}", h.seq),
                         )
                         .into())
                     }
-                    Next::Record { seq } => {
+                    Next::Record(h) => {
+                        let seq = h.seq;
                         expected += 1;
                         if seq >= from_seq {
                             f(seq, &records.body)
@@ -291,7 +317,9 @@ impl<S: Storage> Journal<S> {
             return Err(JournalError::BodyTooLarge { len: body.len(), max: RECORD_BODY_SIZE_MAX });
         }
         let seq = self.next_seq;
-        record::encode(&mut self.buffer, seq, body);
+        // A group commit is bounded far below 2^32 records by the write buffer's size.
+        let group_index = u32::try_from(self.pending_records).expect("group of under 2^32 records");
+        record::encode(&mut self.buffer, self.salt, seq, group_index, body);
         self.next_seq = seq.checked_add(1).expect("sequence numbers exhausted");
         self.pending_records += 1;
         Ok(seq)
@@ -328,7 +356,7 @@ impl<S: Storage> Journal<S> {
         while start < self.buffer.len() {
             let first_len = to_u64(record::framed_len_at(&self.buffer, start));
             let rotate = match (&self.current, self.segments.last()) {
-                (Some(_), Some(last)) => last.len > 0 && last.len + first_len > max,
+                (Some(_), Some(last)) => last.len > HEADER_LEN && last.len + first_len > max,
                 _ => true,
             };
             if rotate {
@@ -387,12 +415,19 @@ impl<S: Storage> Journal<S> {
             .map_err(JournalError::io("fsync", path))
     }
 
+    /// Creates the segment whose first record is `first_seq`, its header durable before any
+    /// record is written after it: a record on disk never lacks the salt to check it.
     fn start_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
         let path = self.options.dir.join(segment_file_name(first_seq));
-        let file =
-            self.storage.open_append(&path).map_err(JournalError::io("create segment", &path))?;
+        let mut file =
+            self.storage.create(&path).map_err(JournalError::io("create segment", &path))?;
+        let header = SegmentHeader { first_seq, salt: self.salt };
+        file.write_all(&header.encode()).map_err(JournalError::io("write", &path))?;
+        if self.options.fsync {
+            file.sync().map_err(JournalError::io("fsync", &path))?;
+        }
         self.current = Some(file);
-        self.segments.push(Segment { path, first_seq, len: 0 });
+        self.segments.push(Segment { path, first_seq, salt: self.salt, len: HEADER_LEN });
         Ok(())
     }
 
@@ -415,12 +450,12 @@ impl<S: Storage> Journal<S> {
         let removable =
             self.segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
         let mut freed = 0;
-        // Oldest first, so an interrupted removal still leaves a contiguous log.
-        for segment in self.segments.drain(..removable) {
-            self.storage
-                .remove(&segment.path)
-                .map_err(JournalError::io("remove segment", &segment.path))?;
-            freed += segment.len;
+        // Oldest first, so an interrupted removal still leaves a contiguous log; a segment
+        // leaves the list only once its file is gone, so one that failed is tried again.
+        for _ in 0..removable {
+            let path = &self.segments[0].path;
+            self.storage.remove(path).map_err(JournalError::io("remove segment", path))?;
+            freed += self.segments.remove(0).len;
         }
         if removable > 0 && self.options.fsync {
             self.storage
@@ -466,7 +501,9 @@ fn list_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Segment>, Jo
                     "segment named for seq 0; sequence numbers start at 1",
                 ))
             }
-            Some(first_seq) => segments.push(Segment { path: dir.join(name), first_seq, len: 0 }),
+            Some(first_seq) => {
+                segments.push(Segment { path: dir.join(name), first_seq, salt: 0, len: 0 })
+            }
             None => {
                 let looks_like_segment =
                     name.to_str().is_some_and(|n| n.starts_with(SEGMENT_FILE_PREFIX));
@@ -478,6 +515,24 @@ fn list_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Segment>, Jo
     }
     segments.sort_by_key(|s| s.first_seq);
     Ok(segments)
+}
+
+/// Whether `segment` (the last) is one whose creation a crash cut short: a header that does
+/// not verify, and nothing after it. The header is fsynced before any record is written, so
+/// such a file never held a record.
+fn torn_creation<S: Storage>(storage: &S, segment: &Segment) -> Result<bool, JournalError> {
+    let path = &segment.path;
+    let len = storage.file_len(path).map_err(JournalError::io("stat", path))?;
+    if len > HEADER_LEN {
+        return Ok(false);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut storage.open_read(path, 0).map_err(JournalError::io("open for reading", path))?,
+        &mut bytes,
+    )
+    .map_err(JournalError::io("read", path))?;
+    Ok(SegmentHeader::decode(&bytes).is_err())
 }
 
 struct Scan {
@@ -493,21 +548,38 @@ fn scan_segment<S: Storage>(
     is_last: bool,
 ) -> Result<Scan, JournalError> {
     let path = &segment.path;
-    let reader = storage.open_read(path, 0).map_err(JournalError::io("open for reading", path))?;
-    let mut records = RecordReader::new(reader);
+    let mut reader =
+        storage.open_read(path, 0).map_err(JournalError::io("open for reading", path))?;
+    let mut header = [0u8; SEGMENT_HEADER_SIZE];
+    let got =
+        record::read_full(&mut reader, &mut header).map_err(JournalError::io("read", path))?;
+    let header = SegmentHeader::decode(&header[..got])
+        .map_err(|reason| JournalError::corrupt(path, 0, reason))?;
+    if header.first_seq != segment.first_seq {
+        return Err(JournalError::corrupt(
+            path,
+            0,
+            format!(
+                "segment header says seq {}, its name seq {}",
+                header.first_seq, segment.first_seq
+            ),
+        ));
+    }
+    segment.salt = header.salt;
+    let mut records = RecordReader::new(reader, header.salt, HEADER_LEN);
     let mut expected = segment.first_seq;
     loop {
         let offset = records.offset;
         match records.next().map_err(JournalError::io("read", path))? {
             Next::End => break,
-            Next::Record { seq } if seq != expected => {
+            Next::Record(h) if h.seq != expected => {
                 return Err(JournalError::corrupt(
                     path,
                     offset,
-                    format!("record has seq {seq}, expected {expected}"),
+                    format!("record has seq {}, expected {expected}", h.seq),
                 ));
             }
-            Next::Record { .. } => expected += 1,
+            Next::Record(_) => expected += 1,
             Next::Bad(reason) if !is_last => {
                 return Err(JournalError::corrupt(
                     path,
@@ -516,7 +588,8 @@ fn scan_segment<S: Storage>(
                 ));
             }
             Next::Bad(reason) => {
-                let truncated_bytes = truncate_torn_tail(storage, path, offset, &reason)?;
+                let truncated_bytes =
+                    truncate_torn_group(storage, path, offset, expected, header.salt, &reason)?;
                 segment.len = offset;
                 return Ok(Scan { records: expected - segment.first_seq, truncated_bytes });
             }
@@ -526,13 +599,20 @@ fn scan_segment<S: Storage>(
     Ok(Scan { records: expected - segment.first_seq, truncated_bytes: 0 })
 }
 
-/// Cuts the last segment at `offset` if nothing valid follows the bad record
-/// there. The remainder is loaded whole: it is at most one segment, and this
-/// path runs only after a crash.
-fn truncate_torn_tail<S: Storage>(
+/// Cuts the last segment at `offset`, where record `seq` should start but does not verify, if
+/// the damage lies within the last group commit written: no group after it can have been
+/// written (each group is fsynced before the next is), so the group was never acknowledged.
+/// A crash inside a group's write can keep any subset of its pages (a volatile disk cache,
+/// `data=writeback`), so records of that same group may still verify after the damage. A
+/// record of a later group after the damage, though, means a group that was acknowledged is
+/// damaged: that is corruption, never cut. The remainder is loaded whole: it is at most one
+/// segment, and this path runs only after a crash.
+fn truncate_torn_group<S: Storage>(
     storage: &S,
     path: &Path,
     offset: u64,
+    seq: u64,
+    salt: u64,
     reason: &str,
 ) -> Result<u64, JournalError> {
     let mut rest = Vec::new();
@@ -541,20 +621,35 @@ fn truncate_torn_tail<S: Storage>(
         &mut rest,
     )
     .map_err(JournalError::io("read", path))?;
-    if let Some(at) = rest.get(1..).and_then(record::find_valid_record) {
-        return Err(JournalError::corrupt(
-            path,
-            offset,
-            format!("{reason}, yet a valid record follows at offset {}", offset + to_u64(at + 1)),
-        ));
+    let found = record::valid_records(&rest, salt);
+    for &(at, header) in &found {
+        // The group of record `seq` starts at or before it; a record of that group has a
+        // later seq and names a first record at or before `seq`.
+        let same_group = header.seq >= seq && header.group_first_seq().is_some_and(|g| g <= seq);
+        if !same_group {
+            return Err(JournalError::corrupt(
+                path,
+                offset,
+                format!(
+                    "{reason}, yet record seq {} (of the group commit from seq {}) verifies at \
+                     offset {}: a group written after the damaged one, so acknowledged records \
+                     are damaged",
+                    header.seq,
+                    header.group_first_seq().map_or_else(|| "?".into(), |g| g.to_string()),
+                    offset + to_u64(at)
+                ),
+            ));
+        }
     }
     let truncated = to_u64(rest.len());
     tracing::warn!(
         segment = %path.display(),
         offset,
+        seq,
         bytes = truncated,
+        later_records_of_the_group = found.len(),
         reason,
-        "truncating torn journal tail"
+        "cutting the torn last group commit off the journal (never acknowledged)"
     );
     storage.truncate(path, offset).map_err(JournalError::io("truncate", path))?;
     Ok(truncated)

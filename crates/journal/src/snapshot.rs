@@ -4,17 +4,18 @@
 //! body length `u64` and CRC32C of the body `u32`, all little-endian. The file
 //! is written under a `.tmp` name, fsynced, renamed over the final name and the
 //! directory fsynced, so a reader sees either the old snapshot or the complete
-//! new one.
+//! new one. [`SnapshotReader::open_verified`] checks the whole body's checksum
+//! before handing out a byte of it, so a decoder never parses damaged data.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::constants::{
     SNAPSHOT_BUFFER_SIZE, SNAPSHOT_FOOTER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_TMP_SUFFIX,
 };
 use crate::error::JournalError;
-use crate::record::to_u64;
+use crate::record::{read_full, to_u64};
+use crate::storage::{FileStorage, Storage, StorageFile};
 
 /// Path of the temporary file a snapshot for `final_path` is written to.
 pub fn tmp_path(final_path: &Path) -> PathBuf {
@@ -33,24 +34,43 @@ fn parent_dir(path: &Path) -> &Path {
 /// Streams a new snapshot to disk; nothing replaces the previous snapshot
 /// until [`SnapshotWriter::finish`] succeeds. Dropping it unfinished removes
 /// the temporary file.
-#[derive(Debug)]
-pub struct SnapshotWriter {
+pub struct SnapshotWriter<S: Storage = FileStorage> {
+    storage: S,
     /// `None` once finished, so `Drop` knows to leave the file alone.
-    file: Option<BufWriter<File>>,
+    file: Option<S::File>,
+    buffer: Vec<u8>,
     tmp_path: PathBuf,
     final_path: PathBuf,
     crc: u32,
     len: u64,
 }
 
+impl<S: Storage> std::fmt::Debug for SnapshotWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("path", &self.final_path)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl SnapshotWriter {
     /// Starts writing the snapshot for `final_path` into `final_path.tmp`,
     /// replacing any leftover temporary file from an interrupted attempt.
     pub fn create(final_path: &Path) -> Result<Self, JournalError> {
+        SnapshotWriter::create_with(FileStorage, final_path)
+    }
+}
+
+impl<S: Storage> SnapshotWriter<S> {
+    /// [`SnapshotWriter::create`] over any [`Storage`].
+    pub fn create_with(storage: S, final_path: &Path) -> Result<Self, JournalError> {
         let tmp_path = tmp_path(final_path);
-        let file = File::create(&tmp_path).map_err(JournalError::io("create", &tmp_path))?;
+        let file = storage.create(&tmp_path).map_err(JournalError::io("create", &tmp_path))?;
         Ok(SnapshotWriter {
-            file: Some(BufWriter::with_capacity(SNAPSHOT_BUFFER_SIZE, file)),
+            storage,
+            file: Some(file),
+            buffer: Vec::with_capacity(SNAPSHOT_BUFFER_SIZE),
             tmp_path,
             final_path: final_path.to_path_buf(),
             crc: 0,
@@ -61,61 +81,60 @@ impl SnapshotWriter {
     /// Appends the footer, fsyncs the file, renames it over the final path and
     /// fsyncs the directory. Returns the total file size.
     pub fn finish(mut self) -> Result<u64, JournalError> {
-        let mut writer = self.file.take().expect("snapshot writer used after finish");
-        let result = self.finish_inner(&mut writer);
-        if result.is_err() {
-            // Put it back so Drop removes the temporary file.
-            self.file = Some(writer);
-        }
-        result
-    }
-
-    fn finish_inner(&self, writer: &mut BufWriter<File>) -> Result<u64, JournalError> {
-        let tmp = &self.tmp_path;
         let mut footer = [0u8; SNAPSHOT_FOOTER_SIZE];
         footer[0..4].copy_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
         footer[4..12].copy_from_slice(&self.len.to_le_bytes());
         footer[12..16].copy_from_slice(&self.crc.to_le_bytes());
-        writer.write_all(&footer).map_err(JournalError::io("write", tmp))?;
-        writer.flush().map_err(JournalError::io("write", tmp))?;
-        writer.get_ref().sync_all().map_err(JournalError::io("fsync", tmp))?;
-        fs::rename(tmp, &self.final_path).map_err(JournalError::io("rename", tmp))?;
+        self.buffer.extend_from_slice(&footer);
+        let tmp = self.tmp_path.clone();
+        self.flush_buffer().map_err(JournalError::io("write", &tmp))?;
+        let file = self.file.as_mut().expect("snapshot writer used after finish");
+        file.sync().map_err(JournalError::io("fsync", &tmp))?;
+        self.storage.rename(&tmp, &self.final_path).map_err(JournalError::io("rename", &tmp))?;
+        // Renamed: from here on the file is the snapshot, not a leftover to remove.
+        self.file = None;
         let dir = parent_dir(&self.final_path);
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(JournalError::io("fsync directory", dir))?;
+        self.storage.sync_dir(dir).map_err(JournalError::io("fsync directory", dir))?;
         Ok(self.len + to_u64(SNAPSHOT_FOOTER_SIZE))
+    }
+
+    fn flush_buffer(&mut self) -> io::Result<()> {
+        let file = self.file.as_mut().expect("snapshot writer used after finish");
+        file.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
     }
 }
 
-impl Write for SnapshotWriter {
+impl<S: Storage> Write for SnapshotWriter<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let writer = self.file.as_mut().expect("snapshot writer used after finish");
-        let n = writer.write(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        self.len += to_u64(n);
-        Ok(n)
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.len += to_u64(buf.len());
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= SNAPSHOT_BUFFER_SIZE {
+            self.flush_buffer()?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("snapshot writer used after finish").flush()
+        self.flush_buffer()
     }
 }
 
-impl Drop for SnapshotWriter {
+impl<S: Storage> Drop for SnapshotWriter<S> {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             // Best effort: a leftover is harmless, `create` overwrites it.
-            let _ = fs::remove_file(&self.tmp_path);
+            let _ = self.storage.remove(&self.tmp_path);
         }
     }
 }
 
 /// Streams the body of a snapshot; [`SnapshotReader::finish`] tells whether
 /// what was read is intact.
-#[derive(Debug)]
-pub struct SnapshotReader {
-    inner: Take<BufReader<File>>,
+pub struct SnapshotReader<S: Storage = FileStorage> {
+    inner: io::Take<S::Reader>,
     path: PathBuf,
     body_len: u64,
     stored_crc: u32,
@@ -123,15 +142,30 @@ pub struct SnapshotReader {
     read: u64,
 }
 
+impl<S: Storage> std::fmt::Debug for SnapshotReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("path", &self.path)
+            .field("read", &self.read)
+            .finish()
+    }
+}
+
 impl SnapshotReader {
     /// Opens the snapshot at `path`; `Ok(None)` if there is none.
     pub fn open(path: &Path) -> Result<Option<Self>, JournalError> {
-        let mut file = match File::open(path) {
-            Ok(file) => file,
+        SnapshotReader::open_with(&FileStorage, path)
+    }
+}
+
+impl<S: Storage> SnapshotReader<S> {
+    /// [`SnapshotReader::open`] over any [`Storage`].
+    pub fn open_with(storage: &S, path: &Path) -> Result<Option<Self>, JournalError> {
+        let file_len = match storage.file_len(path) {
+            Ok(len) => len,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io("open", path)(e)),
         };
-        let file_len = file.metadata().map_err(JournalError::io("stat", path))?.len();
         let footer_size = to_u64(SNAPSHOT_FOOTER_SIZE);
         let Some(body_len) = file_len.checked_sub(footer_size) else {
             return Err(JournalError::corrupt(
@@ -141,9 +175,13 @@ impl SnapshotReader {
             ));
         };
         let mut footer = [0u8; SNAPSHOT_FOOTER_SIZE];
-        file.seek(SeekFrom::Start(body_len))
-            .and_then(|_| file.read_exact(&mut footer))
+        let got = storage
+            .open_read(path, body_len)
+            .and_then(|mut r| read_full(&mut r, &mut footer))
             .map_err(JournalError::io("read footer of", path))?;
+        if got < SNAPSHOT_FOOTER_SIZE {
+            return Err(JournalError::corrupt(path, body_len, "snapshot footer is torn"));
+        }
         let magic = u32::from_le_bytes(footer[0..4].try_into().expect("4 bytes"));
         if magic != SNAPSHOT_MAGIC {
             return Err(JournalError::corrupt(
@@ -160,9 +198,9 @@ impl SnapshotReader {
                 format!("footer says the body is {stored_len} bytes, file holds {body_len}"),
             ));
         }
-        file.seek(SeekFrom::Start(0)).map_err(JournalError::io("seek in", path))?;
+        let reader = storage.open_read(path, 0).map_err(JournalError::io("open", path))?;
         Ok(Some(SnapshotReader {
-            inner: BufReader::with_capacity(SNAPSHOT_BUFFER_SIZE, file).take(body_len),
+            inner: reader.take(body_len),
             path: path.to_path_buf(),
             body_len,
             stored_crc: u32::from_le_bytes(footer[12..16].try_into().expect("4 bytes")),
@@ -171,9 +209,28 @@ impl SnapshotReader {
         }))
     }
 
+    /// Opens the snapshot at `path` once its whole body has been read and its
+    /// checksum found right, so what the caller parses is what was written
+    /// (one more pass over the file, at start-up only). `Ok(None)` if there is
+    /// none.
+    pub fn open_verified(storage: &S, path: &Path) -> Result<Option<Self>, JournalError> {
+        match SnapshotReader::open_with(storage, path)? {
+            None => Ok(None),
+            Some(reader) => {
+                reader.finish()?;
+                SnapshotReader::open_with(storage, path)
+            }
+        }
+    }
+
     /// Length of the body in bytes.
     pub fn body_len(&self) -> u64 {
         self.body_len
+    }
+
+    /// Bytes of the body not read yet: what any count read from it can at most describe.
+    pub fn remaining(&self) -> u64 {
+        self.body_len - self.read
     }
 
     /// Verifies length and checksum of the body. Any part not yet read is read
@@ -201,7 +258,7 @@ impl SnapshotReader {
     }
 }
 
-impl Read for SnapshotReader {
+impl<S: Storage> Read for SnapshotReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
@@ -212,6 +269,8 @@ impl Read for SnapshotReader {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn write_snapshot(path: &Path, body: &[u8]) -> u64 {
@@ -331,6 +390,45 @@ mod tests {
                 assert!(reason.contains("magic"), "{reason}");
             }
             other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_verified_refuses_a_damaged_body_before_any_byte_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.snap");
+        write_snapshot(&path, &body(5000));
+        assert!(SnapshotReader::open_verified(&FileStorage, &path).unwrap().is_some());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[10] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            SnapshotReader::open_verified(&FileStorage, &path),
+            Err(JournalError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_snapshot_is_atomic_under_power_loss() {
+        use crate::faulty::FaultyStorage;
+        let storage = FaultyStorage::new(5);
+        let dir = Path::new("/s");
+        storage.create_dir_all(dir).unwrap();
+        let path = dir.join("state.snap");
+        let mut writer = SnapshotWriter::create_with(storage.clone(), &path).unwrap();
+        writer.write_all(b"old").unwrap();
+        writer.finish().unwrap();
+        for _ in 0..50 {
+            let mut writer = SnapshotWriter::create_with(storage.clone(), &path).unwrap();
+            writer.write_all(&body(10_000)).unwrap();
+            writer.flush().unwrap();
+            // Power lost before finish: the old snapshot, whole.
+            storage.crash();
+            drop(writer);
+            let mut reader = SnapshotReader::open_verified(&storage, &path).unwrap().unwrap();
+            let mut read = Vec::new();
+            reader.read_to_end(&mut read).unwrap();
+            assert_eq!(read, b"old");
         }
     }
 

@@ -15,18 +15,32 @@ pub trait Storage: Send + 'static {
     /// Sequential reader of one file.
     type Reader: Read;
 
-    /// Creates `dir` and its parents if missing.
+    /// Creates `dir` and its parents if missing, durably (each new directory's
+    /// parent is fsynced).
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock of the file at `path` (created if missing) for
+    /// as long as the returned guard lives; `Ok(None)` when another process
+    /// holds it.
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn std::any::Any + Send>>>;
     /// Names (not full paths) of the regular files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Opens `path` for appending, creating it empty if missing.
     fn open_append(&self, path: &Path) -> io::Result<Self::File>;
+    /// Creates `path` empty for writing, replacing any file of that name.
+    fn create(&self, path: &Path) -> io::Result<Self::File>;
     /// Opens `path` for sequential reading starting at byte `offset`.
     fn open_read(&self, path: &Path, offset: u64) -> io::Result<Self::Reader>;
     /// Durably shortens `path` to `len` bytes.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Deletes `path`; durable only after the next [`Storage::sync_dir`].
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` (replacing it) in the same directory; durable only after the
+    /// next [`Storage::sync_dir`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Length of the file at `path`.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// A number nobody outside this process can predict (the salt of a new journal segment).
+    fn entropy(&self) -> u64;
     /// Makes creations and deletions of entries in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -69,7 +83,25 @@ impl Storage for FileStorage {
     type Reader = BufReader<File>;
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        let missing: Vec<&Path> =
+            dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+        fs::create_dir_all(dir)?;
+        // A directory's entry is durable only once its parent is synced; oldest first.
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn std::any::Any + Send>>> {
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -100,8 +132,34 @@ impl Storage for FileStorage {
         file.sync_all()
     }
 
+    fn create(&self, path: &Path) -> io::Result<FsFile> {
+        Ok(FsFile(File::create(path)?))
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
+    fn entropy(&self) -> u64 {
+        // The standard library seeds each `RandomState` from the operating system's random
+        // source; hashing the time and the process id as well costs nothing.
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.finish()
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

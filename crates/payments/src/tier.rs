@@ -6,8 +6,9 @@
 //! journal position it was written at, and reads ignore positions beyond the machine's own):
 //! - an entry created in memory is written when it leaves memory;
 //! - an entry read back from the store and left unchanged is dropped without a write;
-//! - an entry read back and changed is written only once a checkpoint has been taken since it
-//!   was read (that checkpoint holds it in memory, so no restart can need the record it
+//! - an entry read back and changed is written only once two checkpoints have been taken since
+//!   it was read (a restart starts from the newest checkpoint, or from the one before it when
+//!   the newest is damaged: both then hold it in memory, so no restart can need the record it
 //!   overwrites); until then it stays in memory;
 //! - what the machine needs to keep (an authorized payment, a coupon held by one) never leaves.
 
@@ -181,7 +182,9 @@ impl<V: Stored> Tiered<V> {
             let payload = &out.bytes[key_end..];
             match self.fetched.get(&key) {
                 Some(&(_, read)) if read == hash(payload) => out.bytes.truncate(start),
-                Some(&(at, _)) if at >= epoch => {
+                // Read in epoch `at`: the checkpoint that ends epoch `at + 1` is the first
+                // that every restart starts from or after.
+                Some(&(at, _)) if at + 1 >= epoch => {
                     out.bytes.truncate(start);
                     self.waiting.push(key);
                     continue;

@@ -87,7 +87,7 @@ impl Store {
             return Err(StoreError::Full { channel, max: STATEMENTS_PER_CHANNEL_MAX });
         }
         let dir = self.statements_dir(channel);
-        fs::create_dir_all(&dir)?;
+        create_dir_durable(&dir)?;
         write_atomic(&dir, &format!("{key}.{}", format.extension()), bytes)?;
         Ok((Stored { key, format, statement }, true))
     }
@@ -154,7 +154,7 @@ impl Store {
         }
         let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
         let dir = self.channel_dir(channel);
-        fs::create_dir_all(&dir)?;
+        create_dir_durable(&dir)?;
         write_atomic(&dir, "resolutions.csv", &bytes)?;
         Ok(())
     }
@@ -190,6 +190,13 @@ impl Store {
 
 /// Writes `name` in `dir` whole or not at all: a temporary file, fsync, rename, fsync of the
 /// folder.
+/// Creates `dir` and its parents, each new folder's entry fsynced in its parent: a statement
+/// acknowledged as stored must not vanish with a folder a crash forgot.
+fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    use huifu_journal::Storage;
+    huifu_journal::FileStorage.create_dir_all(dir)
+}
+
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::File::create(&tmp)?;
