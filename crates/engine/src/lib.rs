@@ -20,11 +20,13 @@
 
 pub mod constants;
 mod engine;
+mod failure;
 mod ledger;
 mod machine;
 mod stats;
 
 pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
+pub use failure::{is_storage_full, Failure, FailureKind};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};
 pub use stats::{EngineStats, Histogram};
