@@ -2,8 +2,9 @@
 
 use huifu_ledger::constants::BATCH_EVENTS_MAX;
 
-/// Requests waiting for the writer thread; further submitters block (back-pressure). Each holds
-/// at most one batch, so the queue holds at most this many × 1 MiB.
+/// Requests waiting for the writer thread; further submitters block (back-pressure), or are
+/// refused at once with `EngineError::Busy` through `try_submit`. Each holds at most one batch,
+/// so the queue holds at most this many × 1 MiB.
 pub const QUEUE_REQUESTS_MAX: usize = 1_024;
 
 /// Most requests applied and committed as one group (one journal write and one fsync). Larger

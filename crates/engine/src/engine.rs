@@ -1,15 +1,17 @@
 //! The engine: one writer thread applies commands in order, journals them, group-commits.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use huifu_journal::{FileStorage, Journal, JournalError, JournalOptions, ReplayError, Storage};
 use huifu_journal::{SnapshotReader, SnapshotWriter};
 
+use crate::failure::Failure;
 use crate::stats::EngineStats;
 
 use crate::constants::{
@@ -75,6 +77,12 @@ pub enum EngineError {
     History { path: PathBuf, seq: u64, cause: std::io::Error },
     #[error("data folder {0} is in use by another huifu process")]
     Locked(PathBuf),
+    /// The queue is full and the caller asked not to wait (`try_submit`): nothing was queued.
+    #[error("the engine is busy: its queue is full")]
+    Busy,
+    /// The writer thread stopped on this failure; nothing more is applied.
+    #[error("the engine stopped: {0}")]
+    Failed(Arc<Failure>),
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -120,7 +128,37 @@ pub struct Engine<M: Machine> {
 
 struct Shared {
     stopped: AtomicBool,
+    /// Why the writer stopped, when it stopped on a failure (set before `stopped`, and before
+    /// any reply of the failed group is failed, so whoever sees a failed reply sees why).
+    failure: OnceLock<Arc<Failure>>,
     stats: EngineStats,
+}
+
+impl Shared {
+    /// Records why the writer stopped (the first failure wins), then marks it stopped.
+    fn fail(&self, failure: Failure) {
+        tracing::error!(%failure, "the engine stops");
+        let _ = self.failure.set(Arc::new(failure));
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// What a request gets once the writer has stopped.
+    fn stopped_error(&self) -> EngineError {
+        match self.failure.get() {
+            Some(failure) => EngineError::Failed(failure.clone()),
+            None => EngineError::Stopped,
+        }
+    }
+}
+
+/// What `send` does when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WhenFull {
+    /// Wait for room: back-pressure, for in-process callers on threads of their own.
+    Wait,
+    /// Refuse at once with `EngineError::Busy`: for callers that must not block a thread that
+    /// serves others, such as an async runtime's.
+    Refuse,
 }
 
 impl<M: Machine + Default> Engine<M> {
@@ -205,8 +243,11 @@ impl<M: Machine + Default> Engine<M> {
         tracing::info!(?recovery, "recovered");
 
         let (sender, receiver) = mpsc::sync_channel(QUEUE_REQUESTS_MAX);
-        let shared =
-            Arc::new(Shared { stopped: AtomicBool::new(false), stats: EngineStats::default() });
+        let shared = Arc::new(Shared {
+            stopped: AtomicBool::new(false),
+            failure: OnceLock::new(),
+            stats: EngineStats::default(),
+        });
         let writer = Writer {
             machine,
             journal,
@@ -214,6 +255,7 @@ impl<M: Machine + Default> Engine<M> {
             clock,
             receiver,
             checkpoints,
+            journal_dir: dir.join("journal"),
             history_dir,
             checkpoint_interval_bytes: options.checkpoint_interval_bytes,
             journal_bytes_at_checkpoint: 0,
@@ -229,27 +271,48 @@ impl<M: Machine + Default> Engine<M> {
 }
 
 impl<M: Machine> Engine<M> {
-    fn send(&self, request: Request<M>) -> Result<(), (Request<M>, EngineError)> {
+    fn send(
+        &self,
+        request: Request<M>,
+        when_full: WhenFull,
+    ) -> Result<(), (Request<M>, EngineError)> {
         if self.shared.stopped.load(Ordering::Acquire) {
-            return Err((request, EngineError::Stopped));
+            return Err((request, self.shared.stopped_error()));
         }
         match self.sender.try_send(request) {
             Ok(()) => Ok(()),
-            // A full queue blocks the caller: back-pressure, not an error, for in-process use.
-            Err(TrySendError::Full(request)) => {
-                self.sender.send(request).map_err(|e| (e.0, EngineError::Stopped))
-            }
-            Err(TrySendError::Disconnected(request)) => Err((request, EngineError::Stopped)),
+            Err(TrySendError::Full(request)) => match when_full {
+                WhenFull::Wait => {
+                    self.sender.send(request).map_err(|e| (e.0, self.shared.stopped_error()))
+                }
+                WhenFull::Refuse => Err((request, EngineError::Busy)),
+            },
+            Err(TrySendError::Disconnected(request)) => Err((request, self.shared.stopped_error())),
         }
     }
 
     /// Submits a command; `reply` is called on the writer thread once its outcome is durable.
+    /// A full queue blocks the caller until there is room (back-pressure).
     pub fn submit(
         &self,
         command: M::Command,
         reply: impl FnOnce(Result<M::Outcome, EngineError>) + Send + 'static,
     ) {
-        if let Err((request, error)) = self.send(Request::Command(command, Box::new(reply))) {
+        self.submit_command(command, Box::new(reply), WhenFull::Wait);
+    }
+
+    /// Like `submit`, but never blocks: when the queue is full, `reply` gets
+    /// `EngineError::Busy` at once, on the caller's thread, and nothing is applied.
+    pub fn try_submit(
+        &self,
+        command: M::Command,
+        reply: impl FnOnce(Result<M::Outcome, EngineError>) + Send + 'static,
+    ) {
+        self.submit_command(command, Box::new(reply), WhenFull::Refuse);
+    }
+
+    fn submit_command(&self, command: M::Command, reply: Reply<M::Outcome>, when_full: WhenFull) {
+        if let Err((request, error)) = self.send(Request::Command(command, reply), when_full) {
             fail_request(request, error);
         }
     }
@@ -260,17 +323,38 @@ impl<M: Machine> Engine<M> {
         query: M::Query,
         reply: impl FnOnce(Result<M::Answer, EngineError>) + Send + 'static,
     ) {
-        if let Err((request, error)) = self.send(Request::Query(query, Box::new(reply))) {
+        if let Err((request, error)) =
+            self.send(Request::Query(query, Box::new(reply)), WhenFull::Wait)
+        {
             fail_request(request, error);
         }
     }
 
     /// Runs `f` on the state (on the writer thread, in order with the commands); `reply` gets
-    /// its result once every command before it is durable.
+    /// its result once every command before it is durable. A full queue blocks the caller.
     pub fn submit_read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&M) -> R + Send + 'static,
         reply: impl FnOnce(Result<R, EngineError>) + Send + 'static,
+    ) {
+        self.submit_read_when_full(f, reply, WhenFull::Wait);
+    }
+
+    /// Like `submit_read`, but never blocks: when the queue is full, `reply` gets
+    /// `EngineError::Busy` at once and `f` does not run.
+    pub fn try_submit_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&M) -> R + Send + 'static,
+        reply: impl FnOnce(Result<R, EngineError>) + Send + 'static,
+    ) {
+        self.submit_read_when_full(f, reply, WhenFull::Refuse);
+    }
+
+    fn submit_read_when_full<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&M) -> R + Send + 'static,
+        reply: impl FnOnce(Result<R, EngineError>) + Send + 'static,
+        when_full: WhenFull,
     ) {
         let read: Read<M> = Box::new(move |machine| match machine {
             Ok(machine) => {
@@ -282,7 +366,7 @@ impl<M: Machine> Engine<M> {
                 Box::new(|| {})
             }
         });
-        if let Err((request, error)) = self.send(Request::Read(read)) {
+        if let Err((request, error)) = self.send(Request::Read(read), when_full) {
             fail_request(request, error);
         }
     }
@@ -322,13 +406,25 @@ impl<M: Machine> Engine<M> {
         &self.shared.stats
     }
 
+    /// Why the writer thread stopped, when it stopped on a failure (a journal write or fsync,
+    /// the history store, a panic); `None` while it runs and after a clean shutdown.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.shared.failure.get().map(|failure| &**failure)
+    }
+
+    /// Whether the writer thread has stopped (on a failure, or after every handle was dropped):
+    /// nothing submitted now is applied.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
     /// Writes a checkpoint now and drops the journal segments it covers.
     pub fn checkpoint(&self) -> Result<(), EngineError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let reply: Reply<()> = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        if let Err((request, error)) = self.send(Request::Checkpoint(reply)) {
+        if let Err((request, error)) = self.send(Request::Checkpoint(reply), WhenFull::Wait) {
             fail_request(request, error);
         }
         rx.recv().unwrap_or(Err(EngineError::Stopped))
@@ -405,10 +501,7 @@ impl Checkpoints {
     /// The state of the newest checkpoint whose checksum holds (verified before it is parsed),
     /// and the journal seq it covers; an empty machine at seq 1 when there is none. A damaged
     /// one is skipped with a warning: the journal since the one before is kept for that.
-    fn load<M: Machine + Default, S: Storage>(
-        &self,
-        storage: &S,
-    ) -> Result<(M, u64), EngineError> {
+    fn load<M: Machine + Default, S: Storage>(&self, storage: &S) -> Result<(M, u64), EngineError> {
         let mut damaged = Vec::new();
         for (seq, path) in self.files.iter().rev() {
             let mut reader = match SnapshotReader::open_verified(storage, path) {
@@ -476,6 +569,7 @@ struct Writer<M: Machine, C: Clock, S: Storage> {
     clock: C,
     receiver: Receiver<Request<M>>,
     checkpoints: Checkpoints,
+    journal_dir: PathBuf,
     history_dir: PathBuf,
     checkpoint_interval_bytes: u64,
     journal_bytes_at_checkpoint: u64,
@@ -495,6 +589,43 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
     fn run(mut self) {
         let mut group: Vec<Request<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
         let mut pending: Vec<Pending<M>> = Vec::with_capacity(GROUP_REQUESTS_MAX);
+        // A panic is caught rather than left to end the thread, so that it is recorded as the
+        // failure before the replies it strands are failed; the state is not used after it.
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut group, &mut pending)));
+        let failure = match served {
+            Ok(Ok(())) => {
+                self.shared.stopped.store(true, Ordering::Release);
+                return;
+            }
+            Ok(Err(error)) => {
+                let mut failure = Failure::of(&error);
+                if let EngineError::Journal(_) = error {
+                    failure.folder = Some(self.journal_dir.clone());
+                }
+                failure
+            }
+            Err(payload) => Failure::panic(payload.as_ref()),
+        };
+        // Recorded before any reply fails, so that whoever sees a failed reply can ask why.
+        self.shared.fail(failure);
+        for p in pending.drain(..) {
+            p.fail(self.shared.stopped_error());
+        }
+        for request in group.drain(..) {
+            fail_request(request, self.shared.stopped_error());
+        }
+        while let Ok(request) = self.receiver.try_recv() {
+            fail_request(request, self.shared.stopped_error());
+        }
+    }
+
+    /// Takes groups off the queue and commits them until every handle is gone (`Ok`) or a
+    /// group fails (the error; what it left undone is in `group` and `pending`).
+    fn serve(
+        &mut self,
+        group: &mut Vec<Request<M>>,
+        pending: &mut Vec<Pending<M>>,
+    ) -> Result<(), EngineError> {
         let mut record = Vec::new();
         let tick = Duration::from_millis(TICK_INTERVAL_MS);
         let mut connected = true;
@@ -515,20 +646,7 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                     Err(_) => break,
                 }
             }
-            if let Err(error) = self.commit_group(&mut group, &mut pending, &mut record) {
-                tracing::error!(%error, "journal failed; the engine stops");
-                self.shared.stopped.store(true, Ordering::Release);
-                for p in pending.drain(..) {
-                    p.fail();
-                }
-                for request in group.drain(..) {
-                    fail_request(request, EngineError::Stopped);
-                }
-                while let Ok(request) = self.receiver.try_recv() {
-                    fail_request(request, EngineError::Stopped);
-                }
-                return;
-            }
+            self.commit_group(group, pending, &mut record)?;
             if self.journal.size_bytes().saturating_sub(self.journal_bytes_at_checkpoint)
                 >= self.checkpoint_interval_bytes
                 || self.machine.checkpoint_wanted()
@@ -538,7 +656,7 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                 }
             }
         }
-        self.shared.stopped.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Applies the group in order, writes it with one fsync, then releases the replies.
@@ -690,13 +808,13 @@ fn fail_request<M: Machine>(request: Request<M>, error: EngineError) {
 }
 
 impl<M: Machine> Pending<M> {
-    fn fail(self) {
+    fn fail(self, error: EngineError) {
         match self {
-            Pending::Outcome(reply, _) => reply(Err(EngineError::Stopped)),
-            Pending::Answer(reply, _) => reply(Err(EngineError::Stopped)),
+            Pending::Outcome(reply, _) => reply(Err(error)),
+            Pending::Answer(reply, _) => reply(Err(error)),
             // The read already ran on state that will not become durable: drop its result.
             Pending::Read(_) => {}
-            Pending::Checkpoint(reply) => reply(Err(EngineError::Stopped)),
+            Pending::Checkpoint(reply) => reply(Err(error)),
         }
     }
 }

@@ -21,12 +21,14 @@
 mod backup;
 pub mod constants;
 mod engine;
+mod failure;
 mod ledger;
 mod machine;
 mod stats;
 
 pub use backup::{backup, BackupError, BackupReport};
 pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
+pub use failure::{is_storage_full, Failure, FailureKind};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};
 pub use stats::{EngineStats, Histogram};

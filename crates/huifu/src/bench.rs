@@ -68,9 +68,18 @@ pub struct LedgerArgs {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    // A full disk is named by the folder given (a temporary one is named by the engine).
+    let full =
+        |dir: Option<PathBuf>| move |e: anyhow::Error| util::name_full_folder(e, dir.as_deref());
     match command {
-        BenchCommand::Ledger(args) => bench_ledger(args),
-        BenchCommand::Payments(args) => bench_payments(args),
+        BenchCommand::Ledger(args) => {
+            let dir = args.data_dir.clone();
+            bench_ledger(args).map_err(full(dir))
+        }
+        BenchCommand::Payments(args) => {
+            let dir = args.data_dir.clone();
+            bench_payments(args).map_err(full(dir))
+        }
         BenchCommand::Http(args) => crate::bench_http::bench_http(args),
     }
 }

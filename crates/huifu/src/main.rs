@@ -65,7 +65,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {:#}", util::name_full_folder(error, None));
             std::process::ExitCode::FAILURE
         }
     }

@@ -40,6 +40,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if admin_key.as_ref().is_some_and(|k| k.len() < 16) {
         anyhow::bail!("the admin key must be at least 16 characters");
     }
+    let data_dir = args.data_dir.clone();
     let mut config = huifu_server::Config::new(args.data_dir, args.listen);
     config.admin_key = admin_key;
     config.memory_transfers_max = args.memory.transfers_max.0;
@@ -55,6 +56,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(huifu_server::serve(config))?;
+    // Whatever the server writes that is not the engine's (the key store) is in the data folder.
+    runtime
+        .block_on(huifu_server::serve(config))
+        .map_err(|e| crate::util::name_full_folder(e.into(), Some(&data_dir)))?;
     Ok(ExitCode::SUCCESS)
 }

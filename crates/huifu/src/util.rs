@@ -1,6 +1,6 @@
 //! Small helpers shared by the commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors).
 pub fn init_tracing() {
@@ -159,8 +159,49 @@ fn parse_transfers_max(text: &str) -> Result<TransfersMax, String> {
     }
 }
 
+/// An error that is the disk being full, named by the folder on that disk: what an operator
+/// must act on comes first in the command's one line of error.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk holding {} is full: {error:#}", folder.display())]
+pub struct DiskFull {
+    folder: PathBuf,
+    error: anyhow::Error,
+}
+
+/// `error`, named by the folder whose disk is full when it is that anywhere in it: the folder
+/// of the engine's error, else `fallback` (the folder the command writes in), else none.
+pub fn name_full_folder(error: anyhow::Error, fallback: Option<&Path>) -> anyhow::Error {
+    use huifu_engine::EngineError;
+    let engine_errors = || {
+        error.chain().filter_map(|e| {
+            e.downcast_ref::<EngineError>().or_else(|| match e.downcast_ref() {
+                Some(huifu_server::ServeError::Engine(e)) => Some(e),
+                _ => None,
+            })
+        })
+    };
+    let full = error.chain().any(huifu_engine::is_storage_full)
+        || engine_errors().any(|e| huifu_engine::is_storage_full(e));
+    // Named already, here or by an engine that stopped on a full disk (it says so, folder first).
+    let named = error.chain().any(|e| e.is::<DiskFull>())
+        || engine_errors().any(|e| matches!(e, EngineError::Failed(_)));
+    if !full || named {
+        return error;
+    }
+    match engine_errors().find_map(EngineError::folder).or_else(|| fallback.map(Path::to_path_buf))
+    {
+        Some(folder) => DiskFull { folder, error }.into(),
+        None => error.context("the disk is full"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io;
+
+    use huifu_engine::EngineError;
+    use huifu_journal::JournalError;
+
     use super::*;
 
     #[test]
@@ -171,5 +212,43 @@ mod tests {
             assert!(parse_transfers_max(bad).is_err(), "{bad}");
         }
         assert_eq!(TransfersMax(Some(MEMORY_TRANSFERS_MAX_DEFAULT)).to_string(), "4000000");
+    }
+
+    #[test]
+    fn a_full_disk_is_named_by_its_folder_on_one_line() {
+        let journal = Path::new("/nonexistent/data/journal");
+        let full = || {
+            let error = EngineError::Journal(JournalError::Io {
+                op: "write",
+                path: journal.join("journal-00000000000000000001.log"),
+                cause: io::Error::from_raw_os_error(28),
+            });
+            anyhow::Error::from(huifu_server::ServeError::Engine(error))
+                .context("cannot open engine in /nonexistent/data")
+        };
+        let line = format!("{:#}", name_full_folder(full(), Some(Path::new("/elsewhere"))));
+        assert!(line.starts_with("the disk holding /nonexistent/data/journal is full: cannot open engine in /nonexistent/data: I/O error while trying to write /nonexistent/data/journal/journal-"), "{line}");
+        assert!(line.ends_with("(os error 28)") && !line.contains('\n'), "{line}");
+        // Named once, however often it is asked.
+        let twice = name_full_folder(name_full_folder(full(), None), None);
+        assert_eq!(format!("{twice:#}"), line);
+
+        let disk_full = || anyhow::Error::from(io::Error::from_raw_os_error(28));
+        let error = disk_full().context("cannot store the admin key");
+        assert_eq!(
+            format!("{:#}", name_full_folder(error, Some(Path::new("/srv/data")))),
+            "the disk holding /srv/data is full: cannot store the admin key: No space left on device (os error 28)"
+        );
+        let error = disk_full().context("cannot create data folder");
+        assert_eq!(
+            format!("{:#}", name_full_folder(error, None)),
+            "the disk is full: cannot create data folder: No space left on device (os error 28)"
+        );
+        // Anything else passes as it is.
+        let error = anyhow::Error::from(io::Error::from_raw_os_error(5)).context("cannot read");
+        assert_eq!(
+            format!("{:#}", name_full_folder(error, Some(Path::new("/srv/data")))),
+            "cannot read: Input/output error (os error 5)"
+        );
     }
 }

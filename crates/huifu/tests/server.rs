@@ -2,9 +2,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::Server;
@@ -338,8 +338,10 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("body_too_large"), "{answer}");
 
-    let (status, text) = s.call("GET", "/healthz", None, None, None);
-    assert_eq!((status, text["text"].as_str()), (200, Some("ok\n")));
+    for path in ["/healthz", "/livez"] {
+        let (status, text) = s.call("GET", path, None, None, None);
+        assert_eq!((status, text["text"].as_str()), (200, Some("ok\n")), "{path}");
+    }
     let (_, metrics) = s.call("GET", "/metrics", None, None, None);
     let metrics = metrics["text"].as_str().unwrap();
     assert!(metrics.contains("huifu_http_requests_total"));
@@ -581,6 +583,7 @@ fn openapi_document_lists_every_route() {
         ("/v1/reconciliation/runs/{id}", &["get"]),
         ("/v1/reconciliation/runs/{id}/exceptions", &["get"]),
         ("/v1/reconciliation/runs/{id}/resolutions", &["post"]),
+        ("/livez", &["get"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
@@ -620,4 +623,66 @@ fn zero_http_threads_are_refused_before_anything_is_opened() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--http-threads must be at least 1"), "{stderr}");
     assert!(!data.exists(), "the data folder was created");
+}
+
+/// A journal write that the operating system refuses ends the process. The refusal is real:
+/// a file size limit (RLIMIT_FSIZE, which binds root too, unlike a folder's permissions) below
+/// what the first write needs, with SIGXFSZ ignored so that the write fails (EFBIG) instead of
+/// killing the process. The history store is off: it reserves its own journal's space at open.
+#[test]
+fn a_writer_that_cannot_write_ends_the_process_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        // 64 blocks of 512 bytes (of 1,024 for bash): room for the key store, not for a batch.
+        .arg("trap '' XFSZ; ulimit -f 64 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_huifu"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--memory-transfers-max", "all"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("HUIFU_ADMIN_KEY", ADMIN)
+        .stderr(Stdio::piped());
+    let mut s = Server::spawn(command);
+    let mut stderr = s.child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    // 1,000 accounts: 128 KiB of journal, past the limit.
+    let accounts: Vec<Value> =
+        (1..=1_000).map(|i| json!({"id": i.to_string(), "ledger": 1, "code": 1})).collect();
+    let (status, v) = s.post("/v1/ledger/accounts", ADMIN, Value::Array(accounts));
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("storage_failed")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("journal"), "{v}");
+
+    // While the server still answers, it is not ready and says why.
+    match ureq::get(&format!("{}/healthz", s.base)).call() {
+        Err(ureq::Error::Status(status, response)) => {
+            let v: Value = response.into_json().unwrap();
+            assert_eq!((status, v["error"]["code"].as_str()), (503, Some("storage_failed")));
+        }
+        Ok(response) => panic!("ready after the writer stopped: {}", response.status()),
+        Err(ureq::Error::Transport(_)) => {} // already gone
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+    let log = log.join().unwrap();
+    let journal = dir.path().join("journal");
+    let line = log.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains(&format!("the engine stopped: storage failed in {}: ", journal.display())),
+        "{line}"
+    );
+    assert!(line.contains("File too large"), "{line}");
 }

@@ -6,6 +6,17 @@ pub const BODY_BYTES_MAX: usize = 8 << 20;
 /// A request whose operation the engine has not made durable by then gets 503.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// Seconds a request refused with 503 `engine_busy` (the engine's queue was full) is told to
+/// wait before it tries again (`Retry-After`). A full queue drains in a few group commits,
+/// milliseconds; a second spreads the retries of many clients instead of sending them back at
+/// once, and HTTP has no smaller unit.
+pub const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
+
+/// How often `serve` looks whether the engine's writer stopped on a failure; then the server
+/// stops and the process exits with an error. The writer fails every request itself at once,
+/// so this only bounds how long a dead server keeps accepting connections.
+pub const FAILURE_POLL_MS: u64 = 100;
+
 /// Most operations in one `POST /v1/batch`.
 pub const BATCH_OPERATIONS_MAX: usize = 1_000;
 

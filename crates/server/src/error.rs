@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use huifu_engine::{Failure, FailureKind};
 use huifu_payments::PaymentError;
 use serde::Serialize;
-use utoipa::openapi::{self, Content, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::{self, Content, Object, Ref, RefOr, ResponseBuilder, Type};
 use utoipa::ToSchema;
 
 #[derive(Debug)]
@@ -19,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds the client should wait before it tries again (the `Retry-After` header).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -33,6 +37,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: param.map(str::to_owned),
+            retry_after: None,
         }
     }
 
@@ -43,6 +48,7 @@ impl ApiError {
             code: "invalid_api_key",
             message: "send a valid API key as `Authorization: Bearer <key>`".into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -53,6 +59,7 @@ impl ApiError {
             code: "forbidden",
             message: "this API key may not do that".into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -64,6 +71,7 @@ impl ApiError {
             code: "resource_missing",
             message: format!("no such {what}"),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -74,6 +82,65 @@ impl ApiError {
             code: "unavailable",
             message: message.into(),
             param: None,
+            retry_after: None,
+        }
+    }
+
+    /// The engine's queue is full: refused at once rather than wait, so that a full queue
+    /// never holds the threads that serve HTTP.
+    pub fn busy() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "api_error",
+            code: "engine_busy",
+            message: "the engine's queue is full; nothing was done, retry later".into(),
+            param: None,
+            retry_after: Some(crate::constants::BUSY_RETRY_AFTER_SECONDS),
+        }
+    }
+
+    /// Whether this is the refusal of a full queue (`busy`), which passes.
+    pub fn is_busy(&self) -> bool {
+        self.code == "engine_busy"
+    }
+
+    /// The engine stopped on `failure`. The message names the folder of the data folder that
+    /// failed (`journal`, `history`), not its path nor the error: those are in the server's log.
+    pub fn failed(failure: &Failure) -> ApiError {
+        let folder = failure
+            .folder
+            .as_deref()
+            .and_then(|f| f.file_name())
+            .map_or_else(|| "data".to_owned(), |name| name.to_string_lossy().into_owned());
+        let (status, code, message) = match failure.kind {
+            FailureKind::StorageFull => {
+                let mut error = ApiError::storage_full(&folder);
+                error.message.push_str("; the server stops");
+                return error;
+            }
+            FailureKind::Storage => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failed",
+                format!("the {folder} folder could not be written; the server stops"),
+            ),
+            FailureKind::Panic => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the engine stopped on an internal error; the server stops".to_owned(),
+            ),
+        };
+        ApiError { status, kind: "api_error", code, message, param: None, retry_after: None }
+    }
+
+    /// The disk holding `folder` (of the data folder) is full: nothing was written.
+    pub fn storage_full(folder: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            kind: "api_error",
+            code: "insufficient_storage",
+            message: format!("the disk holding the {folder} folder is full"),
+            param: None,
+            retry_after: None,
         }
     }
 
@@ -84,6 +151,7 @@ impl ApiError {
             code: "rate_limited",
             message: "too many requests for this API key; slow down".into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -94,6 +162,7 @@ impl ApiError {
             code: "body_too_large",
             message: format!("the body is above {} bytes", crate::constants::BODY_BYTES_MAX),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -104,6 +173,7 @@ impl ApiError {
             code: "internal",
             message: "internal error".into(),
             param: None,
+            retry_after: None,
         }
     }
 }
@@ -129,7 +199,14 @@ impl From<PaymentError> for ApiError {
             | E::UnknownPayout => (StatusCode::NOT_FOUND, "invalid_request_error"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "business_error"),
         };
-        ApiError { status, kind, code: e.code(), message: e.to_string(), param: None }
+        ApiError {
+            status,
+            kind,
+            code: e.code(),
+            message: e.to_string(),
+            param: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -165,7 +242,11 @@ impl IntoResponse for ApiError {
                 param: self.param,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -181,17 +262,25 @@ impl utoipa::IntoResponses for ApiError {
             (413, "The body is above the size limit."),
             (422, "A business rule refused the operation (funds, state, budget, limits)."),
             (429, "Too many requests for this API key."),
-            (503, "The engine is unavailable or did not answer in time."),
+            (503, "The engine is busy (`engine_busy`: nothing was done; retry after the `Retry-After` header's seconds), its storage failed (`storage_failed`), or it is unavailable or did not answer in time (`unavailable`)."),
+            (507, "The disk holding a folder of the data folder is full (`insufficient_storage`): nothing was written. When it holds the engine's journal or history store, the server stops."),
         ]
         .into_iter()
         .map(|(status, description)| {
-            let response = ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    Content::new(Some(Ref::from_schema_name(ErrorBody::name()))),
-                )
-                .build();
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(ErrorBody::name()))),
+            );
+            if status == 503 {
+                let seconds = HeaderBuilder::new()
+                    .schema(Some(Object::with_type(Type::Integer)))
+                    .description(Some(
+                        "With `engine_busy`: seconds to wait before trying again.",
+                    ))
+                    .build();
+                response = response.header("Retry-After", seconds);
+            }
+            let response = response.build();
             (status.to_string(), RefOr::T(response))
         })
         .collect()

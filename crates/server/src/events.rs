@@ -100,8 +100,14 @@ async fn events(
                             filter.timestamp_min = since + 1;
                             m.account_transfers(&filter).expect("history store read")
                         })
-                        .await
-                        .ok()?;
+                        .await;
+                    let page = match page {
+                        Ok(page) => page,
+                        // A full queue passes: look again after the pause rather than end
+                        // the stream.
+                        Err(e) if e.is_busy() => Vec::new(),
+                        Err(_) => return None,
+                    };
                     if page.is_empty() {
                         tokio::time::sleep(Duration::from_millis(EVENTS_POLL_MS)).await;
                         continue;

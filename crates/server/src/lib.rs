@@ -38,7 +38,7 @@ use huifu_payments::{Done, Op, Outcome, PaymentsMachine};
 pub use auth::{KeyStore, Role};
 pub use error::ApiError;
 
-use crate::constants::{BODY_BYTES_MAX, REQUEST_TIMEOUT_MS};
+use crate::constants::{BODY_BYTES_MAX, FAILURE_POLL_MS, REQUEST_TIMEOUT_MS};
 
 /// Everything a handler needs, shared by all of them.
 #[derive(Clone)]
@@ -53,23 +53,26 @@ impl AppState {
         AppState { engine, keys, metrics: Arc::new(metrics::Metrics::default()) }
     }
 
-    /// Applies `op`; resolves once it is durable. Domain rejections become API errors.
+    /// Applies `op`; resolves once it is durable. Domain rejections become API errors. A full
+    /// engine queue is refused at once (503 `engine_busy`): waiting for room would hold the
+    /// runtime's thread, and with it every other connection.
     async fn execute(&self, op: Op) -> Result<Done, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.engine.submit(op, move |r| {
+        self.engine.try_submit(op, move |r| {
             let _ = tx.send(r);
         });
         let outcome: Outcome = self.wait(rx).await?;
         outcome.map_err(ApiError::from)
     }
 
-    /// Runs `f` on the machine, after every write before it is durable.
+    /// Runs `f` on the machine, after every write before it is durable (refused at once when
+    /// the queue is full, like `execute`).
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.engine.submit_read(f, move |r| {
+        self.engine.try_submit_read(f, move |r| {
             let _ = tx.send(r);
         });
         self.wait(rx).await
@@ -84,14 +87,23 @@ impl AppState {
         self.metrics.engine(started.elapsed());
         match result {
             Err(_) => Err(ApiError::unavailable("the engine did not answer in time")),
-            Ok(Err(_)) | Ok(Ok(Err(EngineError::Stopped))) => {
-                Err(ApiError::unavailable("the engine has stopped"))
-            }
+            Ok(Ok(Err(EngineError::Busy))) => Err(ApiError::busy()),
+            Ok(Ok(Err(EngineError::Failed(failure)))) => Err(ApiError::failed(&failure)),
+            // A reply dropped unsent: the writer stopped with the request in hand.
+            Ok(Err(_)) | Ok(Ok(Err(EngineError::Stopped))) => Err(self.stopped()),
             Ok(Ok(Err(error))) => {
                 tracing::error!(%error, "engine error");
                 Err(ApiError::unavailable("the engine is unavailable"))
             }
             Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+
+    /// What a request gets from an engine that stopped: why, when it stopped on a failure.
+    fn stopped(&self) -> ApiError {
+        match self.engine.failure() {
+            Some(failure) => ApiError::failed(failure),
+            None => ApiError::unavailable("the engine has stopped"),
         }
     }
 
@@ -149,10 +161,14 @@ pub enum ServeError {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains in-flight requests and stops the
-/// engine (which finishes and fsyncs everything queued).
+/// engine (which finishes and fsyncs everything queued). If the engine's writer stops on a
+/// failure instead (a journal or history store write, a panic), the server stops too and the
+/// failure is the error: a server that can make nothing durable should be restarted, not
+/// left answering 503s.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let io = |what: String| move |cause| ServeError::Io { what, cause };
-    std::fs::create_dir_all(&config.data_dir)
+    // Durably: the folder's own entry is fsynced in its parent.
+    huifu_journal::Storage::create_dir_all(&huifu_journal::FileStorage, &config.data_dir)
         .map_err(io(format!("cannot create {}", config.data_dir.display())))?;
     let keys =
         Arc::new(KeyStore::open(&config.data_dir).map_err(io("cannot read api_keys".into()))?);
@@ -174,13 +190,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(io(format!("cannot listen on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("no local address".into()))?;
     println!("huifu listening on http://{local}");
+    let watched = engine.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = engine_failed(&watched) => {
+                tracing::error!("the engine stopped on a failure: the server stops");
+            },
+        }
+    };
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .map_err(io("server failed".into()))?;
+    if let Some(failure) = engine.failure() {
+        return Err(EngineError::Failed(Arc::new(failure.clone())).into());
+    }
     // Every handler is done; the last handle stops the writer after the queue drains.
     drop(engine);
     Ok(())
+}
+
+/// Resolves once the engine's writer has stopped on a failure.
+async fn engine_failed(engine: &Engine<PaymentsMachine>) {
+    let mut poll = tokio::time::interval(Duration::from_millis(FAILURE_POLL_MS));
+    while engine.failure().is_none() {
+        poll.tick().await;
+    }
 }
 
 async fn shutdown_signal() {
@@ -200,4 +236,151 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: draining requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use axum::response::IntoResponse;
+    use serde_json::Value;
+
+    use super::*;
+
+    async fn body(error: ApiError) -> (u16, Option<String>, Value) {
+        let response = error.into_response();
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, retry, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// On a runtime of one thread, as `serve` runs by default on two cores: a write or a read
+    /// that waited for room in a full queue would hold the only thread (and this test).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_is_refused_at_once_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(dir.path())).unwrap();
+        let engine = Arc::new(engine);
+        let state = AppState::new(engine.clone(), Arc::new(KeyStore::open(dir.path()).unwrap()));
+        // A read that holds the writer, then reads until the queue refuses one.
+        let (release, held) = mpsc::channel::<()>();
+        let (started, writer_held) = mpsc::channel();
+        engine.submit_read(
+            move |_| {
+                started.send(()).unwrap();
+                held.recv().unwrap();
+            },
+            |_| {},
+        );
+        writer_held.recv().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            let (tx, mut rx) = tokio::sync::oneshot::channel();
+            engine.try_submit_read(|_| (), move |r| drop(tx.send(r)));
+            match rx.try_recv() {
+                Ok(r) => break assert!(matches!(r, Err(EngineError::Busy))),
+                Err(_) => queued.push(rx),
+            }
+        }
+
+        let started = Instant::now();
+        let write = state.execute(Op::CreateUser { id: 1, currency: 156 }).await.unwrap_err();
+        let read = state.read(|_| ()).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        for error in [write, read] {
+            let (status, retry, v) = body(error).await;
+            assert_eq!((status, retry.as_deref()), (503, Some("1")));
+            assert_eq!(v["error"]["code"], "engine_busy");
+            assert_eq!(v["error"]["type"], "api_error");
+        }
+
+        // Once the writer goes on, the queue drains and the same write goes through.
+        release.send(()).unwrap();
+        for rx in queued {
+            assert!(rx.await.unwrap().is_ok());
+        }
+        assert!(state.execute(Op::CreateUser { id: 1, currency: 156 }).await.is_ok());
+        assert!(engine.failure().is_none());
+    }
+
+    /// A real journal failure: the folder is gone when the next segment is made.
+    #[tokio::test]
+    async fn a_writer_that_failed_is_not_ready_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = EngineOptions::new(dir.path());
+        options.segment_size_max = 64 << 10;
+        let (engine, _) = Engine::<PaymentsMachine>::open(options).unwrap();
+        let state = AppState::new(Arc::new(engine), Arc::new(KeyStore::open(dir.path()).unwrap()));
+        let ready = metrics::healthz(axum::extract::State(state.clone())).await;
+        assert_eq!(ready.status(), 200);
+
+        std::fs::remove_dir_all(dir.path().join("journal")).unwrap();
+        let mut id = 0;
+        let error = loop {
+            assert!(id < 1_000_000, "no write failed");
+            let accounts = (0..500)
+                .map(|_| {
+                    id += 1;
+                    huifu_ledger::Account { id, ledger: 1, code: 1, ..Default::default() }
+                })
+                .collect();
+            if let Err(error) = state.execute(Op::LedgerAccounts(accounts)).await {
+                break error;
+            }
+        };
+        let (status, _, v) = body(error).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (503, Some("storage_failed")), "{v}");
+
+        let response = metrics::healthz(axum::extract::State(state.clone())).await;
+        assert_eq!(response.status(), 503);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "storage_failed");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("journal") && !message.contains('/'), "{message}");
+        assert_eq!(metrics::livez().await, "ok\n");
+        // What `serve` waits on before it stops the server.
+        tokio::time::timeout(Duration::from_secs(5), engine_failed(&state.engine)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failure_answers_by_its_kind_and_names_only_the_folder() {
+        use huifu_engine::{Failure, FailureKind};
+        let failure = |kind, folder: Option<&str>| Failure {
+            kind,
+            folder: folder.map(PathBuf::from),
+            detail: "I/O error while trying to write /srv/secret/journal/journal-1.log".into(),
+        };
+        for (failure, status, code, says) in [
+            (
+                failure(FailureKind::StorageFull, Some("/srv/secret/journal")),
+                507,
+                "insufficient_storage",
+                "the journal folder is full",
+            ),
+            (
+                failure(FailureKind::StorageFull, Some("/srv/secret/history")),
+                507,
+                "insufficient_storage",
+                "the history folder is full",
+            ),
+            (
+                failure(FailureKind::Storage, Some("/srv/secret/journal")),
+                503,
+                "storage_failed",
+                "the journal folder could not be written",
+            ),
+            (failure(FailureKind::Panic, None), 503, "unavailable", "internal error"),
+        ] {
+            let (s, retry, v) = body(ApiError::failed(&failure)).await;
+            assert_eq!((s, retry, v["error"]["code"].as_str()), (status, None, Some(code)));
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains(says), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
 }

@@ -1,10 +1,12 @@
-//! `GET /healthz`, `GET /metrics` (Prometheus text), and the middleware that counts requests.
+//! `GET /livez`, `GET /healthz`, `GET /metrics` (Prometheus text), and the middleware that
+//! counts requests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,6 +14,7 @@ use axum::Router;
 use hdrhistogram::Histogram;
 use huifu_engine::EngineStats;
 
+use crate::error::ErrorBody;
 use crate::AppState;
 
 /// Upper bounds of the buckets of operations per `POST /v1/batch`.
@@ -123,18 +126,42 @@ impl Metrics {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(render))
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render))
+}
+
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "operations",
+    summary = "Liveness: the process answers",
+    responses((status = 200, body = String, content_type = "text/plain", description = "`ok`")),
+)]
+pub(crate) async fn livez() -> &'static str {
+    "ok\n"
 }
 
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "operations",
-    summary = "Liveness: the server answers",
-    responses((status = 200, body = String, content_type = "text/plain", description = "`ok`")),
+    summary = "Readiness: the engine takes requests",
+    responses(
+        (status = 200, body = String, content_type = "text/plain", description = "`ok`: the engine's writer runs."),
+        (status = 503, body = ErrorBody, description = "The engine's writer has stopped; the error says why (`insufficient_storage`, `storage_failed`, `unavailable`). A server whose writer failed exits soon after."),
+    ),
 )]
-async fn healthz() -> &'static str {
-    "ok\n"
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    if !state.engine.is_stopped() {
+        return "ok\n".into_response();
+    }
+    // Not ready whatever the failure: a full disk is a 507 for a write, but for a health check
+    // it is a server to take out of service.
+    let mut error = state.stopped();
+    error.status = StatusCode::SERVICE_UNAVAILABLE;
+    error.into_response()
 }
 
 #[utoipa::path(

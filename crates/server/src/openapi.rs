@@ -63,6 +63,7 @@ pub const BEARER: &str = "bearer";
         crate::recon::list_exceptions,
         crate::recon::resolve_exception,
         crate::events::events,
+        crate::metrics::livez,
         crate::metrics::healthz,
         crate::metrics::render,
         openapi_json,
@@ -143,14 +144,17 @@ mod tests {
         // Every authenticated operation names the bearer scheme and documents its errors.
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                let public = ["/healthz", "/metrics", "/openapi.json"].contains(&path.as_str());
+                let public =
+                    ["/livez", "/healthz", "/metrics", "/openapi.json"].contains(&path.as_str());
                 assert_eq!(op.get("security").is_none(), public, "{method} {path}");
                 assert!(op["responses"].get("200").is_some(), "{method} {path}");
                 if !public {
-                    for status in ["400", "401", "403", "404", "409", "422", "429"] {
+                    for status in ["400", "401", "403", "404", "409", "422", "429", "503", "507"] {
                         let r = &op["responses"][status]["content"]["application/json"];
                         assert_eq!(r["schema"]["$ref"], "#/components/schemas/ErrorBody");
                     }
+                    let retry = &op["responses"]["503"]["headers"]["Retry-After"];
+                    assert_eq!(retry["schema"]["type"], "integer", "{method} {path}");
                 }
             }
         }

@@ -83,6 +83,7 @@ fn store_error(e: StoreError) -> ApiError {
             code: "statement_conflict",
             message: format!("statement `{id}` was already imported with different content; a corrected statement needs a new id"),
             param: None,
+            retry_after: None,
         },
         StoreError::Import(ImportError::CurrencyMismatch { .. }) | StoreError::Full { .. } => ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,9 +91,14 @@ fn store_error(e: StoreError) -> ApiError {
             code: "statement_refused",
             message: e.to_string(),
             param: None,
+            retry_after: None,
         },
         StoreError::Import(e) => ApiError::invalid("invalid_statement", e.to_string(), Some("body")),
         StoreError::InvalidResolution(message) => ApiError::invalid("invalid_field", message, None),
+        StoreError::Io(error) if huifu_engine::is_storage_full(&error) => {
+            tracing::error!(%error, "reconciliation store");
+            ApiError::storage_full("recon")
+        }
         StoreError::Io(error) => {
             tracing::error!(%error, "reconciliation store");
             ApiError::internal()

@@ -12,21 +12,25 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub base: String,
 }
 
 impl Server {
     /// Starts `huifu serve` on a free port of 127.0.0.1 with `admin_key`, data in `dir`.
     pub fn start(dir: &Path, admin_key: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_huifu"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("HUIFU_ADMIN_KEY", admin_key)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start huifu serve");
+            .stderr(Stdio::null());
+        Server::spawn(command)
+    }
+
+    /// Runs `command`, a `huifu serve` (or what execs one), until it prints its address.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("start huifu serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
