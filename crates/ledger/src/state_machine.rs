@@ -20,7 +20,10 @@ use crate::types::{
 };
 
 /// Sums of the balances of all accounts. Double entry means debits equal credits, posted and
-/// pending separately; the state machine asserts it after every batch.
+/// pending separately; the state machine asserts it after every batch. The running sums follow
+/// each account's own change (`account_changed`), and each checkpoint adds the balances up
+/// afresh and compares (`write_snapshot`), which catches a balance changed without being
+/// counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub debits_pending: u128,
@@ -32,26 +35,26 @@ pub struct Totals {
 impl Totals {
     // The sums wrap: balances of different accounts may add up past u128 (each account's own
     // balances are checked for overflow). Equality modulo 2^128 still catches a one-sided entry.
-    fn add(self, amount: u128, pending: bool) -> Totals {
-        let mut t = self;
-        if pending {
-            t.debits_pending = t.debits_pending.wrapping_add(amount);
-            t.credits_pending = t.credits_pending.wrapping_add(amount);
-        } else {
-            t.debits_posted = t.debits_posted.wrapping_add(amount);
-            t.credits_posted = t.credits_posted.wrapping_add(amount);
-        }
-        t
+
+    /// Moves the sums by how one account's balances changed (`old` to `new`), each side by its
+    /// own fields only: the debit sums by the account's debits, the credit sums by its credits.
+    /// The code that applies a transfer moves both accounts; the sums are not told the amount,
+    /// so an entry made on one side only leaves them apart and the check after the batch fails.
+    #[inline]
+    fn account_changed(&mut self, old: &Account, new: &Account) {
+        let moved = |sum: u128, old: u128, new: u128| sum.wrapping_add(new.wrapping_sub(old));
+        self.debits_pending = moved(self.debits_pending, old.debits_pending, new.debits_pending);
+        self.debits_posted = moved(self.debits_posted, old.debits_posted, new.debits_posted);
+        self.credits_pending =
+            moved(self.credits_pending, old.credits_pending, new.credits_pending);
+        self.credits_posted = moved(self.credits_posted, old.credits_posted, new.credits_posted);
     }
 
-    fn sub(self, amount: u128, pending: bool) -> Totals {
-        let mut t = self;
-        if pending {
-            t.debits_pending = t.debits_pending.wrapping_sub(amount);
-            t.credits_pending = t.credits_pending.wrapping_sub(amount);
-        } else {
-            t.debits_posted = t.debits_posted.wrapping_sub(amount);
-            t.credits_posted = t.credits_posted.wrapping_sub(amount);
+    /// The sums of the balances of `accounts`, added up afresh.
+    fn of(accounts: &[Account]) -> Totals {
+        let mut t = Totals::default();
+        for a in accounts {
+            t.account_changed(&Account::default(), a);
         }
         t
     }
@@ -625,6 +628,7 @@ impl StateMachine {
         let slot = &mut self.accounts[index as usize];
         let old = *slot;
         *slot = new;
+        self.totals.account_changed(&old, &new);
         self.record(Undo::AccountUpdated { index, old });
     }
 
@@ -853,8 +857,6 @@ impl StateMachine {
         if cr.credits_exceed_debits(amount) {
             return R::ExceedsDebits;
         }
-        let totals = self.totals.add(amount, pending);
-
         // From here on the transfer succeeds.
         let index = self.transfer_push(Transfer { amount, timestamp: timestamp_actual, ..*t });
         self.account_transfer_push(dr_index, index);
@@ -883,7 +885,6 @@ impl StateMachine {
         // Written back unconditionally: cheaper than comparing 128 bytes to skip it.
         self.update_account(dr_index, dr_new);
         self.update_account(cr_index, cr_new);
-        self.totals = totals;
         self.commit_timestamp = timestamp_actual;
         R::Created
     }
@@ -1049,11 +1050,6 @@ impl StateMachine {
         }
         // A transfer still pending is always held: only settled ones leave memory.
         let p_index = p_index.expect("a pending transfer is held until settled");
-        let mut totals = self.totals.sub(p.amount, true);
-        if post {
-            totals = totals.add(amount, false);
-        }
-
         // From here on the post or void succeeds.
         let index = self.transfer_push(Transfer {
             id: t.id,
@@ -1106,7 +1102,6 @@ impl StateMachine {
         // Written back unconditionally: cheaper than comparing 128 bytes to skip it.
         self.update_account(dr_index, dr_new);
         self.update_account(cr_index, cr_new);
-        self.totals = totals;
         self.commit_timestamp = timestamp_actual;
         R::Created
     }
@@ -1152,12 +1147,11 @@ impl StateMachine {
             if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
                 cr.flags.set(AccountFlags::CLOSED, false);
             }
-            self.accounts[dr_index as usize] = dr;
-            self.accounts[cr_index as usize] = cr;
-            self.totals = self.totals.sub(p.amount, true);
+            self.update_account(dr_index, dr);
+            self.update_account(cr_index, cr);
             self.commit_timestamp = timestamp_event;
         }
-        assert!(self.totals.is_balanced());
+        assert!(self.totals.is_balanced(), "debits and credits diverged: {:?}", self.totals);
         due.len()
     }
 
@@ -1194,7 +1188,18 @@ impl StateMachine {
     }
 
     /// Writes the whole state. Indexes are rebuilt on read, so only the data is written.
+    ///
+    /// First adds up every account's balances afresh and stops the process if they differ from
+    /// the running sums or do not balance: a checkpoint reads every account anyway, and a state
+    /// that is wrong must not be written where recovery would start from it.
     pub fn write_snapshot(&self, w: &mut impl Write) -> io::Result<()> {
+        let added = Totals::of(&self.accounts);
+        assert!(
+            added == self.totals && added.is_balanced(),
+            "debits and credits diverged: the accounts add up to {added:?}, the running sums \
+             after the last batch are {:?}",
+            self.totals
+        );
         let mut buf = [0u8; EVENT_SIZE];
         w.write_all(SNAPSHOT_MAGIC)?;
         w.write_all(&self.commit_timestamp.to_le_bytes())?;
@@ -1273,10 +1278,7 @@ impl StateMachine {
             if sm.account_index.insert(a.id, index).is_some() {
                 return Err(bad("duplicate account id"));
             }
-            sm.totals.debits_pending = sm.totals.debits_pending.wrapping_add(a.debits_pending);
-            sm.totals.debits_posted = sm.totals.debits_posted.wrapping_add(a.debits_posted);
-            sm.totals.credits_pending = sm.totals.credits_pending.wrapping_add(a.credits_pending);
-            sm.totals.credits_posted = sm.totals.credits_posted.wrapping_add(a.credits_posted);
+            sm.totals.account_changed(&Account::default(), &a);
             sm.accounts.push(a);
             sm.account_transfers.push(Vec::new());
         }
@@ -1519,5 +1521,114 @@ impl Event for Transfer {
     }
     fn is_transient(result: CreateTransferResult) -> bool {
         result.is_transient()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two accounts and a transfer of 5 between them, posted, and a pending one of 3 that
+    /// expires after a second.
+    fn ledger() -> StateMachine {
+        let mut sm = StateMachine::new();
+        let account = |id| Account { id, ledger: 1, code: 1, ..Account::default() };
+        let mut results = Vec::new();
+        sm.create_accounts(sm.timestamp_min(2), &[account(1), account(2)], &mut results);
+        assert!(results.iter().all(|&r| r == CreateAccountResult::Created));
+        let transfer = |id, amount, flags, timeout| Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount,
+            ledger: 1,
+            code: 1,
+            flags,
+            timeout,
+            ..Transfer::default()
+        };
+        let transfers = [
+            transfer(10, 5, TransferFlags::default(), 0),
+            transfer(11, 3, TransferFlags::PENDING, 1),
+        ];
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(2), &transfers, &mut results);
+        assert!(results.iter().all(|&r| r == CreateTransferResult::Created));
+        sm
+    }
+
+    /// Credits account `id` with `amount` more posted credits and no matching debit, as a
+    /// faulty change of the balances would: through the path every change takes, so the
+    /// running sums see it.
+    fn credit_one_side(sm: &mut StateMachine, id: u128, amount: u128) {
+        let index = sm.account_index[&id];
+        let mut a = sm.accounts[index as usize];
+        a.credits_posted += amount;
+        sm.update_account(index, a);
+    }
+
+    fn empty_batch(sm: &mut StateMachine) {
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(1), &[], &mut results);
+    }
+
+    #[test]
+    fn a_balanced_ledger_passes_every_check() {
+        let mut sm = ledger();
+        empty_batch(&mut sm);
+        assert_eq!(sm.expire_pending_transfers(sm.timestamp_min(EXPIRE_EVENTS_MAX) + NS), 1);
+        let mut bytes = Vec::new();
+        sm.write_snapshot(&mut bytes).unwrap();
+        let back = StateMachine::read_snapshot(&mut &bytes[..]).unwrap();
+        assert_eq!(back.totals(), sm.totals());
+        assert_eq!(sm.totals().debits_posted, 5);
+        assert_eq!(sm.totals().debits_pending, 0);
+    }
+
+    const NS: u64 = crate::constants::NS_PER_S;
+
+    #[test]
+    #[should_panic(expected = "debits and credits diverged")]
+    fn a_one_sided_entry_stops_the_next_batch() {
+        let mut sm = ledger();
+        credit_one_side(&mut sm, 2, 1);
+        empty_batch(&mut sm);
+    }
+
+    #[test]
+    #[should_panic(expected = "debits and credits diverged")]
+    fn a_one_sided_entry_stops_the_next_expiry() {
+        let mut sm = ledger();
+        credit_one_side(&mut sm, 2, 1);
+        sm.expire_pending_transfers(sm.timestamp_min(EXPIRE_EVENTS_MAX) + NS);
+    }
+
+    #[test]
+    #[should_panic(expected = "the accounts add up to")]
+    fn a_balance_changed_without_being_counted_stops_the_checkpoint() {
+        let mut sm = ledger();
+        // Past the running sums, which then still balance: only adding up the accounts sees it.
+        sm.accounts[1].credits_posted += 1;
+        empty_batch(&mut sm);
+        sm.write_snapshot(&mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_whose_accounts_do_not_balance_is_refused() {
+        let sm = ledger();
+        let mut bytes = Vec::new();
+        sm.write_snapshot(&mut bytes).unwrap();
+        // The second account's credits_posted, after the magic, two timestamps, the count and
+        // the first account.
+        let account = 8 + 8 + 8 + 8 + EVENT_SIZE;
+        let mut encoded = [0u8; EVENT_SIZE];
+        encoded.copy_from_slice(&bytes[account..account + EVENT_SIZE]);
+        let mut a = codec::decode_account(&encoded);
+        a.credits_posted += 1;
+        codec::encode_account(&a, &mut encoded);
+        bytes[account..account + EVENT_SIZE].copy_from_slice(&encoded);
+        let error = StateMachine::read_snapshot(&mut &bytes[..]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("debits and credits differ"), "{error}");
     }
 }
