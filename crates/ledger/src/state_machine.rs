@@ -11,7 +11,8 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::codec;
 use crate::constants::{
-    AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX, TIMESTAMP_MAX,
+    AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX,
+    SNAPSHOT_COUNT_MAX, SNAPSHOT_RESERVE_MIN, TIMESTAMP_MAX,
 };
 use crate::log::{prefetch_write, IdIndex, TransferLog};
 use crate::results::{CreateAccountResult, CreateTransferResult};
@@ -1244,6 +1245,12 @@ impl StateMachine {
     }
 
     /// Reads a state written by `write_snapshot`, rebuilding every index.
+    ///
+    /// The counts in the file are not trusted for memory: the reader cannot tell how many bytes
+    /// follow (the checksum is verified after decoding), so room is made as entries are read,
+    /// never for more than have been read already (see `reserve_ahead`), and a count larger
+    /// than the file holds ends in an `InvalidData` error that names it, not in an allocation
+    /// that aborts the process.
     pub fn read_snapshot(r: &mut impl Read) -> io::Result<StateMachine> {
         fn bad(what: &str) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {what}"))
@@ -1253,8 +1260,26 @@ impl StateMachine {
             r.read_exact(&mut b)?;
             Ok(u64::from_le_bytes(b))
         }
-        fn count_of(r: &mut impl Read) -> io::Result<usize> {
-            usize::try_from(u64_of(r)?).map_err(|_| bad("count too large"))
+        /// A count of entries, each a position or at a position: at most `u32::MAX` + 1.
+        fn count_of(r: &mut impl Read, what: &str) -> io::Result<usize> {
+            let count = u64_of(r)?;
+            usize::try_from(count)
+                .ok()
+                .filter(|&n| n <= SNAPSHOT_COUNT_MAX)
+                .ok_or_else(|| bad(&format!("{count} {what}: more than a ledger can hold")))
+        }
+        /// The error of a file that ends before the `count` entries it announced.
+        fn cut(
+            what: &'static str,
+            count: usize,
+            read: usize,
+        ) -> impl FnOnce(io::Error) -> io::Error {
+            move |e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    bad(&format!("{count} {what} announced, the file ends after {read} of them"))
+                }
+                _ => e,
+            }
         }
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
@@ -1267,12 +1292,15 @@ impl StateMachine {
             ..StateMachine::default()
         };
         let mut buf = [0u8; EVENT_SIZE];
-        let accounts = count_of(r)?;
-        sm.accounts.reserve_exact(accounts);
-        sm.account_index.reserve(accounts);
-        sm.account_transfers.reserve_exact(accounts);
+        let accounts = count_of(r, "accounts")?;
         for index in 0..accounts {
-            r.read_exact(&mut buf)?;
+            if index == sm.accounts.capacity() {
+                let more = reserve_ahead(index, accounts);
+                sm.accounts.reserve_exact(more);
+                sm.account_index.reserve(more);
+                sm.account_transfers.reserve_exact(more);
+            }
+            r.read_exact(&mut buf).map_err(cut("accounts", accounts, index))?;
             let a = codec::decode_account(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many accounts"))?;
             if sm.account_index.insert(a.id, index).is_some() {
@@ -1287,15 +1315,25 @@ impl StateMachine {
         if !(1..=24).contains(&chunk_shift) {
             return Err(bad("chunk shift"));
         }
-        let base = count_of(r)?;
+        let base = count_of(r, "transfers before the log")?;
         if !base.is_multiple_of(1 << chunk_shift) {
             return Err(bad("log base is not a whole number of chunks"));
         }
         sm.transfers = TransferLog::starting_at(chunk_shift, base);
-        let transfers = count_of(r)?;
-        sm.transfer_index.reserve(transfers);
-        for index in base..base + transfers {
-            r.read_exact(&mut buf)?;
+        let transfers = count_of(r, "transfers")?;
+        if base + transfers > SNAPSHOT_COUNT_MAX {
+            return Err(bad(&format!(
+                "{base} + {transfers} transfers: more than a ledger can hold"
+            )));
+        }
+        let mut reserved = 0;
+        for (read, index) in (base..base + transfers).enumerate() {
+            if read == reserved {
+                let more = reserve_ahead(read, transfers);
+                sm.transfer_index.reserve(more);
+                reserved += more;
+            }
+            r.read_exact(&mut buf).map_err(cut("transfers", transfers, read))?;
             let t = codec::decode_transfer(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many transfers"))?;
             if sm.transfer_find(t.id).is_some() {
@@ -1307,12 +1345,16 @@ impl StateMachine {
             }
             sm.transfer_push(t);
         }
-        let pinned = count_of(r)?;
-        for _ in 0..pinned {
+        // Each pinned transfer is at a position before the log, so there are at most `base`.
+        let pinned = count_of(r, "pinned transfers")?;
+        if pinned > base {
+            return Err(bad(&format!("{pinned} pinned transfers, but {base} before the log")));
+        }
+        for read in 0..pinned {
             let mut b = [0u8; 4];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("pinned transfers", pinned, read))?;
             let position = u32::from_le_bytes(b);
-            r.read_exact(&mut buf)?;
+            r.read_exact(&mut buf).map_err(cut("pinned transfers", pinned, read))?;
             let t = codec::decode_transfer(&buf);
             if position as usize >= base || sm.transfer_find(t.id).is_some() {
                 return Err(bad("bad pinned transfer"));
@@ -1321,11 +1363,20 @@ impl StateMachine {
             let (transfers, pinned) = (&sm.transfers, &sm.pinned);
             sm.transfer_index.insert(t.id, position, |i| id_at(transfers, pinned, i));
         }
-        let pending = count_of(r)?;
-        sm.pending.reserve(pending);
-        for _ in 0..pending {
+        // Each status is that of a different transfer held.
+        let pending = count_of(r, "pending statuses")?;
+        if pending > transfers + pinned {
+            return Err(bad(&format!(
+                "{pending} pending statuses, but {} transfers held",
+                transfers + pinned
+            )));
+        }
+        for read in 0..pending {
+            if read == sm.pending.capacity() {
+                sm.pending.reserve(reserve_ahead(read, pending));
+            }
             let mut b = [0u8; 5];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("pending statuses", pending, read))?;
             let index = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let status = PendingStatus::from_u8(b[4]).ok_or_else(|| bad("bad pending status"))?;
             let t = sm
@@ -1338,11 +1389,15 @@ impl StateMachine {
             }
             sm.pending.insert(index, status);
         }
-        let orphaned = count_of(r)?;
-        sm.orphaned.reserve(orphaned);
-        for _ in 0..orphaned {
+        let orphaned = u64_of(r)?;
+        let orphaned = usize::try_from(orphaned)
+            .map_err(|_| bad(&format!("{orphaned} failed transfer ids: count too large")))?;
+        for read in 0..orphaned {
+            if read == sm.orphaned.capacity() {
+                sm.orphaned.reserve(reserve_ahead(read, orphaned));
+            }
             let mut b = [0u8; 16];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("failed transfer ids", orphaned, read))?;
             sm.orphaned.insert(u128::from_le_bytes(b));
         }
         if !sm.totals.is_balanced() {
@@ -1350,6 +1405,15 @@ impl StateMachine {
         }
         Ok(sm)
     }
+}
+
+/// How many more entries to make room for when `read` of `count` entries announced by a
+/// snapshot have been read and the room is used up: no more than have been read already (at
+/// least `SNAPSHOT_RESERVE_MIN`), so the memory taken grows only with the bytes the file really
+/// holds, and a corrupt count fails at the end of the file instead of in an allocation; the
+/// last step takes exactly what is left, so a whole snapshot ends with the room it needs.
+fn reserve_ahead(read: usize, count: usize) -> usize {
+    (count - read).min(read.max(SNAPSHOT_RESERVE_MIN))
 }
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG02";
@@ -1630,5 +1694,48 @@ mod tests {
         let error = StateMachine::read_snapshot(&mut &bytes[..]).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("debits and credits differ"), "{error}");
+    }
+
+    /// The error reading `bytes` as a snapshot gives, which must say the data is invalid.
+    fn refused(bytes: &[u8]) -> String {
+        let error = StateMachine::read_snapshot(&mut &bytes[..]).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn a_snapshot_count_larger_than_its_bytes_is_refused_without_allocating_for_it() {
+        let mut bytes = Vec::new();
+        ledger().write_snapshot(&mut bytes).unwrap();
+        let count_at = |bytes: &mut Vec<u8>, at: usize, count: u64| {
+            bytes[at..at + 8].copy_from_slice(&count.to_le_bytes());
+        };
+        // The accounts' count, after the magic and two timestamps.
+        let accounts = 24;
+        let mut cut = bytes[..accounts + 8].to_vec();
+        count_at(&mut cut, accounts, u64::MAX);
+        assert!(refused(&cut).contains("accounts: more than a ledger can hold"));
+        count_at(&mut cut, accounts, u64::from(u32::MAX));
+        let message = refused(&cut);
+        assert!(message.contains("4294967295 accounts announced, the file ends after 0"));
+        // The transfers' count, after the accounts, the horizon, the chunk shift and the base;
+        // the file ends after the two transfers there are.
+        let transfers = accounts + 8 + 2 * EVENT_SIZE + 3 * 8;
+        let mut cut = bytes[..transfers + 8 + 2 * EVENT_SIZE].to_vec();
+        count_at(&mut cut, transfers, 1 << 31);
+        let message = refused(&cut);
+        assert!(message.contains("2147483648 transfers announced, the file ends after 2"));
+        // The failed ids' count, last.
+        let mut huge = bytes.clone();
+        let orphaned = huge.len() - 8;
+        count_at(&mut huge, orphaned, u64::MAX);
+        let message = refused(&huge);
+        assert!(message.contains("failed transfer ids announced, the file ends after 0"));
+        // Pending statuses: more than there are transfers is corrupt at once.
+        let pending = orphaned - 8 - 5;
+        assert_eq!(u64::from_le_bytes(bytes[pending..pending + 8].try_into().unwrap()), 1);
+        let mut many = bytes.clone();
+        count_at(&mut many, pending, 3);
+        assert!(refused(&many).contains("3 pending statuses, but 2 transfers held"));
     }
 }
