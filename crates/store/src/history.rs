@@ -181,3 +181,84 @@ pub fn for_each_transfer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huifu_ledger::{Account, CreateAccountResult, CreateTransferResult};
+
+    /// A ledger with two accounts and `n` transfers between them.
+    fn ledger(sm: &mut StateMachine, n: u128) {
+        let account = |id| Account { id, ledger: 1, code: 1, ..Account::default() };
+        let mut results = Vec::new();
+        sm.create_accounts(sm.timestamp_min(2), &[account(1), account(2)], &mut results);
+        assert!(results.iter().all(|&r| r == CreateAccountResult::Created));
+        let transfers: Vec<Transfer> = (1..=n)
+            .map(|id| Transfer {
+                id,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+            .collect();
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(transfers.len()), &transfers, &mut results);
+        assert!(results.iter().all(|&r| r == CreateTransferResult::Created));
+    }
+
+    /// Whether `error` says that the store failed for good, at the write made to fail.
+    fn failed(error: &StoreError) -> bool {
+        matches!(error, StoreError::Failed { what: "transfers", cause, .. }
+            if matches!(**cause, StoreError::Corrupt { what: "a write made to fail", .. }))
+    }
+
+    #[test]
+    fn after_a_failed_write_every_use_of_the_store_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::new();
+        let mut history = History::open(&dir.path().join("history"), Some(4), &mut sm)
+            .unwrap()
+            .expect("asked for");
+        ledger(&mut sm, 32);
+        history.store.writes.fail_next_put.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The put hands its transfers to a thread and returns; the transfers left memory.
+        history.evict(&mut sm, |_| false).unwrap();
+        assert!(sm.horizon() > 0 && sm.lookup_transfer(1).is_none());
+        // Until the write ends, reads find its transfers in its staged copy; once it has
+        // failed, not "not found" but an error, at every read, every later put and the persist.
+        assert!(failed(&history.store.writes.transfers.wait().unwrap_err()));
+        assert!(failed(&lookup(&sm, Some(&history), 1).unwrap_err()));
+        assert!(failed(&lookup(&sm, Some(&history), 1).unwrap_err()));
+        let error = history.prefetch(&mut sm, |_, ids, _| ids.push(1)).unwrap_err();
+        assert!(failed(&error));
+        let filter = AccountFilter::all(1, 10);
+        assert!(failed(&account_transfers(&sm, Some(&history), &filter).unwrap_err()));
+        assert!(failed(&for_each_transfer(&sm, Some(&history), |_, _| {}).unwrap_err()));
+        assert!(failed(&history.persist().unwrap_err()));
+        ledger_more(&mut sm);
+        assert!(failed(&history.evict(&mut sm, |_| false).unwrap_err()));
+        let message = history.persist().unwrap_err().to_string();
+        assert!(message.contains(&dir.path().join("history").display().to_string()), "{message}");
+        assert!(message.contains("a write of transfers failed"), "{message}");
+    }
+
+    /// More transfers, for another put.
+    fn ledger_more(sm: &mut StateMachine) {
+        let transfers: Vec<Transfer> = (100..=131)
+            .map(|id| Transfer {
+                id,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+            .collect();
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(transfers.len()), &transfers, &mut results);
+    }
+}

@@ -43,7 +43,7 @@ use fjall::config::{
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
-use crate::behind::Behind;
+use crate::behind::{Behind, Failed};
 use crate::epochs::{EpochIndex, Item, Layout};
 use crate::records::StagedRecords;
 
@@ -74,6 +74,11 @@ pub enum StoreError {
     Missing { path: PathBuf, horizon: u64 },
     #[error("history store at {path}: no table {table} was opened for records")]
     Table { path: PathBuf, table: u8 },
+    #[error(
+        "history store at {path}: a write of {what} failed, so the store takes no more writes or \
+         reads (what the write held has left memory; the journal still has it): {cause}"
+    )]
+    Failed { path: PathBuf, what: &'static str, cause: Arc<StoreError> },
 }
 
 /// Transfers by timestamp, with an index by id (see `ids`) and one by account.
@@ -87,6 +92,9 @@ pub struct HistoryStore {
 pub(crate) struct Writes {
     transfers: Behind<StagedTransfers>,
     pub(crate) records: Behind<StagedRecords>,
+    /// Makes the next put of transfers fail (tests of what follows a failed write).
+    #[cfg(test)]
+    pub(crate) fail_next_put: std::sync::atomic::AtomicBool,
 }
 
 /// A put of transfers as the thread writing it and the reads meanwhile see it.
@@ -218,7 +226,13 @@ impl HistoryStore {
         check_format(&path, &db, &transfers, &ids)?;
         let accounts =
             EpochIndex::open(accounts, path.clone(), Layout::Timestamps, EPOCHS_PER_TIER)?;
-        let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
+        let failed = Failed::default();
+        let writes = Arc::new(Writes {
+            transfers: Behind::new(path.clone(), failed.clone()),
+            records: Behind::new(path.clone(), failed),
+            #[cfg(test)]
+            fail_next_put: std::sync::atomic::AtomicBool::new(false),
+        });
         let tables = TransferTables { path, db, transfers, ids, accounts };
         Ok(HistoryStore { tables, writes })
     }
@@ -239,6 +253,7 @@ impl HistoryStore {
         moved: Vec<ColdTransfer>,
         mut settled: Vec<ColdTransfer>,
     ) -> Result<(), StoreError> {
+        self.writes.transfers.healthy()?;
         if moved.is_empty() && settled.is_empty() {
             return Ok(());
         }
@@ -253,6 +268,13 @@ impl HistoryStore {
         let staged = StagedTransfers { settled, moved, ids };
         let tables = self.tables.clone();
         let items = staged.moved.len() + staged.settled.len();
+        #[cfg(test)]
+        if self.writes.fail_next_put.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let path = tables.path.clone();
+            return self.writes.transfers.start("transfers", items, staged, move |_| {
+                Err(StoreError::Corrupt { path, what: "a write made to fail" })
+            });
+        }
         self.writes.transfers.start("transfers", items, staged, move |staged| tables.write(staged))
     }
 
@@ -672,14 +694,19 @@ mod tests {
         let key = ids::group_key(ids::index_order(id));
         // A first run whose timestamp is cut short.
         store.tables.ids.insert(key, [0u8; 9]).unwrap();
-        let corrupt = |r: Result<_, StoreError>| {
-            matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. }))
+        let corrupt = |r: Result<_, StoreError>| match r {
+            Err(StoreError::Failed { cause, .. }) => {
+                matches!(*cause, StoreError::Corrupt { what: "id index entry", .. })
+            }
+            r => matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. })),
         };
         assert!(corrupt(store.transfer(id, u64::MAX).map(drop)));
-        // A put of another member of the group will not merge with it either.
+        // A put of another member of the group will not merge with it either, and that write
+        // failing fails the store.
         let other = ColdTransfer { transfer: t(id + 1, 1, 2, 5), pending: None };
         store.put(&[other], &[]).unwrap();
         assert!(corrupt(store.persist()));
+        assert!(corrupt(store.transfer(id + 1, u64::MAX).map(drop)));
     }
 
     #[test]
@@ -894,7 +921,11 @@ mod tests {
         store.put(&[], &[settled]).unwrap();
         // The write happens behind the put: its outcome comes with the next wait.
         let err = store.persist().unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { what: "settled transfer", .. }), "{err}");
+        assert!(
+            matches!(&err, StoreError::Failed { what: "transfers", cause, .. }
+                if matches!(**cause, StoreError::Corrupt { what: "settled transfer", .. })),
+            "{err}"
+        );
     }
 
     #[test]
