@@ -48,8 +48,8 @@ use crate::epochs::{EpochIndex, Item, Layout};
 use crate::records::StagedRecords;
 
 use crate::constants::{
-    EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS, POINT_BLOCK_BYTES,
-    SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
+    CREATING_SUFFIX, EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS,
+    POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +68,14 @@ pub enum StoreError {
     )]
     Format { path: PathBuf, found: Option<u32> },
     #[error(
-        "history store at {path} is missing, but the state moved transfers up to timestamp \
-         {horizon} into it"
+        "history store at {path} {found}, but the state moved {} into it: going on would answer \
+         \"not found\" for what left memory (restore the data folder whole: the store with the \
+         checkpoint and journal it belongs to)",
+        moved_out(*horizon, *records)
     )]
-    Missing { path: PathBuf, horizon: u64 },
+    Missing { path: PathBuf, found: &'static str, horizon: u64, records: u64 },
+    #[error("history store at {path}: cannot {what}: {cause}")]
+    Io { path: PathBuf, what: &'static str, cause: std::io::Error },
     #[error("history store at {path}: no table {table} was opened for records")]
     Table { path: PathBuf, table: u8 },
     #[error(
@@ -79,6 +83,15 @@ pub enum StoreError {
          reads (what the write held has left memory; the journal still has it): {cause}"
     )]
     Failed { path: PathBuf, what: &'static str, cause: Arc<StoreError> },
+}
+
+/// What a state moved into its store, for the error that refuses a store without it.
+fn moved_out(horizon: u64, records: u64) -> String {
+    match (horizon, records) {
+        (0, r) => format!("records up to journal record {r}"),
+        (h, 0) => format!("transfers up to timestamp {h}"),
+        (h, r) => format!("records up to journal record {r} and transfers up to timestamp {h}"),
+    }
 }
 
 /// Transfers by timestamp, with an index by id (see `ids`) and one by account.
@@ -194,7 +207,27 @@ pub(crate) fn point_read_options() -> KeyspaceCreateOptions {
 }
 
 impl HistoryStore {
-    /// Opens the store in `dir`, creating it.
+    /// Creates a new store at `dir`, which must not exist, as one step that a crash or a full
+    /// disk cannot leave half done: the store is made in the sibling folder `temporary(dir)`
+    /// (one left by a creation cut short is removed first), made durable there, and only then
+    /// renamed to `dir`, and the rename made durable. A `dir` that exists is therefore always
+    /// a whole store (fjall writes its version file last, and a folder without a readable one
+    /// never opens again: every open fails with `InvalidVersion`).
+    pub fn create(dir: &Path) -> Result<HistoryStore, StoreError> {
+        let io = |what| move |cause| StoreError::Io { path: dir.to_path_buf(), what, cause };
+        let temporary = temporary(dir);
+        remove_temporary(dir)?;
+        // `open` persists the format it writes into a new store, so all of it is durable
+        // once it returns; it closes (its threads end) before its folder moves.
+        drop(HistoryStore::open(&temporary)?);
+        std::fs::rename(&temporary, dir)
+            .map_err(io("rename the store made beside it into place"))?;
+        sync_parent(dir)?;
+        HistoryStore::open(dir)
+    }
+
+    /// Opens the store in `dir`, creating it there if the folder is absent or empty (see
+    /// `create` for a creation that cannot be left half done).
     pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
         let path = dir.to_path_buf();
         let error = |cause| StoreError::Fjall { path: dir.to_path_buf(), cause };
@@ -564,6 +597,46 @@ impl TransferTables {
         keys.dedup();
         self.accounts.append(&keys)
     }
+}
+
+/// The folder in which `HistoryStore::create` makes the store `dir` before renaming it into
+/// place: a sibling, so that the rename stays within one file system.
+pub fn temporary(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(CREATING_SUFFIX);
+    dir.with_file_name(name)
+}
+
+/// Removes what a creation of the store `dir` cut short left (`temporary(dir)`), if anything.
+/// It never held anything a state relies on: a store is renamed into place only once whole, and
+/// written to only after.
+pub fn remove_temporary(dir: &Path) -> Result<(), StoreError> {
+    let temporary = temporary(dir);
+    match std::fs::remove_dir_all(&temporary) {
+        Ok(()) => {
+            tracing::warn!(path = %temporary.display(), "removed a history store whose creation was cut short");
+            sync_parent(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(cause) => Err(StoreError::Io {
+            path: temporary,
+            what: "remove what a creation cut short left",
+            cause,
+        }),
+    }
+}
+
+/// Makes the creation, removal or renaming of `dir` durable: fsyncs the folder that holds it.
+pub(crate) fn sync_parent(dir: &Path) -> Result<(), StoreError> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(|cause| StoreError::Io {
+        path: dir.to_path_buf(),
+        what: "make its entry in the folder above it durable (fsync)",
+        cause,
+    })
 }
 
 /// The version of the store's layout: keyspaces, keys and the record encoding, and the
