@@ -168,7 +168,9 @@ impl Machine for LedgerMachine {
     }
 
     fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
-        self.history = History::open(dir, held_max, &mut self.ledger).map_err(io::Error::other)?;
+        // The bare ledger keeps no records of its own in the store.
+        self.history =
+            History::open(dir, held_max, &mut self.ledger, 0).map_err(io::Error::other)?;
         Ok(())
     }
 

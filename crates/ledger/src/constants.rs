@@ -27,6 +27,17 @@ pub const QUERY_LIMIT_MAX: u32 = 8_189;
 /// Size of one encoded account or transfer.
 pub const EVENT_SIZE: usize = 128;
 
+/// Most accounts, or transfers ever made, a snapshot may announce: positions are `u32`. A
+/// larger count is refused as corrupt before anything is read for it.
+pub const SNAPSHOT_COUNT_MAX: usize = u32::MAX as usize + 1;
+
+/// Entries a snapshot reader makes room for at once before it has read any: the least step by
+/// which its tables grow (each step is at most the entries read so far, so memory follows the
+/// bytes the file really holds, whatever count it announces; see
+/// `StateMachine::read_snapshot`). A few megabytes of accounts; small snapshots, the common
+/// case, then need one allocation per table.
+pub const SNAPSHOT_RESERVE_MIN: usize = 1 << 15;
+
 const _: () = assert!(EXPIRE_EVENTS_MAX <= BATCH_EVENTS_MAX);
 const _: () = assert!(QUERY_LIMIT_MAX as usize <= BATCH_EVENTS_MAX);
 const _: () = assert!((u32::MAX as u64) * NS_PER_S < (1 << 63));

@@ -11,7 +11,8 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::codec;
 use crate::constants::{
-    AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX, TIMESTAMP_MAX,
+    AMOUNT_MAX, BATCH_EVENTS_MAX, EVENT_SIZE, EXPIRE_EVENTS_MAX, QUERY_LIMIT_MAX,
+    SNAPSHOT_COUNT_MAX, SNAPSHOT_RESERVE_MIN, TIMESTAMP_MAX,
 };
 use crate::log::{prefetch_write, IdIndex, TransferLog};
 use crate::results::{CreateAccountResult, CreateTransferResult};
@@ -20,7 +21,10 @@ use crate::types::{
 };
 
 /// Sums of the balances of all accounts. Double entry means debits equal credits, posted and
-/// pending separately; the state machine asserts it after every batch.
+/// pending separately; the state machine asserts it after every batch. The running sums follow
+/// each account's own change (`account_changed`), and each checkpoint adds the balances up
+/// afresh and compares (`write_snapshot`), which catches a balance changed without being
+/// counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub debits_pending: u128,
@@ -32,26 +36,26 @@ pub struct Totals {
 impl Totals {
     // The sums wrap: balances of different accounts may add up past u128 (each account's own
     // balances are checked for overflow). Equality modulo 2^128 still catches a one-sided entry.
-    fn add(self, amount: u128, pending: bool) -> Totals {
-        let mut t = self;
-        if pending {
-            t.debits_pending = t.debits_pending.wrapping_add(amount);
-            t.credits_pending = t.credits_pending.wrapping_add(amount);
-        } else {
-            t.debits_posted = t.debits_posted.wrapping_add(amount);
-            t.credits_posted = t.credits_posted.wrapping_add(amount);
-        }
-        t
+
+    /// Moves the sums by how one account's balances changed (`old` to `new`), each side by its
+    /// own fields only: the debit sums by the account's debits, the credit sums by its credits.
+    /// The code that applies a transfer moves both accounts; the sums are not told the amount,
+    /// so an entry made on one side only leaves them apart and the check after the batch fails.
+    #[inline]
+    fn account_changed(&mut self, old: &Account, new: &Account) {
+        let moved = |sum: u128, old: u128, new: u128| sum.wrapping_add(new.wrapping_sub(old));
+        self.debits_pending = moved(self.debits_pending, old.debits_pending, new.debits_pending);
+        self.debits_posted = moved(self.debits_posted, old.debits_posted, new.debits_posted);
+        self.credits_pending =
+            moved(self.credits_pending, old.credits_pending, new.credits_pending);
+        self.credits_posted = moved(self.credits_posted, old.credits_posted, new.credits_posted);
     }
 
-    fn sub(self, amount: u128, pending: bool) -> Totals {
-        let mut t = self;
-        if pending {
-            t.debits_pending = t.debits_pending.wrapping_sub(amount);
-            t.credits_pending = t.credits_pending.wrapping_sub(amount);
-        } else {
-            t.debits_posted = t.debits_posted.wrapping_sub(amount);
-            t.credits_posted = t.credits_posted.wrapping_sub(amount);
+    /// The sums of the balances of `accounts`, added up afresh.
+    fn of(accounts: &[Account]) -> Totals {
+        let mut t = Totals::default();
+        for a in accounts {
+            t.account_changed(&Account::default(), a);
         }
         t
     }
@@ -625,6 +629,7 @@ impl StateMachine {
         let slot = &mut self.accounts[index as usize];
         let old = *slot;
         *slot = new;
+        self.totals.account_changed(&old, &new);
         self.record(Undo::AccountUpdated { index, old });
     }
 
@@ -853,8 +858,6 @@ impl StateMachine {
         if cr.credits_exceed_debits(amount) {
             return R::ExceedsDebits;
         }
-        let totals = self.totals.add(amount, pending);
-
         // From here on the transfer succeeds.
         let index = self.transfer_push(Transfer { amount, timestamp: timestamp_actual, ..*t });
         self.account_transfer_push(dr_index, index);
@@ -883,7 +886,6 @@ impl StateMachine {
         // Written back unconditionally: cheaper than comparing 128 bytes to skip it.
         self.update_account(dr_index, dr_new);
         self.update_account(cr_index, cr_new);
-        self.totals = totals;
         self.commit_timestamp = timestamp_actual;
         R::Created
     }
@@ -1049,11 +1051,6 @@ impl StateMachine {
         }
         // A transfer still pending is always held: only settled ones leave memory.
         let p_index = p_index.expect("a pending transfer is held until settled");
-        let mut totals = self.totals.sub(p.amount, true);
-        if post {
-            totals = totals.add(amount, false);
-        }
-
         // From here on the post or void succeeds.
         let index = self.transfer_push(Transfer {
             id: t.id,
@@ -1106,7 +1103,6 @@ impl StateMachine {
         // Written back unconditionally: cheaper than comparing 128 bytes to skip it.
         self.update_account(dr_index, dr_new);
         self.update_account(cr_index, cr_new);
-        self.totals = totals;
         self.commit_timestamp = timestamp_actual;
         R::Created
     }
@@ -1152,12 +1148,11 @@ impl StateMachine {
             if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
                 cr.flags.set(AccountFlags::CLOSED, false);
             }
-            self.accounts[dr_index as usize] = dr;
-            self.accounts[cr_index as usize] = cr;
-            self.totals = self.totals.sub(p.amount, true);
+            self.update_account(dr_index, dr);
+            self.update_account(cr_index, cr);
             self.commit_timestamp = timestamp_event;
         }
-        assert!(self.totals.is_balanced());
+        assert!(self.totals.is_balanced(), "debits and credits diverged: {:?}", self.totals);
         due.len()
     }
 
@@ -1194,7 +1189,18 @@ impl StateMachine {
     }
 
     /// Writes the whole state. Indexes are rebuilt on read, so only the data is written.
+    ///
+    /// First adds up every account's balances afresh and stops the process if they differ from
+    /// the running sums or do not balance: a checkpoint reads every account anyway, and a state
+    /// that is wrong must not be written where recovery would start from it.
     pub fn write_snapshot(&self, w: &mut impl Write) -> io::Result<()> {
+        let added = Totals::of(&self.accounts);
+        assert!(
+            added == self.totals && added.is_balanced(),
+            "debits and credits diverged: the accounts add up to {added:?}, the running sums \
+             after the last batch are {:?}",
+            self.totals
+        );
         let mut buf = [0u8; EVENT_SIZE];
         w.write_all(SNAPSHOT_MAGIC)?;
         w.write_all(&self.commit_timestamp.to_le_bytes())?;
@@ -1239,6 +1245,12 @@ impl StateMachine {
     }
 
     /// Reads a state written by `write_snapshot`, rebuilding every index.
+    ///
+    /// The counts in the file are not trusted for memory: the reader cannot tell how many bytes
+    /// follow (the checksum is verified after decoding), so room is made as entries are read,
+    /// never for more than have been read already (see `reserve_ahead`), and a count larger
+    /// than the file holds ends in an `InvalidData` error that names it, not in an allocation
+    /// that aborts the process.
     pub fn read_snapshot(r: &mut impl Read) -> io::Result<StateMachine> {
         fn bad(what: &str) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {what}"))
@@ -1248,8 +1260,26 @@ impl StateMachine {
             r.read_exact(&mut b)?;
             Ok(u64::from_le_bytes(b))
         }
-        fn count_of(r: &mut impl Read) -> io::Result<usize> {
-            usize::try_from(u64_of(r)?).map_err(|_| bad("count too large"))
+        /// A count of entries, each a position or at a position: at most `u32::MAX` + 1.
+        fn count_of(r: &mut impl Read, what: &str) -> io::Result<usize> {
+            let count = u64_of(r)?;
+            usize::try_from(count)
+                .ok()
+                .filter(|&n| n <= SNAPSHOT_COUNT_MAX)
+                .ok_or_else(|| bad(&format!("{count} {what}: more than a ledger can hold")))
+        }
+        /// The error of a file that ends before the `count` entries it announced.
+        fn cut(
+            what: &'static str,
+            count: usize,
+            read: usize,
+        ) -> impl FnOnce(io::Error) -> io::Error {
+            move |e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    bad(&format!("{count} {what} announced, the file ends after {read} of them"))
+                }
+                _ => e,
+            }
         }
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
@@ -1262,21 +1292,21 @@ impl StateMachine {
             ..StateMachine::default()
         };
         let mut buf = [0u8; EVENT_SIZE];
-        let accounts = count_of(r)?;
-        sm.accounts.reserve_exact(accounts);
-        sm.account_index.reserve(accounts);
-        sm.account_transfers.reserve_exact(accounts);
+        let accounts = count_of(r, "accounts")?;
         for index in 0..accounts {
-            r.read_exact(&mut buf)?;
+            if index == sm.accounts.capacity() {
+                let more = reserve_ahead(index, accounts);
+                sm.accounts.reserve_exact(more);
+                sm.account_index.reserve(more);
+                sm.account_transfers.reserve_exact(more);
+            }
+            r.read_exact(&mut buf).map_err(cut("accounts", accounts, index))?;
             let a = codec::decode_account(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many accounts"))?;
             if sm.account_index.insert(a.id, index).is_some() {
                 return Err(bad("duplicate account id"));
             }
-            sm.totals.debits_pending = sm.totals.debits_pending.wrapping_add(a.debits_pending);
-            sm.totals.debits_posted = sm.totals.debits_posted.wrapping_add(a.debits_posted);
-            sm.totals.credits_pending = sm.totals.credits_pending.wrapping_add(a.credits_pending);
-            sm.totals.credits_posted = sm.totals.credits_posted.wrapping_add(a.credits_posted);
+            sm.totals.account_changed(&Account::default(), &a);
             sm.accounts.push(a);
             sm.account_transfers.push(Vec::new());
         }
@@ -1285,15 +1315,25 @@ impl StateMachine {
         if !(1..=24).contains(&chunk_shift) {
             return Err(bad("chunk shift"));
         }
-        let base = count_of(r)?;
+        let base = count_of(r, "transfers before the log")?;
         if !base.is_multiple_of(1 << chunk_shift) {
             return Err(bad("log base is not a whole number of chunks"));
         }
         sm.transfers = TransferLog::starting_at(chunk_shift, base);
-        let transfers = count_of(r)?;
-        sm.transfer_index.reserve(transfers);
-        for index in base..base + transfers {
-            r.read_exact(&mut buf)?;
+        let transfers = count_of(r, "transfers")?;
+        if base + transfers > SNAPSHOT_COUNT_MAX {
+            return Err(bad(&format!(
+                "{base} + {transfers} transfers: more than a ledger can hold"
+            )));
+        }
+        let mut reserved = 0;
+        for (read, index) in (base..base + transfers).enumerate() {
+            if read == reserved {
+                let more = reserve_ahead(read, transfers);
+                sm.transfer_index.reserve(more);
+                reserved += more;
+            }
+            r.read_exact(&mut buf).map_err(cut("transfers", transfers, read))?;
             let t = codec::decode_transfer(&buf);
             let index = u32::try_from(index).map_err(|_| bad("too many transfers"))?;
             if sm.transfer_find(t.id).is_some() {
@@ -1305,12 +1345,16 @@ impl StateMachine {
             }
             sm.transfer_push(t);
         }
-        let pinned = count_of(r)?;
-        for _ in 0..pinned {
+        // Each pinned transfer is at a position before the log, so there are at most `base`.
+        let pinned = count_of(r, "pinned transfers")?;
+        if pinned > base {
+            return Err(bad(&format!("{pinned} pinned transfers, but {base} before the log")));
+        }
+        for read in 0..pinned {
             let mut b = [0u8; 4];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("pinned transfers", pinned, read))?;
             let position = u32::from_le_bytes(b);
-            r.read_exact(&mut buf)?;
+            r.read_exact(&mut buf).map_err(cut("pinned transfers", pinned, read))?;
             let t = codec::decode_transfer(&buf);
             if position as usize >= base || sm.transfer_find(t.id).is_some() {
                 return Err(bad("bad pinned transfer"));
@@ -1319,11 +1363,20 @@ impl StateMachine {
             let (transfers, pinned) = (&sm.transfers, &sm.pinned);
             sm.transfer_index.insert(t.id, position, |i| id_at(transfers, pinned, i));
         }
-        let pending = count_of(r)?;
-        sm.pending.reserve(pending);
-        for _ in 0..pending {
+        // Each status is that of a different transfer held.
+        let pending = count_of(r, "pending statuses")?;
+        if pending > transfers + pinned {
+            return Err(bad(&format!(
+                "{pending} pending statuses, but {} transfers held",
+                transfers + pinned
+            )));
+        }
+        for read in 0..pending {
+            if read == sm.pending.capacity() {
+                sm.pending.reserve(reserve_ahead(read, pending));
+            }
             let mut b = [0u8; 5];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("pending statuses", pending, read))?;
             let index = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let status = PendingStatus::from_u8(b[4]).ok_or_else(|| bad("bad pending status"))?;
             let t = sm
@@ -1336,11 +1389,15 @@ impl StateMachine {
             }
             sm.pending.insert(index, status);
         }
-        let orphaned = count_of(r)?;
-        sm.orphaned.reserve(orphaned);
-        for _ in 0..orphaned {
+        let orphaned = u64_of(r)?;
+        let orphaned = usize::try_from(orphaned)
+            .map_err(|_| bad(&format!("{orphaned} failed transfer ids: count too large")))?;
+        for read in 0..orphaned {
+            if read == sm.orphaned.capacity() {
+                sm.orphaned.reserve(reserve_ahead(read, orphaned));
+            }
             let mut b = [0u8; 16];
-            r.read_exact(&mut b)?;
+            r.read_exact(&mut b).map_err(cut("failed transfer ids", orphaned, read))?;
             sm.orphaned.insert(u128::from_le_bytes(b));
         }
         if !sm.totals.is_balanced() {
@@ -1348,6 +1405,15 @@ impl StateMachine {
         }
         Ok(sm)
     }
+}
+
+/// How many more entries to make room for when `read` of `count` entries announced by a
+/// snapshot have been read and the room is used up: no more than have been read already (at
+/// least `SNAPSHOT_RESERVE_MIN`), so the memory taken grows only with the bytes the file really
+/// holds, and a corrupt count fails at the end of the file instead of in an allocation; the
+/// last step takes exactly what is left, so a whole snapshot ends with the room it needs.
+fn reserve_ahead(read: usize, count: usize) -> usize {
+    (count - read).min(read.max(SNAPSHOT_RESERVE_MIN))
 }
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HFLEDG02";
@@ -1519,5 +1585,157 @@ impl Event for Transfer {
     }
     fn is_transient(result: CreateTransferResult) -> bool {
         result.is_transient()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two accounts and a transfer of 5 between them, posted, and a pending one of 3 that
+    /// expires after a second.
+    fn ledger() -> StateMachine {
+        let mut sm = StateMachine::new();
+        let account = |id| Account { id, ledger: 1, code: 1, ..Account::default() };
+        let mut results = Vec::new();
+        sm.create_accounts(sm.timestamp_min(2), &[account(1), account(2)], &mut results);
+        assert!(results.iter().all(|&r| r == CreateAccountResult::Created));
+        let transfer = |id, amount, flags, timeout| Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount,
+            ledger: 1,
+            code: 1,
+            flags,
+            timeout,
+            ..Transfer::default()
+        };
+        let transfers = [
+            transfer(10, 5, TransferFlags::default(), 0),
+            transfer(11, 3, TransferFlags::PENDING, 1),
+        ];
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(2), &transfers, &mut results);
+        assert!(results.iter().all(|&r| r == CreateTransferResult::Created));
+        sm
+    }
+
+    /// Credits account `id` with `amount` more posted credits and no matching debit, as a
+    /// faulty change of the balances would: through the path every change takes, so the
+    /// running sums see it.
+    fn credit_one_side(sm: &mut StateMachine, id: u128, amount: u128) {
+        let index = sm.account_index[&id];
+        let mut a = sm.accounts[index as usize];
+        a.credits_posted += amount;
+        sm.update_account(index, a);
+    }
+
+    fn empty_batch(sm: &mut StateMachine) {
+        let mut results = Vec::new();
+        sm.create_transfers(sm.timestamp_min(1), &[], &mut results);
+    }
+
+    #[test]
+    fn a_balanced_ledger_passes_every_check() {
+        let mut sm = ledger();
+        empty_batch(&mut sm);
+        assert_eq!(sm.expire_pending_transfers(sm.timestamp_min(EXPIRE_EVENTS_MAX) + NS), 1);
+        let mut bytes = Vec::new();
+        sm.write_snapshot(&mut bytes).unwrap();
+        let back = StateMachine::read_snapshot(&mut &bytes[..]).unwrap();
+        assert_eq!(back.totals(), sm.totals());
+        assert_eq!(sm.totals().debits_posted, 5);
+        assert_eq!(sm.totals().debits_pending, 0);
+    }
+
+    const NS: u64 = crate::constants::NS_PER_S;
+
+    #[test]
+    #[should_panic(expected = "debits and credits diverged")]
+    fn a_one_sided_entry_stops_the_next_batch() {
+        let mut sm = ledger();
+        credit_one_side(&mut sm, 2, 1);
+        empty_batch(&mut sm);
+    }
+
+    #[test]
+    #[should_panic(expected = "debits and credits diverged")]
+    fn a_one_sided_entry_stops_the_next_expiry() {
+        let mut sm = ledger();
+        credit_one_side(&mut sm, 2, 1);
+        sm.expire_pending_transfers(sm.timestamp_min(EXPIRE_EVENTS_MAX) + NS);
+    }
+
+    #[test]
+    #[should_panic(expected = "the accounts add up to")]
+    fn a_balance_changed_without_being_counted_stops_the_checkpoint() {
+        let mut sm = ledger();
+        // Past the running sums, which then still balance: only adding up the accounts sees it.
+        sm.accounts[1].credits_posted += 1;
+        empty_batch(&mut sm);
+        sm.write_snapshot(&mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_whose_accounts_do_not_balance_is_refused() {
+        let sm = ledger();
+        let mut bytes = Vec::new();
+        sm.write_snapshot(&mut bytes).unwrap();
+        // The second account's credits_posted, after the magic, two timestamps, the count and
+        // the first account.
+        let account = 8 + 8 + 8 + 8 + EVENT_SIZE;
+        let mut encoded = [0u8; EVENT_SIZE];
+        encoded.copy_from_slice(&bytes[account..account + EVENT_SIZE]);
+        let mut a = codec::decode_account(&encoded);
+        a.credits_posted += 1;
+        codec::encode_account(&a, &mut encoded);
+        bytes[account..account + EVENT_SIZE].copy_from_slice(&encoded);
+        let error = StateMachine::read_snapshot(&mut &bytes[..]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("debits and credits differ"), "{error}");
+    }
+
+    /// The error reading `bytes` as a snapshot gives, which must say the data is invalid.
+    fn refused(bytes: &[u8]) -> String {
+        let error = StateMachine::read_snapshot(&mut &bytes[..]).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn a_snapshot_count_larger_than_its_bytes_is_refused_without_allocating_for_it() {
+        let mut bytes = Vec::new();
+        ledger().write_snapshot(&mut bytes).unwrap();
+        let count_at = |bytes: &mut Vec<u8>, at: usize, count: u64| {
+            bytes[at..at + 8].copy_from_slice(&count.to_le_bytes());
+        };
+        // The accounts' count, after the magic and two timestamps.
+        let accounts = 24;
+        let mut cut = bytes[..accounts + 8].to_vec();
+        count_at(&mut cut, accounts, u64::MAX);
+        assert!(refused(&cut).contains("accounts: more than a ledger can hold"));
+        count_at(&mut cut, accounts, u64::from(u32::MAX));
+        let message = refused(&cut);
+        assert!(message.contains("4294967295 accounts announced, the file ends after 0"));
+        // The transfers' count, after the accounts, the horizon, the chunk shift and the base;
+        // the file ends after the two transfers there are.
+        let transfers = accounts + 8 + 2 * EVENT_SIZE + 3 * 8;
+        let mut cut = bytes[..transfers + 8 + 2 * EVENT_SIZE].to_vec();
+        count_at(&mut cut, transfers, 1 << 31);
+        let message = refused(&cut);
+        assert!(message.contains("2147483648 transfers announced, the file ends after 2"));
+        // The failed ids' count, last.
+        let mut huge = bytes.clone();
+        let orphaned = huge.len() - 8;
+        count_at(&mut huge, orphaned, u64::MAX);
+        let message = refused(&huge);
+        assert!(message.contains("failed transfer ids announced, the file ends after 0"));
+        // Pending statuses: more than there are transfers is corrupt at once.
+        let pending = orphaned - 8 - 5;
+        assert_eq!(u64::from_le_bytes(bytes[pending..pending + 8].try_into().unwrap()), 1);
+        let mut many = bytes.clone();
+        count_at(&mut many, pending, 3);
+        assert!(refused(&many).contains("3 pending statuses, but 2 transfers held"));
     }
 }

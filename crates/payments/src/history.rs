@@ -121,15 +121,10 @@ fn fetch<V: Stored>(
 
 impl PaymentsMachine {
     pub(crate) fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
-        if !dir.exists() && self.moved > 0 {
-            return Err(io::Error::other(format!(
-                "history store at {} is missing, but the state moved payment records up to \
-                 journal record {} into it",
-                dir.display(),
-                self.moved
-            )));
-        }
-        self.history = History::open(dir, held_max, &mut self.ledger).map_err(io::Error::other)?;
+        // The store refuses to open without what the state moved into it: transfers (the
+        // ledger's horizon) and payment records (`moved`).
+        self.history =
+            History::open(dir, held_max, &mut self.ledger, self.moved).map_err(io::Error::other)?;
         if let Some(history) = &self.history {
             let store = RecordStore::open(history.store(), &TABLES).map_err(io::Error::other)?;
             let held_max = held_max.map(|n| n / TRANSFERS_PER_RECORD);

@@ -120,18 +120,27 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         return Err(bad("bad magic"));
     }
     let ledger = StateMachine::read_snapshot(&mut &mut *r)?;
-    let mut r = R(r);
+    let mut r = R::new(r);
+    tables(&mut r, ledger).map_err(|e| r.cut_short(e))
+}
+
+/// The domain tables, after the ledger.
+///
+/// No count read here is trusted for memory: tables grow entry by entry as entries are read
+/// (a count is only ever a loop's bound), so a corrupt count ends at the end of the file, in
+/// `R::cut_short`'s error, not in an allocation.
+fn tables(r: &mut R<'_>, ledger: StateMachine) -> io::Result<PaymentsMachine> {
     let mut m = PaymentsMachine { ledger, ..PaymentsMachine::default() };
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("channels")? {
         m.channels.insert(r.u64()?, r.u32()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("users")? {
         m.users.insert(r.u64()?, r.u32()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("riders")? {
         m.riders.insert(r.u64()?, r.u32()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("merchants")? {
         let id = r.u64()?;
         let merchant = Merchant {
             currency: r.u32()?,
@@ -142,7 +151,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         m.merchants.insert(id, merchant);
         m.merchant_ids.insert(id);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("campaigns")? {
         let id = r.u64()?;
         let currency = r.u32()?;
         let funder = match r.u64()? {
@@ -159,14 +168,14 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         };
         m.campaigns.insert(id, Campaign { currency, funder, budget, rule });
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("coupons")? {
         let id = r.u64()?;
         m.coupons.insert(id, r.coupon()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("redemptions")? {
         m.redemptions.insert((r.u64()?, r.u64()?), r.u32()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("payments")? {
         let id = r.u64()?;
         let payment = r.payment()?;
         if payment.status == PaymentStatus::Authorized {
@@ -174,41 +183,39 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
         }
         m.payments.insert(id, payment);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("refunds")? {
         m.refunds.insert(r.u64()?, (r.u64()?, r.u64()?));
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("holds")? {
         let id = r.u64()?;
         m.holds.insert(id, r.hold()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("payouts")? {
         let id = r.u128()?;
         m.payouts.insert(id, r.payout()?);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("settlements")? {
         let id = r.u64()?;
         let lines = r.lines()?;
         m.settlements.insert(id, lines);
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("outcomes")? {
         let key = (r.u8()?, r.u128()?);
         let print = r.fixed64()?;
         let outcome = r.outcome()?;
         m.outcomes.insert(key, (print, outcome));
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("idempotency keys")? {
         let key = r.u128()?;
         let (print, id) = (r.fixed64()?, r.u64()?);
         let outcome = r.outcome()?;
         m.keys.insert(key, (print, id, outcome));
     }
     m.last_id = r.u64()?;
-    for merchants in [true, false] {
-        for _ in 0..r.len()? {
+    for (merchants, what) in [(true, "merchants' payment lists"), (false, "users' payment lists")] {
+        for _ in 0..r.len(what)? {
             let party = r.u64()?;
-            let ids = (0..r.len()?)
-                .map(|_| Ok((r.u64()?, r.u64()?)))
-                .collect::<io::Result<Vec<(u64, u64)>>>()?;
+            let ids = r.list("payments of a list", |r| Ok((r.u64()?, r.u64()?)))?;
             m.listed += ids.len();
             if merchants {
                 m.by_merchant.insert(party, ids);
@@ -217,7 +224,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<PaymentsMachine> {
             }
         }
     }
-    for _ in 0..r.len()? {
+    for _ in 0..r.len("foreign transfer ids")? {
         m.foreign.insert(r.u128()?);
     }
     m.applied = r.u64()?;
@@ -425,12 +432,31 @@ impl W<'_> {
     }
 }
 
-struct R<'a>(&'a mut dyn Read);
+struct R<'a> {
+    r: &'a mut dyn Read,
+    /// The last count read and what it counts, for the error of a file that ends early.
+    counted: Option<(&'static str, u64)>,
+}
 
-impl R<'_> {
+impl<'a> R<'a> {
+    fn new(r: &'a mut dyn Read) -> R<'a> {
+        R { r, counted: None }
+    }
+    /// `e`, or if the file ended early, an `InvalidData` error that says where.
+    fn cut_short(&self, e: io::Error) -> io::Error {
+        match (e.kind(), self.counted) {
+            (io::ErrorKind::UnexpectedEof, Some((what, count))) => bad(&format!(
+                "the file ends early (the last count read was {count} {what}): a count larger \
+                 than the entries there are, or a file cut short"
+            )),
+            (io::ErrorKind::UnexpectedEof, None) => bad("the file ends early"),
+            _ => e,
+        }
+    }
+
     fn take<const N: usize>(&mut self) -> io::Result<[u8; N]> {
         let mut b = [0u8; N];
-        self.0.read_exact(&mut b)?;
+        self.r.read_exact(&mut b)?;
         Ok(b)
     }
     fn u8(&mut self) -> io::Result<u8> {
@@ -459,8 +485,24 @@ impl R<'_> {
     fn u128(&mut self) -> io::Result<u128> {
         Ok(u128::from_le_bytes(self.take()?))
     }
-    fn len(&mut self) -> io::Result<u64> {
-        self.u64()
+    /// A count of `what`: only ever a loop's bound, never room made in advance.
+    fn len(&mut self, what: &'static str) -> io::Result<u64> {
+        let count = self.u64()?;
+        self.counted = Some((what, count));
+        Ok(count)
+    }
+    /// A count of `what`, then that many entries, each read by `f`. The vector grows as
+    /// entries are read (doubling), never to the count announced.
+    fn list<T>(
+        &mut self,
+        what: &'static str,
+        mut f: impl FnMut(&mut Self) -> io::Result<T>,
+    ) -> io::Result<Vec<T>> {
+        let mut out = Vec::new();
+        for _ in 0..self.len(what)? {
+            out.push(f(self)?);
+        }
+        Ok(out)
     }
     fn coupon(&mut self) -> io::Result<Coupon> {
         Ok(Coupon { campaign: self.u64()?, user: self.u64()?, redeemed_by: self.u64()? })
@@ -519,7 +561,7 @@ impl R<'_> {
         let timestamp = self.u64()?;
         let timeout_s = self.u32()?;
         let refunds = if head & PAYMENT_REFUNDS != 0 {
-            let refunds = (0..self.len()?).map(|_| self.u64()).collect::<io::Result<Vec<_>>>()?;
+            let refunds = self.list("refunds of a payment", |r| r.u64())?;
             Some(refunds).filter(|r| !r.is_empty()).ok_or_else(|| bad("no refunds"))?
         } else {
             Vec::new()
@@ -564,18 +606,16 @@ impl R<'_> {
         status_of(self.u8()?)
     }
     fn lines(&mut self) -> io::Result<Vec<SettlementLine>> {
-        (0..self.len()?)
-            .map(|_| {
-                Ok(SettlementLine {
-                    merchant: self.u64()?,
-                    channel: self.u64()?,
-                    currency: self.u32()?,
-                    payout: self.u128()?,
-                    statement: self.statement()?,
-                    net: self.u64()?,
-                })
+        self.list("settlement lines", |r| {
+            Ok(SettlementLine {
+                merchant: r.u64()?,
+                channel: r.u64()?,
+                currency: r.u32()?,
+                payout: r.u128()?,
+                statement: r.statement()?,
+                net: r.u64()?,
             })
-            .collect()
+        })
     }
     fn outcome(&mut self) -> io::Result<Outcome> {
         Ok(match self.u8()? {
@@ -614,7 +654,10 @@ fn done(bytes: &[u8], read: usize) -> io::Result<()> {
 /// Decodes one stored record, all of it.
 fn decode<T>(bytes: &[u8], f: impl FnOnce(&mut R) -> io::Result<T>) -> io::Result<T> {
     let mut rest = bytes;
-    let value = f(&mut R(&mut rest))?;
+    let value = {
+        let mut r = R::new(&mut rest);
+        f(&mut r).map_err(|e| r.cut_short(e))?
+    };
     done(bytes, bytes.len() - rest.len())?;
     Ok(value)
 }
@@ -765,7 +808,7 @@ mod tests {
             W(&mut bytes).u64(v).unwrap();
             assert_eq!(bytes.len(), size, "{v}");
             let mut rest = bytes.as_slice();
-            assert_eq!(R(&mut rest).u64().unwrap(), v);
+            assert_eq!(R::new(&mut rest).u64().unwrap(), v);
             assert!(rest.is_empty());
         }
     }
@@ -773,11 +816,11 @@ mod tests {
     #[test]
     fn integers_out_of_range_or_cut_short_are_refused() {
         let too_big = [0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02];
-        assert!(R(&mut &too_big[..]).u64().is_err());
-        assert!(R(&mut &[0x80u8][..]).u64().is_err());
+        assert!(R::new(&mut &too_big[..]).u64().is_err());
+        assert!(R::new(&mut &[0x80u8][..]).u64().is_err());
         let mut bytes = Vec::new();
         W(&mut bytes).u64(u64::from(u32::MAX) + 1).unwrap();
-        assert!(R(&mut bytes.as_slice()).u32().is_err());
+        assert!(R::new(&mut bytes.as_slice()).u32().is_err());
     }
 
     fn a_payment() -> Payment {
@@ -864,5 +907,37 @@ mod tests {
         assert_eq!(<(u64, u64)>::decode(&bytes).unwrap(), (7, 9));
         bytes.push(0);
         assert!(<(u64, u64)>::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_count_larger_than_the_bytes_there_are_is_refused() {
+        let m = PaymentsMachine::default();
+        let mut bytes = Vec::new();
+        write(&m, &mut bytes).unwrap();
+        let mut ledger = Vec::new();
+        m.ledger.write_snapshot(&mut ledger).unwrap();
+        // The channels' count, the first after the ledger's part: zero, one byte.
+        let channels = MAGIC.len() + ledger.len();
+        assert_eq!(bytes[channels], 0);
+        let mut huge = Vec::new();
+        W(&mut huge).u64(u64::MAX).unwrap();
+        bytes.splice(channels..=channels, huge);
+        let error = read(&mut &bytes[..]).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("{} channels", u64::MAX)), "{message}");
+        // A stored payment whose count of refunds is far more than its bytes.
+        let mut p = a_payment();
+        p.refunds = vec![5];
+        let mut record = Vec::new();
+        p.encode(&mut record);
+        let at = record.len() - 2;
+        assert_eq!(record[at..], [1, 5]);
+        record.truncate(at);
+        W(&mut record).u64(u64::MAX >> 1).unwrap();
+        record.push(5);
+        let error = Payment::decode(&record).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("refunds of a payment"), "{error}");
     }
 }

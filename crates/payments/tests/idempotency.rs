@@ -327,7 +327,7 @@ fn retries_return_the_first_outcomes_after_restarts_with_history_in_the_store() 
     let mut options = EngineOptions::new(dir.path());
     options.fsync = false;
     let error = Engine::<PaymentsMachine>::open(options).err().expect("refused");
-    assert!(error.to_string().contains("moved payment records"), "{error}");
+    assert!(error.to_string().contains("is missing, but the state moved records"), "{error}");
 }
 
 #[test]

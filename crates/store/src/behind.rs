@@ -7,25 +7,43 @@
 //! range wait for it first. Point reads do not wait: they look in the write's staged copy
 //! first, and a key the write does not hold is read from the store, where the write in flight
 //! changes nothing about it. So every read sees the store as if the write had finished.
+//!
+//! A write that fails is the store's failure for good (`Failed`): the transfers or records it
+//! held have already left memory, so a read that went on would answer "not found" for them
+//! (and an id could be taken twice), and a later write or `persist` would make durable a store
+//! with a hole in it. Every later put, read and persist of the store returns the error; the
+//! engine stops, and its journal, which still holds what the write held, rebuilds the store's
+//! part on the next start.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::StoreError;
 
+/// The first write of a store that failed, and why: shared by every kind of write of one store.
+#[derive(Clone, Default)]
+pub(crate) struct Failed(Arc<OnceLock<(&'static str, Arc<StoreError>)>>);
+
 /// One kind of write, and the one in flight.
 pub(crate) struct Behind<S> {
     slot: Mutex<Option<InFlight<S>>>,
+    /// The store's folder, for the error.
+    path: PathBuf,
+    failed: Failed,
 }
 
 struct InFlight<S> {
     staged: Arc<S>,
+    what: &'static str,
     handle: JoinHandle<Result<(), StoreError>>,
 }
 
 impl<S: Send + Sync + 'static> Behind<S> {
-    pub(crate) fn new() -> Behind<S> {
-        Behind { slot: Mutex::new(None) }
+    /// Writes to the store at `path`, failed for good once `failed` is set (by this kind of
+    /// write or another of the same store).
+    pub(crate) fn new(path: PathBuf, failed: Failed) -> Behind<S> {
+        Behind { slot: Mutex::new(None), path, failed }
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<InFlight<S>>> {
@@ -33,12 +51,33 @@ impl<S: Send + Sync + 'static> Behind<S> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for the write in flight, if any, and returns its outcome.
+    /// The error every use of the store returns once a write of it failed.
+    pub(crate) fn healthy(&self) -> Result<(), StoreError> {
+        match self.failed.0.get() {
+            None => Ok(()),
+            Some((what, cause)) => {
+                Err(StoreError::Failed { path: self.path.clone(), what, cause: Arc::clone(cause) })
+            }
+        }
+    }
+
+    /// Joins a finished (or finishing) write; its error becomes the store's failure.
+    fn join(&self, f: InFlight<S>) -> Result<(), StoreError> {
+        let outcome = f.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Err(cause) = outcome {
+            // The first failure is the one reported: a later one may follow from it.
+            let _ = self.failed.0.set((f.what, Arc::new(cause)));
+        }
+        self.healthy()
+    }
+
+    /// Waits for the write in flight, if any; an error if it or any write of the store before
+    /// it failed.
     pub(crate) fn wait(&self) -> Result<(), StoreError> {
         let in_flight = self.slot().take();
         match in_flight {
-            None => Ok(()),
-            Some(f) => f.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => self.healthy(),
+            Some(f) => self.join(f),
         }
     }
 
@@ -64,20 +103,21 @@ impl<S: Send + Sync + 'static> Behind<S> {
                 Ok(())
             })
             .map_err(StoreError::Thread)?;
-        *self.slot() = Some(InFlight { staged, handle });
+        *self.slot() = Some(InFlight { staged, what, handle });
         Ok(())
     }
 
-    /// What the write in flight holds; `None` once it is done (its copy is let go then, and
-    /// its error, if any, comes back here).
+    /// What the write in flight holds; `None` once it is done (its copy is let go then). An
+    /// error if it or any write of the store before it failed.
     pub(crate) fn staged(&self) -> Result<Option<Arc<S>>, StoreError> {
+        self.healthy()?;
         let mut slot = self.slot();
         match slot.as_ref() {
             None => Ok(None),
             Some(f) if f.handle.is_finished() => {
                 let f = slot.take().expect("checked");
                 drop(slot);
-                f.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                self.join(f)?;
                 Ok(None)
             }
             Some(f) => Ok(Some(Arc::clone(&f.staged))),
@@ -100,24 +140,53 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    fn behind() -> Behind<u32> {
+        Behind::new("x".into(), Failed::default())
+    }
+
+    fn failing(wait: mpsc::Receiver<()>) -> impl FnOnce(&u32) -> Result<(), StoreError> {
+        move |_: &u32| {
+            wait.recv().unwrap();
+            Err(StoreError::Corrupt { path: "x".into(), what: "test" })
+        }
+    }
+
+    /// Whether `error` is the store's failure, caused by the write `failing` makes.
+    fn failed(error: &StoreError) -> bool {
+        matches!(error, StoreError::Failed { what: "test", cause, .. }
+            if matches!(**cause, StoreError::Corrupt { what: "test", .. }))
+    }
+
     #[test]
-    fn a_write_is_seen_staged_while_in_flight_and_its_error_comes_back_once() {
-        let behind: Behind<u32> = Behind::new();
+    fn a_write_is_seen_staged_while_in_flight_and_its_error_comes_back_for_good() {
+        let behind = behind();
         assert!(behind.staged().unwrap().is_none());
-        let failing = |wait: mpsc::Receiver<()>| {
-            move |_: &u32| {
-                wait.recv().unwrap();
-                Err(StoreError::Corrupt { path: "x".into(), what: "test" })
-            }
-        };
         let (go, wait) = mpsc::channel::<()>();
         behind.start("test", 1, 7, failing(wait)).unwrap();
         assert_eq!(behind.staged().unwrap().as_deref(), Some(&7));
         go.send(()).unwrap();
-        assert!(matches!(behind.wait(), Err(StoreError::Corrupt { what: "test", .. })));
-        assert!(behind.staged().unwrap().is_none());
-        assert!(behind.wait().is_ok());
-        // A finished write's error comes back from a read too, once.
+        assert!(failed(&behind.wait().unwrap_err()));
+        // Every later read, wait and write fails the same way, and no write starts.
+        assert!(failed(&behind.staged().unwrap_err()));
+        assert!(failed(&behind.wait().unwrap_err()));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let started = behind.start("other", 1, 8, move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(failed(&started.unwrap_err()));
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        let message = behind.wait().unwrap_err().to_string();
+        assert!(message.contains("a write of test failed"), "{message}");
+        assert!(message.contains("corrupt record: test"), "{message}");
+    }
+
+    #[test]
+    fn a_finished_write_fails_a_read_and_every_kind_of_write_of_the_store() {
+        let shared = Failed::default();
+        let behind: Behind<u32> = Behind::new("x".into(), shared.clone());
+        let other: Behind<u32> = Behind::new("x".into(), shared);
         let (go, wait) = mpsc::channel::<()>();
         behind.start("test", 1, 8, failing(wait)).unwrap();
         go.send(()).unwrap();
@@ -128,9 +197,17 @@ mod tests {
                 Err(error) => break error,
             }
         };
-        assert!(matches!(error, StoreError::Corrupt { what: "test", .. }));
-        assert!(behind.staged().unwrap().is_none());
-        assert!(behind.wait().is_ok());
+        assert!(failed(&error));
+        assert!(failed(&behind.staged().unwrap_err()));
+        // The other kind of write of the same store, which never failed itself.
+        assert!(failed(&other.staged().unwrap_err()));
+        assert!(failed(&other.wait().unwrap_err()));
+        assert!(failed(&other.start("other", 1, 9, |_| Ok(())).unwrap_err()));
+    }
+
+    #[test]
+    fn writes_follow_one_another() {
+        let behind = behind();
         // The next write starts only once the one before it has finished: the first is held
         // until a helper lets it go, and the second reports whether the first was done.
         let first_done = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -66,3 +66,11 @@ pub const RUN_ENTRIES_MAX: usize = 1_024;
 /// its first level: runs of a few hundred kilobytes (a chunk of the log at a
 /// time) made compaction rewrite that level for every megabyte or two written.
 pub const EVICT_SLACK_DIVISOR: usize = 8;
+
+/// Appended to the name of the store's folder to name the sibling folder a new store is made
+/// in before it is renamed into place (`HistoryStore::create`): `history.new` beside `history`.
+pub const CREATING_SUFFIX: &str = ".new";
+
+/// The file fjall writes last when it creates a database (its format version, fsynced): a
+/// store's folder without it, or with one cut short, is a creation that never finished.
+pub const FJALL_VERSION_FILE: &str = "version";

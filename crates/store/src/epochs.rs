@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use fjall::{AbstractTree, Keyspace};
 
-use crate::behind::Behind;
+use crate::behind::{Behind, Failed};
 use crate::constants::RUN_ENTRIES_MAX;
 use crate::encoding::{put_varint, unzigzag, zigzag, Reader};
 use crate::StoreError;
@@ -292,7 +292,9 @@ impl EpochIndex {
             reading: RwLock::new(()),
             stop: AtomicBool::new(false),
         });
-        let merges = Arc::new(Merges { behind: Behind::new(), state: Arc::clone(&state) });
+        // A failed merge fails the index's next append, and so the put that makes it.
+        let behind = Behind::new(path.clone(), Failed::default());
+        let merges = Arc::new(Merges { behind, state: Arc::clone(&state) });
         let handle = Handle { keyspace, path, layout, state };
         let index = EpochIndex { handle, per_tier, merges };
         // Every number that is not live is dead: its tables go.

@@ -43,13 +43,13 @@ use fjall::config::{
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use huifu_ledger::{AccountFilter, ColdTransfer, Transfer};
 
-use crate::behind::Behind;
+use crate::behind::{Behind, Failed};
 use crate::epochs::{EpochIndex, Item, Layout};
 use crate::records::StagedRecords;
 
 use crate::constants::{
-    EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS, POINT_BLOCK_BYTES,
-    SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
+    CREATING_SUFFIX, EPOCHS_PER_TIER, JOURNALING_BYTES_MAX, MEMTABLE_BYTES_MAX, PINNED_LEVELS,
+    POINT_BLOCK_BYTES, SCAN_BLOCK_BYTES, SCAN_BLOCK_RESTART_INTERVAL, TABLE_BYTES, WORKER_THREADS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +68,30 @@ pub enum StoreError {
     )]
     Format { path: PathBuf, found: Option<u32> },
     #[error(
-        "history store at {path} is missing, but the state moved transfers up to timestamp \
-         {horizon} into it"
+        "history store at {path} {found}, but the state moved {} into it: going on would answer \
+         \"not found\" for what left memory (restore the data folder whole: the store with the \
+         checkpoint and journal it belongs to)",
+        moved_out(*horizon, *records)
     )]
-    Missing { path: PathBuf, horizon: u64 },
+    Missing { path: PathBuf, found: &'static str, horizon: u64, records: u64 },
+    #[error("history store at {path}: cannot {what}: {cause}")]
+    Io { path: PathBuf, what: &'static str, cause: std::io::Error },
     #[error("history store at {path}: no table {table} was opened for records")]
     Table { path: PathBuf, table: u8 },
+    #[error(
+        "history store at {path}: a write of {what} failed, so the store takes no more writes or \
+         reads (what the write held has left memory; the journal still has it): {cause}"
+    )]
+    Failed { path: PathBuf, what: &'static str, cause: Arc<StoreError> },
+}
+
+/// What a state moved into its store, for the error that refuses a store without it.
+fn moved_out(horizon: u64, records: u64) -> String {
+    match (horizon, records) {
+        (0, r) => format!("records up to journal record {r}"),
+        (h, 0) => format!("transfers up to timestamp {h}"),
+        (h, r) => format!("records up to journal record {r} and transfers up to timestamp {h}"),
+    }
 }
 
 /// Transfers by timestamp, with an index by id (see `ids`) and one by account.
@@ -87,6 +105,9 @@ pub struct HistoryStore {
 pub(crate) struct Writes {
     transfers: Behind<StagedTransfers>,
     pub(crate) records: Behind<StagedRecords>,
+    /// Makes the next put of transfers fail (tests of what follows a failed write).
+    #[cfg(test)]
+    pub(crate) fail_next_put: std::sync::atomic::AtomicBool,
 }
 
 /// A put of transfers as the thread writing it and the reads meanwhile see it.
@@ -186,7 +207,27 @@ pub(crate) fn point_read_options() -> KeyspaceCreateOptions {
 }
 
 impl HistoryStore {
-    /// Opens the store in `dir`, creating it.
+    /// Creates a new store at `dir`, which must not exist, as one step that a crash or a full
+    /// disk cannot leave half done: the store is made in the sibling folder `temporary(dir)`
+    /// (one left by a creation cut short is removed first), made durable there, and only then
+    /// renamed to `dir`, and the rename made durable. A `dir` that exists is therefore always
+    /// a whole store (fjall writes its version file last, and a folder without a readable one
+    /// never opens again: every open fails with `InvalidVersion`).
+    pub fn create(dir: &Path) -> Result<HistoryStore, StoreError> {
+        let io = |what| move |cause| StoreError::Io { path: dir.to_path_buf(), what, cause };
+        let temporary = temporary(dir);
+        remove_temporary(dir)?;
+        // `open` persists the format it writes into a new store, so all of it is durable
+        // once it returns; it closes (its threads end) before its folder moves.
+        drop(HistoryStore::open(&temporary)?);
+        std::fs::rename(&temporary, dir)
+            .map_err(io("rename the store made beside it into place"))?;
+        sync_parent(dir)?;
+        HistoryStore::open(dir)
+    }
+
+    /// Opens the store in `dir`, creating it there if the folder is absent or empty (see
+    /// `create` for a creation that cannot be left half done).
     pub fn open(dir: &Path) -> Result<HistoryStore, StoreError> {
         let path = dir.to_path_buf();
         let error = |cause| StoreError::Fjall { path: dir.to_path_buf(), cause };
@@ -218,7 +259,13 @@ impl HistoryStore {
         check_format(&path, &db, &transfers, &ids)?;
         let accounts =
             EpochIndex::open(accounts, path.clone(), Layout::Timestamps, EPOCHS_PER_TIER)?;
-        let writes = Arc::new(Writes { transfers: Behind::new(), records: Behind::new() });
+        let failed = Failed::default();
+        let writes = Arc::new(Writes {
+            transfers: Behind::new(path.clone(), failed.clone()),
+            records: Behind::new(path.clone(), failed),
+            #[cfg(test)]
+            fail_next_put: std::sync::atomic::AtomicBool::new(false),
+        });
         let tables = TransferTables { path, db, transfers, ids, accounts };
         Ok(HistoryStore { tables, writes })
     }
@@ -239,6 +286,7 @@ impl HistoryStore {
         moved: Vec<ColdTransfer>,
         mut settled: Vec<ColdTransfer>,
     ) -> Result<(), StoreError> {
+        self.writes.transfers.healthy()?;
         if moved.is_empty() && settled.is_empty() {
             return Ok(());
         }
@@ -253,6 +301,13 @@ impl HistoryStore {
         let staged = StagedTransfers { settled, moved, ids };
         let tables = self.tables.clone();
         let items = staged.moved.len() + staged.settled.len();
+        #[cfg(test)]
+        if self.writes.fail_next_put.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let path = tables.path.clone();
+            return self.writes.transfers.start("transfers", items, staged, move |_| {
+                Err(StoreError::Corrupt { path, what: "a write made to fail" })
+            });
+        }
         self.writes.transfers.start("transfers", items, staged, move |staged| tables.write(staged))
     }
 
@@ -544,6 +599,46 @@ impl TransferTables {
     }
 }
 
+/// The folder in which `HistoryStore::create` makes the store `dir` before renaming it into
+/// place: a sibling, so that the rename stays within one file system.
+pub fn temporary(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(CREATING_SUFFIX);
+    dir.with_file_name(name)
+}
+
+/// Removes what a creation of the store `dir` cut short left (`temporary(dir)`), if anything.
+/// It never held anything a state relies on: a store is renamed into place only once whole, and
+/// written to only after.
+pub fn remove_temporary(dir: &Path) -> Result<(), StoreError> {
+    let temporary = temporary(dir);
+    match std::fs::remove_dir_all(&temporary) {
+        Ok(()) => {
+            tracing::warn!(path = %temporary.display(), "removed a history store whose creation was cut short");
+            sync_parent(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(cause) => Err(StoreError::Io {
+            path: temporary,
+            what: "remove what a creation cut short left",
+            cause,
+        }),
+    }
+}
+
+/// Makes the creation, removal or renaming of `dir` durable: fsyncs the folder that holds it.
+pub(crate) fn sync_parent(dir: &Path) -> Result<(), StoreError> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(|cause| StoreError::Io {
+        path: dir.to_path_buf(),
+        what: "make its entry in the folder above it durable (fsync)",
+        cause,
+    })
+}
+
 /// The version of the store's layout: keyspaces, keys and the record encoding, and the
 /// encodings of the records machines keep in it (`RecordStore`: the payment domain's are in
 /// its snapshot module). A store of another version is refused at open instead of being
@@ -672,14 +767,19 @@ mod tests {
         let key = ids::group_key(ids::index_order(id));
         // A first run whose timestamp is cut short.
         store.tables.ids.insert(key, [0u8; 9]).unwrap();
-        let corrupt = |r: Result<_, StoreError>| {
-            matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. }))
+        let corrupt = |r: Result<_, StoreError>| match r {
+            Err(StoreError::Failed { cause, .. }) => {
+                matches!(*cause, StoreError::Corrupt { what: "id index entry", .. })
+            }
+            r => matches!(r, Err(StoreError::Corrupt { what: "id index entry", .. })),
         };
         assert!(corrupt(store.transfer(id, u64::MAX).map(drop)));
-        // A put of another member of the group will not merge with it either.
+        // A put of another member of the group will not merge with it either, and that write
+        // failing fails the store.
         let other = ColdTransfer { transfer: t(id + 1, 1, 2, 5), pending: None };
         store.put(&[other], &[]).unwrap();
         assert!(corrupt(store.persist()));
+        assert!(corrupt(store.transfer(id + 1, u64::MAX).map(drop)));
     }
 
     #[test]
@@ -894,7 +994,11 @@ mod tests {
         store.put(&[], &[settled]).unwrap();
         // The write happens behind the put: its outcome comes with the next wait.
         let err = store.persist().unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { what: "settled transfer", .. }), "{err}");
+        assert!(
+            matches!(&err, StoreError::Failed { what: "transfers", cause, .. }
+                if matches!(**cause, StoreError::Corrupt { what: "settled transfer", .. })),
+            "{err}"
+        );
     }
 
     #[test]

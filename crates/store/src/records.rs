@@ -160,6 +160,7 @@ impl RecordStore {
         records: &[Record<'_>],
         entries: &[(ListEntry, u64)],
     ) -> Result<(), StoreError> {
+        self.writes.records.healthy()?;
         if records.is_empty() && entries.is_empty() {
             return Ok(());
         }
