@@ -668,17 +668,27 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
     ) -> Result<(), EngineError> {
         let now = self.clock.now_ns();
         if let Some(command) = self.machine.tick(now) {
-            self.apply(now, command, record)?;
+            self.apply(now, &command, record)?;
         }
         let mut checkpoint_requested = false;
         let mut commands = 0;
-        for request in group.drain(..) {
+        // Taken one by one, and on a failure what is left (the failing request included) goes
+        // back into `group`: a request dropped here would drop its reply unsent before the
+        // failure is recorded, and its client would hear "stopped" instead of why.
+        let mut requests = std::mem::take(group).into_iter();
+        while let Some(request) = requests.next() {
             match request {
-                Request::Command(command, reply) => {
-                    let outcome = self.apply(now, command, record)?;
-                    pending.push(Pending::Outcome(reply, outcome));
-                    commands += 1;
-                }
+                Request::Command(command, reply) => match self.apply(now, &command, record) {
+                    Ok(outcome) => {
+                        pending.push(Pending::Outcome(reply, outcome));
+                        commands += 1;
+                    }
+                    Err(error) => {
+                        group.push(Request::Command(command, reply));
+                        group.extend(requests);
+                        return Err(error);
+                    }
+                },
                 Request::Query(query, reply) => {
                     pending.push(Pending::Answer(reply, self.machine.query(query)));
                 }
@@ -721,16 +731,16 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
     fn apply(
         &mut self,
         now: u64,
-        command: M::Command,
+        command: &M::Command,
         record: &mut Vec<u8>,
     ) -> Result<M::Outcome, EngineError> {
-        let timestamp = now.max(self.machine.timestamp_min(self.machine.events(&command)));
+        let timestamp = now.max(self.machine.timestamp_min(self.machine.events(command)));
         self.machine
-            .prefetch(&command)
+            .prefetch(command)
             .map_err(io_error("history store failed", &self.history_dir))?;
-        encode_record::<M>(timestamp, &command, record);
+        encode_record::<M>(timestamp, command, record);
         self.journal.append(record)?;
-        Ok(self.machine.apply(timestamp, &command))
+        Ok(self.machine.apply(timestamp, command))
     }
 
     /// Snapshot of the state after every record so far, read back and verified; then the
