@@ -379,7 +379,8 @@ pub(crate) fn zigzag(from: u64, to: u64) -> u128 {
 /// The number `zigzag(from, _)` was given, if `z` is the distance to one.
 pub(crate) fn unzigzag(from: u64, z: u128) -> Option<u64> {
     let d = (z >> 1) as i128 ^ -((z & 1) as i128);
-    u64::try_from(i128::from(from) + d).ok()
+    // A damaged distance can be near 2^127 either way: past the end of an i128 is none too.
+    u64::try_from(i128::from(from).checked_add(d)?).ok()
 }
 
 /// Reads what `put_id` and `put_varint` wrote.
@@ -559,6 +560,27 @@ mod tests {
         let back: Result<Vec<_>, _> = decode(&out, legs[0].transfer.timestamp).collect();
         assert_eq!(back.as_deref(), Ok(legs));
         out.len()
+    }
+
+    /// A distance read from a damaged id index entry (a varint of up to 128 bits) once
+    /// overflowed the sum in `unzigzag`, a panic in builds with overflow checks.
+    #[test]
+    fn unzigzag_overflow_on_a_distance_near_2_pow_127() {
+        assert_eq!(unzigzag(u64::MAX, u128::MAX - 1), None);
+        assert_eq!(unzigzag(u64::MAX, u128::MAX), None);
+        assert_eq!(unzigzag(0, u128::MAX), None);
+        assert_eq!(unzigzag(u64::MAX, zigzag(u64::MAX, 0)), Some(0));
+        assert_eq!(unzigzag(0, zigzag(0, u64::MAX)), Some(u64::MAX));
+        // The id index entry it was found in: one run at the last timestamp, then a run whose
+        // timestamp is that distance away.
+        let mut entry = vec![0, 0];
+        entry.extend_from_slice(&u64::MAX.to_be_bytes());
+        entry.extend_from_slice(&[5, 0]);
+        put_varint(&mut entry, u128::MAX - 1);
+        assert!(!crate::ids::valid(&entry));
+        let mut input = 1u64.to_be_bytes().to_vec();
+        input.extend_from_slice(&entry);
+        check_decoders(&input);
     }
 
     fn size(legs: &[ColdTransfer]) -> usize {
