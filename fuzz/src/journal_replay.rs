@@ -13,8 +13,11 @@ use std::path::Path;
 use huifu_journal::faulty::FaultyStorage;
 use huifu_journal::{segment_file_name, Journal, JournalOptions, Storage, StorageFile};
 
-/// The segments and options described by `data` (see the module's documentation).
-fn segments(data: &[u8]) -> Option<(u64, Vec<(u64, &[u8])>)> {
+/// A segment file: the seq it is named for, and its contents.
+type Segment<'a> = (u64, &'a [u8]);
+
+/// The `seq_min` and the segments described by `data` (see the module's documentation).
+fn segments(data: &[u8]) -> Option<(u64, Vec<Segment<'_>>)> {
     let (&head, mut rest) = data.split_first()?;
     let count = usize::from(head & 0b11) + 1;
     let seq_min = u64::from(head >> 2);
@@ -37,7 +40,7 @@ fn segments(data: &[u8]) -> Option<(u64, Vec<(u64, &[u8])>)> {
 }
 
 /// Writes `segments` into a fresh in-memory file system, durably.
-fn storage(dir: &Path, segments: &[(u64, &[u8])]) -> FaultyStorage {
+fn storage(dir: &Path, segments: &[Segment<'_>]) -> FaultyStorage {
     let storage = FaultyStorage::new(0);
     storage.create_dir_all(dir).expect("in memory");
     for &(seq, contents) in segments {
