@@ -379,7 +379,8 @@ pub(crate) fn zigzag(from: u64, to: u64) -> u128 {
 /// The number `zigzag(from, _)` was given, if `z` is the distance to one.
 pub(crate) fn unzigzag(from: u64, z: u128) -> Option<u64> {
     let d = (z >> 1) as i128 ^ -((z & 1) as i128);
-    u64::try_from(i128::from(from) + d).ok()
+    // A damaged distance can be near 2^127 either way: past the end of an i128 is none too.
+    u64::try_from(i128::from(from).checked_add(d)?).ok()
 }
 
 /// Reads what `put_id` and `put_varint` wrote.
@@ -481,6 +482,72 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Runs every decoder of the store's values over `bytes` (after its first eight bytes, a
+/// timestamp, the key of a record and of a run) and checks what each promises: it returns
+/// rather than panics, and what it reads encodes to bytes that read back to the same. The fuzz
+/// targets run this, and so do the tests that replay their corpora.
+#[doc(hidden)]
+pub fn check_decoders(bytes: &[u8]) {
+    use crate::epochs::{decode_run, encode_run, Epoch, Layout};
+    use crate::ids;
+
+    let Some((timestamp, value)) = bytes.split_first_chunk::<8>() else {
+        return;
+    };
+    let timestamp = u64::from_be_bytes(*timestamp);
+
+    // A record of transfers.
+    let legs: Result<Vec<ColdTransfer>, DecodeError> = decode(value, timestamp).collect();
+    if let Ok(legs) = legs {
+        let grouped = legs.windows(2).all(|w| same_group(&w[0].transfer, &w[1].transfer));
+        if !legs.is_empty() && grouped {
+            let mut encoded = Vec::new();
+            encode(&legs, &mut encoded);
+            let again: Result<Vec<ColdTransfer>, DecodeError> =
+                decode(&encoded, timestamp).collect();
+            assert_eq!(again, Ok(legs), "a record re-encoded reads as other legs");
+        }
+    }
+
+    // An entry of the id index: written one way only.
+    let mut members = Vec::new();
+    ids::merge(value, &mut members);
+    if ids::valid(value) {
+        let mut encoded = Vec::new();
+        ids::encode(&members, &mut encoded);
+        assert_eq!(encoded, value, "an id index entry read is written otherwise");
+        // Some of them: a group has up to 65,536.
+        for &(member, timestamp) in members.iter().step_by(members.len().div_ceil(64)) {
+            assert_eq!(ids::find(value, member), Some(timestamp), "a member not found");
+        }
+        for member in [0, 1, u16::MAX] {
+            let expected = members.iter().find(|&&(m, _)| m == member).map(|&(_, t)| t);
+            assert_eq!(ids::find(value, member), expected, "a member found that is not there");
+        }
+    }
+
+    // A run of either index's layout, and an epoch's mark.
+    let mut key = [0u8; 28];
+    key[20..].copy_from_slice(&timestamp.to_be_bytes());
+    for layout in [Layout::Timestamps, Layout::Listed] {
+        let mut items = Vec::new();
+        if decode_run(layout, &key, value, &mut items).is_some() {
+            items.reverse();
+            let mut encoded = Vec::new();
+            encode_run(layout, &items, &mut encoded);
+            let mut again = Vec::new();
+            decode_run(layout, &key, &encoded, &mut again).expect("a run written reads back");
+            again.reverse();
+            assert_eq!(again, items, "a run re-encoded reads as other items");
+        }
+    }
+    if let Some(epoch) = Epoch::decode(7, value) {
+        let mut encoded = Vec::new();
+        epoch.encode(&mut encoded);
+        assert_eq!(Epoch::decode(7, &encoded), Some(epoch), "a mark re-encoded reads otherwise");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +560,27 @@ mod tests {
         let back: Result<Vec<_>, _> = decode(&out, legs[0].transfer.timestamp).collect();
         assert_eq!(back.as_deref(), Ok(legs));
         out.len()
+    }
+
+    /// A distance read from a damaged id index entry (a varint of up to 128 bits) once
+    /// overflowed the sum in `unzigzag`, a panic in builds with overflow checks.
+    #[test]
+    fn unzigzag_overflow_on_a_distance_near_2_pow_127() {
+        assert_eq!(unzigzag(u64::MAX, u128::MAX - 1), None);
+        assert_eq!(unzigzag(u64::MAX, u128::MAX), None);
+        assert_eq!(unzigzag(0, u128::MAX), None);
+        assert_eq!(unzigzag(u64::MAX, zigzag(u64::MAX, 0)), Some(0));
+        assert_eq!(unzigzag(0, zigzag(0, u64::MAX)), Some(u64::MAX));
+        // The id index entry it was found in: one run at the last timestamp, then a run whose
+        // timestamp is that distance away.
+        let mut entry = vec![0, 0];
+        entry.extend_from_slice(&u64::MAX.to_be_bytes());
+        entry.extend_from_slice(&[5, 0]);
+        put_varint(&mut entry, u128::MAX - 1);
+        assert!(!crate::ids::valid(&entry));
+        let mut input = 1u64.to_be_bytes().to_vec();
+        input.extend_from_slice(&entry);
+        check_decoders(&input);
     }
 
     fn size(legs: &[ColdTransfer]) -> usize {

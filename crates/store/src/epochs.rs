@@ -79,7 +79,7 @@ pub(crate) struct Epoch {
 }
 
 impl Epoch {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.tier);
         put_varint(out, u128::from(self.oldest));
         put_varint(out, u128::from(self.newest - self.oldest));
@@ -89,7 +89,7 @@ impl Epoch {
         }
     }
 
-    fn decode(number: u32, bytes: &[u8]) -> Option<Epoch> {
+    pub(crate) fn decode(number: u32, bytes: &[u8]) -> Option<Epoch> {
         let (&tier, rest) = bytes.split_first()?;
         let mut r = Reader::new(rest);
         let oldest: u64 = r.narrow().ok()?;
@@ -183,7 +183,7 @@ fn run_ends(run: &[Item], next: Option<&Item>) -> bool {
 
 /// `run` (oldest first) as its value: going back from the newest, each item's gap in time to
 /// the one after it, and in the lists' layout its id and journal position.
-fn encode_run(layout: Layout, run: &[Item], out: &mut Vec<u8>) {
+pub(crate) fn encode_run(layout: Layout, run: &[Item], out: &mut Vec<u8>) {
     out.clear();
     let mut newer: Option<&Item> = None;
     for item in run.iter().rev() {
@@ -207,7 +207,12 @@ fn encode_run(layout: Layout, run: &[Item], out: &mut Vec<u8>) {
 }
 
 /// A run's items, newest first, into `out`; `None` if it is not one.
-fn decode_run(layout: Layout, key: &[u8], value: &[u8], out: &mut Vec<Item>) -> Option<()> {
+pub(crate) fn decode_run(
+    layout: Layout,
+    key: &[u8],
+    value: &[u8],
+    out: &mut Vec<Item>,
+) -> Option<()> {
     let newest = u64::from_be_bytes(key.get(20..)?.try_into().ok()?);
     out.clear();
     let mut r = Reader::new(value);
