@@ -1385,7 +1385,14 @@ impl StateMachine {
                 .or_else(|| sm.pinned.get(&index))
                 .ok_or_else(|| bad("bad pending index"))?;
             if status == PendingStatus::Pending && t.timeout > 0 {
-                sm.expiry.insert((t.timestamp + t.timeout_ns(), index));
+                // A transfer created here never has its timeout past TIMESTAMP_MAX; one read
+                // with it is damaged, not a reason to overflow.
+                let at = t
+                    .timestamp
+                    .checked_add(t.timeout_ns())
+                    .filter(|&at| at <= TIMESTAMP_MAX)
+                    .ok_or_else(|| bad("pending transfer times out past the last timestamp"))?;
+                sm.expiry.insert((at, index));
             }
             sm.pending.insert(index, status);
         }

@@ -814,8 +814,14 @@ impl PaymentsMachine {
 
     /// When the last hold of an authorized payment expires.
     pub(crate) fn hold_deadline(&self, id: u64, legs: &Legs) -> u64 {
-        let t = self.ledger.lookup_transfer(Self::last_hold(id, legs)).expect("hold");
-        t.timestamp + t.timeout_ns()
+        self.hold_deadline_checked(id, legs).expect("an authorized payment's hold")
+    }
+
+    /// When the payment's last hold times out; `None` if the ledger does not hold it (or its
+    /// deadline overflows), which only a damaged snapshot can show.
+    pub(crate) fn hold_deadline_checked(&self, id: u64, legs: &Legs) -> Option<u64> {
+        let t = self.ledger.lookup_transfer(Self::last_hold(id, legs))?;
+        t.timestamp.checked_add(t.timeout_ns())
     }
 
     /// The payment's current status, with the ledger's word on holds that expired (once all of

@@ -179,7 +179,10 @@ fn tables(r: &mut R<'_>, ledger: StateMachine) -> io::Result<PaymentsMachine> {
         let id = r.u64()?;
         let payment = r.payment()?;
         if payment.status == PaymentStatus::Authorized {
-            m.authorized.insert((m.hold_deadline(id, &payment.legs), id));
+            let deadline = m
+                .hold_deadline_checked(id, &payment.legs)
+                .ok_or_else(|| bad("an authorized payment without its hold in the ledger"))?;
+            m.authorized.insert((deadline, id));
         }
         m.payments.insert(id, payment);
     }
