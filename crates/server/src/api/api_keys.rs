@@ -10,10 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::created;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::wire::{parse_body, parse_id, Prefix};
+use crate::wire::{json_value_ok, parse_body, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -67,5 +66,7 @@ async fn create_api_key(
         tracing::error!(error = %e, "cannot store an API key");
         ApiError::internal()
     })?;
-    Ok(created(json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant})))
+    Ok(json_value_ok(
+        json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant}),
+    ))
 }

@@ -12,12 +12,11 @@ use huifu_payments::chart::{self, Kind};
 use huifu_payments::PaymentsMachine;
 use serde_json::{json, Value};
 
-use super::created;
 use crate::auth::{Caller, Role};
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
 use crate::ledger::PageQuery;
-use crate::wire;
+use crate::wire::{self, json_value_ok};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -88,7 +87,7 @@ async fn get_balance(
     // Credit-normal accounts (wallets, merchants, riders, budgets): available = what is owed to
     // the party less what is held for money going out.
     let available = a.credits_posted.saturating_sub(a.debits_posted + a.debits_pending);
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "object": "balance",
         "account": object,
         "kind": kind.name(),
@@ -167,7 +166,7 @@ async fn get_statement(
     check_owner(&caller, kind, entity)?;
     let has_more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "object": "list",
         "data": entries.iter().map(|t| entry_json(t, account)).collect::<Vec<_>>(),
         "has_more": has_more,

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::payments::{payment_op, payment_result, PaymentBody, PaymentView, PAYMENT_JSON_BYTES};
 use super::refunds::{refund_json, RefundBody, RefundJson};
-use super::{amount_field, operator, scoped_key};
+use super::{amount_field, scoped_key};
 use crate::constants::BATCH_OPERATIONS_MAX;
 use crate::error::ApiError;
 use crate::wire::{self, parse_body, parse_id, Prefix};
@@ -50,7 +50,7 @@ async fn batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: BatchBody = parse_body(&body)?;
     let count = b.payments.len() + b.refunds.len();
     if count == 0 || count > BATCH_OPERATIONS_MAX {

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{amount_field, created, keyed, operator};
+use super::{amount_field, execute_keyed};
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::wire::{self, parse_body, parse_currency, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_currency, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -64,7 +64,7 @@ async fn create_campaign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: CampaignBody = parse_body(&body)?;
     let currency = parse_currency(&b.currency)?;
     let funder = if b.funder == "platform" {
@@ -82,8 +82,8 @@ async fn create_campaign(
         per_user_limit: b.per_user_limit,
     };
     let op = Op::CreateCampaign { id: 0, currency, funder, budget, rule };
-    let (id, _) = keyed(&state, &caller, &headers, "campaigns", op).await?;
-    Ok(created(json!({
+    let (id, _) = execute_keyed(&state, &caller, &headers, "campaigns", op).await?;
+    Ok(json_value_ok(json!({
         "id": Prefix::Campaign.id(id),
         "object": "campaign",
         "currency": b.currency,
@@ -124,7 +124,7 @@ async fn get_campaign(
             return Err(ApiError::not_found("campaign"));
         }
     }
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": Prefix::Campaign.id(id),
         "object": "campaign",
         "currency": wire::currency_code(c.currency),
@@ -168,14 +168,19 @@ async fn create_coupon(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: CouponBody = parse_body(&body)?;
     let campaign = parse_id(Prefix::Campaign, &b.campaign, "campaign")?;
     let user = parse_id(Prefix::User, &b.user, "user")?;
-    let (id, _) =
-        keyed(&state, &caller, &headers, "coupons", Op::GrantCoupon { id: 0, campaign, user })
-            .await?;
-    Ok(created(json!({
+    let (id, _) = execute_keyed(
+        &state,
+        &caller,
+        &headers,
+        "coupons",
+        Op::GrantCoupon { id: 0, campaign, user },
+    )
+    .await?;
+    Ok(json_value_ok(json!({
         "id": Prefix::Coupon.id(id),
         "object": "coupon",
         "campaign": b.campaign,

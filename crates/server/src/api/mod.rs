@@ -5,10 +5,11 @@
 //!
 //! They sit in a folder rather than beside ledger.rs, recon.rs and events.rs because they share
 //! what this file holds and the other edges do not use: which merchant may see what
-//! (`may_see`), the idempotency key of an `Op::Keyed` and the call that applies one (`keyed`),
-//! the amount check, the bank's confirm-or-fail answer. What every module of the crate shares
-//! stays at its root: ids, currencies and bodies in wire.rs, the error in error.rs, keys and
-//! roles in auth.rs.
+//! (`may_see`), the idempotency key of an `Op::Keyed` and the call that applies one
+//! (`execute_keyed`), the amount check, the bank's confirm-or-fail answer
+//! (`parse_bank_answer`). What every module of the crate shares stays at its root: ids,
+//! currencies, bodies and replies in wire.rs, the error in error.rs, keys, roles and the
+//! operator check in auth.rs.
 
 pub mod api_keys;
 pub mod balances;
@@ -20,25 +21,13 @@ pub mod refunds;
 pub mod settlement;
 pub mod topups_withdrawals;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::HeaderMap;
 use huifu_payments::{Done, Op};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::AppState;
-
-fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let caller = state.keys.authenticate(headers)?;
-    if caller.role.is_operator() {
-        Ok(caller)
-    } else {
-        Err(ApiError::forbidden())
-    }
-}
 
 /// May `caller` see or act on merchant `merchant`'s objects? A merchant sees only its own;
 /// another merchant's objects are answered as missing, not forbidden.
@@ -74,7 +63,7 @@ fn scoped_key(caller: &Caller, route: &str, key: &str) -> u128 {
 }
 
 /// Applies `op` under the request's idempotency key; the id it was given and its outcome.
-async fn keyed(
+async fn execute_keyed(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -88,10 +77,6 @@ async fn keyed(
     }
 }
 
-fn created(body: Value) -> Response {
-    (StatusCode::OK, Json(body)).into_response()
-}
-
 fn amount_field(value: u64, param: &str) -> Result<u64, ApiError> {
     if value == 0 || value > huifu_payments::constants::AMOUNT_MAX {
         return Err(ApiError::invalid(
@@ -103,7 +88,7 @@ fn amount_field(value: u64, param: &str) -> Result<u64, ApiError> {
     Ok(value)
 }
 
-fn answer_ok(answer: &str) -> Result<bool, ApiError> {
+fn parse_bank_answer(answer: &str) -> Result<bool, ApiError> {
     match answer {
         "confirm" => Ok(true),
         "fail" => Ok(false),

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{created, keyed, operator};
+use super::execute_keyed;
 use crate::error::ApiError;
-use crate::wire::{parse_body, parse_currency, parse_id, Prefix};
+use crate::wire::{json_value_ok, parse_body, parse_currency, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -40,16 +40,16 @@ async fn create_party(
     prefix: Prefix,
     make: fn(u32) -> Op,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: CurrencyBody = parse_body(&body)?;
     let currency = parse_currency(&b.currency)?;
-    let (id, _) = keyed(&state, &caller, &headers, route, make(currency)).await?;
+    let (id, _) = execute_keyed(&state, &caller, &headers, route, make(currency)).await?;
     let object = match prefix {
         Prefix::Channel => "channel",
         Prefix::User => "user",
         _ => "rider",
     };
-    Ok(created(json!({"id": prefix.id(id), "object": object, "currency": b.currency})))
+    Ok(json_value_ok(json!({"id": prefix.id(id), "object": object, "currency": b.currency})))
 }
 
 #[utoipa::path(
@@ -154,7 +154,7 @@ async fn create_merchant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: MerchantBody = parse_body(&body)?;
     let currency = parse_currency(&b.currency)?;
     let channel = parse_id(Prefix::Channel, &b.channel, "channel")?;
@@ -166,8 +166,8 @@ async fn create_merchant(
         ));
     }
     let op = Op::CreateMerchant { id: 0, currency, commission_bps: b.commission_bps, channel };
-    let (id, _) = keyed(&state, &caller, &headers, "merchants", op).await?;
-    Ok(created(json!({
+    let (id, _) = execute_keyed(&state, &caller, &headers, "merchants", op).await?;
+    Ok(json_value_ok(json!({
         "id": Prefix::Merchant.id(id),
         "object": "merchant",
         "currency": b.currency,

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{amount_field, created, keyed, may_see, operator};
+use super::{amount_field, execute_keyed, may_see};
 use crate::auth::Role;
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::wire::{self, parse_body, parse_currency, parse_id, Id, Ids, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_currency, parse_id, Id, Ids, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -219,7 +219,7 @@ async fn create_payment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: PaymentBody = parse_body(&body)?;
     if b.idempotency_key.is_some() {
         return Err(ApiError::invalid(
@@ -230,7 +230,7 @@ async fn create_payment(
     }
     let (op, currency) = payment_op(&b)?;
     check_currencies(&state, &[(&op, currency)]).await?;
-    let (id, done) = keyed(&state, &caller, &headers, "payments", op.clone()).await?;
+    let (id, done) = execute_keyed(&state, &caller, &headers, "payments", op.clone()).await?;
     Ok(wire::json_ok(&payment_result(id, &op, done)?.json(), PAYMENT_JSON_BYTES))
 }
 
@@ -355,7 +355,7 @@ async fn list_payments(
         .await?
         .ok_or_else(|| ApiError::not_found("payment to start after"))?;
     let has_more = page.len() > limit;
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "object": "list",
         "data": page.iter().take(limit).map(payment_json).collect::<Vec<_>>(),
         "has_more": has_more,
@@ -379,14 +379,14 @@ async fn resolve_payment(
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let id = parse_id(Prefix::Payment, &id, "id")?;
     let op = match action.as_str() {
         "capture" => Op::Capture { id },
         "release" => Op::Release { id },
         _ => return Err(ApiError::not_found("action (use capture or release)")),
     };
-    keyed(&state, &caller, &headers, "payments/resolve", op).await?;
+    execute_keyed(&state, &caller, &headers, "payments/resolve", op).await?;
     let found = state.read(move |m| m.payment(id).map(|(p, status)| view(id, &p, status))).await?;
     let p = found.ok_or_else(|| ApiError::not_found("payment"))?;
     Ok(wire::json_ok(&p.json(), PAYMENT_JSON_BYTES))

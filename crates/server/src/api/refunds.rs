@@ -13,10 +13,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::payments::PAYMENT_JSON_BYTES;
-use super::{amount_field, created, keyed, may_see};
+use super::{amount_field, execute_keyed, may_see};
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::wire::{self, parse_body, parse_id, Id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_id, Id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -61,7 +61,7 @@ async fn create_refund(
         may_see(&caller, merchant.ok_or_else(|| ApiError::not_found("payment"))?, "payment")?;
     }
     let op = Op::Refund { id: 0, payment, amount };
-    let (id, done) = keyed(&state, &caller, &headers, "refunds", op).await?;
+    let (id, done) = execute_keyed(&state, &caller, &headers, "refunds", op).await?;
     let Done::Refund { amount, legs, full } = done else { return Err(state.unexpected(done)) };
     Ok(wire::json_ok(&refund_json(id, payment, amount, &legs, full), PAYMENT_JSON_BYTES))
 }
@@ -130,7 +130,7 @@ async fn get_refund(
         .await?;
     let (payment, amount, merchant) = found.ok_or_else(|| ApiError::not_found("refund"))?;
     may_see(&caller, merchant, "refund")?;
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": Prefix::Refund.id(id),
         "object": "refund",
         "payment": Prefix::Payment.id(payment),

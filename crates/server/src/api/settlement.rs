@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::{amount_field, answer_ok, created, keyed, may_see, operator};
+use super::{amount_field, execute_keyed, may_see, parse_bank_answer};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::wire::{self, parse_body, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -60,9 +60,9 @@ async fn create_payout(
     may_see(&caller, merchant, "merchant")?;
     let amount = b.amount.map(|a| amount_field(a, "amount")).transpose()?.unwrap_or(0);
     let op = Op::Payout { id: 0, merchant, amount };
-    let (_, done) = keyed(&state, &caller, &headers, "payouts", op).await?;
+    let (_, done) = execute_keyed(&state, &caller, &headers, "payouts", op).await?;
     let Done::Payout { payout, amount } = done else { return Err(state.unexpected(done)) };
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": wire::payout_id(payout),
         "object": "payout",
         "merchant": b.merchant,
@@ -88,13 +88,14 @@ async fn payout_answer(
     headers: HeaderMap,
     Path((id, answer)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let payout = wire::parse_payout_id(&id, "id")?;
-    let ok = answer_ok(&answer)?;
+    let ok = parse_bank_answer(&answer)?;
     let (_, done) =
-        keyed(&state, &caller, &headers, "payouts/answer", Op::PayoutResult { payout, ok }).await?;
+        execute_keyed(&state, &caller, &headers, "payouts/answer", Op::PayoutResult { payout, ok })
+            .await?;
     let Done::Payout { amount, .. } = done else { return Err(state.unexpected(done)) };
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": id,
         "object": "payout",
         "amount": amount,
@@ -134,11 +135,12 @@ async fn create_settlement(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let (id, done) =
-        keyed(&state, &caller, &headers, "settlement_runs", Op::SettlementRun { id: 0 }).await?;
+        execute_keyed(&state, &caller, &headers, "settlement_runs", Op::SettlementRun { id: 0 })
+            .await?;
     let Done::Settlement { lines } = done else { return Err(state.unexpected(done)) };
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": Prefix::Settlement.id(id),
         "object": "settlement_run",
         "lines": lines.iter().map(line_json).collect::<Vec<_>>(),
@@ -178,7 +180,7 @@ async fn get_settlement(
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
     let (id, lines) = settlement_lines(&state, &caller, &id).await?;
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": Prefix::Settlement.id(id),
         "object": "settlement_run",
         "lines": lines.iter().map(line_json).collect::<Vec<_>>(),

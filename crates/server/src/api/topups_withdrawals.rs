@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{amount_field, answer_ok, created, keyed, operator};
+use super::{amount_field, execute_keyed, parse_bank_answer};
 use crate::error::ApiError;
-use crate::wire::{parse_body, parse_id, Prefix};
+use crate::wire::{json_value_ok, parse_body, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -41,7 +41,7 @@ async fn create_hold(
     body: Bytes,
     topup: bool,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let b: HoldBody = parse_body(&body)?;
     let user = parse_id(Prefix::User, &b.user, "user")?;
     let channel = parse_id(Prefix::Channel, &b.channel, "channel")?;
@@ -59,8 +59,8 @@ async fn create_hold(
             Prefix::Withdrawal,
         )
     };
-    let (id, _) = keyed(&state, &caller, &headers, route, op).await?;
-    Ok(created(json!({
+    let (id, _) = execute_keyed(&state, &caller, &headers, route, op).await?;
+    Ok(json_value_ok(json!({
         "id": prefix.id(id),
         "object": if topup { "topup" } else { "withdrawal" },
         "status": "pending",
@@ -119,16 +119,17 @@ async fn bank_answer(
     id: String,
     answer: String,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let id = parse_id(prefix, &id, "id")?;
-    let ok = answer_ok(&answer)?;
+    let ok = parse_bank_answer(&answer)?;
     let route = format!("{}/answer", prefix.text());
-    let (_, done) = keyed(&state, &caller, &headers, &route, Op::BankResult { id, ok }).await?;
+    let (_, done) =
+        execute_keyed(&state, &caller, &headers, &route, Op::BankResult { id, ok }).await?;
     let amount = match done {
         Done::Hold { amount } => amount,
         other => return Err(state.unexpected(other)),
     };
-    Ok(created(json!({
+    Ok(json_value_ok(json!({
         "id": prefix.id(id),
         "status": if ok { "succeeded" } else { "failed" },
         "amount": amount,
