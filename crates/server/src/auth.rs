@@ -163,6 +163,16 @@ impl KeyStore {
         Ok(Caller { role, key_hash })
     }
 
+    /// The caller of a request, which must be an operator (an admin or a platform key).
+    pub fn authenticate_operator(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.authenticate(headers)?;
+        if caller.role.is_operator() {
+            Ok(caller)
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
     /// The per-key rate limit: a token bucket of `RATE_BURST_PER_KEY` tokens refilled at
     /// `RATE_PER_KEY_PER_SECOND`.
     fn take_token(&self, key_hash: &[u8; 32]) -> Result<(), ApiError> {

@@ -16,7 +16,7 @@ use huifu_ledger::AccountFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::api::{account_of, check_owner, entry_json};
+use crate::api::balances::{account_of, check_owner, entry_json};
 use crate::auth::Role;
 use crate::constants::{EVENTS_PAGE_MAX, EVENTS_POLL_MS};
 use crate::error::ApiError;

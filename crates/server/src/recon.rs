@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::wire::{self, parse_body, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_id, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -36,15 +36,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reconciliation/runs/{id}", get(get_run))
         .route("/v1/reconciliation/runs/{id}/exceptions", get(list_exceptions))
         .route("/v1/reconciliation/runs/{id}/resolutions", post(resolve_exception))
-}
-
-fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let caller = state.keys.authenticate(headers)?;
-    if caller.role.is_operator() {
-        Ok(caller)
-    } else {
-        Err(ApiError::forbidden())
-    }
 }
 
 fn run_id(channel: u64, key: &str) -> String {
@@ -180,11 +171,6 @@ async fn reconcile(
     Ok((body, r, exponent))
 }
 
-fn ok(body: Value) -> Response {
-    use axum::response::IntoResponse;
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -222,7 +208,7 @@ async fn upload_statement(
     Query(q): Query<UploadQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    operator(&state, &headers)?;
+    state.keys.authenticate_operator(&headers)?;
     let channel = parse_id(Prefix::Channel, &q.channel, "channel")?;
     let format = match q.format.as_deref() {
         Some(name) => Format::from_name(name).ok_or_else(|| {
@@ -262,7 +248,7 @@ async fn upload_statement(
     })
     .await?;
     let (body, _, _) = reconcile(&state, channel, key, Some(new)).await?;
-    Ok(ok(body))
+    Ok(json_value_ok(body))
 }
 
 /// A run: the statement reconciled again with the ledger and the statements stored now.
@@ -283,10 +269,10 @@ async fn get_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    operator(&state, &headers)?;
+    state.keys.authenticate_operator(&headers)?;
     let (channel, key) = parse_run_id(&id)?;
     let (body, _, _) = reconcile(&state, channel, key, None).await?;
-    Ok(ok(body))
+    Ok(json_value_ok(body))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -336,7 +322,7 @@ async fn list_exceptions(
     Path(id): Path<String>,
     Query(q): Query<ExceptionsQuery>,
 ) -> Result<Response, ApiError> {
-    operator(&state, &headers)?;
+    state.keys.authenticate_operator(&headers)?;
     let limit = crate::ledger::page_limit(q.limit)?.min(LIST_LIMIT_MAX) as usize;
     let (channel, key) = parse_run_id(&id)?;
     let (_, report, exponent) = reconcile(&state, channel, key, None).await?;
@@ -364,7 +350,7 @@ async fn list_exceptions(
     let page: Vec<Value> =
         report.exceptions[start..].iter().take(limit).map(exception_json).collect();
     let has_more = start + page.len() < report.exceptions.len();
-    Ok(ok(json!({"object": "list", "data": page, "has_more": has_more})))
+    Ok(json_value_ok(json!({"object": "list", "data": page, "has_more": has_more})))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -397,7 +383,7 @@ async fn resolve_exception(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = operator(&state, &headers)?;
+    let caller = state.keys.authenticate_operator(&headers)?;
     let (channel, key) = parse_run_id(&id)?;
     let b: ResolutionBody = parse_body(&body)?;
     let (_, report, _) = reconcile(&state, channel, key.clone(), None).await?;
@@ -419,7 +405,7 @@ async fn resolve_exception(
     let (_, report, _) = reconcile(&state, channel, key, None).await?;
     let e =
         report.exceptions.iter().find(|e| e.key == b.exception).ok_or_else(ApiError::internal)?;
-    Ok(ok(exception_json(e)))
+    Ok(json_value_ok(exception_json(e)))
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 use huifu_payments::currency;
 
@@ -105,6 +107,12 @@ pub fn json_ok<T: Serialize>(value: &T, capacity: usize) -> Response {
             ApiError::internal().into_response()
         }
     }
+}
+
+/// A `200 OK` whose body is `value` (through axum's `Json`): the replies built as a
+/// `serde_json::Value`, whatever they answer (a creation, a read, a list).
+pub fn json_value_ok(value: Value) -> Response {
+    (StatusCode::OK, Json(value)).into_response()
 }
 
 /// Parses `usr_42` as user 42; anything else is a 400 naming `param`.
