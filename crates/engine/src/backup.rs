@@ -19,6 +19,7 @@
 //! The copy is made in `<out>.partial`, every file and folder fsynced, then renamed to `<out>`:
 //! an interrupted backup never looks like a finished one.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -170,36 +171,58 @@ impl Copy<'_> {
     /// copies only what the store wrote meanwhile), until a listing taken after a pass equals
     /// the one taken before it.
     fn quiet_tree(&mut self, from: &Path, to: &Path) -> Result<(), BackupError> {
-        let mut copied: Vec<(PathBuf, u64)> = Vec::new();
+        // What was copied, as the source's listing showed it when it was.
+        let mut copied: BTreeMap<PathBuf, Meta> = BTreeMap::new();
         for _ in 0..BACKUP_STORE_PASSES_MAX {
             let before = listing(from)?;
-            for (name, len) in &before {
-                if copied.binary_search(&(name.clone(), *len)).is_ok() {
+            fs::create_dir_all(to).map_err(io_error("cannot create", to))?;
+            // Gone from the store, or replaced, since the pass before: gone from the copy
+            // (deepest first).
+            let stale: Vec<PathBuf> = copied
+                .iter()
+                .filter(|(name, meta)| before.get(*name) != Some(meta))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in stale.iter().rev() {
+                let target = to.join(name);
+                let removed = match copied.remove(name) {
+                    Some(Meta::Folder) => fs::remove_dir_all(&target),
+                    _ => fs::remove_file(&target),
+                };
+                match removed {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_error("cannot remove", &target)(e))
+                    }
+                    _ => {}
+                }
+            }
+            for (name, meta) in &before {
+                if copied.get(name) == Some(meta) {
                     continue;
                 }
                 let target = to.join(name);
+                if *meta == Meta::Folder {
+                    // A folder, empty or not: the store may need it to open.
+                    fs::create_dir_all(&target).map_err(io_error("cannot create", &target))?;
+                    copied.insert(name.clone(), *meta);
+                    continue;
+                }
                 if let Some(parent) = target.parent() {
                     fs::create_dir_all(parent).map_err(io_error("cannot create", parent))?;
                 }
-                if target.exists() {
+                if target.is_file() {
                     fs::remove_file(&target).map_err(io_error("cannot remove", &target))?;
                 }
                 match self.file_from(&from.join(name), &target, 0) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        copied.insert(name.clone(), *meta);
+                    }
                     // Merged away since the listing: the next pass sees it gone.
                     Err(BackupError::Io { cause, .. })
                         if cause.kind() == io::ErrorKind::NotFound => {}
                     Err(other) => return Err(other),
                 }
             }
-            for (name, _) in &copied {
-                if before.binary_search_by(|(n, _)| n.cmp(name)).is_err() {
-                    let target = to.join(name);
-                    fs::remove_file(&target).map_err(io_error("cannot remove", &target))?;
-                }
-            }
-            fs::create_dir_all(to).map_err(io_error("cannot create", to))?;
-            copied = listing(to)?;
             if listing(from)? == before && copied == before {
                 return Ok(());
             }
@@ -276,25 +299,45 @@ impl Copy<'_> {
     }
 }
 
-/// Every file under `dir` with its size, relative to `dir`, in order.
-fn listing(dir: &Path) -> Result<Vec<(PathBuf, u64)>, BackupError> {
-    let mut out = Vec::new();
+/// What a listing tells of an entry: a folder, or a file by what changes when it is written
+/// to or replaced (its size, its last change, its inode: a file renamed over another of the
+/// same size is still told apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Meta {
+    Folder,
+    File { len: u64, changed_ns: i128, inode: u64 },
+}
+
+/// Every file and folder under `dir` (but a lock file), by its path relative to `dir`. An entry
+/// removed while it is listed is left out (the next listing differs anyway).
+fn listing(dir: &Path) -> Result<BTreeMap<PathBuf, Meta>, BackupError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
     let mut pending = vec![PathBuf::new()];
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
     while let Some(relative) = pending.pop() {
         let path = dir.join(&relative);
-        for entry in fs::read_dir(&path).map_err(io_error("cannot list", &path))? {
+        let entries = match fs::read_dir(&path) {
+            Err(e) if gone(&e) && !relative.as_os_str().is_empty() => continue,
+            entries => entries.map_err(io_error("cannot list", &path))?,
+        };
+        for entry in entries {
             let entry = entry.map_err(io_error("cannot list", &path))?;
-            let kind = entry.file_type().map_err(io_error("cannot stat", &path))?;
             let name = relative.join(entry.file_name());
-            if kind.is_dir() {
+            let meta = match entry.metadata() {
+                Err(e) if gone(&e) => continue,
+                meta => meta.map_err(io_error("cannot stat", &dir.join(&name)))?,
+            };
+            if meta.is_dir() {
+                out.insert(name.clone(), Meta::Folder);
                 pending.push(name);
-            } else if kind.is_file() && entry.file_name() != LOCK_FILE {
-                let len = entry.metadata().map_err(io_error("cannot stat", &path))?.len();
-                out.push((name, len));
+            } else if meta.is_file() && entry.file_name() != LOCK_FILE {
+                let changed_ns =
+                    i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+                out.insert(name, Meta::File { len: meta.len(), changed_ns, inode: meta.ino() });
             }
         }
     }
-    out.sort();
     Ok(out)
 }
 
