@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 /// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,6 +31,15 @@ pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The API key given, else `HUIFU_ADMIN_KEY`.
+pub fn api_key(given: Option<&String>) -> anyhow::Result<String> {
+    given
+        .cloned()
+        .or_else(|| std::env::var("HUIFU_ADMIN_KEY").ok())
+        .filter(|k| !k.trim().is_empty())
+        .context("--server needs --api-key (or HUIFU_ADMIN_KEY)")
 }
 
 /// The data folder to use: the one given, or a fresh temporary one removed on drop.
