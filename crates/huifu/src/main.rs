@@ -3,7 +3,6 @@
 
 mod backup;
 mod bench;
-mod bench_http;
 mod check_acks;
 mod export;
 mod interrupt;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use huifu_bench::measure;
 use huifu_engine::Engine;
 use huifu_payments::{audit, PaymentsMachine};
 use huifu_sim::http::HttpDay;
@@ -135,10 +136,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let (result, timeline) =
         watch(&progress, interrupt, args.payments, || huifu_sim::run(&engine, &config, &progress));
     let result = result?;
-    let rss_bytes_max = util::rss_bytes_max();
+    let rss_bytes_max = measure::rss_bytes_max();
     let recon = crate::reconcile::after_day(&engine, &args.recon, args.seed)?;
     drop(engine);
-    let disk_bytes = util::disk_bytes(data_dir.path());
+    let disk_bytes = measure::disk_bytes(data_dir.path());
     let embedded = Embedded { rss_bytes_max, disk_bytes, recon };
     let stopped_early = progress.stop.load(Ordering::Relaxed);
     summarize(&args, &config, &result, &timeline, stopped_early, Some(embedded))
@@ -219,12 +220,13 @@ fn summarize(
     eprintln!("payments/s          {:.0}", result.payments_per_second());
     eprintln!(
         "batch latency ms    p50 {:.2}  p99 {:.2}  max {:.2}",
-        util::ms(l.value_at_quantile(0.5)),
-        util::ms(l.value_at_quantile(0.99)),
-        util::ms(l.max())
+        measure::ms(l.value_at_quantile(0.5)),
+        measure::ms(l.value_at_quantile(0.99)),
+        measure::ms(l.max())
     );
-    let (rss_bytes_max, disk_bytes) =
-        embedded.as_ref().map_or((util::rss_bytes_max(), 0), |e| (e.rss_bytes_max, e.disk_bytes));
+    let (rss_bytes_max, disk_bytes) = embedded
+        .as_ref()
+        .map_or((measure::rss_bytes_max(), 0), |e| (e.rss_bytes_max, e.disk_bytes));
     let per_payment = disk_bytes / c.payments.max(1);
     eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
     if embedded.is_some() {
@@ -271,9 +273,9 @@ fn summarize(
         let mut json = serde_json::json!({
             "payments": c.payments,
             "payments_per_second": result.payments_per_second().round() as u64,
-            "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
-            "latency_ms_p99": util::ms(l.value_at_quantile(0.99)),
-            "latency_ms_max": util::ms(l.max()),
+            "latency_ms_p50": measure::ms(l.value_at_quantile(0.5)),
+            "latency_ms_p99": measure::ms(l.value_at_quantile(0.99)),
+            "latency_ms_max": measure::ms(l.max()),
             "refunds": c.refunds,
             "topups": c.topups,
             "withdrawals": c.withdrawals,
@@ -364,8 +366,8 @@ fn watch<R: Send>(
             }
             let rate = (done - done_before) as f64 / length.as_secs_f64();
             let percentile =
-                |q: f64| (!latency.is_empty()).then(|| util::ms(latency.value_at_quantile(q)));
-            let rss = util::rss_bytes();
+                |q: f64| (!latency.is_empty()).then(|| measure::ms(latency.value_at_quantile(q)));
+            let rss = measure::rss_bytes();
             timeline.push(report::Sample {
                 seconds: to.duration_since(day).as_secs_f64(),
                 payments: done,
