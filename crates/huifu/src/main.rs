@@ -1,18 +1,14 @@
 //! `huifu`: the one binary. Glue over the library crates: it parses the command line and calls
 //! the engine, the benchmarks and the simulator.
 
-mod ack_log;
 mod backup;
 mod bench;
-mod bench_http;
+mod check_acks;
 mod export;
-mod http_client;
 mod interrupt;
 mod reconcile;
-mod report;
 mod serve;
 mod simulate;
-mod simulate_server;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -36,7 +32,7 @@ enum Command {
     Audit(simulate::AuditArgs),
     /// Check an ack log of `simulate --server` against the running server: every acknowledged
     /// operation present with its amount and status, nothing applied twice.
-    CheckAcks(ack_log::CheckAcksArgs),
+    CheckAcks(check_acks::CheckAcksArgs),
     /// Write the payments, refunds, payouts and ledger transfers of a time range as Parquet or CSV.
     Export(export::ExportArgs),
     /// Copy a running or stopped node's data folder to a new folder that `audit` accepts and
@@ -56,7 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => simulate::audit_command(args),
-        Command::CheckAcks(args) => ack_log::check_acks(args),
+        Command::CheckAcks(args) => check_acks::check_acks(args),
         Command::Export(args) => export::export_command(args),
         Command::Reconcile(args) => reconcile::reconcile_command(args),
         Command::Backup(args) => backup::backup_command(args),

@@ -8,68 +8,70 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use huifu_bench::measure;
 use huifu_engine::Engine;
 use huifu_payments::{audit, PaymentsMachine};
-use huifu_sim::{Progress, SimConfig, SimResult};
+use huifu_sim::http::HttpDay;
+use huifu_sim::{report, Progress, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::interrupt::Interrupt;
-use crate::{report, util};
+use crate::util;
 
 #[derive(Args)]
 pub struct SimulateArgs {
     /// Users, each with a wallet.
     #[arg(long, default_value_t = 100_000)]
-    pub(crate) users: u64,
+    users: u64,
     /// Merchants (picked with a heavy tail: a few are very busy).
     #[arg(long, default_value_t = 5_000)]
-    pub(crate) merchants: u64,
+    merchants: u64,
     /// Riders.
     #[arg(long, default_value_t = 10_000)]
-    pub(crate) riders: u64,
+    riders: u64,
     /// Payments in the day.
     #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) payments: u64,
+    payments: u64,
     #[command(flatten)]
-    pub(crate) memory: util::BoundedMemoryArgs,
+    memory: util::BoundedMemoryArgs,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
+    seed: u64,
     /// Average payments per second over the day (peaks at lunch and dinner go above it).
     #[arg(long, conflicts_with = "max_rate")]
-    pub(crate) rate: Option<u64>,
+    rate: Option<u64>,
     /// As fast as the engine goes (the default).
     #[arg(long)]
-    pub(crate) max_rate: bool,
+    max_rate: bool,
     /// Concurrent clients, each sending batches of operations.
     #[arg(long, default_value_t = 4)]
-    pub(crate) clients: usize,
+    clients: usize,
     /// Operations per batch.
     #[arg(long, default_value_t = huifu_sim::BATCH_OPS_DEFAULT)]
-    pub(crate) batch: usize,
+    batch: usize,
     /// Data folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
     /// Write a self-contained HTML report (summary, charts over the day, operation mix) here.
     #[arg(long, value_name = "FILE.html")]
-    pub(crate) report: Option<PathBuf>,
+    report: Option<PathBuf>,
     /// Drive a running `huifu serve` at this base URL over HTTP instead of an embedded engine;
     /// the closing audit then checks every acknowledged operation on the server.
     #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
-    pub(crate) server: Option<String>,
+    server: Option<String>,
     /// An admin or platform API key of the server (default: `HUIFU_ADMIN_KEY`).
     #[arg(long, requires = "server")]
-    pub(crate) api_key: Option<String>,
+    api_key: Option<String>,
     /// Append one line per operation the server acknowledged to this file (`--server` only).
     #[arg(long, value_name = "FILE", requires = "server")]
-    pub(crate) ack_log: Option<PathBuf>,
+    ack_log: Option<PathBuf>,
     /// How long one request is retried (same key, same body) while the server is unreachable
     /// or answers 5xx, before the run gives up.
     #[arg(long, default_value_t = 60, requires = "server")]
-    pub(crate) retry_seconds: u64,
+    retry_seconds: u64,
     #[command(flatten)]
     recon: crate::reconcile::SimReconArgs,
 }
@@ -113,7 +115,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     // ends it early instead of killing the process.
     let interrupt = Interrupt::install_or_warn();
     if let Some(url) = &args.server {
-        return crate::simulate_server::simulate(&args, url, &config, interrupt);
+        return simulate_over_http(&args, url, &config, interrupt);
     }
     let data_dir =
         util::DataDir::new(args.data_dir.clone()).context("cannot create data folder")?;
@@ -134,25 +136,59 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let (result, timeline) =
         watch(&progress, interrupt, args.payments, || huifu_sim::run(&engine, &config, &progress));
     let result = result?;
-    let rss_bytes_max = util::rss_bytes_max();
+    let rss_bytes_max = measure::rss_bytes_max();
     let recon = crate::reconcile::after_day(&engine, &args.recon, args.seed)?;
     drop(engine);
-    let disk_bytes = util::disk_bytes(data_dir.path());
+    let disk_bytes = measure::disk_bytes(data_dir.path());
     let embedded = Embedded { rss_bytes_max, disk_bytes, recon };
     let stopped_early = progress.stop.load(Ordering::Relaxed);
     summarize(&args, &config, &result, &timeline, stopped_early, Some(embedded))
 }
 
+/// The day against a running server; its closing check is of every acknowledged operation.
+fn simulate_over_http(
+    args: &SimulateArgs,
+    url: &str,
+    config: &SimConfig,
+    interrupt: Option<Interrupt>,
+) -> anyhow::Result<ExitCode> {
+    if args.report.is_some() {
+        bail!("--report needs the embedded engine (no --server)");
+    }
+    let key = util::api_key(args.api_key.as_ref())?;
+    let retry = Duration::from_secs(args.retry_seconds);
+    let http = HttpDay::open(url, &key, retry, args.ack_log.as_deref(), args.seed, args.clients)?;
+    eprintln!(
+        "simulating a day of {} payments: {} users, {} merchants, {} riders, {} clients, against {}",
+        args.payments,
+        args.users,
+        args.merchants,
+        args.riders,
+        args.clients,
+        http.base()
+    );
+    let progress = Progress::default();
+    let (day, timeline) =
+        watch(&progress, interrupt, args.payments, || http.run(config, &progress));
+    http.flush_acks()?;
+    let day = day?;
+    eprintln!("checking every acknowledged operation on the server");
+    let (result, replayed) = http.check(day)?;
+    eprintln!("replayed            {replayed} requests with their keys");
+    let stopped_early = progress.stop.load(Ordering::Relaxed);
+    summarize(args, config, &result, &timeline, stopped_early, None)
+}
+
 /// What only an embedded run measures: its own memory and disk, and the reconciliation of its
 /// banks' statements.
-pub(crate) struct Embedded {
+struct Embedded {
     pub rss_bytes_max: u64,
     pub disk_bytes: u64,
     pub recon: crate::reconcile::SimRecon,
 }
 
 /// Prints the summary (and the report and JSON when asked); the exit status is the audit's.
-pub(crate) fn summarize(
+fn summarize(
     args: &SimulateArgs,
     config: &SimConfig,
     result: &SimResult,
@@ -184,12 +220,13 @@ pub(crate) fn summarize(
     eprintln!("payments/s          {:.0}", result.payments_per_second());
     eprintln!(
         "batch latency ms    p50 {:.2}  p99 {:.2}  max {:.2}",
-        util::ms(l.value_at_quantile(0.5)),
-        util::ms(l.value_at_quantile(0.99)),
-        util::ms(l.max())
+        measure::ms(l.value_at_quantile(0.5)),
+        measure::ms(l.value_at_quantile(0.99)),
+        measure::ms(l.max())
     );
-    let (rss_bytes_max, disk_bytes) =
-        embedded.as_ref().map_or((util::rss_bytes_max(), 0), |e| (e.rss_bytes_max, e.disk_bytes));
+    let (rss_bytes_max, disk_bytes) = embedded
+        .as_ref()
+        .map_or((measure::rss_bytes_max(), 0), |e| (e.rss_bytes_max, e.disk_bytes));
     let per_payment = disk_bytes / c.payments.max(1);
     eprintln!("rss max             {} MiB", rss_bytes_max >> 20);
     if embedded.is_some() {
@@ -236,9 +273,9 @@ pub(crate) fn summarize(
         let mut json = serde_json::json!({
             "payments": c.payments,
             "payments_per_second": result.payments_per_second().round() as u64,
-            "latency_ms_p50": util::ms(l.value_at_quantile(0.5)),
-            "latency_ms_p99": util::ms(l.value_at_quantile(0.99)),
-            "latency_ms_max": util::ms(l.max()),
+            "latency_ms_p50": measure::ms(l.value_at_quantile(0.5)),
+            "latency_ms_p99": measure::ms(l.value_at_quantile(0.99)),
+            "latency_ms_max": measure::ms(l.max()),
             "refunds": c.refunds,
             "topups": c.topups,
             "withdrawals": c.withdrawals,
@@ -266,7 +303,7 @@ pub(crate) fn summarize(
 
 /// Runs `run` (the simulated day) on its own thread while showing live progress; returns its
 /// result and the timeline of the day, one sample per window.
-pub(crate) fn watch<R: Send>(
+fn watch<R: Send>(
     progress: &Progress,
     interrupt: Option<Interrupt>,
     payments: u64,
@@ -329,8 +366,8 @@ pub(crate) fn watch<R: Send>(
             }
             let rate = (done - done_before) as f64 / length.as_secs_f64();
             let percentile =
-                |q: f64| (!latency.is_empty()).then(|| util::ms(latency.value_at_quantile(q)));
-            let rss = util::rss_bytes();
+                |q: f64| (!latency.is_empty()).then(|| measure::ms(latency.value_at_quantile(q)));
+            let rss = measure::rss_bytes();
             timeline.push(report::Sample {
                 seconds: to.duration_since(day).as_secs_f64(),
                 payments: done,

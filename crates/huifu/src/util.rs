@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 /// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -9,26 +11,13 @@ pub fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// The peak resident set size of this process (VmHWM), in bytes; 0 where unknown.
-pub fn rss_bytes_max() -> u64 {
-    proc_status_kb("self", "VmHWM:") * 1024
-}
-
-/// The resident set size of this process now (VmRSS), in bytes; 0 where unknown.
-pub fn rss_bytes() -> u64 {
-    proc_status_kb("self", "VmRSS:") * 1024
-}
-
-/// A field counted in kB of `/proc/<pid>/status` (`pid` may be `self`); 0 where unknown.
-pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+/// The API key given, else `HUIFU_ADMIN_KEY`.
+pub fn api_key(given: Option<&String>) -> anyhow::Result<String> {
+    given
+        .cloned()
+        .or_else(|| std::env::var("HUIFU_ADMIN_KEY").ok())
+        .filter(|k| !k.trim().is_empty())
+        .context("--server needs --api-key (or HUIFU_ADMIN_KEY)")
 }
 
 /// The data folder to use: the one given, or a fresh temporary one removed on drop.
@@ -51,35 +40,6 @@ impl DataDir {
             DataDir::Temporary(dir) => dir.path(),
         }
     }
-}
-
-/// Disk space taken by the files under `path`, in bytes: the blocks allocated, so a file that
-/// is preallocated but not yet written (the history store's own journal reserves 64 MiB that
-/// way) counts for what it holds, not for its length.
-pub fn disk_bytes(path: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-            // st_blocks counts 512-byte units whatever the file system's block size.
-            Ok(m) => m.blocks().saturating_mul(512),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// A latency histogram in microseconds, from 1 µs to 1 hour.
-pub fn histogram() -> hdrhistogram::Histogram<u64> {
-    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
-}
-
-/// A histogram value in microseconds as milliseconds with three decimals.
-pub fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
 }
 
 /// The memory bound of the benchmarks: none unless asked, so that they measure one engine

@@ -14,10 +14,24 @@
 //! clients (and so which order wins the last coupon budget) depends on timing.
 //!
 //! The clients reach the engine through a `Transport` (transport.rs): `run` drives an embedded
-//! engine; `run_day` drives any transport (the `huifu` binary has one that speaks HTTP to a
-//! running server). The model itself is in client.rs.
+//! engine; `run_day` drives any transport, and `http::HttpDay` a running server over HTTP
+//! (http.rs, through the retrying client of http_client.rs), recording what the server
+//! acknowledged in an ack log (ack_log.rs) that is checked against it at the end. The model
+//! itself is in client.rs; report.rs draws a day as one HTML page.
+//!
+//! ```no_run
+//! # let engine: std::sync::Arc<huifu_engine::Engine<huifu_payments::PaymentsMachine>> = todo!();
+//! let config = huifu_sim::SimConfig { payments: 10_000, ..huifu_sim::SimConfig::default() };
+//! let result = huifu_sim::run(&engine, &config, &huifu_sim::Progress::default())?;
+//! assert!(result.audit.ok());
+//! # Ok::<(), huifu_engine::EngineError>(())
+//! ```
 
+pub mod ack_log;
 mod client;
+pub mod http;
+pub mod http_client;
+pub mod report;
 mod transport;
 
 pub use transport::{object_id, reply, Ack, EngineTransport, Reply, Transport};

@@ -1,5 +1,5 @@
-//! `huifu simulate --server URL`: the simulator's traffic model driven over HTTP against a
-//! running `huifu serve`, then a check of every acknowledged operation on the server.
+//! A day over HTTP (`huifu simulate --server URL`): the traffic model driven against a running
+//! `huifu serve`, then a check of every acknowledged operation on the server.
 //!
 //! Each simulated client has its own transport and sends its operations one request at a time:
 //! the payments and refunds of a batch go as one `POST /v1/batch`, every other operation as its
@@ -8,19 +8,18 @@
 //! restart (same key, same body) gets the first outcome instead of applying it again.
 
 use std::collections::HashMap;
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use huifu_payments::AuditReport;
 use huifu_payments::{Funder, Op};
 use huifu_server::constants::BATCH_OPERATIONS_MAX;
-use huifu_sim::{Ack, Progress, Reply, SimConfig, SimResult, Transport};
 use serde_json::{json, Map, Value};
 
 use crate::ack_log::{self, AckLine, AckLog};
 use crate::http_client::{id_number, payout_number, Api, ApiError};
-use crate::simulate::{self, SimulateArgs};
+use crate::{Ack, Day, Progress, Reply, SimConfig, SimResult, Transport};
 
 /// Every this many operations of a client, one acknowledged request is kept and sent again at
 /// the end with its key and body: it must name the same object, and change nothing.
@@ -74,8 +73,9 @@ enum Call {
     Refund(Value),
 }
 
+/// Why a day over HTTP stopped.
 #[derive(Debug, thiserror::Error)]
-enum HttpSimError {
+pub enum HttpSimError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("cannot write the ack log: {0}")]
@@ -439,62 +439,80 @@ fn replay(api: &Api, replays: &[Replay], threads: usize) -> Result<Vec<String>, 
         .collect())
 }
 
-pub fn simulate(
-    args: &SimulateArgs,
-    url: &str,
-    config: &SimConfig,
-    interrupt: Option<crate::interrupt::Interrupt>,
-) -> anyhow::Result<ExitCode> {
-    if args.report.is_some() {
-        anyhow::bail!("--report needs the embedded engine (no --server)");
+/// A day over HTTP: the server, the clients' shared state, the acknowledgements.
+pub struct HttpDay {
+    api: Api,
+    shared: Arc<Shared>,
+}
+
+impl HttpDay {
+    /// A day against the server at `url` with `key`, each request retried for up to `retry`;
+    /// `ack_log` is appended to when given. `seed` makes the idempotency keys; `clients` bounds
+    /// the threads of the set-up and the closing check.
+    pub fn open(
+        url: &str,
+        key: &str,
+        retry: Duration,
+        ack_log: Option<&Path>,
+        seed: u64,
+        clients: usize,
+    ) -> anyhow::Result<HttpDay> {
+        let api = Api::new(url, key, retry);
+        let shared = Arc::new(Shared {
+            api: api.clone(),
+            seed,
+            parties: RwLock::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
+            acks: AckLog::open(ack_log)?,
+            replays: Mutex::new(Vec::new()),
+            threads: clients.clamp(1, SETUP_THREADS_MAX),
+        });
+        Ok(HttpDay { api, shared })
     }
-    let key = ack_log::api_key(args.api_key.as_ref())?;
-    let api = Api::new(url, &key, Duration::from_secs(args.retry_seconds));
-    let threads = args.clients.clamp(1, SETUP_THREADS_MAX);
-    let shared = Arc::new(Shared {
-        api: api.clone(),
-        seed: args.seed,
-        parties: RwLock::new(HashMap::new()),
-        holds: Mutex::new(HashMap::new()),
-        acks: AckLog::open(args.ack_log.as_deref())?,
-        replays: Mutex::new(Vec::new()),
-        threads,
-    });
-    eprintln!(
-        "simulating a day of {} payments: {} users, {} merchants, {} riders, {} clients, against {}",
-        args.payments, args.users, args.merchants, args.riders, args.clients, api.base()
-    );
-    let progress = Progress::default();
-    let transport = |label: String| HttpTransport { shared: shared.clone(), label, next: 1 };
-    let (day, timeline) = simulate::watch(&progress, interrupt, args.payments, || {
-        huifu_sim::run_day(
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        self.api.base()
+    }
+
+    /// Set-up and the day, one transport per client.
+    pub fn run(&self, config: &SimConfig, progress: &Progress) -> Result<Day, HttpSimError> {
+        let transport =
+            |label: String| HttpTransport { shared: self.shared.clone(), label, next: 1 };
+        crate::run_day(
             &mut transport("setup".to_owned()),
             |k| transport(format!("c{k}")),
             config,
-            &progress,
+            progress,
         )
-    });
-    shared.acks.flush()?;
-    let day = day?;
-    eprintln!("checking every acknowledged operation on the server");
-    let replays = std::mem::take(&mut *shared.replays.lock().expect("lock"));
-    let mut violations = replay(&api, &replays, threads)?;
-    let acks = shared.acks.take_lines();
-    let verdict = ack_log::verify(&api, &acks, threads)?;
-    violations.extend(verdict.all_violations());
-    eprintln!("replayed            {} requests with their keys", replays.len());
-    let result = SimResult {
-        counts: day.counts,
-        seconds: day.seconds,
-        latency: day.latency,
-        audit: AuditReport {
-            payments: verdict.payments_on_server,
-            violations,
-            ..AuditReport::default()
-        },
-        acknowledged_missing: verdict.missing,
-        acknowledged_checked: verdict.checked,
-    };
-    let stopped_early = progress.stop.load(std::sync::atomic::Ordering::Relaxed);
-    simulate::summarize(args, config, &result, &timeline, stopped_early, None)
+    }
+
+    /// Writes out what the ack log holds in its buffer.
+    pub fn flush_acks(&self) -> std::io::Result<()> {
+        self.shared.acks.flush()
+    }
+
+    /// Checks the day on the server: the kept requests sent again, every acknowledged operation
+    /// looked up. The result, and how many requests were replayed.
+    pub fn check(&self, day: Day) -> Result<(SimResult, usize), ApiError> {
+        let threads = self.shared.threads;
+        let replays = std::mem::take(&mut *self.shared.replays.lock().expect("lock"));
+        let mut violations = replay(&self.api, &replays, threads)?;
+        let acks = self.shared.acks.take_lines();
+        let verdict = ack_log::verify(&self.api, &acks, threads)?;
+        violations.extend(verdict.all_violations());
+        let result = SimResult {
+            counts: day.counts,
+            seconds: day.seconds,
+            latency: day.latency,
+            audit: AuditReport {
+                payments: verdict.payments_on_server,
+                violations,
+                ..AuditReport::default()
+            },
+            acknowledged_missing: verdict.missing,
+            acknowledged_checked: verdict.checked,
+        };
+        Ok((result, replays.len()))
+    }
 }

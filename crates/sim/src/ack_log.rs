@@ -1,5 +1,5 @@
-//! The ack log of `huifu simulate --server`, and its check against a running server
-//! (`huifu check-acks`).
+//! The ack log of a day over HTTP (`huifu simulate --server`), and its check against a running
+//! server (`huifu check-acks`).
 //!
 //! One line per operation the server acknowledged (a 2xx reply, or a `result` item of a batch),
 //! tab-separated: `key  kind  id  amount  status  parent`. The key is the `Idempotency-Key` the
@@ -15,13 +15,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Args;
 use serde_json::Value;
 
 use crate::http_client::{id_number, Api, ApiError};
@@ -506,54 +504,6 @@ pub fn verify(api: &Api, acks: &[AckLine], threads: usize) -> Result<Verdict, Ap
         }
     }
     Ok(v)
-}
-
-#[derive(Args)]
-pub struct CheckAcksArgs {
-    /// Base URL of the running server.
-    #[arg(long, value_name = "URL")]
-    server: String,
-    /// An admin or platform API key (default: `HUIFU_ADMIN_KEY`).
-    #[arg(long)]
-    api_key: Option<String>,
-    /// The ack log written by `huifu simulate --server URL --ack-log FILE`.
-    #[arg(long, value_name = "FILE")]
-    ack_log: PathBuf,
-    /// Concurrent requests.
-    #[arg(long, default_value_t = 16)]
-    threads: usize,
-    /// How long one request is retried while the server is unreachable.
-    #[arg(long, default_value_t = 60)]
-    retry_seconds: u64,
-}
-
-/// The API key given, else `HUIFU_ADMIN_KEY`.
-pub fn api_key(given: Option<&String>) -> anyhow::Result<String> {
-    given
-        .cloned()
-        .or_else(|| std::env::var("HUIFU_ADMIN_KEY").ok())
-        .filter(|k| !k.trim().is_empty())
-        .context("--server needs --api-key (or HUIFU_ADMIN_KEY)")
-}
-
-pub fn check_acks(args: CheckAcksArgs) -> anyhow::Result<ExitCode> {
-    let key = api_key(args.api_key.as_ref())?;
-    let api = Api::new(&args.server, &key, Duration::from_secs(args.retry_seconds));
-    let acks = read(&args.ack_log)?;
-    let verdict = verify(&api, &acks, args.threads)?;
-    eprintln!(
-        "{} acknowledged operations checked, {} payments on the server, {} missing",
-        verdict.checked, verdict.payments_on_server, verdict.missing
-    );
-    if verdict.ok() {
-        println!("acks ok");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for violation in verdict.all_violations() {
-            println!("violation: {violation}");
-        }
-        Ok(ExitCode::FAILURE)
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
-//! `huifu simulate --report FILE.html`: one self-contained page about a simulated day. The
-//! charts are drawn to SVG and embedded in the page, and the styles are inline, so the file can
-//! be opened anywhere, offline, and mailed as it is.
+//! The HTML report of a simulated day (`huifu simulate --report FILE.html`): one self-contained
+//! page. The charts are drawn to SVG and embedded in the page, and the styles are inline, so the
+//! file can be opened anywhere, offline, and mailed as it is.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use huifu_sim::{SimConfig, SimResult};
 use plotters::prelude::*;
 
-use crate::util;
+use crate::{SimConfig, SimResult};
 
 /// Width of every chart, in pixels: the page's content width.
 const CHART_WIDTH_PX: u32 = 1_000;
@@ -61,6 +60,11 @@ impl Report<'_> {
     fn ok(&self) -> bool {
         self.result.audit.ok() && self.result.acknowledged_missing == 0
     }
+}
+
+/// A histogram value in microseconds as milliseconds.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 /// Writes the report to `path`.
@@ -183,9 +187,9 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
             ("seconds", format!("{:.2}", r.seconds)),
             ("payments/s", thousands(r.payments_per_second().round() as u64)),
             ("operations/s", thousands((c.ops as f64 / r.seconds.max(1e-9)).round() as u64)),
-            ("batch latency p50", format!("{:.2} ms", util::ms(l.value_at_quantile(0.5)))),
-            ("batch latency p99", format!("{:.2} ms", util::ms(l.value_at_quantile(0.99)))),
-            ("batch latency max", format!("{:.2} ms", util::ms(l.max()))),
+            ("batch latency p50", format!("{:.2} ms", ms(l.value_at_quantile(0.5)))),
+            ("batch latency p99", format!("{:.2} ms", ms(l.value_at_quantile(0.99)))),
+            ("batch latency max", format!("{:.2} ms", ms(l.max()))),
             ("resident memory max", format!("{} MiB", report.rss_bytes_max >> 20)),
             (
                 "disk",
@@ -440,11 +444,11 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Counts;
     use huifu_payments::AuditReport;
-    use huifu_sim::Counts;
 
     fn synthetic_result(violations: Vec<String>) -> SimResult {
-        let mut latency = huifu_sim::histogram();
+        let mut latency = crate::histogram();
         for us in [2_000, 3_000, 4_500, 9_000, 31_000] {
             latency.record(us).unwrap();
         }
