@@ -88,9 +88,9 @@ impl Storage for FileStorage {
         fs::create_dir_all(dir)?;
         // A directory's entry is durable only once its parent is synced; oldest first.
         for created in missing.iter().rev() {
-            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-                File::open(parent)?.sync_all()?;
-            }
+            // A relative path's first folder has the working directory for its parent.
+            let parent = created.parent().filter(|p| !p.as_os_str().is_empty());
+            File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
         }
         Ok(())
     }
