@@ -16,7 +16,18 @@ fn huifu() -> Command {
     command
 }
 
-fn serve(dir: &Path) -> (Child, String) {
+/// A server that is killed when it goes out of scope, so that a failed assertion does not
+/// leave it running.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Serving, String) {
     let mut child = huifu()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
@@ -33,7 +44,7 @@ fn serve(dir: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    (Serving(child), url)
 }
 
 fn passed(output: &Output) -> bool {
@@ -58,7 +69,7 @@ fn a_backup_of_a_running_or_stopped_node_audits_and_serves_everything_acknowledg
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let acks = dir.path().join("acks.log");
-    let (mut server, url) = serve(&data);
+    let (server, url) = serve(&data);
     let simulator = huifu()
         .args(["simulate", "--server", &url, "--ack-log"])
         .arg(&acks)
@@ -77,21 +88,19 @@ fn a_backup_of_a_running_or_stopped_node_audits_and_serves_everything_acknowledg
 
     let after = backup(&data, &dir.path().join("after"));
     assert!(after.contains("copied while the node ran"), "{after}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server); // SIGKILL
     let stopped = backup(&data, &dir.path().join("stopped"));
     assert!(stopped.contains("copied stopped"), "{stopped}");
 
     // Restore: a server on the copy taken after the last acknowledgement holds all of them.
     for copy in ["after", "stopped"] {
-        let (mut restored, url) = serve(&dir.path().join(copy));
+        let (restored, url) = serve(&dir.path().join(copy));
         let check = huifu()
             .args(["check-acks", "--server", &url, "--ack-log"])
             .arg(&acks)
             .output()
             .unwrap();
         assert!(passed(&check), "check-acks against the server on the {copy} copy");
-        restored.kill().unwrap();
-        restored.wait().unwrap();
+        drop(restored);
     }
 }
