@@ -3,10 +3,12 @@
 //! Each copy must pass the audit that `backup` runs on it, and a server started on the copy
 //! taken after the last acknowledgement must hold every acknowledged operation.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+mod support;
+use support::Server;
 
 const ADMIN: &str = "backup-test-admin-key-0123456789";
 
@@ -16,35 +18,19 @@ fn huifu() -> Command {
     command
 }
 
-/// A server that is killed when it goes out of scope, so that a failed assertion does not
-/// leave it running.
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> (Serving, String) {
-    let mut child = huifu()
+/// `huifu serve` on `dir` with a small memory bound, so that most ledger history goes through
+/// the history store and the backup copies a store that is being written; killed when dropped,
+/// a failed assertion included.
+fn serve(dir: &Path) -> (Server, String) {
+    let mut command = huifu();
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--memory-transfers-max", "2000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start huifu serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the server printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("huifu listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Serving(child), url)
+        .stderr(Stdio::null());
+    let server = Server::spawn(command);
+    let url = server.base.clone();
+    (server, url)
 }
 
 fn passed(output: &Output) -> bool {

@@ -260,7 +260,12 @@ mod tests {
         let mut results = Vec::new();
         sm.create_accounts(sm.timestamp_min(2), &[account(1), account(2)], &mut results);
         assert!(results.iter().all(|&r| r == CreateAccountResult::Created));
-        let transfers: Vec<Transfer> = (1..=n)
+        transfer_range(sm, 1..=n);
+    }
+
+    /// Transfers of 1 from account 1 to account 2, one per id of `ids`.
+    fn transfer_range(sm: &mut StateMachine, ids: std::ops::RangeInclusive<u128>) {
+        let transfers: Vec<Transfer> = ids
             .map(|id| Transfer {
                 id,
                 debit_account_id: 1,
@@ -314,19 +319,7 @@ mod tests {
 
     /// More transfers, for another put.
     fn ledger_more(sm: &mut StateMachine) {
-        let transfers: Vec<Transfer> = (100..=131)
-            .map(|id| Transfer {
-                id,
-                debit_account_id: 1,
-                credit_account_id: 2,
-                amount: 1,
-                ledger: 1,
-                code: 1,
-                ..Transfer::default()
-            })
-            .collect();
-        let mut results = Vec::new();
-        sm.create_transfers(sm.timestamp_min(transfers.len()), &transfers, &mut results);
+        transfer_range(sm, 100..=131);
     }
 
     /// A store at `dir` that holds transfers, made durable and closed.
