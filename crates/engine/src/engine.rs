@@ -137,9 +137,11 @@ struct Shared {
 impl Shared {
     /// Records why the writer stopped (the first failure wins), then marks it stopped.
     fn fail(&self, failure: Failure) {
-        tracing::error!(%failure, "the engine stops");
-        let _ = self.failure.set(Arc::new(failure));
+        let failure = Arc::new(failure);
+        let _ = self.failure.set(failure.clone());
         self.stopped.store(true, Ordering::Release);
+        // Logged last: whatever happens to the log, the failure is recorded.
+        tracing::error!(%failure, "the engine stops");
     }
 
     /// What a request gets once the writer has stopped.

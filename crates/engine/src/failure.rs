@@ -3,7 +3,8 @@
 //! The writer stops at the first error it cannot step over (a journal write or fsync, the
 //! history store, a panic): the state in memory may then be ahead of what is durable, so no
 //! further reply may go out. What made it stop is kept for health checks, for the replies of
-//! every later request and for the process, which should exit and be restarted.
+//! every later request and for the process: a full disk is waited out by reopening the engine
+//! from what is durable, any other failure ends the process, to be restarted.
 
 use std::error::Error;
 use std::fmt;
@@ -143,6 +144,12 @@ pub fn is_storage_full(error: &(dyn Error + 'static)) -> bool {
         next = error.source();
     }
     false
+}
+
+/// Bytes an unprivileged process can still write on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 fn io_is_storage_full(error: &io::Error) -> bool {

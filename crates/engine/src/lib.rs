@@ -28,7 +28,7 @@ mod stats;
 
 pub use backup::{backup, BackupError, BackupReport};
 pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
-pub use failure::{is_storage_full, Failure, FailureKind};
+pub use failure::{free_bytes, is_storage_full, Failure, FailureKind};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};
 pub use stats::{EngineStats, Histogram};

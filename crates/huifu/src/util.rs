@@ -4,11 +4,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors).
+/// Logs go to stderr; `RUST_LOG` picks the level (default: warnings and errors). A log line
+/// that cannot be written (stderr on a full disk) is dropped: reporting that with `eprintln!`,
+/// as the subscriber would by default, panics on the same full disk, in whichever thread logged.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .init();
 }
 
 /// The API key given, else `HUIFU_ADMIN_KEY`.

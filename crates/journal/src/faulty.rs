@@ -50,6 +50,9 @@ struct State {
     file_next: u64,
     /// Write/sync operations left before every one of them starts failing.
     fail_after: Option<u64>,
+    /// Whether the disk is full: every write fails with "no space left on device" after
+    /// writing some prefix of its bytes, as a real one does.
+    full: bool,
     rng: u64,
     /// Crashes so far, and how many unsynced writes each way was chosen.
     stats: CrashStats,
@@ -93,6 +96,12 @@ impl State {
 
     /// Counts one write or sync against the failure countdown.
     fn inject(&mut self, op: &str, path: &Path) -> io::Result<()> {
+        if self.full && op == "write" {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("no space left on device for {}", path.display()),
+            ));
+        }
         match self.fail_after {
             Some(0) => {
                 Err(io::Error::other(format!("injected {op} failure on {}", path.display())))
@@ -197,6 +206,7 @@ impl FaultyStorage {
                 durable_names: BTreeMap::new(),
                 file_next: 0,
                 fail_after: None,
+                full: false,
                 rng: seed,
                 stats: CrashStats::default(),
             })),
@@ -214,6 +224,12 @@ impl FaultyStorage {
     /// may still leave a random prefix of its bytes in the file.
     pub fn set_fail_after(&self, n: Option<u64>) {
         self.state().fail_after = n;
+    }
+
+    /// While `full`, every write fails as on a full disk (`ErrorKind::StorageFull`), leaving
+    /// a random prefix of its bytes; syncs, truncations and removals still work.
+    pub fn set_full(&self, full: bool) {
+        self.state().full = full;
     }
 
     /// Simulates power loss; see the module documentation.

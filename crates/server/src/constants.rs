@@ -12,10 +12,23 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// once, and HTTP has no smaller unit.
 pub const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
 
-/// How often `serve` looks whether the engine's writer stopped on a failure; then the server
-/// stops and the process exits with an error. The writer fails every request itself at once,
-/// so this only bounds how long a dead server keeps accepting connections.
+/// How often `serve` looks whether the engine's writer stopped on a failure (then a full disk
+/// turns the server read-only; any other failure stops it and the process exits with an
+/// error), and, while the disk is full, whether there is room again. The writer fails every
+/// request itself at once, so this only bounds how long a failure goes unanswered.
 pub const FAILURE_POLL_MS: u64 = 100;
+
+/// Free bytes the data folder's file system must have again before a server whose disk filled
+/// up takes writes again: room for many group commits, a journal segment and the history
+/// store's next flush, so that the first writes do not fill it again at once.
+pub const DISK_FREE_TO_RESUME_BYTES: u64 = 16 << 20;
+
+/// How long `serve` waits before it tries again to reopen an engine stopped by a full disk
+/// (the stopped writer may still hold the folder, or the disk may refuse the reopen).
+pub const REOPEN_RETRY_MS: u64 = 1_000;
+
+/// Failed reopens after which `serve` gives up and stops, unless the disk being full is why.
+pub const REOPEN_TRIES_MAX: u32 = 30;
 
 /// Most operations in one `POST /v1/batch`.
 pub const BATCH_OPERATIONS_MAX: usize = 1_000;

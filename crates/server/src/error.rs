@@ -115,7 +115,7 @@ impl ApiError {
         let (status, code, message) = match failure.kind {
             FailureKind::StorageFull => {
                 let mut error = ApiError::storage_full(&folder);
-                error.message.push_str("; the server stops");
+                error.message.push_str("; writes are refused until there is room again");
                 return error;
             }
             FailureKind::Storage => (

@@ -27,41 +27,70 @@ mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use huifu_engine::{Engine, EngineError, EngineOptions};
+use huifu_engine::{Engine, EngineError, EngineOptions, Failure, FailureKind};
 use huifu_payments::{Done, Op, Outcome, PaymentsMachine};
 
 pub use auth::{KeyStore, Role};
 pub use error::ApiError;
 
-use crate::constants::{BODY_BYTES_MAX, FAILURE_POLL_MS, REQUEST_TIMEOUT_MS};
+use crate::constants::{
+    BODY_BYTES_MAX, DISK_FREE_TO_RESUME_BYTES, FAILURE_POLL_MS, REOPEN_RETRY_MS, REOPEN_TRIES_MAX,
+    REQUEST_TIMEOUT_MS,
+};
 
 /// Everything a handler needs, shared by all of them.
 #[derive(Clone)]
 pub struct AppState {
-    engine: Arc<Engine<PaymentsMachine>>,
+    /// The engine serving now; replaced by a reopened one after a full disk stopped it.
+    engine: Arc<RwLock<Arc<Engine<PaymentsMachine>>>>,
+    /// Set while the disk is full: every write is refused with it at once, reads are served.
+    writes_refused: Arc<Mutex<Option<Arc<Failure>>>>,
     keys: Arc<KeyStore>,
     metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine<PaymentsMachine>>, keys: Arc<KeyStore>) -> AppState {
-        AppState { engine, keys, metrics: Arc::new(metrics::Metrics::default()) }
+        AppState {
+            engine: Arc::new(RwLock::new(engine)),
+            writes_refused: Arc::new(Mutex::new(None)),
+            keys,
+            metrics: Arc::new(metrics::Metrics::default()),
+        }
+    }
+
+    /// The engine serving now.
+    fn engine(&self) -> Arc<Engine<PaymentsMachine>> {
+        self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why writes are refused, while the disk is full.
+    fn writes_refused(&self) -> Option<Arc<Failure>> {
+        self.writes_refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn refuse_writes(&self, why: Option<Arc<Failure>>) {
+        *self.writes_refused.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     /// Applies `op`; resolves once it is durable. Domain rejections become API errors. A full
     /// engine queue is refused at once (503 `engine_busy`): waiting for room would hold the
     /// runtime's thread, and with it every other connection.
     async fn execute(&self, op: Op) -> Result<Done, ApiError> {
+        if let Some(failure) = self.writes_refused() {
+            return Err(ApiError::failed(&failure));
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.engine.try_submit(op, move |r| {
+        let engine = self.engine();
+        engine.try_submit(op, move |r| {
             let _ = tx.send(r);
         });
-        let outcome: Outcome = self.wait(rx).await?;
+        let outcome: Outcome = self.wait(&engine, rx).await?;
         outcome.map_err(ApiError::from)
     }
 
@@ -72,14 +101,18 @@ impl AppState {
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.engine.try_submit_read(f, move |r| {
+        let engine = self.engine();
+        engine.try_submit_read(f, move |r| {
             let _ = tx.send(r);
         });
-        self.wait(rx).await
+        self.wait(&engine, rx).await
     }
 
+    /// The reply of a request sent to `engine` (the engine serving when it was sent: a failure
+    /// is told by the engine that had it, not by one reopened since).
     async fn wait<T>(
         &self,
+        engine: &Engine<PaymentsMachine>,
         rx: tokio::sync::oneshot::Receiver<Result<T, EngineError>>,
     ) -> Result<T, ApiError> {
         let started = Instant::now();
@@ -90,7 +123,7 @@ impl AppState {
             Ok(Ok(Err(EngineError::Busy))) => Err(ApiError::busy()),
             Ok(Ok(Err(EngineError::Failed(failure)))) => Err(ApiError::failed(&failure)),
             // A reply dropped unsent: the writer stopped with the request in hand.
-            Ok(Err(_)) | Ok(Ok(Err(EngineError::Stopped))) => Err(self.stopped()),
+            Ok(Err(_)) | Ok(Ok(Err(EngineError::Stopped))) => Err(stopped(engine)),
             Ok(Ok(Err(error))) => {
                 tracing::error!(%error, "engine error");
                 Err(ApiError::unavailable("the engine is unavailable"))
@@ -99,17 +132,17 @@ impl AppState {
         }
     }
 
-    /// What a request gets from an engine that stopped: why, when it stopped on a failure.
-    fn stopped(&self) -> ApiError {
-        match self.engine.failure() {
-            Some(failure) => ApiError::failed(failure),
-            None => ApiError::unavailable("the engine has stopped"),
-        }
-    }
-
     fn unexpected(&self, done: Done) -> ApiError {
         tracing::error!(?done, "unexpected outcome");
         ApiError::internal()
+    }
+}
+
+/// What a request gets from an engine that stopped: why, when it stopped on a failure.
+fn stopped(engine: &Engine<PaymentsMachine>) -> ApiError {
+    match engine.failure() {
+        Some(failure) => ApiError::failed(failure),
+        None => ApiError::unavailable("the engine has stopped"),
     }
 }
 
@@ -169,10 +202,14 @@ pub enum ServeError {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains in-flight requests and stops the
-/// engine (which finishes and fsyncs everything queued). If the engine's writer stops on a
-/// failure instead (a journal or history store write, a panic), the server stops too and the
-/// failure is the error: a server that can make nothing durable should be restarted, not
-/// left answering 503s.
+/// engine (which finishes and fsyncs everything queued).
+///
+/// If the engine's writer stops because the disk is full, the server stays up: writes are
+/// refused (507 `insufficient_storage`), `/healthz` says not ready, and reads are served by the
+/// engine reopened from what is durable (the stopped one may hold effects that never were).
+/// Once the data folder's file system has [`DISK_FREE_TO_RESUME_BYTES`] free again, writes
+/// resume. Any other failure (a disk error, a panic) stops the server and is the error: a
+/// server that cannot trust its storage should be restarted, not left answering 503s.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let io = |what: String| move |cause| ServeError::Io { what, cause };
     // Durably: the folder's own entry is fsynced in its parent.
@@ -189,41 +226,114 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let mut options = EngineOptions::new(&config.data_dir);
     options.fsync = config.fsync;
     options.memory_max = config.memory_transfers_max;
-    let (engine, recovery) = Engine::<PaymentsMachine>::open(options)?;
+    let (engine, recovery) = Engine::<PaymentsMachine>::open(options.clone())?;
     tracing::info!(?recovery, "engine recovered");
-    let engine = Arc::new(engine);
-    let state = AppState::new(engine.clone(), keys);
+    let state = AppState::new(Arc::new(engine), keys);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(io(format!("cannot listen on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("no local address".into()))?;
     println!("huifu listening on http://{local}");
-    let watched = engine.clone();
+    let data_dir = config.data_dir.clone();
+    let mut supervisor = tokio::spawn(supervise(
+        state.clone(),
+        move || Engine::open(options.clone()).map(|(engine, _)| engine),
+        move || huifu_engine::free_bytes(&data_dir),
+    ));
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let stop = async move {
         tokio::select! {
             _ = shutdown_signal() => {},
-            _ = engine_failed(&watched) => {
+            fatal = &mut supervisor => {
                 tracing::error!("the engine stopped on a failure: the server stops");
+                let _ = fatal_tx.send(fatal);
+                return;
             },
         }
+        supervisor.abort();
+        let _ = supervisor.await;
     };
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(stop)
         .await
         .map_err(io("server failed".into()))?;
-    if let Some(failure) = engine.failure() {
-        return Err(EngineError::Failed(Arc::new(failure.clone())).into());
+    if let Ok(fatal) = fatal_rx.await {
+        return Err(match fatal {
+            Ok(error) => error.into(),
+            Err(panic) => ServeError::Io {
+                what: "the engine's supervisor failed".into(),
+                cause: std::io::Error::other(panic.to_string()),
+            },
+        });
     }
     // Every handler is done; the last handle stops the writer after the queue drains.
-    drop(engine);
+    drop(state);
     Ok(())
 }
 
-/// Resolves once the engine's writer has stopped on a failure.
-async fn engine_failed(engine: &Engine<PaymentsMachine>) {
+/// Watches the engine until it fails in a way the server cannot serve through, and returns
+/// that failure. A full disk is served through: writes are refused, the engine is reopened
+/// from what is durable (`reopen`), and writes resume once `free_bytes` says there is room.
+async fn supervise(
+    state: AppState,
+    reopen: impl Fn() -> Result<Engine<PaymentsMachine>, EngineError> + Send + Sync + 'static,
+    free_bytes: impl Fn() -> std::io::Result<u64>,
+) -> EngineError {
+    let reopen = Arc::new(reopen);
     let mut poll = tokio::time::interval(Duration::from_millis(FAILURE_POLL_MS));
-    while engine.failure().is_none() {
+    let mut reopen_failures = 0;
+    loop {
         poll.tick().await;
+        let engine = state.engine();
+        if let Some(failure) = engine.failure() {
+            let failure = Arc::new(failure.clone());
+            if failure.kind != FailureKind::StorageFull {
+                return EngineError::Failed(failure);
+            }
+            if state.writes_refused().is_none() {
+                tracing::warn!(
+                    %failure,
+                    "writes are refused and reads served from what is durable until {} MiB are free",
+                    DISK_FREE_TO_RESUME_BYTES >> 20
+                );
+            }
+            state.refuse_writes(Some(failure));
+            drop(engine);
+            // The stopped writer lets go of the folder when its thread ends: soon, not at once.
+            let reopen = reopen.clone();
+            match tokio::task::spawn_blocking(move || reopen()).await {
+                Ok(Ok(engine)) => {
+                    *state.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
+                    reopen_failures = 0;
+                    tracing::info!("engine reopened from what is durable; serving reads");
+                }
+                Ok(Err(error)) => {
+                    reopen_failures += 1;
+                    if reopen_failures >= REOPEN_TRIES_MAX && !huifu_engine::is_storage_full(&error)
+                    {
+                        return error;
+                    }
+                    tracing::warn!(%error, "cannot reopen the engine yet");
+                    tokio::time::sleep(Duration::from_millis(REOPEN_RETRY_MS)).await;
+                }
+                Err(panic) => {
+                    return EngineError::Io {
+                        what: "reopening the engine panicked",
+                        path: PathBuf::new(),
+                        cause: std::io::Error::other(panic.to_string()),
+                    }
+                }
+            }
+        } else if state.writes_refused().is_some() {
+            match free_bytes() {
+                Ok(free) if free >= DISK_FREE_TO_RESUME_BYTES => {
+                    state.refuse_writes(None);
+                    tracing::info!(free_mib = free >> 20, "there is room again: writes resume");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot tell the free space"),
+            }
+        }
     }
 }
 
@@ -351,8 +461,73 @@ mod tests {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains("journal") && !message.contains('/'), "{message}");
         assert_eq!(metrics::livez().await, "ok\n");
-        // What `serve` waits on before it stops the server.
-        tokio::time::timeout(Duration::from_secs(5), engine_failed(&state.engine)).await.unwrap();
+        // What `serve` waits on before it stops the server: not a full disk, so no reopen.
+        let never_reopened = || -> Result<Engine<PaymentsMachine>, EngineError> {
+            panic!("a failed disk is not reopened")
+        };
+        let fatal = supervise(state.clone(), never_reopened, || Ok(u64::MAX));
+        let fatal = tokio::time::timeout(Duration::from_secs(5), fatal).await.unwrap();
+        assert!(matches!(fatal, EngineError::Failed(f) if f.kind == FailureKind::Storage));
+    }
+
+    /// The disk fills up under a running server: writes get 507 at once, reads are served from
+    /// what is durable, `/healthz` says not ready, and writes resume once there is room.
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_serves_reads_and_resumes_when_there_is_room() {
+        use huifu_journal::faulty::FaultyStorage;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FaultyStorage::new(7);
+        let options = EngineOptions::new(dir.path());
+        let open = {
+            let (options, storage) = (options.clone(), storage.clone());
+            move || {
+                Engine::<PaymentsMachine>::open_with(
+                    options.clone(),
+                    huifu_engine::SystemClock,
+                    storage.clone(),
+                )
+                .map(|(engine, _)| engine)
+            }
+        };
+        let state =
+            AppState::new(Arc::new(open().unwrap()), Arc::new(KeyStore::open(dir.path()).unwrap()));
+        let free = Arc::new(AtomicU64::new(0));
+        let supervisor = tokio::spawn(supervise(state.clone(), open, {
+            let free = free.clone();
+            move || Ok(free.load(Ordering::Relaxed))
+        }));
+        let acked = state.execute(Op::CreateUser { id: 1, currency: 156 }).await.unwrap();
+
+        storage.set_full(true);
+        let error = state.execute(Op::CreateUser { id: 2, currency: 156 }).await.unwrap_err();
+        let (status, _, v) = body(error).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (507, Some("insufficient_storage")));
+        // The supervisor reopens the engine: reads come back, writes stay refused.
+        let started = Instant::now();
+        while state.engine().is_stopped() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the engine was not reopened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let acked_user = state.read(|m| m.user_currency(1)).await.unwrap();
+        assert_eq!(acked_user, Some(156), "{acked:?}");
+        let error = state.execute(Op::CreateUser { id: 3, currency: 156 }).await.unwrap_err();
+        assert_eq!(body(error).await.0, 507);
+        let response = metrics::healthz(axum::extract::State(state.clone())).await;
+        assert_eq!(response.status(), 503);
+
+        // Room again, as the free-space probe sees it: writes resume on the same server.
+        storage.set_full(false);
+        free.store(DISK_FREE_TO_RESUME_BYTES, Ordering::Relaxed);
+        let started = Instant::now();
+        while state.writes_refused().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "writes did not resume");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(state.execute(Op::CreateUser { id: 3, currency: 156 }).await.is_ok());
+        assert_eq!(metrics::healthz(axum::extract::State(state.clone())).await.status(), 200);
+        assert!(!supervisor.is_finished());
+        supervisor.abort();
     }
 
     #[tokio::test]

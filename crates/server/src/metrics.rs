@@ -150,16 +150,18 @@ pub(crate) async fn livez() -> &'static str {
     summary = "Readiness: the engine takes requests",
     responses(
         (status = 200, body = String, content_type = "text/plain", description = "`ok`: the engine's writer runs."),
-        (status = 503, body = ErrorBody, description = "The engine's writer has stopped; the error says why (`insufficient_storage`, `storage_failed`, `unavailable`). A server whose writer failed exits soon after."),
+        (status = 503, body = ErrorBody, description = "Not ready; the error says why. `insufficient_storage`: the disk is full, writes are refused and reads served until there is room again. `storage_failed`, `unavailable`: the engine's writer failed and the server exits soon after."),
     ),
 )]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
-    if !state.engine.is_stopped() {
-        return "ok\n".into_response();
-    }
+    let engine = state.engine();
+    let mut error = match state.writes_refused() {
+        Some(failure) => crate::error::ApiError::failed(&failure),
+        None if !engine.is_stopped() => return "ok\n".into_response(),
+        None => crate::stopped(&engine),
+    };
     // Not ready whatever the failure: a full disk is a 507 for a write, but for a health check
     // it is a server to take out of service.
-    let mut error = state.stopped();
     error.status = StatusCode::SERVICE_UNAVAILABLE;
     error.into_response()
 }
@@ -172,7 +174,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Request counts by status, latency summaries, and histograms of the journal's write-and-fsync time, the commands per group commit and the operations per batch request, in the Prometheus text format.")),
 )]
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(state.engine.stats()))
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(state.engine().stats()))
 }
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {

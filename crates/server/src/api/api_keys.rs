@@ -64,7 +64,11 @@ async fn create_api_key(
     };
     let key = state.keys.create(role).map_err(|e| {
         tracing::error!(error = %e, "cannot store an API key");
-        ApiError::internal()
+        if huifu_engine::is_storage_full(&e) {
+            ApiError::storage_full("data")
+        } else {
+            ApiError::internal()
+        }
     })?;
     Ok(json_value_ok(
         json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant}),
