@@ -59,14 +59,13 @@ impl LedgerMachine {
 
     /// A transfer, in memory or in the history store.
     pub fn lookup_transfer(&self, id: u128) -> io::Result<Option<Transfer>> {
-        let cold = huifu_store::lookup(&self.ledger, self.history.as_ref(), id);
-        Ok(cold.map_err(io::Error::other)?.map(|c| c.transfer))
+        let cold = huifu_ledger::cold::lookup(&self.ledger, self.history.as_ref(), id)?;
+        Ok(cold.map(|c| c.transfer))
     }
 
     /// An account's transfers per `filter`: the history store's part and the part in memory.
     pub fn account_transfers(&self, filter: &AccountFilter) -> io::Result<Vec<Transfer>> {
-        huifu_store::account_transfers(&self.ledger, self.history.as_ref(), filter)
-            .map_err(io::Error::other)
+        huifu_ledger::cold::account_transfers(&self.ledger, self.history.as_ref(), filter)
     }
 }
 

@@ -24,6 +24,7 @@ mod engine;
 mod failure;
 mod ledger;
 mod machine;
+mod payments;
 mod stats;
 
 pub use backup::{backup, BackupError, BackupReport};
@@ -31,4 +32,5 @@ pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemCloc
 pub use failure::{free_bytes, is_storage_full, Failure, FailureKind};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};
+pub use payments::FjallHistory;
 pub use stats::{EngineStats, Histogram};

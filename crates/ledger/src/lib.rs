@@ -30,12 +30,14 @@
 //! ```
 
 pub mod codec;
+pub mod cold;
 pub mod constants;
 mod log;
 mod results;
 mod state_machine;
 mod types;
 
+pub use cold::ColdTransfers;
 pub use log::TransferLog;
 pub use results::{CreateAccountResult, CreateTransferResult};
 pub use state_machine::{Evicted, StateMachine, Totals};

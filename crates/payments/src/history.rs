@@ -12,20 +12,19 @@
 //! endpoints with an id in the domain's range, and those stay in memory (`foreign`).
 
 use std::io;
-use std::path::Path;
 
-use huifu_ledger::{AccountFilter, PendingStatus, StateMachine, Transfer};
-use huifu_store::{History, ListEntry, Record, RecordStore};
+use huifu_ledger::{cold, AccountFilter, PendingStatus, StateMachine, Transfer};
 use std::collections::HashSet;
 
 use crate::command::PaymentStatus;
 use crate::constants::{CHECKPOINT_WAITING_DIVISOR, TRANSFERS_PER_RECORD};
 use crate::machine::{hold_tag, holds, op_key, Hold, Payment};
+use crate::store::{HistoryStore, ListEntry, Record};
 use crate::tier::{KeyBytes, Leaving, Stored, Tier, Tiered};
 
 /// The tables of records in the store: payments, coupons, refunds, outcomes, idempotency keys,
 /// top-ups and withdrawals, payouts, and the outcomes of operations with wide ids.
-const TABLES: [u8; 8] = [
+pub const RECORD_TABLES: [u8; 8] = [
     <Payment as Stored>::TABLE,
     <crate::machine::Coupon as Stored>::TABLE,
     <(u64, u64) as Stored>::TABLE,
@@ -99,10 +98,12 @@ fn cold_needs(
     }
 }
 
-/// Reads `key` of `table` back from the store into memory, if the store has it.
+/// Reads `key` of `table` back from the store into memory (in checkpoint `epoch`), if the
+/// store has it.
 fn fetch<V: Stored>(
     table: &mut Tiered<V>,
-    tier: &Tier,
+    store: &dyn HistoryStore,
+    epoch: u64,
     key: V::Key,
     horizon: u64,
 ) -> io::Result<Option<()>> {
@@ -111,31 +112,39 @@ fn fetch<V: Stored>(
     }
     let mut k = Vec::with_capacity(17);
     V::key_bytes(&key, &mut k);
-    let Some(bytes) = tier.store.get(V::table(&key), &k, horizon).map_err(io::Error::other)? else {
+    let Some(bytes) = store.get(V::table(&key), &k, horizon)? else {
         return Ok(None);
     };
     let value = V::decode(&bytes)?;
-    table.insert_fetched(key, value, &bytes, tier.epoch);
+    table.insert_fetched(key, value, &bytes, epoch);
     Ok(Some(()))
 }
 
 impl PaymentsMachine {
-    pub(crate) fn open_history(&mut self, dir: &Path, held_max: Option<usize>) -> io::Result<()> {
-        // The store refuses to open without what the state moved into it: transfers (the
-        // ledger's horizon) and payment records (`moved`).
-        self.history =
-            History::open(dir, held_max, &mut self.ledger, self.moved).map_err(io::Error::other)?;
-        if let Some(history) = &self.history {
-            let store = RecordStore::open(history.store(), &TABLES).map_err(io::Error::other)?;
+    /// Puts the machine's history behind a store that `open` opens, given the ledger and the
+    /// journal position of the last write of payment records (0: none). `open` decides, from
+    /// those, whether the state depends on a store (and refuses to go on without one) and
+    /// whether one is wanted (`held_max`: at most this many ledger transfers in memory); it
+    /// answers `None` when everything stays in memory.
+    pub fn open_history(
+        &mut self,
+        held_max: Option<usize>,
+        open: impl FnOnce(&mut StateMachine, u64) -> io::Result<Option<Box<dyn HistoryStore>>>,
+    ) -> io::Result<()> {
+        self.history = open(&mut self.ledger, self.moved)?;
+        if self.history.is_some() {
             let held_max = held_max.map(|n| n / TRANSFERS_PER_RECORD);
-            self.tier = Some(Tier { store, held_max, epoch: 0 });
+            self.tier = Some(Tier { held_max, epoch: 0 });
         }
         Ok(())
     }
 
     /// Reads back from the store the payment records `op` may touch (see `tier.rs`).
     fn prefetch_records(&mut self, op: &Op) -> io::Result<()> {
-        let Some(tier) = &self.tier else { return Ok(()) };
+        let (Some(store), Some(tier)) = (self.history.as_deref(), &self.tier) else {
+            return Ok(());
+        };
+        let epoch = tier.epoch;
         if self.moved == 0 {
             // Nothing left memory yet.
             return Ok(());
@@ -144,40 +153,40 @@ impl PaymentsMachine {
         match *op {
             Op::Batch(ref ops) => return ops.iter().try_for_each(|op| self.prefetch_records(op)),
             Op::Keyed { key, ref op } => {
-                fetch(&mut self.keys, tier, key, horizon)?;
+                fetch(&mut self.keys, store, epoch, key, horizon)?;
                 return self.prefetch_records(op);
             }
             Op::Expire | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) => return Ok(()),
             _ => {}
         }
-        fetch(&mut self.outcomes, tier, op_key(op), horizon)?;
+        fetch(&mut self.outcomes, store, epoch, op_key(op), horizon)?;
         let payment = match *op {
             Op::Pay { id, coupon, .. } => {
                 // A payment made holds its operation's first outcome.
-                fetch(&mut self.payments, tier, id, horizon)?;
+                fetch(&mut self.payments, store, epoch, id, horizon)?;
                 if coupon != 0 {
-                    fetch(&mut self.coupons, tier, coupon, horizon)?;
+                    fetch(&mut self.coupons, store, epoch, coupon, horizon)?;
                 }
                 None
             }
             Op::Refund { payment, .. } => Some(payment),
             Op::Capture { id } | Op::Release { id } => Some(id),
             Op::BankResult { id, .. } => {
-                fetch(&mut self.holds, tier, id, horizon)?;
+                fetch(&mut self.holds, store, epoch, id, horizon)?;
                 None
             }
             Op::PayoutResult { payout, .. } => {
-                fetch(&mut self.payouts, tier, payout, horizon)?;
+                fetch(&mut self.payouts, store, epoch, payout, horizon)?;
                 None
             }
             _ => None,
         };
         // A refund or release may give the payment's coupon back.
         if let Some(id) = payment {
-            if fetch(&mut self.payments, tier, id, horizon)?.is_some() {
+            if fetch(&mut self.payments, store, epoch, id, horizon)?.is_some() {
                 let coupon = self.payments[&id].coupon;
                 if coupon != 0 {
-                    fetch(&mut self.coupons, tier, coupon, horizon)?;
+                    fetch(&mut self.coupons, store, epoch, coupon, horizon)?;
                 }
             }
         }
@@ -186,7 +195,9 @@ impl PaymentsMachine {
 
     /// Moves the oldest payment records beyond the bound to the store (see `tier.rs`).
     fn evict_records(&mut self) -> io::Result<()> {
-        let Some(tier) = &self.tier else { return Ok(()) };
+        let (Some(store), Some(tier)) = (self.history.as_deref(), &self.tier) else {
+            return Ok(());
+        };
         let Some(held_max) = tier.held_max else { return Ok(()) };
         let epoch = tier.epoch;
         let mut out = Leaving::default();
@@ -226,14 +237,14 @@ impl PaymentsMachine {
             .iter()
             .map(|(table, key, payload)| Record { table, key, as_of: self.applied, payload })
             .collect();
-        tier.store.put(&records, &entries).map_err(io::Error::other)?;
+        store.put(&records, &entries)?;
         self.moved = self.applied;
         Ok(())
     }
 
     /// A checkpoint holding the whole state was written: records read back before it may now
     /// be written over (see `tier.rs`).
-    pub(crate) fn checkpointed(&mut self) {
+    pub fn checkpointed(&mut self) {
         if let Some(tier) = &mut self.tier {
             tier.epoch += 1;
             self.payments.checkpointed();
@@ -248,7 +259,7 @@ impl PaymentsMachine {
 
     /// Whether records read back and changed (a refunded payment, a redeemed coupon) wait in
     /// memory for a checkpoint in such numbers that one should be taken now.
-    pub(crate) fn checkpoint_wanted(&self) -> bool {
+    pub fn checkpoint_wanted(&self) -> bool {
         let Some(held_max) = self.tier.as_ref().and_then(|t| t.held_max) else { return false };
         let waiting = self.payments.waiting()
             + self.coupons.waiting()
@@ -266,11 +277,10 @@ impl PaymentsMachine {
         if let Some(v) = table.get(&key) {
             return Some(v.clone());
         }
-        let tier = self.tier.as_ref().filter(|_| self.moved > 0)?;
+        let store = self.history.as_deref().filter(|_| self.moved > 0)?;
         let mut k = Vec::with_capacity(17);
         V::key_bytes(&key, &mut k);
-        let bytes =
-            tier.store.get(V::table(&key), &k, self.applied).expect("history store read")?;
+        let bytes = store.get(V::table(&key), &k, self.applied).expect("history store read")?;
         Some(V::decode(&bytes).expect("history store record"))
     }
 
@@ -282,9 +292,9 @@ impl PaymentsMachine {
     ) where
         V::Key: KeyBytes,
     {
-        if let Some(tier) = &self.tier {
-            tier.store
-                .scan(V::TABLE, self.applied, |key, bytes| {
+        if let Some(store) = self.history.as_deref() {
+            store
+                .scan_records(V::TABLE, self.applied, &mut |key, bytes| {
                     let key = V::Key::from_bytes(key);
                     if !table.contains_key(&key) {
                         f(key, &V::decode(bytes).expect("history store record"));
@@ -306,52 +316,51 @@ impl PaymentsMachine {
         limit: usize,
         page: &mut Vec<(u64, u64)>,
     ) {
-        let Some(tier) = &self.tier else { return };
+        let Some(store) = self.history.as_deref() else { return };
         let list = if merchant { LIST_MERCHANT } else { LIST_USER };
-        tier.store
-            .list(list, party, before, self.applied, limit, page)
-            .expect("history store read");
+        store.list(list, party, before, self.applied, limit, page).expect("history store read");
     }
 
-    pub(crate) fn prefetch(&mut self, op: &Op) -> io::Result<()> {
+    /// Fetches from the store what applying `op` may need beyond memory: payment records and
+    /// ledger transfers. Called before `apply`, which never reads the store.
+    pub fn prefetch(&mut self, op: &Op) -> io::Result<()> {
         self.prefetch_records(op)?;
         let Some(history) = &mut self.history else { return Ok(()) };
         let known = Known { payments: &self.payments, holds: &self.holds };
-        history
-            .prefetch(&mut self.ledger, |ledger, ids, timestamps| {
-                cold_needs(ledger, &known, op, ids, timestamps)
-            })
-            .map_err(io::Error::other)
+        history.prefetch(&mut self.ledger, &mut |ledger, ids, timestamps| {
+            cold_needs(ledger, &known, op, ids, timestamps)
+        })
     }
 
-    pub(crate) fn evict(&mut self) -> io::Result<()> {
+    /// Moves what is beyond the memory bound to the store: payment records, list entries and
+    /// ledger transfers. Called after a group of operations.
+    pub fn evict(&mut self) -> io::Result<()> {
         self.evict_records()?;
         let Some(history) = &mut self.history else { return Ok(()) };
         let foreign = &self.foreign;
-        history.evict(&mut self.ledger, |t| foreign.contains(&t.id)).map_err(io::Error::other)
+        history.evict(&mut self.ledger, &|t| foreign.contains(&t.id))
     }
 
-    pub(crate) fn persist_history(&self) -> io::Result<()> {
-        self.history.as_ref().map_or(Ok(()), |h| h.persist().map_err(io::Error::other))
+    /// Makes every write to the store durable (before a checkpoint drops the journal that
+    /// could rebuild it).
+    pub fn persist_history(&self) -> io::Result<()> {
+        self.history.as_ref().map_or(Ok(()), |h| h.persist())
     }
 
     /// A transfer, in memory or in the history store.
     pub fn lookup_transfer(&self, id: u128) -> io::Result<Option<Transfer>> {
-        let cold = huifu_store::lookup(&self.ledger, self.history.as_ref(), id);
-        Ok(cold.map_err(io::Error::other)?.map(|c| c.transfer))
+        Ok(cold::lookup(&self.ledger, self.history.as_deref(), id)?.map(|c| c.transfer))
     }
 
     /// What became of a pending transfer, in memory or in the history store.
     pub fn pending_status(&self, id: u128) -> io::Result<Option<PendingStatus>> {
-        let cold = huifu_store::lookup(&self.ledger, self.history.as_ref(), id);
-        Ok(cold.map_err(io::Error::other)?.and_then(|c| c.pending))
+        Ok(cold::lookup(&self.ledger, self.history.as_deref(), id)?.and_then(|c| c.pending))
     }
 
     /// An account's transfers per `filter` (limit capped at `QUERY_LIMIT_MAX`), from the
     /// history store and memory together.
     pub fn account_transfers(&self, filter: &AccountFilter) -> io::Result<Vec<Transfer>> {
-        huifu_store::account_transfers(&self.ledger, self.history.as_ref(), filter)
-            .map_err(io::Error::other)
+        cold::account_transfers(&self.ledger, self.history.as_deref(), filter)
     }
 
     /// Every transfer with its pending status, oldest first: the store's, then memory's.
@@ -359,8 +368,7 @@ impl PaymentsMachine {
         &self,
         f: impl FnMut(&Transfer, Option<PendingStatus>),
     ) -> io::Result<()> {
-        huifu_store::for_each_transfer(&self.ledger, self.history.as_ref(), f)
-            .map_err(io::Error::other)
+        cold::for_each_transfer(&self.ledger, self.history.as_deref(), f)
     }
 }
 
@@ -399,7 +407,7 @@ mod tests {
         assert_eq!(Outcomes::table(&(1, 7)), Outcomes::TABLE);
         assert_ne!(Outcomes::TABLE, crate::snapshot::WIDE_OUTCOMES_TABLE);
         for table in [Outcomes::TABLE, crate::snapshot::WIDE_OUTCOMES_TABLE] {
-            assert_eq!(TABLES.iter().filter(|&&t| t == table).count(), 1, "table {table}");
+            assert_eq!(RECORD_TABLES.iter().filter(|&&t| t == table).count(), 1, "table {table}");
         }
     }
 

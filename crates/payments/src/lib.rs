@@ -4,6 +4,8 @@
 //! Every operation becomes one linked chain of ledger transfers, so it happens entirely or not
 //! at all, and overdrafts are made impossible by the ledger's balance limits rather than by
 //! checks in this code. Like the ledger it is pure: time is an input, nothing here does I/O.
+//! What leaves memory is read back through [`store::HistoryStore`], a trait this crate owns and
+//! the engine implements over its fjall store; `apply` never reads it.
 //!
 //! ```
 //! use huifu_payments::{Done, Op, PaymentsMachine, PaymentStatus};
@@ -35,12 +37,12 @@ pub mod chart;
 pub mod command;
 pub mod constants;
 pub mod currency;
-mod engine;
 mod history;
 mod machine;
 pub mod money;
 mod sharded;
 mod snapshot;
+pub mod store;
 mod tier;
 
 pub use audit::{audit, AuditReport};

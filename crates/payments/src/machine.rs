@@ -187,7 +187,7 @@ pub struct PaymentsMachine {
     pub(crate) foreign: BTreeSet<u128>,
     /// Where ledger transfers go once they leave memory; `None` keeps everything in memory.
     /// Only the engine hooks and the queries use it, never `apply`.
-    pub(crate) history: Option<huifu_store::History>,
+    pub(crate) history: Option<Box<dyn crate::store::HistoryStore>>,
     /// Where the payment tables' records go once they leave memory, with the same rule.
     pub(crate) tier: Option<Tier>,
 }
@@ -202,6 +202,16 @@ struct Leg {
 impl PaymentsMachine {
     pub fn new() -> PaymentsMachine {
         PaymentsMachine::default()
+    }
+
+    /// Writes the whole state as a snapshot (see `snapshot.rs` for the format).
+    pub fn write_snapshot(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        crate::snapshot::write(self, w)
+    }
+
+    /// Reads a state back from a snapshot `write_snapshot` wrote.
+    pub fn read_snapshot(r: &mut dyn std::io::Read) -> std::io::Result<PaymentsMachine> {
+        crate::snapshot::read(r)
     }
 
     pub fn ledger(&self) -> &StateMachine {

@@ -1,6 +1,6 @@
 //! The payment tables that grow with every payment (payments, coupons, refunds, outcomes,
 //! idempotency keys, top-ups and withdrawals, payouts), with a bound on what stays in memory: the rest is in the history store
-//! (`huifu_store::RecordStore`), read back before an operation that needs it.
+//! (`crate::store::HistoryStore`), read back before an operation that needs it.
 //!
 //! Rules that keep a restart from an older checkpoint exact (each store record carries the
 //! journal position it was written at, and reads ignore positions beyond the machine's own):
@@ -34,10 +34,9 @@ pub(crate) trait Stored: Sized {
     fn decode(bytes: &[u8]) -> io::Result<Self>;
 }
 
-/// The store of the tables, the bound on each and the count of checkpoints taken.
+/// The bound on each table and the count of checkpoints taken, while the tables have a store.
 #[derive(Debug)]
 pub(crate) struct Tier {
-    pub store: huifu_store::RecordStore,
     /// At most this many entries of each table (and list entries) in memory; `None`: no bound
     /// (a state that moved records out before, reopened without one, still reads them).
     pub held_max: Option<usize>,

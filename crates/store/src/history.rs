@@ -1,12 +1,12 @@
 //! The history store as a ledger's second tier, driven the same way by every machine that holds
 //! a ledger: open it, fetch what a command needs before applying it, move old transfers out
-//! after a group, make it durable before a checkpoint; and the reads that see memory and store
-//! together (with no store, memory alone).
+//! after a group, make it durable before a checkpoint; and the store's part of the reads that
+//! see memory and store together (`huifu_ledger::cold`).
 
+use std::io;
 use std::path::Path;
 
-use huifu_ledger::constants::QUERY_LIMIT_MAX;
-use huifu_ledger::{AccountFilter, ColdTransfer, PendingStatus, StateMachine, Transfer};
+use huifu_ledger::{AccountFilter, ColdTransfer, ColdTransfers, StateMachine, Transfer};
 
 use crate::constants::{EVICT_SLACK_DIVISOR, FJALL_VERSION_FILE};
 use crate::{remove_temporary, sync_parent, HistoryStore, StoreError};
@@ -185,74 +185,31 @@ fn found(dir: &Path) -> Result<Found, StoreError> {
     }
 }
 
-/// A transfer with its pending status, in memory or in the store.
-pub fn lookup(
-    ledger: &StateMachine,
-    history: Option<&History>,
-    id: u128,
-) -> Result<Option<ColdTransfer>, StoreError> {
-    if let Some(t) = ledger.lookup_transfer(id) {
-        return Ok(Some(ColdTransfer { transfer: *t, pending: ledger.pending_status(id) }));
+/// The store's part of the reads that see memory and store together (`huifu_ledger::cold`).
+impl ColdTransfers for History {
+    fn transfer(&self, id: u128, horizon: u64) -> io::Result<Option<ColdTransfer>> {
+        self.store.transfer(id, horizon).map_err(io::Error::other)
     }
-    match history {
-        None => Ok(None),
-        Some(h) => h.store.transfer(id, ledger.horizon()),
-    }
-}
 
-/// An account's transfers per `filter` (limit capped at `QUERY_LIMIT_MAX`): the store's part,
-/// older, and the part in memory.
-pub fn account_transfers(
-    ledger: &StateMachine,
-    history: Option<&History>,
-    filter: &AccountFilter,
-) -> Result<Vec<Transfer>, StoreError> {
-    let mut held = Vec::new();
-    ledger.get_account_transfers(filter, &mut held);
-    let Some(history) = history else { return Ok(held) };
-    let limit = filter.limit.min(QUERY_LIMIT_MAX) as usize;
-    let horizon = ledger.horizon();
-    if filter.reversed {
-        // Newest first: memory, then the store.
-        history.store.account_transfers(filter, horizon, limit, &mut held)?;
-        Ok(held)
-    } else {
-        let mut out = Vec::new();
-        history.store.account_transfers(filter, horizon, limit, &mut out)?;
-        let room = limit - out.len();
-        out.extend(held.into_iter().take(room));
-        Ok(out)
+    fn account_transfers(
+        &self,
+        filter: &AccountFilter,
+        horizon: u64,
+        limit: usize,
+        out: &mut Vec<Transfer>,
+    ) -> io::Result<()> {
+        self.store.account_transfers(filter, horizon, limit, out).map_err(io::Error::other)
     }
-}
 
-/// Calls `f` with every transfer and its pending status, oldest first: the store's, then
-/// memory's.
-pub fn for_each_transfer(
-    ledger: &StateMachine,
-    history: Option<&History>,
-    mut f: impl FnMut(&Transfer, Option<PendingStatus>),
-) -> Result<(), StoreError> {
-    if let Some(history) = history {
-        history.store.scan(ledger.horizon(), |cold| {
-            // A transfer kept in memory (pending when it left the log) has its current status
-            // there.
-            let status = match ledger.lookup_transfer(cold.transfer.id) {
-                Some(_) => ledger.pending_status(cold.transfer.id),
-                None => cold.pending,
-            };
-            f(&cold.transfer, status);
-        })?;
+    fn scan(&self, horizon: u64, f: &mut dyn FnMut(ColdTransfer)) -> io::Result<()> {
+        self.store.scan(horizon, f).map_err(io::Error::other)
     }
-    for t in ledger.transfers().iter() {
-        f(t, ledger.pending_status(t.id));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use huifu_ledger::{Account, CreateAccountResult, CreateTransferResult};
+    use huifu_ledger::{cold, Account, CreateAccountResult, CreateTransferResult};
 
     /// A ledger with two accounts and `n` transfers between them.
     fn ledger(sm: &mut StateMachine, n: u128) {
@@ -287,6 +244,11 @@ mod tests {
             if matches!(**cause, StoreError::Corrupt { what: "a write made to fail", .. }))
     }
 
+    /// The same, through the reads of `huifu_ledger::cold`.
+    fn failed_read(error: &io::Error) -> bool {
+        error.get_ref().and_then(|e| e.downcast_ref::<StoreError>()).is_some_and(failed)
+    }
+
     #[test]
     fn after_a_failed_write_every_use_of_the_store_fails() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,13 +264,13 @@ mod tests {
         // Until the write ends, reads find its transfers in its staged copy; once it has
         // failed, not "not found" but an error, at every read, every later put and the persist.
         assert!(failed(&history.store.writes.transfers.wait().unwrap_err()));
-        assert!(failed(&lookup(&sm, Some(&history), 1).unwrap_err()));
-        assert!(failed(&lookup(&sm, Some(&history), 1).unwrap_err()));
+        assert!(failed_read(&cold::lookup(&sm, Some(&history), 1).unwrap_err()));
+        assert!(failed_read(&cold::lookup(&sm, Some(&history), 1).unwrap_err()));
         let error = history.prefetch(&mut sm, |_, ids, _| ids.push(1)).unwrap_err();
         assert!(failed(&error));
         let filter = AccountFilter::all(1, 10);
-        assert!(failed(&account_transfers(&sm, Some(&history), &filter).unwrap_err()));
-        assert!(failed(&for_each_transfer(&sm, Some(&history), |_, _| {}).unwrap_err()));
+        assert!(failed_read(&cold::account_transfers(&sm, Some(&history), &filter).unwrap_err()));
+        assert!(failed_read(&cold::for_each_transfer(&sm, Some(&history), |_, _| {}).unwrap_err()));
         assert!(failed(&history.persist().unwrap_err()));
         ledger_more(&mut sm);
         assert!(failed(&history.evict(&mut sm, |_| false).unwrap_err()));
@@ -354,7 +316,7 @@ mod tests {
         history.persist().unwrap();
         drop(history);
         let history = History::open(&dir, None, &mut sm, 0).unwrap().expect("depends on it");
-        let found = lookup(&sm, Some(&history), 1).unwrap().expect("moved out, then found");
+        let found = cold::lookup(&sm, Some(&history), 1).unwrap().expect("moved out, then found");
         assert_eq!(found.transfer.id, 1);
     }
 
@@ -399,7 +361,7 @@ mod tests {
             // whole store takes its place.
             let mut sm = StateMachine::new();
             let history = History::open(&dir, Some(4), &mut sm, 0).unwrap().expect("asked for");
-            assert!(lookup(&sm, Some(&history), 1).unwrap().is_none());
+            assert!(cold::lookup(&sm, Some(&history), 1).unwrap().is_none());
             drop(history);
             assert!(History::open(&dir, None, &mut sm, 0).unwrap().is_some());
             std::fs::remove_dir_all(&dir).unwrap();

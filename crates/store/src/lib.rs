@@ -33,7 +33,7 @@ mod epochs;
 mod history;
 mod ids;
 mod records;
-pub use history::{account_transfers, for_each_transfer, lookup, History};
+pub use history::History;
 pub use records::{ListEntry, Record, RecordStore};
 
 use fjall::config::{

@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod checked;
+
 use std::collections::BTreeMap;
 
-use huifu_engine::Machine;
 use huifu_ledger::{PendingStatus, Totals};
 use huifu_payments::chart::{transfer_id, Kind, OpTag};
 use huifu_payments::{
@@ -107,12 +108,12 @@ pub fn assert_audit_clean(m: &PaymentsMachine) {
 /// The snapshot bytes of a machine, through the engine's trait.
 pub fn snapshot(m: &PaymentsMachine) -> Vec<u8> {
     let mut bytes = Vec::new();
-    Machine::write_snapshot(m, &mut bytes).expect("snapshot");
+    m.write_snapshot(&mut bytes).expect("snapshot");
     bytes
 }
 
 pub fn restore(bytes: &[u8]) -> PaymentsMachine {
-    <PaymentsMachine as Machine>::read_snapshot(&mut &bytes[..]).expect("snapshot reads back")
+    PaymentsMachine::read_snapshot(&mut &bytes[..]).expect("snapshot reads back")
 }
 
 /// A machine with a clock that tests move by hand.
@@ -594,4 +595,10 @@ impl Rng {
             _ => Action::Batch((0..2 + self.below(2)).map(|_| self.action(true)).collect()),
         }
     }
+}
+
+/// `n` actions drawn from a generator seeded with `seed`.
+pub fn actions(n: usize, seed: u64) -> Vec<Action> {
+    let mut rng = Rng(seed);
+    (0..n).map(|_| rng.action(false)).collect()
 }
