@@ -30,7 +30,7 @@ impl ImportError {
 pub enum Format {
     /// ISO 20022 camt.053 (bank-to-customer statement), XML.
     Camt053,
-    /// huifu's CSV layout (see ARCHITECTURE.md).
+    /// huifu's CSV layout (see docs/reconciliation.md).
     Csv,
 }
 

@@ -1,6 +1,6 @@
 //! Matching statement lines with ledger entries: a pure function of both and a config.
 //!
-//! The rules, in order (ARCHITECTURE.md has them too):
+//! The rules, in order (docs/reconciliation.md has them too):
 //!
 //! 1. **Duplicate**: a line with the same direction, amount, reference and bank reference as an
 //!    earlier line (of this or another statement) is a duplicate; so is a line whose reference

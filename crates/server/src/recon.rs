@@ -193,7 +193,7 @@ struct UploadQuery {
     summary = "Upload a bank statement (camt.053 or CSV) and reconcile it",
     params(UploadQuery),
     request_body(
-        description = "The statement file: ISO 20022 camt.053 XML, or huifu's CSV layout (see ARCHITECTURE.md).",
+        description = "The statement file: ISO 20022 camt.053 XML, or huifu's CSV layout (see docs/reconciliation.md).",
         content((String = "application/xml"), (String = "text/csv")),
     ),
     responses(
