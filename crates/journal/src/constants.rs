@@ -19,6 +19,11 @@ pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"HFJS");
 /// framed `"HFJ1"`, segments without a header) is refused with its name.
 pub const JOURNAL_FORMAT: u32 = 2;
 
+/// Every this many records of a segment, the journal keeps the record's offset in memory, so
+/// that a read from any seq (`Journal::read`) scans at most this many records before it.
+/// Eight bytes per this many records: 1 MiB for 8 M records.
+pub const READ_INDEX_STRIDE: u64 = 64;
+
 /// Size of the segment header: magic (4), format (4), first sequence number
 /// (8), salt (8), reserved zero (4), CRC32C of the bytes before it (4). It is
 /// written and fsynced before any record of the segment, so a record on disk

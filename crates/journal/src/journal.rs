@@ -5,8 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::constants::{
-    RECORD_BODY_SIZE_MAX, SEGMENT_FILE_PREFIX, SEGMENT_FILE_SEQ_DIGITS, SEGMENT_FILE_SUFFIX,
-    SEGMENT_HEADER_SIZE, SEGMENT_SIZE_DEFAULT, WRITE_BUFFER_RETAIN_MAX,
+    READ_INDEX_STRIDE, RECORD_BODY_SIZE_MAX, SEGMENT_FILE_PREFIX, SEGMENT_FILE_SEQ_DIGITS,
+    SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_DEFAULT, WRITE_BUFFER_RETAIN_MAX,
 };
 use crate::error::{JournalError, ReplayError};
 use crate::record::{self, to_u64, Next, RecordReader, SegmentHeader};
@@ -58,6 +58,37 @@ struct Segment {
     /// Bytes handed to the file so far, its header included (all durable
     /// unless a sync is running or has failed).
     len: u64,
+    /// The offset of every `READ_INDEX_STRIDE`-th record, from the first.
+    index: Vec<u64>,
+}
+
+impl Segment {
+    fn new(path: PathBuf, first_seq: u64) -> Segment {
+        Segment { path, first_seq, salt: 0, len: 0, index: Vec::new() }
+    }
+
+    /// Notes that record `seq` starts at `offset`.
+    fn indexed(&mut self, seq: u64, offset: u64) {
+        if (seq - self.first_seq).is_multiple_of(READ_INDEX_STRIDE) {
+            self.index.push(offset);
+        }
+    }
+
+    /// Where to start reading for record `seq` of this segment: the nearest indexed record at
+    /// or before it, as (its seq, its offset).
+    fn read_start(&self, seq: u64) -> (u64, u64) {
+        let k = (seq - self.first_seq) / READ_INDEX_STRIDE;
+        match self.index.get(usize::try_from(k).unwrap_or(usize::MAX)) {
+            Some(&offset) => (self.first_seq + k * READ_INDEX_STRIDE, offset),
+            None => match self.index.last() {
+                Some(&offset) => {
+                    let last = to_u64(self.index.len() - 1);
+                    (self.first_seq + last * READ_INDEX_STRIDE, offset)
+                }
+                None => (self.first_seq, HEADER_LEN),
+            },
+        }
+    }
 }
 
 /// Bytes of a segment header, as a file length.
@@ -236,6 +267,36 @@ impl<S: Storage> Journal<S> {
         from_seq: u64,
         mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<u64, ReplayError<E>> {
+        let replayed = self.scan_from(from_seq, |seq, body| f(seq, body).map(|()| true))?;
+        // The segment list and the files must agree on where the log ends.
+        assert_eq!(from_seq + replayed, self.next_seq - self.pending_records, "replay ended early");
+        Ok(replayed)
+    }
+
+    /// Calls `f(seq, body)` for the durable records from `from_seq` on, in order, until `f`
+    /// returns `false` or the records end; returns how many it was called with. It starts
+    /// reading near `from_seq` (see `READ_INDEX_STRIDE`), for a reader that asks for a few
+    /// records at a time anywhere in the log, such as a replica catching up. Asking for records
+    /// already removed, or beyond the end, is an error.
+    pub fn read(
+        &mut self,
+        from_seq: u64,
+        mut f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<u64, JournalError> {
+        self.scan_from(from_seq, |seq, body| Ok::<_, std::convert::Infallible>(f(seq, body)))
+            .map_err(|e| match e {
+                ReplayError::Journal(e) => e,
+                ReplayError::Callback { error, .. } => match error {},
+            })
+    }
+
+    /// Verifies and hands `f` the durable records from `from_seq` on until it answers
+    /// `Ok(false)`, starting at the nearest indexed record of the segment that holds `from_seq`.
+    fn scan_from<E>(
+        &mut self,
+        from_seq: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, E>,
+    ) -> Result<u64, ReplayError<E>> {
         // After a failed sync the tracked segment lengths may include bytes
         // of unknown fate; only a reopen knows what is really there.
         self.check_not_poisoned()?;
@@ -254,43 +315,43 @@ impl<S: Storage> Journal<S> {
         // their records are older than requested.
         let start =
             self.segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
-
-        let mut replayed = 0;
-        let mut expected = self.segments.get(start).map_or(durable_next, |s| s.first_seq);
+        let mut handed = 0;
         for segment in &self.segments[start..] {
+            let (mut expected, offset) = segment.read_start(from_seq.max(segment.first_seq));
             let reader = self
                 .storage
-                .open_read(&segment.path, HEADER_LEN)
+                .open_read(&segment.path, offset)
                 .map_err(JournalError::io("open for reading", &segment.path))?;
             // Bytes past the verified length are not ours to interpret.
             let mut records = RecordReader::new(
-                std::io::Read::take(reader, segment.len - HEADER_LEN),
+                std::io::Read::take(reader, segment.len - offset),
                 segment.salt,
-                HEADER_LEN,
+                offset,
             );
             loop {
-                let offset = records.offset;
-                let next = records.next().map_err(JournalError::io("read", &segment.path))?;
-                match next {
+                let at = records.offset;
+                match records.next().map_err(JournalError::io("read", &segment.path))? {
                     Next::End => break,
                     Next::Bad(reason) => {
-                        return Err(JournalError::corrupt(&segment.path, offset, reason).into())
+                        return Err(JournalError::corrupt(&segment.path, at, reason).into());
                     }
                     Next::Record(h) if h.seq != expected => {
                         return Err(JournalError::corrupt(
                             &segment.path,
-                            offset,
+                            at,
                             format!("record has seq {}, expected {expected}", h.seq),
                         )
-                        .into())
+                        .into());
                     }
                     Next::Record(h) => {
-                        let seq = h.seq;
                         expected += 1;
-                        if seq >= from_seq {
-                            f(seq, &records.body)
-                                .map_err(|error| ReplayError::Callback { seq, error })?;
-                            replayed += 1;
+                        if h.seq >= from_seq {
+                            handed += 1;
+                            let go_on = f(h.seq, &records.body)
+                                .map_err(|error| ReplayError::Callback { seq: h.seq, error })?;
+                            if !go_on {
+                                return Ok(handed);
+                            }
                         }
                     }
                 }
@@ -304,9 +365,92 @@ impl<S: Storage> Journal<S> {
                 .into());
             }
         }
-        // The segment list and the files must agree on where the log ends.
-        assert_eq!(expected, durable_next, "replay ended at the wrong seq");
-        Ok(replayed)
+        Ok(handed)
+    }
+
+    /// Removes every record from `from_seq` on, durably, before anything is appended after
+    /// them: a replicated log whose uncommitted tail a new leader replaces. Later segments go
+    /// first, newest first, then the one holding `from_seq` is cut (or removed, when it starts
+    /// there), so a crash at any point leaves a log without gaps. Only durable records can be
+    /// removed: call it after `sync`. Returns how many records were removed; a `from_seq` at
+    /// or past the end removes none.
+    pub fn truncate_from(&mut self, from_seq: u64) -> Result<u64, JournalError> {
+        self.check_not_poisoned()?;
+        assert_eq!(self.pending_records, 0, "truncate_from with records not yet synced");
+        let first_seq = self.first_seq();
+        if from_seq >= self.next_seq {
+            return Ok(0);
+        }
+        if from_seq < first_seq {
+            return Err(JournalError::SeqUnavailable {
+                dir: self.options.dir.clone(),
+                from_seq,
+                first_seq,
+                next_seq: self.next_seq,
+            });
+        }
+        let removed = self.next_seq - from_seq;
+        if let Err(e) = self.cut_from(from_seq) {
+            // Which files are gone and how long the cut one is are no longer known.
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.next_seq = from_seq;
+        Ok(removed)
+    }
+
+    fn cut_from(&mut self, from_seq: u64) -> Result<(), JournalError> {
+        self.current = None;
+        while self.segments.last().is_some_and(|s| s.first_seq >= from_seq) {
+            let path = &self.segments.last().expect("checked").path;
+            self.storage.remove(path).map_err(JournalError::io("remove segment", path))?;
+            self.segments.pop();
+        }
+        if self.options.fsync {
+            self.storage
+                .sync_dir(&self.options.dir)
+                .map_err(JournalError::io("fsync directory", &self.options.dir))?;
+        }
+        let Some(segment) = self.segments.last_mut() else {
+            return Ok(());
+        };
+        let (mut seq, mut offset) = segment.read_start(from_seq);
+        let reader = self
+            .storage
+            .open_read(&segment.path, offset)
+            .map_err(JournalError::io("open for reading", &segment.path))?;
+        let mut records = RecordReader::new(
+            std::io::Read::take(reader, segment.len - offset),
+            segment.salt,
+            offset,
+        );
+        while seq < from_seq {
+            match records.next().map_err(JournalError::io("read", &segment.path))? {
+                Next::Record(h) if h.seq == seq => seq += 1,
+                _ => {
+                    return Err(JournalError::corrupt(
+                        &segment.path,
+                        records.offset,
+                        format!("record {seq} expected while cutting the log from {from_seq}"),
+                    ))
+                }
+            }
+            offset = records.offset;
+        }
+        // Durable at once (`Storage::truncate`).
+        self.storage
+            .truncate(&segment.path, offset)
+            .map_err(JournalError::io("truncate", &segment.path))?;
+        segment.len = offset;
+        let kept = (from_seq - segment.first_seq).div_ceil(READ_INDEX_STRIDE);
+        segment.index.truncate(usize::try_from(kept).unwrap_or(usize::MAX));
+        self.salt = segment.salt;
+        self.current = Some(
+            self.storage
+                .open_append(&segment.path)
+                .map_err(JournalError::io("open for append", &segment.path))?,
+        );
+        Ok(())
     }
 
     /// Appends one record to the in-memory write buffer and returns its
@@ -385,6 +529,11 @@ impl<S: Storage> Journal<S> {
             }
             file.write_all(&self.buffer[start..end])
                 .map_err(JournalError::io("write", &segment.path))?;
+            let mut at = start;
+            for record_seq in seq..seq + count {
+                segment.indexed(record_seq, segment.len + to_u64(at - start));
+                at += record::framed_len_at(&self.buffer, at);
+            }
             segment.len += to_u64(end - start);
             unsynced = true;
             seq += count;
@@ -427,7 +576,10 @@ impl<S: Storage> Journal<S> {
             file.sync().map_err(JournalError::io("fsync", &path))?;
         }
         self.current = Some(file);
-        self.segments.push(Segment { path, first_seq, salt: self.salt, len: HEADER_LEN });
+        let mut segment = Segment::new(path, first_seq);
+        segment.salt = self.salt;
+        segment.len = HEADER_LEN;
+        self.segments.push(segment);
         Ok(())
     }
 
@@ -501,9 +653,7 @@ fn list_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Segment>, Jo
                     "segment named for seq 0; sequence numbers start at 1",
                 ))
             }
-            Some(first_seq) => {
-                segments.push(Segment { path: dir.join(name), first_seq, salt: 0, len: 0 })
-            }
+            Some(first_seq) => segments.push(Segment::new(dir.join(name), first_seq)),
             None => {
                 let looks_like_segment =
                     name.to_str().is_some_and(|n| n.starts_with(SEGMENT_FILE_PREFIX));
@@ -547,7 +697,7 @@ fn scan_segment<S: Storage>(
     segment: &mut Segment,
     is_last: bool,
 ) -> Result<Scan, JournalError> {
-    let path = &segment.path;
+    let path = &segment.path.clone();
     let mut reader =
         storage.open_read(path, 0).map_err(JournalError::io("open for reading", path))?;
     let mut header = [0u8; SEGMENT_HEADER_SIZE];
@@ -579,7 +729,10 @@ fn scan_segment<S: Storage>(
                     format!("record has seq {}, expected {expected}", h.seq),
                 ));
             }
-            Next::Record(_) => expected += 1,
+            Next::Record(_) => {
+                segment.indexed(expected, offset);
+                expected += 1;
+            }
             Next::Bad(reason) if !is_last => {
                 return Err(JournalError::corrupt(
                     path,

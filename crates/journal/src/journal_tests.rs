@@ -628,3 +628,101 @@ fn a_failed_segment_removal_is_tried_again() {
     assert!(journal.remove_segments_before(7).is_err());
     assert_eq!(journal.first_seq(), 3, "the first segment is gone, the rest are known");
 }
+
+/// Reads `max` records from `from_seq` with `Journal::read`.
+fn read_some<S: Storage>(
+    journal: &mut Journal<S>,
+    from_seq: u64,
+    max: usize,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let count = journal
+        .read(from_seq, |seq, body| {
+            out.push((seq, body.to_vec()));
+            out.len() < max
+        })
+        .unwrap();
+    assert_eq!(count, to_u64(out.len()));
+    out
+}
+
+#[test]
+fn read_starts_anywhere_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of a few hundred records each, so reads cross indexed records and segments.
+    let (mut journal, _) = Journal::open(small_segments(dir.path(), 16 << 10)).unwrap();
+    let written = fill(&mut journal, 1_000, 40, 7);
+    assert!(journal.segment_count() > 2);
+    for from in [1, 2, 63, 64, 65, 128, 300, 777, 999, 1_000] {
+        let i = usize::try_from(from - 1).unwrap();
+        assert_eq!(read_some(&mut journal, from, 10), written[i..(i + 10).min(1_000)], "{from}");
+    }
+    assert_eq!(read_some(&mut journal, 1, usize::MAX), written);
+    assert!(read_some(&mut journal, 1_001, 5).is_empty());
+    assert!(matches!(journal.read(1_002, |_, _| true), Err(JournalError::SeqUnavailable { .. })));
+    // The same after a reopen, whose scan built the index.
+    drop(journal);
+    let (mut journal, _) = Journal::open(small_segments(dir.path(), 16 << 10)).unwrap();
+    assert_eq!(read_some(&mut journal, 700, 100), written[699..799]);
+}
+
+#[test]
+fn truncate_from_removes_the_tail_for_good_and_appends_continue_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_segments(dir.path(), 16 << 10);
+    let (mut journal, _) = Journal::open(opts.clone()).unwrap();
+    let mut written = fill(&mut journal, 1_000, 40, 5);
+    let starts: Vec<u64> = journal.segments.iter().map(|s| s.first_seq).collect();
+    assert!(starts.len() > 3);
+
+    // Inside a segment, with later segments.
+    assert_eq!(journal.truncate_from(500).unwrap(), 501);
+    written.truncate(499);
+    assert_eq!(journal.next_seq(), 500);
+    assert_eq!(replay_all(&mut journal, 1), written);
+    written.extend(fill(&mut journal, 30, 40, 4));
+    assert_eq!(replay_all(&mut journal, 1), written);
+
+    // Exactly at a segment's first record: that segment goes whole.
+    let start = journal.segments[1].first_seq;
+    journal.truncate_from(start).unwrap();
+    written.truncate(usize::try_from(start - 1).unwrap());
+    assert_eq!(journal.segment_count(), 1);
+    written.extend(fill(&mut journal, 3, 40, 1));
+
+    // Nothing past the end; nothing before the start.
+    assert_eq!(journal.truncate_from(journal.next_seq()).unwrap(), 0);
+    drop(journal);
+    let (mut journal, recovered) = Journal::open(opts.clone()).unwrap();
+    assert_eq!(recovered.next_seq, to_u64(written.len()) + 1);
+    assert_eq!(replay_all(&mut journal, 1), written);
+
+    // Everything.
+    journal.truncate_from(1).unwrap();
+    assert_eq!((journal.segment_count(), journal.next_seq()), (0, 1));
+    let again = fill(&mut journal, 10, 40, 3);
+    drop(journal);
+    let (mut journal, _) = Journal::open(opts).unwrap();
+    assert_eq!(replay_all(&mut journal, 1), again);
+}
+
+#[test]
+fn truncated_records_stay_gone_after_a_power_cut() {
+    let storage = FaultyStorage::new(3);
+    let opts = small_segments(Path::new("/j"), 4 << 10);
+    for cut_at in [7u64, 40, 120] {
+        let (mut journal, _) = Journal::open_with(storage.clone(), opts.clone()).unwrap();
+        journal.truncate_from(1).unwrap();
+        let mut written = fill(&mut journal, 150, 40, 9);
+        journal.truncate_from(cut_at).unwrap();
+        written.truncate(usize::try_from(cut_at - 1).unwrap());
+        // Unsynced records written over the cut place, then the power goes.
+        for i in 0..3 {
+            journal.append(&body(cut_at + i, 17)).unwrap();
+        }
+        drop(journal);
+        storage.crash();
+        let (mut journal, _) = Journal::open_with(storage.clone(), opts.clone()).unwrap();
+        assert_eq!(replay_all(&mut journal, 1), written, "cut at {cut_at}");
+    }
+}

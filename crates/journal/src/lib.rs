@@ -7,6 +7,12 @@
 //! latest snapshot ([`snapshot::SnapshotReader`]) and replays the journal from
 //! the snapshot's sequence number.
 //!
+//! For a replicated log it also reads from any sequence number
+//! ([`Journal::read`], near-direct through an index of every 64th record's
+//! offset) and removes its tail durably ([`Journal::truncate_from`], later
+//! segments newest first, then the one holding the cut, so that a crash at any
+//! point leaves a log without gaps and a removed record never comes back).
+//!
 //! ```
 //! use huifu_journal::{Journal, JournalOptions};
 //!

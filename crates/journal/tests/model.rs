@@ -22,6 +22,14 @@ enum Op {
     Crash,
     /// Process restart without power loss, then reopen.
     Restart,
+    /// Sync, then remove the last `back` records (a replica's log cut where a new leader's
+    /// entries differ).
+    TruncateBack(u64),
+    /// Read at most `max` durable records from `back` before the end.
+    ReadBack {
+        back: u64,
+        max: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,6 +41,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..4).prop_map(Op::FailAfter),
         2 => Just(Op::Crash),
         1 => Just(Op::Restart),
+        1 => (0u64..12).prop_map(Op::TruncateBack),
+        2 => (0u64..150, 1u64..200).prop_map(|(back, max)| Op::ReadBack { back, max }),
     ]
 }
 
@@ -123,6 +133,46 @@ impl Model {
                 self.reopen();
             }
             Op::Restart => self.reopen(),
+            Op::TruncateBack(back) => {
+                if journal.sync().is_err() {
+                    self.poisoned = true;
+                    return;
+                }
+                self.durable = self.appended.len();
+                let end = u64::try_from(self.appended.len()).unwrap() + 1;
+                let from = end.saturating_sub(back).max(1);
+                let kept = usize::try_from(from - 1).unwrap();
+                // Asked to go: no longer owed to anyone, but they may survive a failure.
+                self.durable = self.durable.min(kept);
+                match journal.truncate_from(from) {
+                    Ok(removed) => {
+                        assert_eq!(removed, end - from);
+                        assert_eq!(journal.next_seq(), from);
+                        self.appended.truncate(kept);
+                    }
+                    Err(_) => self.poisoned = true,
+                }
+            }
+            Op::ReadBack { back, max } => {
+                if self.poisoned {
+                    return;
+                }
+                let end = u64::try_from(self.durable).unwrap() + 1;
+                let from = end.saturating_sub(back).max(1);
+                let mut seen = Vec::new();
+                let count = journal
+                    .read(from, |seq, body| {
+                        seen.push((seq, body.to_vec()));
+                        u64::try_from(seen.len()).unwrap() < max
+                    })
+                    .expect("read of durable records");
+                assert_eq!(count, u64::try_from(seen.len()).unwrap());
+                assert_eq!(count, max.min(end - from), "read from {from} of {end}");
+                for (i, (seq, body)) in seen.iter().enumerate() {
+                    assert_eq!(*seq, from + u64::try_from(i).unwrap());
+                    assert_eq!(body, &self.appended[usize::try_from(seq - 1).unwrap()]);
+                }
+            }
         }
     }
 }
