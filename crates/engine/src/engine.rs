@@ -50,6 +50,13 @@ pub struct EngineOptions {
     /// Bound on the history the machine keeps in memory (see `Machine::open_history`); the rest
     /// goes to the history store in `history/`. `None`: everything stays in memory.
     pub memory_max: Option<usize>,
+    /// Whether the engine journals its commands (the default). `false` when the commands come
+    /// from a log that made them durable before they reach the engine (a replicated log): then
+    /// there is no journal, nothing is replayed at open (the log hands the engine what follows
+    /// its checkpoint), the clock makes no commands of its own (`Machine::tick`: the log's
+    /// leader proposes them), a reply goes out as soon as its command is applied, and
+    /// checkpoints are named for the machine's own log position (`Machine::position`).
+    pub journal: bool,
 }
 
 impl EngineOptions {
@@ -60,6 +67,7 @@ impl EngineOptions {
             checkpoint_interval_bytes: CHECKPOINT_INTERVAL_BYTES_DEFAULT,
             segment_size_max: huifu_journal::constants::SEGMENT_SIZE_DEFAULT,
             memory_max: None,
+            journal: true,
         }
     }
 }
@@ -116,6 +124,8 @@ enum Request<M: Machine> {
     Query(M::Query, Reply<M::Answer>),
     Read(Read<M>),
     Checkpoint(Reply<()>),
+    /// Replaces the state (an engine without a journal only; see `Engine::replace`).
+    Replace(Box<M>, Reply<()>),
 }
 
 /// A running engine. Cloning the handle is cheap; the writer stops when `shutdown` is called or
@@ -201,36 +211,21 @@ impl<M: Machine + Default> Engine<M> {
             .open_history(&history_dir, options.memory_max)
             .map_err(io_error("cannot open history store", &history_dir))?;
 
-        let mut journal_options = JournalOptions::new(dir.join("journal"));
-        journal_options.fsync = options.fsync;
-        journal_options.segment_size_max = options.segment_size_max;
-        journal_options.seq_min = checkpoint_seq;
-        let (mut journal, recovered) = Journal::open_with(storage.clone(), journal_options)?;
-        /// Why a record could not be replayed.
-        enum Failure {
-            Decode(DecodeError),
-            History(std::io::Error),
-        }
-        let records_replayed = journal
-            .replay(checkpoint_seq, |_seq, body| {
-                let (timestamp, command) = decode_record::<M>(body).map_err(Failure::Decode)?;
-                machine.prefetch(&command).map_err(Failure::History)?;
-                machine.apply(timestamp, &command);
-                machine.evict().map_err(Failure::History)
-            })
-            .map_err(|e| match e {
-                ReplayError::Journal(e) => EngineError::Journal(e),
-                ReplayError::Callback { seq, error: Failure::Decode(error) } => {
-                    EngineError::Decode(DecodeError(format!("record {seq}: {}", error.0)))
-                }
-                ReplayError::Callback { seq, error: Failure::History(cause) } => {
-                    EngineError::History { path: history_dir.clone(), seq, cause }
-                }
-            })?;
+        let (journal, records_replayed, truncated_bytes) = if options.journal {
+            let mut journal_options = JournalOptions::new(dir.join("journal"));
+            journal_options.fsync = options.fsync;
+            journal_options.segment_size_max = options.segment_size_max;
+            journal_options.seq_min = checkpoint_seq;
+            let (mut journal, recovered) = Journal::open_with(storage.clone(), journal_options)?;
+            let replayed = replay(&mut journal, checkpoint_seq, &mut machine, &history_dir)?;
+            (Some(journal), replayed, recovered.truncated_bytes)
+        } else {
+            (None, 0, 0)
+        };
         let recovery = Recovery {
             checkpoint_seq,
             records_replayed,
-            truncated_bytes: recovered.truncated_bytes,
+            truncated_bytes,
             duration: started.elapsed(),
         };
         if recovery.truncated_bytes > 0 {
@@ -238,7 +233,7 @@ impl<M: Machine + Default> Engine<M> {
             // were told with what is there should know where the log was cut.
             tracing::warn!(
                 bytes = recovery.truncated_bytes,
-                next_seq = recovered.next_seq,
+                next_seq = checkpoint_seq + records_replayed,
                 "cut the torn last group commit off the journal: it was never acknowledged"
             );
         }
@@ -420,6 +415,23 @@ impl<M: Machine> Engine<M> {
         self.shared.stopped.load(Ordering::Acquire)
     }
 
+    /// Replaces the whole state with `machine`, then writes a checkpoint of it: a replica that
+    /// installs a snapshot of another node's state. Only for an engine whose commands come from
+    /// an outside log (`EngineOptions::journal` false); a journaling engine refuses it, since
+    /// its journal could not replay onto the new state.
+    pub fn replace(&self, machine: M) -> Result<(), EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let reply: Reply<()> = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let request = Request::Replace(Box::new(machine), reply);
+        if let Err((request, error)) = self.send(request, WhenFull::Wait) {
+            fail_request(request, error);
+        }
+        rx.recv().unwrap_or(Err(EngineError::Stopped))?;
+        self.checkpoint()
+    }
+
     /// Writes a checkpoint now and drops the journal segments it covers.
     pub fn checkpoint(&self) -> Result<(), EngineError> {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -471,6 +483,25 @@ struct Checkpoints {
     files: Vec<(u64, PathBuf)>,
 }
 
+/// The seq a checkpoint's file name says it covers, if `name` is a checkpoint's.
+fn checkpoint_seq(name: &str) -> Option<u64> {
+    name.strip_prefix(CHECKPOINT_PREFIX)
+        .and_then(|n| n.strip_suffix(CHECKPOINT_SUFFIX))
+        .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u64>().ok())
+}
+
+/// The newest checkpoint file in the data folder `dir` and the seq it covers, without touching
+/// anything (the writer may be writing the next one meanwhile); whether it verifies is for the
+/// reader to check (`SnapshotReader::open_verified`).
+pub fn newest_checkpoint(dir: &Path) -> std::io::Result<Option<(u64, PathBuf)>> {
+    let names = FileStorage.list(dir)?;
+    Ok(names
+        .iter()
+        .filter_map(|name| Some((checkpoint_seq(name.to_str()?)?, dir.join(name))))
+        .max())
+}
+
 fn checkpoint_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{CHECKPOINT_PREFIX}{seq:020}{CHECKPOINT_SUFFIX}"))
 }
@@ -487,12 +518,7 @@ impl Checkpoints {
                 storage.remove(&path).map_err(io_error("cannot remove", &path))?;
                 continue;
             }
-            if let Some(seq) = name
-                .strip_prefix(CHECKPOINT_PREFIX)
-                .and_then(|n| n.strip_suffix(CHECKPOINT_SUFFIX))
-                .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|digits| digits.parse::<u64>().ok())
-            {
+            if let Some(seq) = checkpoint_seq(name) {
                 files.push((seq, dir.join(name)));
             }
         }
@@ -564,9 +590,41 @@ fn decode_record<M: Machine>(body: &[u8]) -> Result<(u64, M::Command), DecodeErr
     Ok((u64::from_le_bytes(*timestamp), M::decode(command)?))
 }
 
+/// Applies the journal's records from `from_seq` to `machine`, as they were applied when they
+/// were written; returns how many.
+fn replay<M: Machine, S: Storage>(
+    journal: &mut Journal<S>,
+    from_seq: u64,
+    machine: &mut M,
+    history_dir: &Path,
+) -> Result<u64, EngineError> {
+    /// Why a record could not be replayed.
+    enum Failure {
+        Decode(DecodeError),
+        History(std::io::Error),
+    }
+    journal
+        .replay(from_seq, |_seq, body| {
+            let (timestamp, command) = decode_record::<M>(body).map_err(Failure::Decode)?;
+            machine.prefetch(&command).map_err(Failure::History)?;
+            machine.apply(timestamp, &command);
+            machine.evict().map_err(Failure::History)
+        })
+        .map_err(|e| match e {
+            ReplayError::Journal(e) => EngineError::Journal(e),
+            ReplayError::Callback { seq, error: Failure::Decode(error) } => {
+                EngineError::Decode(DecodeError(format!("record {seq}: {}", error.0)))
+            }
+            ReplayError::Callback { seq, error: Failure::History(cause) } => {
+                EngineError::History { path: history_dir.to_path_buf(), seq, cause }
+            }
+        })
+}
+
 struct Writer<M: Machine, C: Clock, S: Storage> {
     machine: M,
-    journal: Journal<S>,
+    /// `None` when the commands come from a log outside the engine (`EngineOptions::journal`).
+    journal: Option<Journal<S>>,
     storage: S,
     clock: C,
     receiver: Receiver<Request<M>>,
@@ -649,7 +707,8 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                 }
             }
             self.commit_group(group, pending, &mut record)?;
-            if self.journal.size_bytes().saturating_sub(self.journal_bytes_at_checkpoint)
+            let journaled = self.journal.as_ref().map_or(0, Journal::size_bytes);
+            if journaled.saturating_sub(self.journal_bytes_at_checkpoint)
                 >= self.checkpoint_interval_bytes
                 || self.machine.checkpoint_wanted()
             {
@@ -669,8 +728,10 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
         record: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         let now = self.clock.now_ns();
-        if let Some(command) = self.machine.tick(now) {
-            self.apply(now, &command, record)?;
+        if self.journal.is_some() {
+            if let Some(command) = self.machine.tick(now) {
+                self.apply(now, &command, record)?;
+            }
         }
         let mut checkpoint_requested = false;
         let mut commands = 0;
@@ -695,6 +756,28 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                     pending.push(Pending::Answer(reply, self.machine.query(query)));
                 }
                 Request::Read(read) => pending.push(Pending::Read(read(Ok(&self.machine)))),
+                Request::Replace(machine, reply) => {
+                    if self.journal.is_some() {
+                        reply(Err(EngineError::Io {
+                            what: "a journaling engine cannot replace its state",
+                            path: self.journal_dir.clone(),
+                            cause: std::io::Error::from(std::io::ErrorKind::Unsupported),
+                        }));
+                    } else {
+                        let mut machine = *machine;
+                        match machine.open_history(&self.history_dir, None) {
+                            Ok(()) => {
+                                self.machine = machine;
+                                reply(Ok(()));
+                            }
+                            Err(cause) => reply(Err(EngineError::Io {
+                                what: "cannot open history store",
+                                path: self.history_dir.clone(),
+                                cause,
+                            })),
+                        }
+                    }
+                }
                 Request::Checkpoint(reply) => {
                     checkpoint_requested = true;
                     pending.push(Pending::Checkpoint(reply));
@@ -702,7 +785,9 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
             }
         }
         let started = Instant::now();
-        self.journal.sync()?;
+        if let Some(journal) = &mut self.journal {
+            journal.sync()?;
+        }
         if commands > 0 {
             let stats = &self.shared.stats;
             stats.sync_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
@@ -740,8 +825,10 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
         self.machine
             .prefetch(command)
             .map_err(io_error("history store failed", &self.history_dir))?;
-        encode_record::<M>(timestamp, command, record);
-        self.journal.append(record)?;
+        if let Some(journal) = &mut self.journal {
+            encode_record::<M>(timestamp, command, record);
+            journal.append(record)?;
+        }
         Ok(self.machine.apply(timestamp, command))
     }
 
@@ -754,7 +841,10 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
         self.machine
             .persist_history()
             .map_err(io_error("cannot persist history store", &self.history_dir))?;
-        let seq = self.journal.next_seq();
+        let seq = match &self.journal {
+            Some(journal) => journal.next_seq(),
+            None => self.machine.position().map_or(1, |applied| applied + 1),
+        };
         if self.checkpoints.files.last().is_some_and(|(last, _)| *last == seq) {
             return Ok(()); // nothing was written since
         }
@@ -796,8 +886,11 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
             let dir = &self.checkpoints.dir;
             self.storage.sync_dir(dir).map_err(io_error("cannot fsync directory", dir))?;
         }
-        let freed = self.journal.remove_segments_before(self.checkpoints.replay_from())?;
-        self.journal_bytes_at_checkpoint = self.journal.size_bytes();
+        let mut freed = 0;
+        if let Some(journal) = &mut self.journal {
+            freed = journal.remove_segments_before(self.checkpoints.replay_from())?;
+            self.journal_bytes_at_checkpoint = journal.size_bytes();
+        }
         tracing::info!(seq, bytes, freed, ms = started.elapsed().as_millis() as u64, "checkpoint");
         Ok(())
     }
@@ -806,7 +899,7 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
 fn request_events<M: Machine>(machine: &M, request: &Request<M>) -> usize {
     match request {
         Request::Command(command, _) => machine.events(command),
-        Request::Query(..) | Request::Read(_) | Request::Checkpoint(_) => 1,
+        Request::Query(..) | Request::Read(_) | Request::Checkpoint(_) | Request::Replace(..) => 1,
     }
 }
 
@@ -816,6 +909,7 @@ fn fail_request<M: Machine>(request: Request<M>, error: EngineError) {
         Request::Query(_, reply) => reply(Err(error)),
         Request::Read(read) => drop(read(Err(error))),
         Request::Checkpoint(reply) => reply(Err(error)),
+        Request::Replace(_, reply) => reply(Err(error)),
     }
 }
 

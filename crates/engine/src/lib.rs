@@ -28,7 +28,9 @@ mod payments;
 mod stats;
 
 pub use backup::{backup, BackupError, BackupReport};
-pub use engine::{Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock};
+pub use engine::{
+    newest_checkpoint, Clock, Engine, EngineError, EngineOptions, Recovery, SystemClock,
+};
 pub use failure::{free_bytes, is_storage_full, Failure, FailureKind};
 pub use ledger::{LedgerAnswer, LedgerCommand, LedgerMachine, LedgerOutcome, LedgerQuery};
 pub use machine::{DecodeError, Machine};

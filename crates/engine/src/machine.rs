@@ -53,6 +53,13 @@ pub trait Machine: Send + 'static {
 
     /// A checkpoint of the whole state was written (after `persist_history` and
     /// `write_snapshot`); the journal before it is gone.
+    /// The position in an outside log of the last command applied, when the commands come
+    /// from one (`EngineOptions::journal` is false): checkpoints are named for the position
+    /// after it. `None` (the default) for a machine run on the engine's own journal.
+    fn position(&self) -> Option<u64> {
+        None
+    }
+
     fn checkpointed(&mut self) {}
 
     /// Whether the machine asks for a checkpoint now, whatever the journal's size (checked

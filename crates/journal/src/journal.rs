@@ -399,6 +399,22 @@ impl<S: Storage> Journal<S> {
         Ok(removed)
     }
 
+    /// Makes an empty journal go on at `seq` (a replica that installed a snapshot past the end
+    /// of its log): the next record appended gets `seq`. Refused when records are held.
+    pub fn start_at(&mut self, seq: u64) -> Result<(), JournalError> {
+        self.check_not_poisoned()?;
+        if !self.segments.is_empty() || self.pending_records > 0 || seq == 0 {
+            return Err(JournalError::SeqUnavailable {
+                dir: self.options.dir.clone(),
+                from_seq: seq,
+                first_seq: self.first_seq(),
+                next_seq: self.next_seq,
+            });
+        }
+        self.next_seq = seq;
+        Ok(())
+    }
+
     fn cut_from(&mut self, from_seq: u64) -> Result<(), JournalError> {
         self.current = None;
         while self.segments.last().is_some_and(|s| s.first_seq >= from_seq) {

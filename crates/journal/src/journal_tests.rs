@@ -726,3 +726,20 @@ fn truncated_records_stay_gone_after_a_power_cut() {
         assert_eq!(replay_all(&mut journal, 1), written, "cut at {cut_at}");
     }
 }
+
+#[test]
+fn an_empty_journal_starts_where_it_is_told_and_reopens_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(options(dir.path())).unwrap();
+    fill(&mut journal, 5, 10, 5);
+    assert!(journal.start_at(100).is_err(), "records are held");
+    journal.truncate_from(1).unwrap();
+    journal.start_at(100).unwrap();
+    let written = fill(&mut journal, 3, 10, 3);
+    assert_eq!(written[0].0, 100);
+    drop(journal);
+    let (mut journal, recovered) =
+        Journal::open(JournalOptions { seq_min: 100, ..options(dir.path()) }).unwrap();
+    assert_eq!(recovered.next_seq, 103);
+    assert_eq!(replay_all(&mut journal, 100), written);
+}

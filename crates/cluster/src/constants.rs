@@ -1,0 +1,33 @@
+//! The cluster's limits and timings.
+
+/// Most nodes a cluster file may name.
+pub const NODES_MAX: usize = 9;
+
+/// Largest replication message: a snapshot chunk or a batch of log entries (openraft sends at
+/// most `max_payload_entries` entries, each a group of at most a few MiB).
+pub const FRAME_BYTES_MAX: u32 = 256 << 20;
+
+/// How long a node tries to connect to another before it counts it unreachable.
+pub const CONNECT_TIMEOUT_MS: u64 = 200;
+
+/// The leader's heartbeat: a follower that hears none for an election timeout stands for
+/// election. Tuned for a LAN: a dead leader is replaced within about a second.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 800;
+
+/// A snapshot (a checkpoint) once this many entries were applied since the last one; a node
+/// further behind than the log kept catches up from it.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 20_000;
+
+/// Most operations in one log entry.
+pub const GROUP_OPS_MAX: usize = 8_192;
+
+/// Operations waiting to be proposed before `execute` waits for room.
+pub const PROPOSAL_QUEUE_MAX: usize = 65_536;
+
+/// Entries proposed and not yet applied, at most.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
+
+/// How often the leader looks for pending transfers whose timeout passed.
+pub const TICK_MS: u64 = 100;

@@ -1,0 +1,199 @@
+//! Replication traffic between nodes: Raft's messages over TCP, each a frame (a little-endian
+//! `u32` length, then the message in bincode), one request and its answer at a time on a
+//! connection. A node listens on its `peer` address; it reaches each other node through one
+//! connection, made again after any failure.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::constants::{CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX};
+use crate::types::TypeConfig;
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A message from one node to another.
+#[derive(Serialize, Deserialize)]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Its answer.
+#[derive(Serialize, Deserialize)]
+enum Response {
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+    let bytes = bincode::serialize(message).map_err(io::Error::other)?;
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|&len| len <= FRAME_BYTES_MAX)
+        .ok_or_else(|| io::Error::other(format!("a message of {} bytes", bytes.len())))?;
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&bytes);
+    stream.write_all(&frame).await
+}
+
+async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len);
+    if len > FRAME_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a frame of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    stream.read_exact(&mut bytes).await?;
+    bincode::deserialize(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Serves the other nodes' messages on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, raft: Raft) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            while let Ok(request) = read_frame::<Request>(&mut stream).await {
+                let response = match request {
+                    Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
+                    Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
+                    Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+                };
+                if write_frame(&mut stream, &response).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Makes the connections to the other nodes.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer { target, addr: node.addr.clone(), stream: None }
+    }
+}
+
+/// The connection to one other node.
+pub struct Peer {
+    target: u64,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl Peer {
+    /// Sends `request` and reads the answer, connecting first when there is no connection;
+    /// any failure drops the connection, and `option`'s hard timeout bounds the whole call.
+    async fn call(&mut self, request: Request, option: &RPCOption) -> io::Result<Response> {
+        let timeout = option.hard_ttl();
+        match tokio::time::timeout(timeout, self.exchange(&request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                self.stream = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.stream = None;
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {timeout:?}")))
+            }
+        }
+    }
+
+    async fn exchange(&mut self, request: &Request) -> io::Result<Response> {
+        if self.stream.is_none() {
+            let addr: SocketAddr = self.addr.parse().map_err(io::Error::other)?;
+            let connect = TcpStream::connect(addr);
+            let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        write_frame(stream, request).await?;
+        read_frame(stream).await
+    }
+
+    fn unreachable<E: std::error::Error>(&self, e: io::Error) -> RPCError<u64, BasicNode, E> {
+        tracing::debug!(target = self.target, error = %e, "replication message failed");
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            RPCError::Unreachable(Unreachable::new(&e))
+        } else {
+            RPCError::Network(NetworkError::new(&e))
+        }
+    }
+}
+
+fn mismatch<E: std::error::Error>() -> RPCError<u64, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&io::Error::other("an answer of the wrong kind")))
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.call(Request::Append(rpc), &option).await {
+            Ok(Response::Append(answer)) => answer.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            Ok(_) => Err(mismatch()),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self.call(Request::Snapshot(rpc), &option).await {
+            Ok(Response::Snapshot(answer)) => answer.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            Ok(_) => Err(mismatch()),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.call(Request::Vote(rpc), &option).await {
+            Ok(Response::Vote(answer)) => answer.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            Ok(_) => Err(mismatch()),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+}

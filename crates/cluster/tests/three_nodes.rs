@@ -1,0 +1,126 @@
+//! Three nodes in one process, on loopback: the cluster makes itself, a write on the leader is
+//! applied on every node, the leader stops and another takes writes, and the nodes that remain
+//! agree on their digests at the same position.
+
+use std::time::{Duration, Instant};
+
+use huifu_cluster::{ClusterConfig, ClusterError, Node};
+use huifu_payments::Op;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config() -> ClusterConfig {
+    let mut text = String::new();
+    for id in 1..=3 {
+        text.push_str(&format!(
+            "[[node]]\nid = {id}\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port()
+        ));
+    }
+    ClusterConfig::parse(&text).unwrap()
+}
+
+/// The node all of `nodes` agree leads, once they do (within `within`).
+async fn leader(nodes: &[Node], within: Duration) -> usize {
+    let started = Instant::now();
+    loop {
+        let leaders: Vec<Option<u64>> = nodes.iter().map(Node::leader).collect();
+        if let Some(Some(id)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*id)) {
+                if let Some(i) = nodes.iter().position(|n| n.id == *id) {
+                    return i;
+                }
+            }
+        }
+        assert!(started.elapsed() < within, "no leader within {within:?}: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every node has applied at least `index`.
+async fn applied(nodes: &[Node], index: u64) {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for node in nodes {
+            all &= node.status().await.unwrap().applied >= Some(index);
+        }
+        if all {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not applied everywhere");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_replicates_and_fails_over() {
+    let config = config();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(Node::start(dir.path(), &config, i as u64 + 1, false).await.unwrap());
+    }
+    let first = leader(&nodes, Duration::from_secs(10)).await;
+
+    let ops = [
+        Op::CreateChannel { id: 1, currency: 156 },
+        Op::CreateUser { id: 10, currency: 156 },
+        Op::CreateUser { id: 11, currency: 156 },
+    ];
+    for op in ops {
+        assert!(nodes[first].execute(op).await.unwrap().is_ok());
+    }
+    // A follower sends writes and linearizable reads to the leader.
+    let follower = (first + 1) % 3;
+    let refused = nodes[follower].execute(Op::CreateUser { id: 12, currency: 156 }).await;
+    assert!(matches!(refused, Err(ClusterError::NotLeader { leader: Some(_) })), "{refused:?}");
+    assert!(matches!(
+        nodes[follower].read(|m| m.user_currency(10)).await,
+        Err(ClusterError::NotLeader { .. })
+    ));
+    assert_eq!(nodes[first].read(|m| m.user_currency(11)).await.unwrap(), Some(156));
+
+    let index = nodes[first].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
+    for node in &nodes {
+        assert_eq!(node.read_local(|m| m.user_currency(10)).await.unwrap(), Some(156));
+    }
+    let digests: Vec<String> = {
+        let mut d = Vec::new();
+        for node in &nodes {
+            d.push(node.status().await.unwrap().digest);
+        }
+        d
+    };
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+
+    // The leader goes; the two others elect one of themselves and take writes.
+    let stopped = Instant::now();
+    nodes.remove(first).shutdown().await;
+    let second = leader(&nodes, Duration::from_secs(5)).await;
+    let outcome = loop {
+        match nodes[second].execute(Op::CreateUser { id: 13, currency: 156 }).await {
+            Ok(outcome) => break outcome,
+            Err(e) => {
+                assert!(stopped.elapsed() < Duration::from_secs(5), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(outcome.is_ok());
+    let failover = stopped.elapsed();
+    assert!(failover < Duration::from_secs(3), "failover took {failover:?}");
+
+    let index = nodes[second].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
+    let (a, b) = (nodes[0].status().await.unwrap(), nodes[1].status().await.unwrap());
+    assert_eq!((a.applied, &a.digest), (b.applied, &b.digest));
+    assert_eq!(nodes[1 - second].read_local(|m| m.user_currency(13)).await.unwrap(), Some(156));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
