@@ -213,19 +213,23 @@ async fn settlement_csv(
 /// The payout file of settlement run `run` from its `lines`: a header, then a line for each
 /// merchant paid something.
 fn payouts_csv(run: u64, lines: &[SettlementLine]) -> String {
-    let mut csv = String::from("settlement_run,payout,merchant,channel,currency,amount\n");
+    let mut w =
+        csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    w.write_record(["settlement_run", "payout", "merchant", "channel", "currency", "amount"])
+        .expect("in memory");
+    let run = Prefix::Settlement.id(run);
     for l in lines.iter().filter(|l| l.net > 0) {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            Prefix::Settlement.id(run),
+        w.write_record([
+            run.clone(),
             wire::payout_id(l.payout),
             Prefix::Merchant.id(l.merchant),
             Prefix::Channel.id(l.channel),
             wire::currency_code(l.currency),
-            l.net
-        ));
+            l.net.to_string(),
+        ])
+        .expect("in memory");
     }
-    csv
+    String::from_utf8(w.into_inner().expect("in memory")).expect("fields are text")
 }
 
 #[cfg(test)]
