@@ -36,6 +36,7 @@ mod log;
 mod results;
 mod state_machine;
 mod types;
+pub mod varint;
 
 pub use cold::ColdTransfers;
 pub use log::TransferLog;

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use huifu_ledger::StateMachine;
+use huifu_ledger::{varint, StateMachine};
 
 use crate::command::{
     CouponRule, Done, Funder, Outcome, PaymentError, PaymentStatus, SettlementLine, Statement,
@@ -270,17 +270,11 @@ impl W<'_> {
     fn u32(&mut self, v: u32) -> io::Result<()> {
         self.u64(u64::from(v))
     }
-    /// LEB128: seven bits a byte, low first; most values here (ids, amounts) are small.
-    fn u64(&mut self, mut v: u64) -> io::Result<()> {
-        let mut buf = [0u8; 10];
-        let mut n = 0;
-        while v >= 0x80 {
-            buf[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        buf[n] = v as u8;
-        self.0.write_all(&buf[..=n])
+    /// A varint: most values here (ids, amounts) are small.
+    #[inline]
+    fn u64(&mut self, v: u64) -> io::Result<()> {
+        let mut buf = [0; varint::BYTES_MAX];
+        self.0.write_all(varint::encode(u128::from(v), &mut buf))
     }
     /// A hash: as many bytes as it has.
     fn fixed64(&mut self, v: u64) -> io::Result<()> {
@@ -468,19 +462,11 @@ impl<'a> R<'a> {
     fn u32(&mut self) -> io::Result<u32> {
         u32::try_from(self.u64()?).map_err(|_| bad("u32 out of range"))
     }
+    #[inline]
     fn u64(&mut self) -> io::Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            if shift == 63 && b > 1 {
-                return Err(bad("u64 out of range"));
-            }
-            v |= u64::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(bad("u64 too long"))
+        let v = varint::read(64, || self.u8(), || bad("u64 out of range"))?;
+        // Below 2^64: `read` refuses more.
+        Ok(v as u64)
     }
     fn fixed64(&mut self) -> io::Result<u64> {
         Ok(u64::from_le_bytes(self.take()?))

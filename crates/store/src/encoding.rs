@@ -33,7 +33,7 @@
 //! Decoding checks every length and refuses trailing bytes, so a damaged record is reported as
 //! corrupt rather than read as other transfers.
 
-use huifu_ledger::{ColdTransfer, PendingStatus, Transfer, TransferFlags};
+use huifu_ledger::{varint, ColdTransfer, PendingStatus, Transfer, TransferFlags};
 
 /// The longest leg: the varint of a timestamp's distance, the header and the byte of account
 /// places, five `u128` ids at 18 bytes (the two accounts with their escape byte), the amount
@@ -119,7 +119,7 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
     for cold in legs {
         let t = &cold.transfer;
         if let Some(b) = before {
-            put_varint(out, u128::from(t.timestamp - b.timestamp));
+            varint::put(out, u128::from(t.timestamp - b.timestamp));
         }
         let id_next = before.is_some_and(|b| b.id.checked_add(1) == Some(t.id));
         // Both places are taken before either account is added, as `decode` reads them.
@@ -155,7 +155,7 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
             put_id(out, t.id);
         }
         if header & LEDGER != 0 {
-            put_varint(out, u128::from(t.ledger));
+            varint::put(out, u128::from(t.ledger));
         }
         for (account, nibble) in [(t.debit_account_id, debit), (t.credit_account_id, credit)] {
             if nibble == 0 {
@@ -164,7 +164,7 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
             }
         }
         if header & AMOUNT != 0 {
-            put_varint(out, t.amount);
+            varint::put(out, t.amount);
         }
         if header & PENDING_ID != 0 {
             put_id(out, t.pending_id);
@@ -173,19 +173,19 @@ pub fn encode(legs: &[ColdTransfer], out: &mut Vec<u8>) {
             put_id(out, t.user_data_128);
         }
         if header & USER_DATA_64 != 0 {
-            put_varint(out, u128::from(t.user_data_64));
+            varint::put(out, u128::from(t.user_data_64));
         }
         if header & USER_DATA_32 != 0 {
-            put_varint(out, u128::from(t.user_data_32));
+            varint::put(out, u128::from(t.user_data_32));
         }
         if header & TIMEOUT != 0 {
-            put_varint(out, u128::from(t.timeout));
+            varint::put(out, u128::from(t.timeout));
         }
         if header & CODE != 0 {
-            put_varint(out, u128::from(t.code));
+            varint::put(out, u128::from(t.code));
         }
         if header & FLAGS != 0 {
-            put_varint(out, u128::from(t.flags.0));
+            varint::put(out, u128::from(t.flags.0));
         }
         before = Some(t);
     }
@@ -360,17 +360,8 @@ fn put_account(out: &mut Vec<u8>, id: u128, ledger: u32) {
     }
 }
 
-/// An unsigned LEB128 varint.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u128) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// How far `to` is from `from`, as a zigzag number (small for small distances either way),
-/// for `put_varint`.
+/// for `varint::put`.
 pub(crate) fn zigzag(from: u64, to: u64) -> u128 {
     let d = i128::from(to) - i128::from(from);
     ((d << 1) ^ (d >> 127)) as u128
@@ -383,7 +374,7 @@ pub(crate) fn unzigzag(from: u64, z: u128) -> Option<u64> {
     u64::try_from(i128::from(from).checked_add(d)?).ok()
 }
 
-/// Reads what `put_id` and `put_varint` wrote.
+/// Reads what `put_id` and `varint::put` wrote.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -461,20 +452,9 @@ impl<'a> Reader<'a> {
         Ok(u128::from(kind) << 96 | u128::from(ledger) << 64 | u128::from(entity))
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u128, DecodeError> {
-        let mut value = 0u128;
-        for shift in (0..128).step_by(7) {
-            let b = self.byte()?;
-            let part = u128::from(b & 0x7f);
-            if shift == 126 && part > 0b11 {
-                return Err(DecodeError::Range);
-            }
-            value |= part << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(DecodeError::Range)
+        varint::read(128, || self.byte(), || DecodeError::Range)
     }
 
     pub(crate) fn narrow<T: TryFrom<u128>>(&mut self) -> Result<T, DecodeError> {
@@ -576,7 +556,7 @@ mod tests {
         let mut entry = vec![0, 0];
         entry.extend_from_slice(&u64::MAX.to_be_bytes());
         entry.extend_from_slice(&[5, 0]);
-        put_varint(&mut entry, u128::MAX - 1);
+        varint::put(&mut entry, u128::MAX - 1);
         assert!(!crate::ids::valid(&entry));
         let mut input = 1u64.to_be_bytes().to_vec();
         input.extend_from_slice(&entry);

@@ -32,10 +32,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use fjall::{AbstractTree, Keyspace};
+use huifu_ledger::varint;
 
 use crate::behind::{Behind, Failed};
 use crate::constants::RUN_ENTRIES_MAX;
-use crate::encoding::{put_varint, unzigzag, zigzag, Reader};
+use crate::encoding::{unzigzag, zigzag, Reader};
 use crate::StoreError;
 
 /// Size of an entry's key.
@@ -81,11 +82,11 @@ pub(crate) struct Epoch {
 impl Epoch {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.tier);
-        put_varint(out, u128::from(self.oldest));
-        put_varint(out, u128::from(self.newest - self.oldest));
-        put_varint(out, self.replaces.len() as u128);
+        varint::put(out, u128::from(self.oldest));
+        varint::put(out, u128::from(self.newest - self.oldest));
+        varint::put(out, self.replaces.len() as u128);
         for &n in &self.replaces {
-            put_varint(out, u128::from(n));
+            varint::put(out, u128::from(n));
         }
     }
 
@@ -188,17 +189,17 @@ pub(crate) fn encode_run(layout: Layout, run: &[Item], out: &mut Vec<u8>) {
     let mut newer: Option<&Item> = None;
     for item in run.iter().rev() {
         if let Some(n) = newer {
-            put_varint(out, u128::from(n.ts - item.ts));
+            varint::put(out, u128::from(n.ts - item.ts));
         }
         if layout == Layout::Listed {
             match newer {
                 None => {
-                    put_varint(out, u128::from(item.id));
-                    put_varint(out, u128::from(item.as_of));
+                    varint::put(out, u128::from(item.id));
+                    varint::put(out, u128::from(item.as_of));
                 }
                 Some(n) => {
-                    put_varint(out, zigzag(n.id, item.id));
-                    put_varint(out, zigzag(n.as_of, item.as_of));
+                    varint::put(out, zigzag(n.id, item.id));
+                    varint::put(out, zigzag(n.as_of, item.as_of));
                 }
             }
         }

@@ -29,7 +29,9 @@
 //! level; in this order the groups of one stretch of time are together and newer than the
 //! rest, so a batch moved out overlaps little and compaction can move tables down instead.
 
-use crate::encoding::{put_varint, unzigzag, zigzag, Reader};
+use huifu_ledger::varint;
+
+use crate::encoding::{unzigzag, zigzag, Reader};
 
 /// Bytes of a group's key.
 pub(crate) const GROUP_KEY_BYTES: usize = 14;
@@ -77,14 +79,14 @@ pub(crate) fn encode(members: &[(Member, u64)], out: &mut Vec<u8>) {
         let after = n - 1;
         match last {
             None => {
-                put_varint(out, u128::from(first));
-                put_varint(out, after as u128);
+                varint::put(out, u128::from(first));
+                varint::put(out, after as u128);
                 out.extend_from_slice(&timestamp.to_be_bytes());
             }
             Some((member, ts)) => {
-                put_varint(out, u128::from(first - member - 1));
-                put_varint(out, after as u128);
-                put_varint(out, zigzag(ts, timestamp));
+                varint::put(out, u128::from(first - member - 1));
+                varint::put(out, after as u128);
+                varint::put(out, zigzag(ts, timestamp));
             }
         }
         last = Some((rest[after].0, rest[after].1));

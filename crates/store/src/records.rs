@@ -18,9 +18,10 @@ use std::sync::Arc;
 
 use fjall::config::{FilterPolicy, FilterPolicyEntry};
 use fjall::Keyspace;
+use huifu_ledger::varint;
 
 use crate::constants::EPOCHS_PER_TIER;
-use crate::encoding::{put_varint, Reader};
+use crate::encoding::Reader;
 use crate::epochs::{EpochIndex, Item, Layout};
 use crate::{keyspace_options, point_read_options, HistoryStore, StoreError, Writes};
 
@@ -174,7 +175,7 @@ impl RecordStore {
             let start = bytes.len();
             bytes.push(r.table);
             bytes.extend_from_slice(r.key);
-            put_varint(&mut bytes, u128::from(r.as_of));
+            varint::put(&mut bytes, u128::from(r.as_of));
             bytes.extend_from_slice(r.payload);
             index.push((start, 1 + r.key.len(), bytes.len()));
         }

@@ -207,17 +207,61 @@ async fn settlement_csv(
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
     let (id, lines) = settlement_lines(&state, &caller, &id).await?;
-    let mut csv = String::from("settlement_run,payout,merchant,channel,currency,amount\n");
+    Ok(([("content-type", "text/csv")], payouts_csv(id, &lines)).into_response())
+}
+
+/// The payout file of settlement run `run` from its `lines`: a header, then a line for each
+/// merchant paid something.
+fn payouts_csv(run: u64, lines: &[SettlementLine]) -> String {
+    let mut w =
+        csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    w.write_record(["settlement_run", "payout", "merchant", "channel", "currency", "amount"])
+        .expect("in memory");
+    let run = Prefix::Settlement.id(run);
     for l in lines.iter().filter(|l| l.net > 0) {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            Prefix::Settlement.id(id),
+        w.write_record([
+            run.clone(),
             wire::payout_id(l.payout),
             Prefix::Merchant.id(l.merchant),
             Prefix::Channel.id(l.channel),
             wire::currency_code(l.currency),
-            l.net
-        ));
+            l.net.to_string(),
+        ])
+        .expect("in memory");
     }
-    Ok(([("content-type", "text/csv")], csv).into_response())
+    String::from_utf8(w.into_inner().expect("in memory")).expect("fields are text")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payout_file_has_a_line_for_each_merchant_paid() {
+        let line = |merchant, channel, currency, payout, net| SettlementLine {
+            merchant,
+            channel,
+            currency,
+            payout,
+            net,
+            ..SettlementLine::default()
+        };
+        let lines = [
+            line(7, 1, 156, 0x1c00_0000_0000_0000_0000_0000_0000_0301, 4_500),
+            // Nothing paid: no payout, no line.
+            line(8, 1, 156, 0, 0),
+            line(u64::MAX, u64::MAX, 392, u128::MAX, u64::MAX),
+            // A currency without a code is written as its number.
+            line(9, 2, 999, 1, 1),
+        ];
+        assert_eq!(
+            payouts_csv(12, &lines),
+            "settlement_run,payout,merchant,channel,currency,amount\n\
+             stl_12,po_1c000000000000000000000000000301,mer_7,chn_1,CNY,4500\n\
+             stl_12,po_ffffffffffffffffffffffffffffffff,mer_18446744073709551615,\
+             chn_18446744073709551615,JPY,18446744073709551615\n\
+             stl_12,po_1,mer_9,chn_2,999,1\n"
+        );
+        assert_eq!(payouts_csv(3, &[]), "settlement_run,payout,merchant,channel,currency,amount\n");
+    }
 }
