@@ -64,24 +64,33 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T
     bincode::deserialize(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Serves the other nodes' messages on `listener` until the task is dropped.
+/// Serves the other nodes' messages on `listener` until the task is dropped, which drops its
+/// connections too: a stopped node's connections must not keep answering for it.
 pub async fn serve(listener: TcpListener, raft: Raft) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let _ = stream.set_nodelay(true);
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            while let Ok(request) = read_frame::<Request>(&mut stream).await {
-                let response = match request {
-                    Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
-                    Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
-                    Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
-                };
-                if write_frame(&mut stream, &response).await.is_err() {
-                    break;
-                }
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                connections.spawn(answer(stream, raft.clone()));
             }
-        });
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Answers the messages of one connection, one after another, until it closes.
+async fn answer(mut stream: TcpStream, raft: Raft) {
+    let _ = stream.set_nodelay(true);
+    while let Ok(request) = read_frame::<Request>(&mut stream).await {
+        let response = match request {
+            Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
+            Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
+            Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+        };
+        if write_frame(&mut stream, &response).await.is_err() {
+            break;
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Three nodes in one process, on loopback: the cluster makes itself, a write on the leader is
 //! applied on every node, the leader stops and another takes writes, and the nodes that remain
-//! agree on their digests at the same position.
+//! agree on their digests at the same position; a follower that stopped catches up when it
+//! comes back.
 
 use std::time::{Duration, Instant};
 
@@ -44,14 +45,14 @@ async fn leader(nodes: &[Node], within: Duration) -> usize {
 async fn applied(nodes: &[Node], index: u64) {
     let started = Instant::now();
     loop {
-        let mut all = true;
+        let mut statuses = Vec::new();
         for node in nodes {
-            all &= node.status().await.unwrap().applied >= Some(index);
+            statuses.push(node.status().await.unwrap());
         }
-        if all {
+        if statuses.iter().all(|s| s.applied >= Some(index)) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "not applied everywhere");
+        assert!(started.elapsed() < Duration::from_secs(10), "{index} not applied: {statuses:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -120,6 +121,51 @@ async fn a_cluster_replicates_and_fails_over() {
     let (a, b) = (nodes[0].status().await.unwrap(), nodes[1].status().await.unwrap());
     assert_eq!((a.applied, &a.digest), (b.applied, &b.digest));
     assert_eq!(nodes[1 - second].read_local(|m| m.user_currency(13)).await.unwrap(), Some(156));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// Starts node `id` of `config` on `dir`.
+async fn start(dir: &tempfile::TempDir, config: &ClusterConfig, id: u64) -> Node {
+    Node::start(dir.path(), config, id, false).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_catches_up_from_the_log() {
+    let config = config();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(start(dir, &config, i as u64 + 1).await);
+    }
+    let l = leader(&nodes, Duration::from_secs(10)).await;
+    nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
+
+    // A follower stops; writes go on without it; restarted, it catches up from its own log
+    // and the leader's.
+    let f = (l + 1) % 3;
+    let f_id = nodes[f].id;
+    let stopped = nodes.remove(f);
+    stopped.shutdown().await;
+    let l = leader(&nodes, Duration::from_secs(5)).await;
+    for id in 100..150 {
+        nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
+    }
+    let f_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == f_id).unwrap().1;
+    nodes.push(start(f_dir, &config, f_id).await);
+    let index = nodes[l].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
+    assert_eq!(nodes[2].read_local(|m| m.user_currency(149)).await.unwrap(), Some(156));
+
+    let mut statuses = Vec::new();
+    for node in &nodes {
+        statuses.push(node.status().await.unwrap());
+    }
+    let mut digests: Vec<(Option<u64>, String)> =
+        statuses.iter().map(|s| (s.applied, s.digest.clone())).collect();
+    digests.dedup();
+    assert_eq!(digests.len(), 1, "{statuses:?}");
     for node in nodes {
         node.shutdown().await;
     }
