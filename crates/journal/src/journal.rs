@@ -303,13 +303,7 @@ impl<S: Storage> Journal<S> {
         let durable_next = self.next_seq - self.pending_records;
         let first_seq = self.first_seq();
         if from_seq < first_seq || from_seq > durable_next {
-            return Err(JournalError::SeqUnavailable {
-                dir: self.options.dir.clone(),
-                from_seq,
-                first_seq,
-                next_seq: durable_next,
-            }
-            .into());
+            return Err(self.unavailable(from_seq, durable_next).into());
         }
         // Skip segments whose successor starts at or before from_seq: all of
         // their records are older than requested.
@@ -382,12 +376,7 @@ impl<S: Storage> Journal<S> {
             return Ok(0);
         }
         if from_seq < first_seq {
-            return Err(JournalError::SeqUnavailable {
-                dir: self.options.dir.clone(),
-                from_seq,
-                first_seq,
-                next_seq: self.next_seq,
-            });
+            return Err(self.unavailable(from_seq, self.next_seq));
         }
         let removed = self.next_seq - from_seq;
         if let Err(e) = self.cut_from(from_seq) {
@@ -404,12 +393,7 @@ impl<S: Storage> Journal<S> {
     pub fn start_at(&mut self, seq: u64) -> Result<(), JournalError> {
         self.check_not_poisoned()?;
         if !self.segments.is_empty() || self.pending_records > 0 || seq == 0 {
-            return Err(JournalError::SeqUnavailable {
-                dir: self.options.dir.clone(),
-                from_seq: seq,
-                first_seq: self.first_seq(),
-                next_seq: self.next_seq,
-            });
+            return Err(self.unavailable(seq, self.next_seq));
         }
         self.next_seq = seq;
         Ok(())
@@ -646,6 +630,16 @@ impl<S: Storage> Journal<S> {
     /// The directory this journal lives in.
     pub fn dir(&self) -> &Path {
         &self.options.dir
+    }
+
+    /// The error of asking for `from_seq` where the journal holds `first_seq()..next_seq`.
+    fn unavailable(&self, from_seq: u64, next_seq: u64) -> JournalError {
+        JournalError::SeqUnavailable {
+            dir: self.options.dir.clone(),
+            from_seq,
+            first_seq: self.first_seq(),
+            next_seq,
+        }
     }
 
     fn check_not_poisoned(&self) -> Result<(), JournalError> {
