@@ -62,6 +62,9 @@ struct Segment {
     index: Vec<u64>,
 }
 
+/// The records of one segment, read from a file of storage `S`.
+type SegmentRecords<S> = RecordReader<std::io::Take<<S as Storage>::Reader>>;
+
 impl Segment {
     fn new(path: PathBuf, first_seq: u64) -> Segment {
         Segment { path, first_seq, salt: 0, len: 0, index: Vec::new() }
@@ -72,6 +75,22 @@ impl Segment {
         if (seq - self.first_seq).is_multiple_of(READ_INDEX_STRIDE) {
             self.index.push(offset);
         }
+    }
+
+    /// A reader of this segment's verified records from the nearest indexed record at or
+    /// before `seq`, and that record's seq.
+    fn records_from<S: Storage>(
+        &self,
+        storage: &S,
+        seq: u64,
+    ) -> Result<(u64, SegmentRecords<S>), JournalError> {
+        let (first, offset) = self.read_start(seq);
+        let reader = storage
+            .open_read(&self.path, offset)
+            .map_err(JournalError::io("open for reading", &self.path))?;
+        // Bytes past the verified length are not ours to interpret.
+        let reader = std::io::Read::take(reader, self.len - offset);
+        Ok((first, RecordReader::new(reader, self.salt, offset)))
     }
 
     /// Where to start reading for record `seq` of this segment: the nearest indexed record at
@@ -311,17 +330,8 @@ impl<S: Storage> Journal<S> {
             self.segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
         let mut handed = 0;
         for segment in &self.segments[start..] {
-            let (mut expected, offset) = segment.read_start(from_seq.max(segment.first_seq));
-            let reader = self
-                .storage
-                .open_read(&segment.path, offset)
-                .map_err(JournalError::io("open for reading", &segment.path))?;
-            // Bytes past the verified length are not ours to interpret.
-            let mut records = RecordReader::new(
-                std::io::Read::take(reader, segment.len - offset),
-                segment.salt,
-                offset,
-            );
+            let (mut expected, mut records) =
+                segment.records_from(&self.storage, from_seq.max(segment.first_seq))?;
             loop {
                 let at = records.offset;
                 match records.next().map_err(JournalError::io("read", &segment.path))? {
@@ -414,16 +424,8 @@ impl<S: Storage> Journal<S> {
         let Some(segment) = self.segments.last_mut() else {
             return Ok(());
         };
-        let (mut seq, mut offset) = segment.read_start(from_seq);
-        let reader = self
-            .storage
-            .open_read(&segment.path, offset)
-            .map_err(JournalError::io("open for reading", &segment.path))?;
-        let mut records = RecordReader::new(
-            std::io::Read::take(reader, segment.len - offset),
-            segment.salt,
-            offset,
-        );
+        let (mut seq, mut records) = segment.records_from(&self.storage, from_seq)?;
+        let mut offset = records.offset;
         while seq < from_seq {
             match records.next().map_err(JournalError::io("read", &segment.path))? {
                 Next::Record(h) if h.seq == seq => seq += 1,
