@@ -7,7 +7,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -156,8 +158,25 @@ impl Peer {
     }
 }
 
-fn mismatch<E: std::error::Error>() -> RPCError<u64, BasicNode, E> {
-    RPCError::Network(NetworkError::new(&io::Error::other("an answer of the wrong kind")))
+impl Peer {
+    /// The answer to a call, as openraft wants it: the answer `pick` finds in the response
+    /// (a response of another kind is a network error), the other node's error as a remote
+    /// one, a failed call as the node being unreachable.
+    fn settle<T, E: std::error::Error>(
+        &self,
+        called: io::Result<Response>,
+        pick: impl FnOnce(Response) -> Option<Result<T, E>>,
+    ) -> Result<T, RPCError<u64, BasicNode, E>> {
+        match called.map(pick) {
+            Ok(Some(answer)) => {
+                answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(None) => Err(RPCError::Network(NetworkError::new(&io::Error::other(
+                "an answer of the wrong kind",
+            )))),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
@@ -166,13 +185,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.call(Request::Append(rpc), &option).await {
-            Ok(Response::Append(answer)) => answer.map_err(|e| {
-                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
-            }),
-            Ok(_) => Err(mismatch()),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        let called = self.call(Request::Append(rpc), &option).await;
+        self.settle(called, |r| match r {
+            Response::Append(answer) => Some(answer),
+            _ => None,
+        })
     }
 
     async fn install_snapshot(
@@ -183,13 +200,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        match self.call(Request::Snapshot(rpc), &option).await {
-            Ok(Response::Snapshot(answer)) => answer.map_err(|e| {
-                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
-            }),
-            Ok(_) => Err(mismatch()),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        let called = self.call(Request::Snapshot(rpc), &option).await;
+        self.settle(called, |r| match r {
+            Response::Snapshot(answer) => Some(answer),
+            _ => None,
+        })
     }
 
     async fn vote(
@@ -197,12 +212,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.call(Request::Vote(rpc), &option).await {
-            Ok(Response::Vote(answer)) => answer.map_err(|e| {
-                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
-            }),
-            Ok(_) => Err(mismatch()),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        let called = self.call(Request::Vote(rpc), &option).await;
+        self.settle(called, |r| match r {
+            Response::Vote(answer) => Some(answer),
+            _ => None,
+        })
     }
 }
