@@ -758,11 +758,9 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                 Request::Read(read) => pending.push(Pending::Read(read(Ok(&self.machine)))),
                 Request::Replace(machine, reply) => {
                     if self.journal.is_some() {
-                        reply(Err(EngineError::Io {
-                            what: "a journaling engine cannot replace its state",
-                            path: self.journal_dir.clone(),
-                            cause: std::io::Error::from(std::io::ErrorKind::Unsupported),
-                        }));
+                        let unsupported = std::io::Error::from(std::io::ErrorKind::Unsupported);
+                        let what = "a journaling engine cannot replace its state";
+                        reply(Err(io_error(what, &self.journal_dir)(unsupported)));
                     } else {
                         let mut machine = *machine;
                         match machine.open_history(&self.history_dir, None) {
@@ -770,11 +768,10 @@ impl<M: Machine, C: Clock, S: Storage + Clone> Writer<M, C, S> {
                                 self.machine = machine;
                                 reply(Ok(()));
                             }
-                            Err(cause) => reply(Err(EngineError::Io {
-                                what: "cannot open history store",
-                                path: self.history_dir.clone(),
-                                cause,
-                            })),
+                            Err(cause) => reply(Err(io_error(
+                                "cannot open history store",
+                                &self.history_dir,
+                            )(cause))),
                         }
                     }
                 }
