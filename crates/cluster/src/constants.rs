@@ -10,6 +10,9 @@ pub const FRAME_BYTES_MAX: u32 = 256 << 20;
 /// How long a node tries to connect to another before it counts it unreachable.
 pub const CONNECT_TIMEOUT_MS: u64 = 200;
 
+/// How long `GET /v1/cluster` waits for each other node's status.
+pub const STATUS_TIMEOUT_MS: u64 = 500;
+
 /// The leader's heartbeat: a follower that hears none for an election timeout stands for
 /// election. Tuned for a LAN: a dead leader is replaced within about a second.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;

@@ -18,5 +18,6 @@ pub mod types;
 pub use config::{ClusterConfig, ConfigError, NodeConfig};
 pub use log::LogStore;
 pub use machine::Replicated;
-pub use node::{ClusterError, Node, NodeStatus};
-pub use store::StateStore;
+pub use node::{ClusterError, ClusterStats, ClusterView, Node, NodeOptions, NodeStatus};
+pub use store::{KeyHook, StateStore};
+pub use types::KeyGrant;

@@ -2,6 +2,7 @@
 //! where in the log it is, the cluster's membership, and a running digest that two nodes at
 //! the same log position must agree on.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::types::{Applied, Entry, LogId, Membership};
 
 /// The first bytes of a replicated checkpoint's body, after the engine's position.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HFCLUS01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HFCLUS02";
 
 /// Largest encoded position and membership a checkpoint may hold before the machine's state.
 const SNAPSHOT_META_BYTES_MAX: u64 = 1 << 20;
@@ -31,6 +32,8 @@ pub struct Replicated {
     /// totals and counts after it: equal on two nodes at the same position unless their logs
     /// or their states diverged.
     pub digest: [u8; 32],
+    /// The API keys granted through the log: role by the key's SHA-256.
+    pub keys: BTreeMap<[u8; 32], String>,
 }
 
 impl Replicated {
@@ -58,6 +61,12 @@ impl Replicated {
                     let events = self.machine.events(op);
                     let timestamp = group.now.max(self.machine.ledger().timestamp_min(events));
                     applied.outcomes.push(self.machine.apply(timestamp, op));
+                }
+                for grant in &group.keys {
+                    hash.update(grant.hash);
+                    hash.update((grant.role.len() as u64).to_le_bytes());
+                    hash.update(grant.role.as_bytes());
+                    self.keys.insert(grant.hash, grant.role.clone());
                 }
             }
             EntryPayload::Membership(membership) => {
@@ -134,20 +143,20 @@ impl Machine for Replicated {
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
         w.write_all(SNAPSHOT_MAGIC)?;
         meta_options()
-            .serialize_into(&mut *w, &(self.applied, &self.membership, self.digest))
+            .serialize_into(&mut *w, &(self.applied, &self.membership, self.digest, &self.keys))
             .map_err(io::Error::other)?;
         self.machine.write_snapshot(w)
     }
 
     fn read_snapshot(r: &mut dyn Read) -> io::Result<Replicated> {
-        let (applied, membership, digest) = read_meta(r)?;
+        let (applied, membership, digest, keys) = read_meta(r)?;
         let machine = PaymentsMachine::read_snapshot(r)?;
-        Ok(Replicated { machine, applied, membership, digest })
+        Ok(Replicated { machine, applied, membership, digest, keys })
     }
 }
 
-/// A replicated state's position, membership and digest: the start of its snapshot.
-pub(crate) type Meta = (Option<LogId>, Membership, [u8; 32]);
+/// A replicated state's position, membership, digest and API keys: the start of its snapshot.
+pub(crate) type Meta = (Option<LogId>, Membership, [u8; 32], BTreeMap<[u8; 32], String>);
 
 /// Reads the start of a snapshot `Replicated::write_snapshot` wrote, up to the machine's state.
 pub(crate) fn read_meta(r: &mut dyn Read) -> io::Result<Meta> {

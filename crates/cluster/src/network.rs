@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::constants::{CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX};
+use crate::node::{Local, NodeStatus};
 use crate::types::TypeConfig;
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -32,6 +33,8 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// The node's status, for an operator's view of the cluster.
+    Status,
 }
 
 /// Its answer.
@@ -40,6 +43,7 @@ enum Response {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    Status(Result<NodeStatus, String>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
@@ -68,13 +72,13 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T
 
 /// Serves the other nodes' messages on `listener` until the task is dropped, which drops its
 /// connections too: a stopped node's connections must not keep answering for it.
-pub async fn serve(listener: TcpListener, raft: Raft) {
+pub(crate) async fn serve(listener: TcpListener, local: Local) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                connections.spawn(answer(stream, raft.clone()));
+                connections.spawn(answer(stream, local.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -82,10 +86,12 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
 }
 
 /// Answers the messages of one connection, one after another, until it closes.
-async fn answer(mut stream: TcpStream, raft: Raft) {
+async fn answer(mut stream: TcpStream, local: Local) {
     let _ = stream.set_nodelay(true);
+    let raft = &local.raft;
     while let Ok(request) = read_frame::<Request>(&mut stream).await {
         let response = match request {
+            Request::Status => Response::Status(local.status().await.map_err(|e| e.to_string())),
             Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
@@ -93,6 +99,16 @@ async fn answer(mut stream: TcpStream, raft: Raft) {
         if write_frame(&mut stream, &response).await.is_err() {
             break;
         }
+    }
+}
+
+/// Asks the node listening for replication on `addr` for its status, on a connection of its
+/// own.
+pub(crate) async fn ask_status(addr: &str) -> io::Result<NodeStatus> {
+    let mut peer = Peer { target: 0, addr: addr.to_owned(), stream: None };
+    match peer.exchange(&Request::Status).await? {
+        Response::Status(status) => status.map_err(io::Error::other),
+        _ => Err(io::Error::other("an answer of the wrong kind")),
     }
 }
 

@@ -3,27 +3,31 @@
 //! entries, one group of operations an entry.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use huifu_engine::{Engine, EngineError, EngineOptions};
+use huifu_engine::{Engine, EngineError, EngineOptions, EngineStats, Failure, Histogram};
 use huifu_payments::{Op, Outcome, PaymentsMachine};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::constants::{
     ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, GROUP_OPS_MAX, HEARTBEAT_INTERVAL_MS,
-    PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, TICK_MS,
+    PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, STATUS_TIMEOUT_MS,
+    TICK_MS,
 };
 use crate::log::LogStore;
 use crate::machine::Replicated;
 use crate::network::{self, Network, Raft};
-use crate::store::StateStore;
-use crate::types::Group;
+use crate::store::{KeyHook, StateStore};
+use crate::types::{Group, KeyGrant};
 
 /// Why an operation or a read did not go through.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -45,11 +49,11 @@ impl From<EngineError> for ClusterError {
 }
 
 /// What an operator sees of a node (`GET /v1/cluster`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub id: u64,
-    /// `leader`, `follower`, `candidate` or `learner`.
-    pub role: &'static str,
+    /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
+    pub role: String,
     pub leader: Option<u64>,
     pub term: u64,
     /// Index of the last entry known committed, and of the last applied.
@@ -64,14 +68,69 @@ struct Proposal {
     reply: oneshot::Sender<Result<Outcome, ClusterError>>,
 }
 
+/// What the replication listener answers for besides Raft: this node's own status.
+#[derive(Clone)]
+pub(crate) struct Local {
+    pub(crate) id: u64,
+    pub(crate) raft: Raft,
+    engine: Arc<Engine<Replicated>>,
+    log: LogStore,
+}
+
+impl Local {
+    /// This node's view: role, leader, term, commit and applied positions, digest.
+    pub(crate) async fn status(&self) -> Result<NodeStatus, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let engine = self.engine.clone();
+        let (applied, digest) =
+            tokio::task::spawn_blocking(move || engine.read(|r| (r.applied, r.digest_hex())))
+                .await
+                .map_err(|e| ClusterError::Engine(e.to_string()))??;
+        Ok(NodeStatus {
+            id: self.id,
+            role: role(metrics.state).into(),
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            commit: self.log.committed().map(|id| id.index),
+            applied: applied.map(|id| id.index),
+            digest,
+        })
+    }
+}
+
+/// Counters and latencies of replication, for `/metrics`.
+pub struct ClusterStats {
+    /// Microseconds from proposing a group to its outcomes (a majority has it durable and it
+    /// is applied here).
+    pub proposal_us: Histogram,
+    /// Terms this node saw begin: each is an election somewhere in the cluster.
+    pub elections: AtomicU64,
+    /// Times the leader this node knows of changed (to another node or to none).
+    pub leader_changes: AtomicU64,
+}
+
+/// Bounds of the proposal latency histogram, in microseconds.
+const PROPOSAL_US_BOUNDS: &[u64] =
+    &[250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+
+/// The whole cluster as one node sees it (`GET /v1/cluster`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterView {
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// Every node of the membership, in id order; one that did not answer has the role
+    /// `unreachable`.
+    pub nodes: Vec<NodeStatus>,
+}
+
 /// A running node.
 pub struct Node {
     pub id: u64,
-    raft: Raft,
-    engine: Arc<Engine<Replicated>>,
-    log: LogStore,
+    local: Local,
+    config: ClusterConfig,
     proposals: mpsc::Sender<Proposal>,
-    tasks: Vec<JoinHandle<()>>,
+    stats: Arc<ClusterStats>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn now_ns() -> u64 {
@@ -96,8 +155,9 @@ impl Node {
         dir: &Path,
         config: &ClusterConfig,
         id: u64,
-        fsync: bool,
+        options: NodeOptions,
     ) -> Result<Node, ClusterError> {
+        let NodeOptions { fsync, on_key } = options;
         let me = config
             .node(id)
             .ok_or_else(|| {
@@ -109,6 +169,13 @@ impl Node {
         options.fsync = fsync;
         let (engine, _) = Engine::<Replicated>::open(options)?;
         let engine = Arc::new(engine);
+        if let Some(on_key) = &on_key {
+            // The keys of the checkpoint opened; the log after it is applied anew.
+            let keys = engine.read(|r| r.keys.clone())?;
+            for (hash, role) in keys {
+                on_key(&KeyGrant { hash, role });
+            }
+        }
         let log =
             LogStore::open(dir, fsync).map_err(|e| ClusterError::Replication(e.to_string()))?;
         let raft_config = Config {
@@ -122,14 +189,23 @@ impl Node {
         }
         .validate()
         .map_err(|e| ClusterError::Replication(e.to_string()))?;
-        let state = StateStore::new(engine.clone(), dir.to_path_buf());
+        let state = StateStore::new(engine.clone(), dir.to_path_buf(), on_key);
         let raft = Raft::new(id, Arc::new(raft_config), Network, log.clone(), state)
             .await
             .map_err(|e| ClusterError::Replication(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(me.peer)
             .await
             .map_err(|e| ClusterError::Replication(format!("cannot listen on {}: {e}", me.peer)))?;
-        let mut tasks = vec![tokio::spawn(network::serve(listener, raft.clone()))];
+        let local = Local { id, raft: raft.clone(), engine: engine.clone(), log };
+        let stats = Arc::new(ClusterStats {
+            proposal_us: Histogram::new(PROPOSAL_US_BOUNDS),
+            elections: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+        });
+        let mut tasks = vec![
+            tokio::spawn(network::serve(listener, local.clone())),
+            tokio::spawn(watch(raft.clone(), stats.clone())),
+        ];
         let initialized =
             raft.is_initialized().await.map_err(|e| ClusterError::Replication(e.to_string()))?;
         if !initialized {
@@ -142,9 +218,10 @@ impl Node {
             }
         }
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-        tasks.push(tokio::spawn(propose(raft.clone(), queue)));
-        tasks.push(tokio::spawn(expire(raft.clone(), engine.clone(), proposals.clone())));
-        Ok(Node { id, raft, engine, log, proposals, tasks })
+        tasks.push(tokio::spawn(propose(raft.clone(), queue, stats.clone())));
+        tasks.push(tokio::spawn(expire(raft, engine, proposals.clone())));
+        let tasks = std::sync::Mutex::new(tasks);
+        Ok(Node { id, local, config: config.clone(), proposals, stats, tasks })
     }
 
     /// Applies `op` through the log: on the leader, once a majority has it durable and it is
@@ -158,13 +235,20 @@ impl Node {
         answer.await.map_err(|_| ClusterError::Replication("the node is stopping".into()))?
     }
 
+    /// Grants an API key through the log (its SHA-256 and role): once it returns, the key
+    /// works on every node that applied the entry. On the leader only, like `execute`.
+    pub async fn grant_key(&self, hash: [u8; 32], role: String) -> Result<(), ClusterError> {
+        let group = Group::grant(now_ns(), vec![KeyGrant { hash, role }]);
+        self.local.raft.client_write(group).await.map(drop).map_err(write_error)
+    }
+
     /// Runs `f` on the state once everything committed before the call is applied here, as
     /// the leader confirms it still leads (a linearizable read). Elsewhere `NotLeader`.
     pub async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ClusterError> {
-        self.raft.ensure_linearizable().await.map_err(|e| match e {
+        self.local.raft.ensure_linearizable().await.map_err(|e| match e {
             RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(to)) => {
                 ClusterError::NotLeader { leader: to.leader_id }
             }
@@ -178,7 +262,7 @@ impl Node {
         &self,
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ClusterError> {
-        let engine = self.engine.clone();
+        let engine = self.local.engine.clone();
         tokio::task::spawn_blocking(move || engine.read(move |r| f(&r.machine)))
             .await
             .map_err(|e| ClusterError::Engine(e.to_string()))?
@@ -187,33 +271,150 @@ impl Node {
 
     /// This node's view: role, leader, term, commit and applied positions, digest.
     pub async fn status(&self) -> Result<NodeStatus, ClusterError> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let engine = self.engine.clone();
-        let (applied, digest) =
-            tokio::task::spawn_blocking(move || engine.read(|r| (r.applied, r.digest_hex())))
-                .await
-                .map_err(|e| ClusterError::Engine(e.to_string()))??;
-        Ok(NodeStatus {
-            id: self.id,
-            role: role(metrics.state),
-            leader: metrics.current_leader,
-            term: metrics.current_term,
-            commit: self.log.committed().map(|id| id.index),
-            applied: applied.map(|id| id.index),
-            digest,
-        })
+        self.local.status().await
+    }
+
+    /// Every node's status: this one's, and each other member's asked over the replication
+    /// connection (at most [`STATUS_TIMEOUT_MS`] each, all at once).
+    pub async fn cluster(&self) -> Result<ClusterView, ClusterError> {
+        let me = self.local.status().await?;
+        let metrics = self.local.raft.metrics().borrow().clone();
+        let members: Vec<(u64, String)> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let asked = members.into_iter().map(|(id, addr)| {
+            let me = me.clone();
+            async move {
+                if id == me.id {
+                    return me;
+                }
+                let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
+                match tokio::time::timeout(timeout, network::ask_status(&addr)).await {
+                    Ok(Ok(status)) => status,
+                    _ => NodeStatus::unreachable(id),
+                }
+            }
+        });
+        let nodes = futures_util::future::join_all(asked).await;
+        Ok(ClusterView { leader: me.leader, term: me.term, nodes })
     }
 
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.local.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this node leads now (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    /// The HTTP address of node `id`, from the cluster file.
+    pub fn http_of(&self, id: u64) -> Option<SocketAddr> {
+        self.config.node(id).map(|n| n.http)
+    }
+
+    /// The last entry applied here and the last this node knows committed (on a follower,
+    /// as of the leader's last message): how far behind a read served here may be.
+    pub fn positions(&self) -> (Option<u64>, Option<u64>) {
+        let applied = self.local.raft.metrics().borrow().last_applied.map(|id| id.index);
+        (applied, self.local.log.committed().map(|id| id.index))
+    }
+
+    /// On the leader, each other member's lag: entries in the leader's log it does not have
+    /// yet. Empty elsewhere.
+    pub fn replication_lag(&self) -> Vec<(u64, u64)> {
+        let metrics = self.local.raft.metrics().borrow().clone();
+        let last = metrics.last_log_index.map_or(0, |i| i + 1);
+        let Some(replication) = metrics.replication else { return Vec::new() };
+        replication
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, matched)| (*id, last - matched.map_or(0, |m| m.index + 1)))
+            .collect()
+    }
+
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// The engine's counters (its group commits are the applied entries).
+    pub fn engine_stats(&self) -> &EngineStats {
+        self.local.engine.stats()
+    }
+
+    /// Why the engine stopped, when it stopped on a failure: the node then cannot apply
+    /// what is committed and must be restarted.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.local.engine.failure()
     }
 
     /// Stops Raft, the listener and the proposer; the engine stops when its last handle goes.
-    pub async fn shutdown(self) {
-        let _ = self.raft.shutdown().await;
-        for task in self.tasks {
+    pub async fn shutdown(&self) {
+        let _ = self.local.raft.shutdown().await;
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             task.abort();
+        }
+    }
+}
+
+impl NodeStatus {
+    fn unreachable(id: u64) -> NodeStatus {
+        NodeStatus {
+            id,
+            role: "unreachable".into(),
+            leader: None,
+            term: 0,
+            commit: None,
+            applied: None,
+            digest: String::new(),
+        }
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
+            ClusterError::NotLeader { leader: to.leader_id }
+        }
+        e => ClusterError::Replication(e.to_string()),
+    }
+}
+
+/// How a node runs.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// fsync each log append (off only in tests and benchmarks that say so).
+    pub fsync: bool,
+    /// Told of every API key granted through the log (and of those in the state at start).
+    pub on_key: Option<KeyHook>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions { fsync: true, on_key: None }
+    }
+}
+
+/// Counts the terms and leaders this node sees come and go.
+async fn watch(raft: Raft, stats: Arc<ClusterStats>) {
+    let mut metrics = raft.metrics();
+    let (mut term, mut leader) = {
+        let m = metrics.borrow();
+        (m.current_term, m.current_leader)
+    };
+    while metrics.changed().await.is_ok() {
+        let m = metrics.borrow().clone();
+        if m.current_term > term {
+            stats.elections.fetch_add(m.current_term - term, Ordering::Relaxed);
+            term = m.current_term;
+        }
+        if m.current_leader != leader {
+            stats.leader_changes.fetch_add(1, Ordering::Relaxed);
+            leader = m.current_leader;
         }
     }
 }
@@ -221,7 +422,7 @@ impl Node {
 /// Takes the operations queued, as many as are there (up to `GROUP_OPS_MAX`), proposes them
 /// as one entry, and answers each with its outcome once the entry is applied. Up to
 /// `PROPOSALS_IN_FLIGHT_MAX` entries are in flight at once.
-async fn propose(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+async fn propose(raft: Raft, mut queue: mpsc::Receiver<Proposal>, stats: Arc<ClusterStats>) {
     let in_flight = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -234,10 +435,12 @@ async fn propose(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
         let group = Group::new(now_ns(), &ops);
-        let raft = raft.clone();
+        let (raft, stats) = (raft.clone(), stats.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let written = raft.client_write(group).await;
             drop(permit);
+            stats.proposal_us.record(started.elapsed().as_micros() as u64);
             match written {
                 Ok(response) => {
                     for (reply, outcome) in replies.into_iter().zip(response.data.outcomes) {
@@ -245,12 +448,7 @@ async fn propose(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
                     }
                 }
                 Err(e) => {
-                    let error = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
-                            ClusterError::NotLeader { leader: to.leader_id }
-                        }
-                        e => ClusterError::Replication(e.to_string()),
-                    };
+                    let error = write_error(e);
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
                     }

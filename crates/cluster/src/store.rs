@@ -8,17 +8,22 @@ use std::sync::Arc;
 use huifu_engine::{newest_checkpoint, Engine, EngineError};
 use huifu_journal::{FileStorage, SnapshotReader};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{AnyError, BasicNode, RaftSnapshotBuilder, StorageIOError};
+use openraft::{AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use crate::machine::{read_meta, Replicated};
-use crate::types::{Applied, Entry, LogId, Membership, StorageError, TypeConfig};
+use crate::types::{Applied, Entry, KeyGrant, LogId, Membership, StorageError, TypeConfig};
 use huifu_engine::Machine;
 
-/// The engine a node applies the log to, and its data folder (where its checkpoints are).
+/// Told of each API key the log grants, and of every key of an installed snapshot.
+pub type KeyHook = Arc<dyn Fn(&KeyGrant) + Send + Sync>;
+
+/// The engine a node applies the log to, its data folder (where its checkpoints are), and who
+/// is told of the keys granted.
 #[derive(Clone)]
 pub struct StateStore {
     engine: Arc<Engine<Replicated>>,
     dir: PathBuf,
+    on_key: Option<KeyHook>,
 }
 
 fn sm_error(e: impl std::error::Error + 'static) -> StorageError {
@@ -37,8 +42,18 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl StateStore {
-    pub fn new(engine: Arc<Engine<Replicated>>, dir: PathBuf) -> StateStore {
-        StateStore { engine, dir }
+    pub fn new(
+        engine: Arc<Engine<Replicated>>,
+        dir: PathBuf,
+        on_key: Option<KeyHook>,
+    ) -> StateStore {
+        StateStore { engine, dir, on_key }
+    }
+
+    fn tell(&self, grants: impl IntoIterator<Item = KeyGrant>) {
+        if let Some(on_key) = &self.on_key {
+            grants.into_iter().for_each(|grant| on_key(&grant));
+        }
     }
 
     /// The newest checkpoint as a snapshot: its state's bytes, and the position and membership
@@ -54,7 +69,7 @@ impl StateStore {
         reader.read_exact(&mut position)?;
         let mut data = Vec::new();
         reader.read_to_end(&mut data)?;
-        let (last_log_id, last_membership, _) = read_meta(&mut &data[..])?;
+        let (last_log_id, last_membership, ..) = read_meta(&mut &data[..])?;
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id: format!("{seq}") };
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
@@ -87,6 +102,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let grants: Vec<KeyGrant> = entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Normal(group) => Some(group.keys.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let engine = self.engine.clone();
         // `submit` waits for room in a full queue: off the runtime's threads.
@@ -97,7 +120,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         })
         .await
         .map_err(sm_error)?;
-        rx.await.map_err(sm_error)?.map_err(sm_error)
+        let applied = rx.await.map_err(sm_error)?.map_err(sm_error)?;
+        self.tell(grants);
+        Ok(applied)
     }
 
     async fn get_snapshot_builder(&mut self) -> StateStore {
@@ -121,8 +146,15 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 meta.last_log_id, state.applied
             ))));
         }
+        let grants: Vec<KeyGrant> = state
+            .keys
+            .iter()
+            .map(|(hash, role)| KeyGrant { hash: *hash, role: role.clone() })
+            .collect();
         let engine = self.engine.clone();
-        blocking(move || engine.replace(state)).await
+        blocking(move || engine.replace(state)).await?;
+        self.tell(grants);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

@@ -27,14 +27,29 @@ pub type StorageError = openraft::StorageError<u64>;
 
 /// A group of operations as the leader proposed it: the leader's clock when it did, and the
 /// operations in the journal's encoding, each after its length (a little-endian `u32`). Every
-/// node applies the group with the same clock reading, so with the same timestamps.
+/// node applies the group with the same clock reading, so with the same timestamps. A group
+/// may also grant API keys, so that a key made on one node works on all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub now: u64,
     pub ops: Vec<u8>,
+    pub keys: Vec<KeyGrant>,
+}
+
+/// An API key granted through the log: the SHA-256 of the key (the key itself is never
+/// stored) and its role, as the API names it (`admin`, `platform`, `merchant:<id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant {
+    pub hash: [u8; 32],
+    pub role: String,
 }
 
 impl Group {
+    /// A group that grants `keys` and applies no operation.
+    pub fn grant(now: u64, keys: Vec<KeyGrant>) -> Group {
+        Group { now, ops: Vec::new(), keys }
+    }
+
     pub fn new(now: u64, ops: &[Op]) -> Group {
         let mut bytes = Vec::new();
         let mut op_bytes = Vec::new();
@@ -45,7 +60,7 @@ impl Group {
             bytes.extend_from_slice(&len.to_le_bytes());
             bytes.extend_from_slice(&op_bytes);
         }
-        Group { now, ops: bytes }
+        Group { now, ops: bytes, keys: Vec::new() }
     }
 
     /// The operations, in order.

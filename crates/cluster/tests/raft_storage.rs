@@ -32,7 +32,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateStore, tempfile::TempDir> for Build
         options.fsync = false;
         let (engine, _) = Engine::<Replicated>::open(options).map_err(failed)?;
         let log = LogStore::open(dir.path(), false).map_err(failed)?;
-        let state = StateStore::new(Arc::new(engine), dir.path().to_path_buf());
+        let state = StateStore::new(Arc::new(engine), dir.path().to_path_buf(), None);
         Ok((dir, log, state))
     }
 }

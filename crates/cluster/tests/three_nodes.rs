@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use huifu_cluster::{ClusterConfig, ClusterError, Node};
+use huifu_cluster::{ClusterConfig, ClusterError, Node, NodeOptions};
 use huifu_payments::Op;
 
 fn free_port() -> u16 {
@@ -63,7 +63,7 @@ async fn a_cluster_replicates_and_fails_over() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        nodes.push(Node::start(dir.path(), &config, i as u64 + 1, false).await.unwrap());
+        nodes.push(Node::start(dir.path(), &config, i as u64 + 1, no_fsync()).await.unwrap());
     }
     let first = leader(&nodes, Duration::from_secs(10)).await;
 
@@ -128,7 +128,7 @@ async fn a_cluster_replicates_and_fails_over() {
 
 /// Starts node `id` of `config` on `dir`.
 async fn start(dir: &tempfile::TempDir, config: &ClusterConfig, id: u64) -> Node {
-    Node::start(dir.path(), config, id, false).await.unwrap()
+    Node::start(dir.path(), config, id, no_fsync()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -148,6 +148,7 @@ async fn a_restarted_node_catches_up_from_the_log() {
     let f_id = nodes[f].id;
     let stopped = nodes.remove(f);
     stopped.shutdown().await;
+    drop(stopped);
     let l = leader(&nodes, Duration::from_secs(5)).await;
     for id in 100..150 {
         nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
@@ -169,4 +170,9 @@ async fn a_restarted_node_catches_up_from_the_log() {
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+/// The tests' nodes skip fsync: they test replication, not the disk.
+fn no_fsync() -> NodeOptions {
+    NodeOptions { fsync: false, ..NodeOptions::default() }
 }

@@ -12,9 +12,17 @@ pub struct ServeArgs {
     /// Data folder (created on first start).
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:7070; for a cluster node, its `http` address
+    /// in the cluster file).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Run as a node of the cluster this file describes (one `[[node]]` table per node, with
+    /// `id`, `http` and `peer`); `--node` says which.
+    #[arg(long, requires = "node")]
+    cluster: Option<PathBuf>,
+    /// This node's id in the `--cluster` file.
+    #[arg(long, requires = "cluster")]
+    node: Option<u64>,
     /// A file holding an admin API key to accept (else `HUIFU_ADMIN_KEY`, else one is created
     /// and printed once on first start).
     #[arg(long)]
@@ -41,7 +49,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the admin key must be at least 16 characters");
     }
     let data_dir = args.data_dir.clone();
-    let mut config = huifu_server::Config::new(args.data_dir, args.listen);
+    let cluster = match (&args.cluster, args.node) {
+        (Some(path), Some(node)) => {
+            let config = huifu_cluster::ClusterConfig::load(path)?;
+            if config.node(node).is_none() {
+                anyhow::bail!("node {node} is not in {}", path.display());
+            }
+            Some(huifu_server::ClusterMember { config, node })
+        }
+        _ => None,
+    };
+    let listen = match (args.listen, &cluster) {
+        (Some(listen), _) => listen,
+        (None, Some(member)) => member.config.node(member.node).expect("checked above").http,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 7070)),
+    };
+    let mut config = huifu_server::Config::new(args.data_dir, listen);
+    config.cluster = cluster;
     config.admin_key = admin_key;
     config.memory_transfers_max = args.memory.transfers_max.0;
     let http_threads = match args.http_threads {

@@ -29,7 +29,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn encode(self) -> String {
+    pub(crate) fn encode(self) -> String {
         match self {
             Role::Admin => "admin".into(),
             Role::Platform => "platform".into(),
@@ -66,7 +66,7 @@ pub struct KeyStore {
     buckets: Mutex<HashMap<[u8; 32], (u64, Instant)>>,
 }
 
-fn hash(key: &str) -> [u8; 32] {
+pub(crate) fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
@@ -83,6 +83,16 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// A new random key: `hk_` and 32 alphanumerics.
+pub(crate) fn new_key() -> String {
+    let suffix: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(KEY_CHARS)
+        .map(char::from)
+        .collect();
+    format!("hk_{suffix}")
 }
 
 impl KeyStore {
@@ -135,14 +145,21 @@ impl KeyStore {
 
     /// Creates a new random key with `role`; the key itself is returned and never stored.
     pub fn create(&self, role: Role) -> std::io::Result<String> {
-        let suffix: String = rand::thread_rng()
-            .sample_iter(rand::distributions::Alphanumeric)
-            .take(KEY_CHARS)
-            .map(char::from)
-            .collect();
-        let key = format!("hk_{suffix}");
+        let key = new_key();
         self.add(&key, role)?;
         Ok(key)
+    }
+
+    /// Accepts the key whose SHA-256 is `hash` with the role named `role` from now on, in
+    /// memory: on a cluster node, keys are kept by the replicated log. A role this server
+    /// does not know is skipped with a warning.
+    pub fn accept(&self, hash: [u8; 32], role: &str) {
+        match Role::decode(role) {
+            Some(role) => {
+                self.keys.write().expect("lock").insert(hash, role);
+            }
+            None => tracing::warn!(role, "skipping a replicated API key of an unknown role"),
+        }
     }
 
     /// The caller of a request, from its `Authorization: Bearer` header.

@@ -12,6 +12,10 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// once, and HTTP has no smaller unit.
 pub const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
 
+/// Seconds a request refused with 503 `no_leader` (a cluster electing a leader, or a leader
+/// that could not be reached) is told to wait: an election takes under a second.
+pub const NO_LEADER_RETRY_AFTER_SECONDS: u64 = 1;
+
 /// How often `serve` looks whether the engine's writer stopped on a failure (then a full disk
 /// turns the server read-only; any other failure stops it and the process exits with an
 /// error), and, while the disk is full, whether there is room again. The writer fails every

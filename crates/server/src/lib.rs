@@ -16,6 +16,7 @@
 
 mod api;
 mod auth;
+mod cluster;
 pub mod constants;
 mod error;
 mod events;
@@ -32,10 +33,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use huifu_cluster::{ClusterConfig, ClusterError, Node, NodeOptions};
 use huifu_engine::{Engine, EngineError, EngineOptions, Failure, FailureKind};
 use huifu_payments::{Done, Op, Outcome, PaymentsMachine};
 
 pub use auth::{KeyStore, Role};
+pub use cluster::ClusterNode;
 pub use error::ApiError;
 
 use crate::constants::{
@@ -46,27 +49,34 @@ use crate::constants::{
 /// Everything a handler needs, shared by all of them.
 #[derive(Clone)]
 pub struct AppState {
-    /// The engine serving now; replaced by a reopened one after a full disk stopped it.
-    engine: Arc<RwLock<Arc<Engine<PaymentsMachine>>>>,
-    /// Set while the disk is full: every write is refused with it at once, reads are served.
-    writes_refused: Arc<Mutex<Option<Arc<Failure>>>>,
+    backend: Backend,
     keys: Arc<KeyStore>,
     metrics: Arc<metrics::Metrics>,
 }
 
-impl AppState {
-    pub fn new(engine: Arc<Engine<PaymentsMachine>>, keys: Arc<KeyStore>) -> AppState {
-        AppState {
-            engine: Arc::new(RwLock::new(engine)),
-            writes_refused: Arc::new(Mutex::new(None)),
-            keys,
-            metrics: Arc::new(metrics::Metrics::default()),
-        }
-    }
+/// Where operations go: the embedded engine, or a cluster node's replicated log.
+#[derive(Clone)]
+enum Backend {
+    Single(Arc<Single>),
+    Cluster(Arc<ClusterNode>),
+}
 
+/// The embedded engine of a server that runs alone.
+struct Single {
+    /// The engine serving now; replaced by a reopened one after a full disk stopped it.
+    engine: RwLock<Arc<Engine<PaymentsMachine>>>,
+    /// Set while the disk is full: every write is refused with it at once, reads are served.
+    writes_refused: Mutex<Option<Arc<Failure>>>,
+}
+
+impl Single {
     /// The engine serving now.
     fn engine(&self) -> Arc<Engine<PaymentsMachine>> {
         self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, engine: Engine<PaymentsMachine>) {
+        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
     }
 
     /// Why writes are refused, while the disk is full.
@@ -77,16 +87,79 @@ impl AppState {
     fn refuse_writes(&self, why: Option<Arc<Failure>>) {
         *self.writes_refused.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine<PaymentsMachine>>, keys: Arc<KeyStore>) -> AppState {
+        let single = Single { engine: RwLock::new(engine), writes_refused: Mutex::new(None) };
+        AppState::with(Backend::Single(Arc::new(single)), keys)
+    }
+
+    /// The state of a server that is one node of a cluster.
+    pub fn for_node(node: ClusterNode, keys: Arc<KeyStore>) -> AppState {
+        AppState::with(Backend::Cluster(Arc::new(node)), keys)
+    }
+
+    fn with(backend: Backend, keys: Arc<KeyStore>) -> AppState {
+        AppState { backend, keys, metrics: Arc::new(metrics::Metrics::default()) }
+    }
+
+    /// The embedded engine, on a server that runs alone.
+    fn single(&self) -> Option<&Arc<Single>> {
+        match &self.backend {
+            Backend::Single(single) => Some(single),
+            Backend::Cluster(_) => None,
+        }
+    }
+
+    /// The cluster node this server is, if it is one.
+    pub(crate) fn cluster(&self) -> Option<Arc<ClusterNode>> {
+        match &self.backend {
+            Backend::Cluster(cluster) => Some(cluster.clone()),
+            Backend::Single(_) => None,
+        }
+    }
+
+    /// Ready to serve, or why not (`/healthz`).
+    fn health(&self) -> Result<(), ApiError> {
+        match &self.backend {
+            Backend::Cluster(cluster) => cluster::health(cluster),
+            Backend::Single(single) => {
+                let engine = single.engine();
+                match single.writes_refused() {
+                    Some(failure) => Err(ApiError::failed(&failure)),
+                    None if !engine.is_stopped() => Ok(()),
+                    None => Err(stopped(&engine)),
+                }
+            }
+        }
+    }
 
     /// Applies `op`; resolves once it is durable. Domain rejections become API errors. A full
     /// engine queue is refused at once (503 `engine_busy`): waiting for room would hold the
     /// runtime's thread, and with it every other connection.
     async fn execute(&self, op: Op) -> Result<Done, ApiError> {
-        if let Some(failure) = self.writes_refused() {
+        let single = match &self.backend {
+            Backend::Single(single) => single,
+            Backend::Cluster(cluster) => {
+                let started = Instant::now();
+                let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+                let result = tokio::time::timeout(timeout, cluster.node.execute(op)).await;
+                self.metrics.engine(started.elapsed());
+                let outcome = match result {
+                    Err(_) => {
+                        return Err(ApiError::unavailable("the cluster did not answer in time"))
+                    }
+                    Ok(outcome) => outcome.map_err(cluster::cluster_error)?,
+                };
+                return outcome.map_err(ApiError::from);
+            }
+        };
+        if let Some(failure) = single.writes_refused() {
             return Err(ApiError::failed(&failure));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let engine = self.engine();
+        let engine = single.engine();
         engine.try_submit(op, move |r| {
             let _ = tx.send(r);
         });
@@ -95,13 +168,25 @@ impl AppState {
     }
 
     /// Runs `f` on the machine, after every write before it is durable (refused at once when
-    /// the queue is full, like `execute`).
+    /// the queue is full, like `execute`). On a cluster node: on the leader once it confirmed
+    /// it still leads, or on this node's own state for a follower read.
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
+        let single = match &self.backend {
+            Backend::Single(single) => single,
+            Backend::Cluster(cluster) => {
+                let read = if cluster::follower_read() {
+                    cluster.node.read_local(f).await
+                } else {
+                    cluster.node.read(f).await
+                };
+                return read.map_err(cluster::cluster_error);
+            }
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let engine = self.engine();
+        let engine = single.engine();
         engine.try_submit_read(f, move |r| {
             let _ = tx.send(r);
         });
@@ -163,6 +248,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())
+        .merge(cluster::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
@@ -178,6 +265,15 @@ pub struct Config {
     pub fsync: bool,
     /// Bound on the ledger transfers kept in memory (the rest in the history store).
     pub memory_transfers_max: Option<usize>,
+    /// Run as this node of this cluster (else alone, on the embedded engine).
+    pub cluster: Option<ClusterMember>,
+}
+
+/// Which node of which cluster a server is.
+#[derive(Clone, Debug)]
+pub struct ClusterMember {
+    pub config: ClusterConfig,
+    pub node: u64,
 }
 
 impl Config {
@@ -188,6 +284,7 @@ impl Config {
             admin_key: None,
             fsync: true,
             memory_transfers_max: None,
+            cluster: None,
         }
     }
 }
@@ -196,6 +293,8 @@ impl Config {
 pub enum ServeError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Cluster(ClusterError),
     /// The I/O error is part of the message, not a separate cause, so it is printed once.
     #[error("{what}: {cause}")]
     Io { what: String, cause: std::io::Error },
@@ -219,27 +318,54 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Arc::new(KeyStore::open(&config.data_dir).map_err(io("cannot read api_keys".into()))?);
     if let Some(key) = &config.admin_key {
         keys.add(key, Role::Admin).map_err(io("cannot store the admin key".into()))?;
+    } else if config.cluster.is_some() {
+        // A key made here would work on this node alone.
+        return Err(ServeError::Io {
+            what: "a cluster node needs an admin key".into(),
+            cause: std::io::Error::other(
+                "give every node the same --admin-key-file (or HUIFU_ADMIN_KEY)",
+            ),
+        });
     } else if keys.is_empty() {
         let key = keys.create(Role::Admin).map_err(io("cannot store the admin key".into()))?;
         println!("admin API key (shown once, stored hashed): {key}");
     }
-    let mut options = EngineOptions::new(&config.data_dir);
-    options.fsync = config.fsync;
-    options.memory_max = config.memory_transfers_max;
-    let (engine, recovery) = Engine::<PaymentsMachine>::open(options.clone())?;
-    tracing::info!(?recovery, "engine recovered");
-    let state = AppState::new(Arc::new(engine), keys);
+    let (state, mut supervisor) = match &config.cluster {
+        None => {
+            let mut options = EngineOptions::new(&config.data_dir);
+            options.fsync = config.fsync;
+            options.memory_max = config.memory_transfers_max;
+            let (engine, recovery) = Engine::<PaymentsMachine>::open(options.clone())?;
+            tracing::info!(?recovery, "engine recovered");
+            let state = AppState::new(Arc::new(engine), keys);
+            let single = state.single().expect("a server alone").clone();
+            let data_dir = config.data_dir.clone();
+            let supervisor = tokio::spawn(supervise(
+                single,
+                move || Engine::open(options.clone()).map(|(engine, _)| engine),
+                move || huifu_engine::free_bytes(&data_dir),
+            ));
+            (state, supervisor)
+        }
+        Some(member) => {
+            let accept = keys.clone();
+            let options = NodeOptions {
+                fsync: config.fsync,
+                on_key: Some(Arc::new(move |grant| accept.accept(grant.hash, &grant.role))),
+            };
+            let node = Node::start(&config.data_dir, &member.config, member.node, options)
+                .await
+                .map_err(ServeError::Cluster)?;
+            let state = AppState::for_node(ClusterNode::new(node), keys);
+            let cluster = state.cluster().expect("a cluster node");
+            (state, tokio::spawn(supervise_node(cluster)))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(io(format!("cannot listen on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("no local address".into()))?;
     println!("huifu listening on http://{local}");
-    let data_dir = config.data_dir.clone();
-    let mut supervisor = tokio::spawn(supervise(
-        state.clone(),
-        move || Engine::open(options.clone()).map(|(engine, _)| engine),
-        move || huifu_engine::free_bytes(&data_dir),
-    ));
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let stop = async move {
         tokio::select! {
@@ -266,16 +392,31 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             },
         });
     }
+    if let Some(cluster) = state.cluster() {
+        cluster.node.shutdown().await;
+    }
     // Every handler is done; the last handle stops the writer after the queue drains.
     drop(state);
     Ok(())
+}
+
+/// Watches a cluster node's engine: one that failed cannot apply what the cluster commits, so
+/// the server stops and the node is to be restarted (it then catches up from the others).
+async fn supervise_node(cluster: Arc<ClusterNode>) -> EngineError {
+    let mut poll = tokio::time::interval(Duration::from_millis(FAILURE_POLL_MS));
+    loop {
+        poll.tick().await;
+        if let Some(failure) = cluster.node.failure() {
+            return EngineError::Failed(Arc::new(failure.clone()));
+        }
+    }
 }
 
 /// Watches the engine until it fails in a way the server cannot serve through, and returns
 /// that failure. A full disk is served through: writes are refused, the engine is reopened
 /// from what is durable (`reopen`), and writes resume once `free_bytes` says there is room.
 async fn supervise(
-    state: AppState,
+    state: Arc<Single>,
     reopen: impl Fn() -> Result<Engine<PaymentsMachine>, EngineError> + Send + Sync + 'static,
     free_bytes: impl Fn() -> std::io::Result<u64>,
 ) -> EngineError {
@@ -303,7 +444,7 @@ async fn supervise(
             let reopen = reopen.clone();
             match tokio::task::spawn_blocking(move || reopen()).await {
                 Ok(Ok(engine)) => {
-                    *state.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
+                    state.replace(engine);
                     reopen_failures = 0;
                     tracing::info!("engine reopened from what is durable; serving reads");
                 }
@@ -465,7 +606,7 @@ mod tests {
         let never_reopened = || -> Result<Engine<PaymentsMachine>, EngineError> {
             panic!("a failed disk is not reopened")
         };
-        let fatal = supervise(state.clone(), never_reopened, || Ok(u64::MAX));
+        let fatal = supervise(state.single().unwrap().clone(), never_reopened, || Ok(u64::MAX));
         let fatal = tokio::time::timeout(Duration::from_secs(5), fatal).await.unwrap();
         assert!(matches!(fatal, EngineError::Failed(f) if f.kind == FailureKind::Storage));
     }
@@ -493,7 +634,8 @@ mod tests {
         let state =
             AppState::new(Arc::new(open().unwrap()), Arc::new(KeyStore::open(dir.path()).unwrap()));
         let free = Arc::new(AtomicU64::new(0));
-        let supervisor = tokio::spawn(supervise(state.clone(), open, {
+        let single = state.single().unwrap().clone();
+        let supervisor = tokio::spawn(supervise(single.clone(), open, {
             let free = free.clone();
             move || Ok(free.load(Ordering::Relaxed))
         }));
@@ -505,7 +647,7 @@ mod tests {
         assert_eq!((status, v["error"]["code"].as_str()), (507, Some("insufficient_storage")));
         // The supervisor reopens the engine: reads come back, writes stay refused.
         let started = Instant::now();
-        while state.engine().is_stopped() {
+        while single.engine().is_stopped() {
             assert!(started.elapsed() < Duration::from_secs(10), "the engine was not reopened");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -520,7 +662,7 @@ mod tests {
         storage.set_full(false);
         free.store(DISK_FREE_TO_RESUME_BYTES, Ordering::Relaxed);
         let started = Instant::now();
-        while state.writes_refused().is_some() {
+        while single.writes_refused().is_some() {
             assert!(started.elapsed() < Duration::from_secs(10), "writes did not resume");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -111,18 +111,29 @@ impl Metrics {
                 1.0,
             ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
-            let buckets = h.cumulative();
-            for &(bound, count) in &buckets {
-                let le =
-                    bound.map_or_else(|| "+Inf".to_owned(), |b| (b as f64 / per_unit).to_string());
-                out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n"));
-            }
-            out.push_str(&format!("{name}_sum {}\n", h.sum() as f64 / per_unit));
-            out.push_str(&format!("{name}_count {}\n", buckets.last().map_or(0, |&(_, n)| n)));
+            histogram(&mut out, name, help, h, per_unit);
         }
         out
     }
+}
+
+/// Writes `h` as a Prometheus histogram named `name`, its values divided by `per_unit` (so
+/// that microseconds read as seconds).
+pub(crate) fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    h: &huifu_engine::Histogram,
+    per_unit: f64,
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+    let buckets = h.cumulative();
+    for &(bound, count) in &buckets {
+        let le = bound.map_or_else(|| "+Inf".to_owned(), |b| (b as f64 / per_unit).to_string());
+        out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n"));
+    }
+    out.push_str(&format!("{name}_sum {}\n", h.sum() as f64 / per_unit));
+    out.push_str(&format!("{name}_count {}\n", buckets.last().map_or(0, |&(_, n)| n)));
 }
 
 pub fn routes() -> Router<AppState> {
@@ -150,20 +161,19 @@ pub(crate) async fn livez() -> &'static str {
     summary = "Readiness: the engine takes requests",
     responses(
         (status = 200, body = String, content_type = "text/plain", description = "`ok`: the engine's writer runs."),
-        (status = 503, body = ErrorBody, description = "Not ready; the error says why. `insufficient_storage`: the disk is full, writes are refused and reads served until there is room again. `storage_failed`, `unavailable`: the engine's writer failed and the server exits soon after."),
+        (status = 503, body = ErrorBody, description = "Not ready; the error says why. `insufficient_storage`: the disk is full, writes are refused and reads served until there is room again. `storage_failed`, `unavailable`: the engine's writer failed and the server exits soon after. `no_leader`: a cluster node whose cluster has no leader (an election is under way, or this node is cut off from a majority)."),
     ),
 )]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
-    let engine = state.engine();
-    let mut error = match state.writes_refused() {
-        Some(failure) => crate::error::ApiError::failed(&failure),
-        None if !engine.is_stopped() => return "ok\n".into_response(),
-        None => crate::stopped(&engine),
-    };
-    // Not ready whatever the failure: a full disk is a 507 for a write, but for a health check
-    // it is a server to take out of service.
-    error.status = StatusCode::SERVICE_UNAVAILABLE;
-    error.into_response()
+    match state.health() {
+        Ok(()) => "ok\n".into_response(),
+        Err(mut error) => {
+            // Not ready whatever the failure: a full disk is a 507 for a write, but for a
+            // health check it is a server to take out of service.
+            error.status = StatusCode::SERVICE_UNAVAILABLE;
+            error.into_response()
+        }
+    }
 }
 
 #[utoipa::path(
@@ -174,7 +184,21 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4", description = "Request counts by status, latency summaries, and histograms of the journal's write-and-fsync time, the commands per group commit and the operations per batch request, in the Prometheus text format.")),
 )]
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render(state.engine().stats()))
+    let mut out = match state.cluster() {
+        Some(cluster) => {
+            let mut out = state.metrics.render(cluster.node.engine_stats());
+            crate::cluster::render_metrics(&cluster, &mut out);
+            out
+        }
+        None => {
+            let engine = state.single().map(|single| single.engine());
+            state.metrics.render(engine.as_ref().map_or(&EngineStats::default(), |e| e.stats()))
+        }
+    };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out)
 }
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -62,14 +62,23 @@ async fn create_api_key(
             ))
         }
     };
-    let key = state.keys.create(role).map_err(|e| {
-        tracing::error!(error = %e, "cannot store an API key");
-        if huifu_engine::is_storage_full(&e) {
-            ApiError::storage_full("data")
-        } else {
-            ApiError::internal()
+    let key = match state.cluster() {
+        // Through the log: the key works on every node.
+        Some(cluster) => {
+            let key = crate::auth::new_key();
+            let granted = cluster.node.grant_key(crate::auth::hash(&key), role.encode()).await;
+            granted.map_err(crate::cluster::cluster_error)?;
+            key
         }
-    })?;
+        None => state.keys.create(role).map_err(|e| {
+            tracing::error!(error = %e, "cannot store an API key");
+            if huifu_engine::is_storage_full(&e) {
+                ApiError::storage_full("data")
+            } else {
+                ApiError::internal()
+            }
+        })?,
+    };
     Ok(json_value_ok(
         json!({"object": "api_key", "key": key, "role": b.role, "merchant": b.merchant}),
     ))
