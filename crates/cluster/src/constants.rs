@@ -19,9 +19,17 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 800;
 
+/// How long a node that has no vote on disk (new, or its folder wiped) waits before it takes
+/// part in the cluster: twice the longest election timeout, so that any election it may have
+/// voted in before it lost its folder has ended.
+pub const FORGETFUL_NODE_QUIET_MS: u64 = 2 * ELECTION_TIMEOUT_MAX_MS;
+
 /// A snapshot (a checkpoint) once this many entries were applied since the last one; a node
 /// further behind than the log kept catches up from it.
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 20_000;
+
+/// How long `Node::compact` waits for the snapshot it asked for.
+pub const SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 
 /// Most operations in one log entry.
 pub const GROUP_OPS_MAX: usize = 8_192;

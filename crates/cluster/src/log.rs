@@ -79,6 +79,11 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
+    /// Whether this node has never voted: a new node, or one whose folder was wiped.
+    pub fn never_voted(&self) -> bool {
+        self.lock().vote.is_none()
+    }
+
     /// The last entry this node knows to be committed.
     pub fn committed(&self) -> Option<LogId> {
         self.lock().committed

@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::constants::{
-    ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, GROUP_OPS_MAX, HEARTBEAT_INTERVAL_MS,
-    PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, STATUS_TIMEOUT_MS,
-    TICK_MS,
+    ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, FORGETFUL_NODE_QUIET_MS, GROUP_OPS_MAX,
+    HEARTBEAT_INTERVAL_MS, PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES,
+    SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
 };
 use crate::log::LogStore;
 use crate::machine::Replicated;
@@ -189,6 +189,12 @@ impl Node {
         }
         .validate()
         .map_err(|e| ClusterError::Replication(e.to_string()))?;
+        if log.never_voted() {
+            // A node whose folder was wiped has forgotten whom it voted for: were it to vote
+            // again in an election it already voted in, two leaders could win one term. It
+            // keeps out of elections until any election it may have voted in is over.
+            tokio::time::sleep(Duration::from_millis(FORGETFUL_NODE_QUIET_MS)).await;
+        }
         let state = StateStore::new(engine.clone(), dir.to_path_buf(), on_key);
         let raft = Raft::new(id, Arc::new(raft_config), Network, log.clone(), state)
             .await
@@ -300,6 +306,27 @@ impl Node {
         });
         let nodes = futures_util::future::join_all(asked).await;
         Ok(ClusterView { leader: me.leader, term: me.term, nodes })
+    }
+
+    /// Takes a snapshot of the state as applied now and drops the log before it, as the
+    /// node does by itself every [`SNAPSHOT_EVERY_ENTRIES`] entries: a node that needs what
+    /// was dropped gets the snapshot instead. Returns the index the snapshot ends at.
+    pub async fn compact(&self) -> Result<Option<u64>, ClusterError> {
+        let raft = &self.local.raft;
+        let Some(applied) = self.local.status().await?.applied else { return Ok(None) };
+        raft.trigger().snapshot().await.map_err(|e| ClusterError::Replication(e.to_string()))?;
+        let mut metrics = raft.metrics();
+        let made = metrics.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied));
+        match tokio::time::timeout(Duration::from_millis(SNAPSHOT_TIMEOUT_MS), made).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ClusterError::Replication("the node stopped".into())),
+            Err(_) => return Err(ClusterError::Replication("no snapshot in time".into())),
+        }
+        raft.trigger()
+            .purge_log(applied)
+            .await
+            .map_err(|e| ClusterError::Replication(e.to_string()))?;
+        Ok(Some(applied))
     }
 
     /// The leader this node knows of.

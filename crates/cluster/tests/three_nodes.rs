@@ -172,6 +172,58 @@ async fn a_restarted_node_catches_up_from_the_log() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_catches_up_from_a_snapshot() {
+    let config = config();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(start(dir, &config, i as u64 + 1).await);
+    }
+    let l = leader(&nodes, Duration::from_secs(10)).await;
+    nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
+    for id in 100..120 {
+        nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
+    }
+    // Every node drops its log up to what it applied: the entries are only in snapshots now.
+    let index = nodes[l].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
+    for node in &nodes {
+        assert!(node.compact().await.unwrap() >= Some(index));
+    }
+
+    // A follower loses its whole folder and comes back empty.
+    let f = (l + 1) % 3;
+    let f_id = nodes[f].id;
+    let wiped = nodes.remove(f);
+    wiped.shutdown().await;
+    drop(wiped);
+    let f_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == f_id).unwrap().1;
+    for entry in std::fs::read_dir(f_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let l = leader(&nodes, Duration::from_secs(5)).await;
+    nodes[l].execute(Op::CreateUser { id: 200, currency: 156 }).await.unwrap().unwrap();
+    nodes.push(start(f_dir, &config, f_id).await);
+    let index = nodes[l].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
+    assert_eq!(nodes[2].read_local(|m| m.user_currency(105)).await.unwrap(), Some(156));
+    assert_eq!(nodes[2].read_local(|m| m.user_currency(200)).await.unwrap(), Some(156));
+    let statuses = [nodes[0].status().await.unwrap(), nodes[2].status().await.unwrap()];
+    assert_eq!(
+        (statuses[0].applied, &statuses[0].digest),
+        (statuses[1].applied, &statuses[1].digest)
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// The tests' nodes skip fsync: they test replication, not the disk.
 fn no_fsync() -> NodeOptions {
     NodeOptions { fsync: false, ..NodeOptions::default() }
