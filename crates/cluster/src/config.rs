@@ -8,6 +8,10 @@
 //! ```
 //!
 //! Every node is given the same file; `--node N` says which one this is.
+//!
+//! A node may also have `peer_listen`, the address it takes replication traffic on when that
+//! is not `peer` (the others still reach it at `peer`: through a proxy, a NAT, or a fault
+//! proxy in tests). A node's own replication connections leave from its `peer` IP address.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -29,6 +33,8 @@ pub struct NodeConfig {
     pub id: u64,
     pub http: SocketAddr,
     pub peer: SocketAddr,
+    /// Where the node listens for replication traffic: `peer` unless the file says otherwise.
+    pub peer_listen: SocketAddr,
 }
 
 /// Why a cluster file was refused.
@@ -53,6 +59,7 @@ struct NodeEntry {
     id: u64,
     http: String,
     peer: String,
+    peer_listen: Option<String>,
 }
 
 impl ClusterConfig {
@@ -94,12 +101,20 @@ impl ClusterConfig {
             };
             let http = address("http", &entry.http)?;
             let peer = address("peer", &entry.peer)?;
-            for a in [http, peer] {
+            let peer_listen = match &entry.peer_listen {
+                Some(text) => address("peer_listen", text)?,
+                None => peer,
+            };
+            let mut own = vec![http, peer];
+            if peer_listen != peer {
+                own.push(peer_listen);
+            }
+            for a in own {
                 if !addresses.insert(a) {
                     return Err(format!("node {}: address {a} is used twice", entry.id));
                 }
             }
-            nodes.push(NodeConfig { id: entry.id, http, peer });
+            nodes.push(NodeConfig { id: entry.id, http, peer, peer_listen });
         }
         Ok(ClusterConfig { nodes })
     }
@@ -140,7 +155,14 @@ mod tests {
         assert_eq!(config.ids(), BTreeSet::from([1, 2, 3]));
         let two = config.node(2).unwrap();
         assert_eq!((two.http.port(), two.peer.port()), (7072, 7172));
+        assert_eq!(two.peer_listen, two.peer);
         assert!(config.node(4).is_none());
+        let proxied = THREE.replace(
+            "peer = \"127.0.0.1:7172\"",
+            "peer = \"127.0.0.2:7172\"\npeer_listen = \"127.0.0.1:7272\"",
+        );
+        let two = ClusterConfig::parse(&proxied).unwrap().node(2).unwrap().clone();
+        assert_eq!((two.peer.to_string(), two.peer_listen.port()), ("127.0.0.2:7172".into(), 7272));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! connection, made again after any failure.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use openraft::error::{
@@ -19,7 +19,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::constants::{CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX};
 use crate::node::{Local, NodeStatus};
@@ -105,22 +105,24 @@ async fn answer(mut stream: TcpStream, local: Local) {
 /// Asks the node listening for replication on `addr` for its status, on a connection of its
 /// own.
 pub(crate) async fn ask_status(addr: &str) -> io::Result<NodeStatus> {
-    let mut peer = Peer { target: 0, addr: addr.to_owned(), stream: None };
+    let mut peer = Peer { target: 0, addr: addr.to_owned(), source: None, stream: None };
     match peer.exchange(&Request::Status).await? {
         Response::Status(status) => status.map_err(io::Error::other),
         _ => Err(io::Error::other("an answer of the wrong kind")),
     }
 }
 
-/// Makes the connections to the other nodes.
-#[derive(Clone, Default)]
-pub struct Network;
+/// Makes the connections to the other nodes, from this node's `peer` IP address.
+#[derive(Clone)]
+pub struct Network {
+    pub source: IpAddr,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.clone(), stream: None }
+        Peer { target, addr: node.addr.clone(), source: Some(self.source), stream: None }
     }
 }
 
@@ -128,6 +130,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     target: u64,
     addr: String,
+    /// The local address connections leave from (any, when `None`).
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
 }
 
@@ -152,7 +156,11 @@ impl Peer {
     async fn exchange(&mut self, request: &Request) -> io::Result<Response> {
         if self.stream.is_none() {
             let addr: SocketAddr = self.addr.parse().map_err(io::Error::other)?;
-            let connect = TcpStream::connect(addr);
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            if let Some(source) = self.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+                socket.bind(SocketAddr::new(source, 0))?;
+            }
+            let connect = socket.connect(addr);
             let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;

@@ -196,12 +196,13 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(FORGETFUL_NODE_QUIET_MS)).await;
         }
         let state = StateStore::new(engine.clone(), dir.to_path_buf(), on_key);
-        let raft = Raft::new(id, Arc::new(raft_config), Network, log.clone(), state)
+        let network = Network { source: me.peer.ip() };
+        let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), state)
             .await
             .map_err(|e| ClusterError::Replication(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind(me.peer)
-            .await
-            .map_err(|e| ClusterError::Replication(format!("cannot listen on {}: {e}", me.peer)))?;
+        let listener = tokio::net::TcpListener::bind(me.peer_listen).await.map_err(|e| {
+            ClusterError::Replication(format!("cannot listen on {}: {e}", me.peer_listen))
+        })?;
         let local = Local { id, raft: raft.clone(), engine: engine.clone(), log };
         let stats = Arc::new(ClusterStats {
             proposal_us: Histogram::new(PROPOSAL_US_BOUNDS),
