@@ -12,6 +12,7 @@ mod log;
 mod machine;
 pub mod network;
 mod node;
+pub mod offline;
 mod store;
 pub mod types;
 

@@ -79,6 +79,16 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
+    /// Whether `dir` is a cluster node's data folder (a node that has voted at least once).
+    pub fn is_node_folder(dir: &Path) -> bool {
+        dir.join(VOTE_FILE).is_file()
+    }
+
+    /// Up to `max` entries from index `from` on, in order (fewer at the log's end).
+    pub fn read_entries(&self, from: u64, max: u64) -> Result<Vec<Entry>, StorageError> {
+        self.lock().entries(from..from.saturating_add(max))
+    }
+
     /// Whether this node has never voted: a new node, or one whose folder was wiped.
     pub fn never_voted(&self) -> bool {
         self.lock().vote.is_none()

@@ -1,6 +1,6 @@
 //! `huifu simulate` and `huifu audit`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use huifu_bench::measure;
 use huifu_engine::Engine;
-use huifu_payments::{audit, PaymentsMachine};
+use huifu_payments::{audit, AuditReport, PaymentsMachine};
 use huifu_sim::http::HttpDay;
 use huifu_sim::{report, Progress, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -418,6 +418,9 @@ pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("journal").is_dir() {
         bail!("{} holds no huifu data (no journal folder)", args.data_dir.display());
     }
+    if huifu_cluster::LogStore::is_node_folder(&args.data_dir) {
+        return audit_node(&args.data_dir);
+    }
     let (engine, recovery) =
         Engine::<PaymentsMachine>::open(args.memory.engine_options(&args.data_dir))
             .with_context(|| format!("cannot open {}", args.data_dir.display()))?;
@@ -430,6 +433,30 @@ pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
         "{} accounts, {} transfers, {} payments",
         report.accounts, report.transfers, report.payments
     );
+    verdict(&report)
+}
+
+/// `huifu audit` of a stopped cluster node's folder: its newest checkpoint and its whole log.
+fn audit_node(dir: &Path) -> anyhow::Result<ExitCode> {
+    let replayed = huifu_cluster::offline::open_stopped(dir)
+        .with_context(|| format!("cannot open the cluster node folder {}", dir.display()))?;
+    let (report, applied, digest) =
+        replayed.engine.read(|r| (audit(&r.machine), r.applied.map(|id| id.index), r.digest_hex()))?;
+    eprintln!(
+        "cluster node: checkpoint at index {}, {} log entries applied after it, to index {}",
+        replayed.checkpoint.map_or("none".into(), |i| i.to_string()),
+        replayed.entries,
+        applied.map_or("none".into(), |i| i.to_string()),
+    );
+    eprintln!("digest at index {}: {digest}", applied.map_or("none".into(), |i| i.to_string()));
+    eprintln!(
+        "{} accounts, {} transfers, {} payments",
+        report.accounts, report.transfers, report.payments
+    );
+    verdict(&report)
+}
+
+fn verdict(report: &AuditReport) -> anyhow::Result<ExitCode> {
     if report.ok() {
         println!("audit ok");
         Ok(ExitCode::SUCCESS)
