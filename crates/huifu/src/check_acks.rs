@@ -13,7 +13,7 @@ use crate::util;
 
 #[derive(Args)]
 pub struct CheckAcksArgs {
-    /// Base URL of the running server.
+    /// Base URL of the running server (for a cluster, every node's, separated by commas).
     #[arg(long, value_name = "URL")]
     server: String,
     /// An admin or platform API key (default: `HUIFU_ADMIN_KEY`).

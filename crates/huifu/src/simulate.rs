@@ -59,7 +59,9 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
     /// Drive a running `huifu serve` at this base URL over HTTP instead of an embedded engine;
-    /// the closing audit then checks every acknowledged operation on the server.
+    /// the closing audit then checks every acknowledged operation on the server. For a
+    /// cluster, give every node's URL, separated by commas: a request that fails on one node
+    /// is retried on the next with the same idempotency key.
     #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
     server: Option<String>,
     /// An admin or platform API key of the server (default: `HUIFU_ADMIN_KEY`).

@@ -471,7 +471,7 @@ impl HttpDay {
     }
 
     /// The server's base URL.
-    pub fn base(&self) -> &str {
+    pub fn base(&self) -> String {
         self.api.base()
     }
 

@@ -1,7 +1,11 @@
-//! A blocking JSON client of the huifu HTTP API that survives a server restart: transport
-//! errors, 429 and 5xx are retried with the same method, path, `Idempotency-Key` and body, with
-//! backoff, until a bounded wait runs out.
+//! A blocking JSON client of the huifu HTTP API that survives a server restart and a cluster's
+//! failover: transport errors, 429 and 5xx are retried with the same method, path,
+//! `Idempotency-Key` and body, with backoff, until a bounded wait runs out. Given several
+//! servers (the nodes of a cluster, as `URL,URL,...`), a failed attempt moves every clone of
+//! the client on to the next one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,31 +28,59 @@ pub enum ApiError {
     Unexpected { method: String, path: String, status: u16, body: String },
 }
 
-/// One server: its base URL, the key to use, and how long to keep retrying.
+/// One server or the nodes of a cluster: their base URLs, the one in use, the key to use, and
+/// how long to keep retrying.
 #[derive(Clone)]
 pub struct Api {
     agent: ureq::Agent,
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// Index in `bases` of the server requests go to; shared by every clone.
+    current: Arc<AtomicUsize>,
     authorization: String,
     retry: Duration,
 }
 
 impl Api {
+    /// `base` is one URL, or several separated by commas (the nodes of a cluster).
     pub fn new(base: &str, key: &str, retry: Duration) -> Api {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(REPLY_TIMEOUT_S))
             .timeout(Duration::from_secs(REPLY_TIMEOUT_S))
             .build();
+        let bases: Vec<String> = base
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
         Api {
             agent,
-            base: base.trim_end_matches('/').to_owned(),
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
             authorization: format!("Bearer {key}"),
             retry,
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The servers, as given.
+    pub fn base(&self) -> String {
+        self.bases.join(",")
+    }
+
+    /// The server requests go to now.
+    fn current(&self) -> (usize, &str) {
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
+        (i, self.bases.get(i).map_or("", String::as_str))
+    }
+
+    /// After a failed attempt on server `i`: the next one (unless another thread moved on
+    /// already).
+    fn move_on(&self, i: usize) {
+        let _ = self.current.compare_exchange(
+            i,
+            (i + 1) % self.bases.len().max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Sends a request until the server gives a final answer (any status but 429 and 5xx);
@@ -63,9 +95,10 @@ impl Api {
         let started = Instant::now();
         let mut pause = Duration::from_millis(RETRY_PAUSE_MS_MIN);
         loop {
+            let (server, base) = self.current();
             let mut request = self
                 .agent
-                .request(method, &format!("{}{path}", self.base))
+                .request(method, &format!("{base}{path}"))
                 .set("Authorization", &self.authorization);
             if let Some(key) = idempotency_key {
                 request = request.set("Idempotency-Key", key);
@@ -85,9 +118,10 @@ impl Api {
                 }
                 Err(e) => truncate(e.to_string()),
             };
+            self.move_on(server);
             if started.elapsed() + pause > self.retry {
                 return Err(ApiError::Unavailable {
-                    base: self.base.clone(),
+                    base: self.base(),
                     method: method.to_owned(),
                     path: path.to_owned(),
                     seconds: self.retry.as_secs(),
