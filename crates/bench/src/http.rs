@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use huifu_server::constants::BATCH_OPERATIONS_MAX;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::Request;
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -526,7 +526,7 @@ fn http_error(status: u16, reply: &[u8]) -> String {
 }
 
 /// Where the requests go: `host:port`, a path prefix, and the key they carry.
-struct Endpoint {
+pub(crate) struct Endpoint {
     authority: String,
     prefix: String,
     /// The `Host` and `Authorization` (the key) headers of every request.
@@ -536,7 +536,7 @@ struct Endpoint {
 
 impl Endpoint {
     /// From `http://host[:port][/prefix]`.
-    fn parse(url: &str, key: &str) -> anyhow::Result<Endpoint> {
+    pub(crate) fn parse(url: &str, key: &str) -> anyhow::Result<Endpoint> {
         let rest = url
             .strip_prefix("http://")
             .with_context(|| format!("`{url}`: only http:// URLs are supported"))?;
@@ -573,7 +573,7 @@ impl Endpoint {
 
 /// A keep-alive HTTP/1.1 connection: one request at a time, each reply read whole before the
 /// next request; a new connection once the server has closed it.
-struct Conn {
+pub(crate) struct Conn {
     endpoint: Arc<Endpoint>,
     sender: SendRequest<Full<Bytes>>,
     /// The body of the reply last returned.
@@ -581,23 +581,42 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(endpoint: Arc<Endpoint>) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(endpoint: Arc<Endpoint>) -> anyhow::Result<Conn> {
         let sender = endpoint.connect().await?;
         Ok(Conn { endpoint, sender, reply: Bytes::new() })
     }
 
     /// `POST path` with a JSON body: the reply's status and body.
-    async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, &[u8])> {
+    pub(crate) async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, &[u8])> {
+        self.call(Method::POST, path, body).await
+    }
+
+    /// `GET path`: the reply's status and body.
+    pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<(u16, &[u8])> {
+        self.call(Method::GET, path, b"").await
+    }
+
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, &[u8])> {
         let endpoint = self.endpoint.clone();
-        match tokio::time::timeout(REPLY_TIMEOUT, self.exchange(path, body)).await {
+        match tokio::time::timeout(REPLY_TIMEOUT, self.exchange(method.clone(), path, body)).await {
             Ok(reply) => reply.with_context(|| {
-                format!("POST {}{path} on {}", endpoint.prefix, endpoint.authority)
+                format!("{method} {}{path} on {}", endpoint.prefix, endpoint.authority)
             }),
-            Err(_) => bail!("POST {path}: no reply in {} s", REPLY_TIMEOUT.as_secs()),
+            Err(_) => bail!("{method} {path}: no reply in {} s", REPLY_TIMEOUT.as_secs()),
         }
     }
 
-    async fn exchange(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, &[u8])> {
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, &[u8])> {
         // Not ready: the server closed the connection after the last reply (`connection:
         // close`), or it went away.
         if self.sender.ready().await.is_err() {
@@ -605,7 +624,9 @@ impl Conn {
             self.sender.ready().await?;
         }
         let endpoint = &*self.endpoint;
-        let request = Request::post(format!("{}{path}", endpoint.prefix))
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", endpoint.prefix))
             .header(HOST, endpoint.host.clone())
             .header(AUTHORIZATION, endpoint.authorization.clone())
             .header(CONTENT_TYPE, "application/json")

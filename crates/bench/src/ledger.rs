@@ -217,7 +217,7 @@ fn lookups(engine: &Engine<LedgerMachine>, ids: &[u128]) -> anyhow::Result<usize
     Ok(found)
 }
 
-fn random_transfer(rng: &mut SmallRng, accounts: u64) -> Transfer {
+pub(crate) fn random_transfer(rng: &mut SmallRng, accounts: u64) -> Transfer {
     let debit = rng.gen_range(1..=accounts);
     let mut credit = rng.gen_range(1..accounts);
     if credit >= debit {

@@ -5,6 +5,8 @@
 //!   restart that must find them again;
 //! - payments.rs: durable wallet payments per second through the payment engine, checked against
 //!   the ledger at the end;
+//! - ledger_net.rs: the same over the network, against `huifu serve` processes it starts (one
+//!   alone, or the nodes of a cluster);
 //! - http.rs: a load generator of wallet payments over the HTTP API, against a running server or
 //!   a `huifu serve` it starts;
 //! - measure.rs: what the three read of the process and the disk (peak memory, CPU time, disk
@@ -32,6 +34,7 @@
 
 pub mod http;
 pub mod ledger;
+pub mod ledger_net;
 pub mod measure;
 pub mod payments;
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use huifu_bench::http::{HttpBench, HttpOptions, Spawned};
 use huifu_bench::ledger::LedgerOptions;
+use huifu_bench::ledger_net::NetLedgerOptions;
 use huifu_bench::measure::ms;
 use huifu_bench::payments::{PaymentsBench, PaymentsOptions};
 use huifu_ledger::constants::BATCH_EVENTS_MAX;
@@ -58,6 +59,11 @@ pub struct LedgerArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Over the network instead of the embedded engine: start this many `huifu serve`
+    /// processes on loopback (1: a server alone; 3: a cluster replicating every batch to a
+    /// majority, fsynced) and send the batches to the leader as JSON over HTTP.
+    #[arg(long, value_name = "N", conflicts_with_all = ["data_dir", "no_fsync"])]
+    nodes: Option<usize>,
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -108,6 +114,9 @@ impl huifu_bench::Progress for Bar {
 }
 
 fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(nodes) = args.nodes {
+        return bench_ledger_net(args, nodes);
+    }
     let options = LedgerOptions {
         accounts: args.accounts,
         transfers: args.transfers,
@@ -173,6 +182,77 @@ fn bench_ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "error: {} transfers failed, {}/{} found, totals {:?}",
             run.failed, run.found, run.sampled, run.totals
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench ledger --nodes N`: the servers started for the run, the batches over HTTP.
+fn bench_ledger_net(args: LedgerArgs, nodes: usize) -> anyhow::Result<ExitCode> {
+    let options = NetLedgerOptions {
+        nodes,
+        accounts: args.accounts,
+        transfers: args.transfers,
+        batch: args.batch,
+        clients: args.clients,
+        seed: args.seed,
+    };
+    let exe = std::env::current_exe().context("cannot find the huifu executable")?;
+    let run = huifu_bench::ledger_net::run(&exe, &options, Arc::new(Bar::new(args.transfers)))?;
+    let transfers_per_second = (args.transfers as f64 / run.seconds).round() as u64;
+    let latencies = &run.latencies;
+    let shape = if nodes == 1 {
+        "1 (a server alone)".to_owned()
+    } else {
+        format!("{nodes} (a cluster: each batch fsynced on a majority before the reply)")
+    };
+    eprintln!("nodes               {shape}, huifu serve on loopback, JSON over HTTP");
+    eprintln!("transfers           {}", args.transfers);
+    eprintln!("accounts            {}", args.accounts);
+    eprintln!("batch               {} ({} client(s))", args.batch, args.clients);
+    eprintln!("seconds             {:.3}", run.seconds);
+    eprintln!("transfers/s         {transfers_per_second}");
+    eprintln!(
+        "batch latency ms    p50 {:.3}  p99 {:.3}  max {:.3}",
+        ms(latencies.value_at_quantile(0.50)),
+        ms(latencies.value_at_quantile(0.99)),
+        ms(latencies.max())
+    );
+    let seconds = |s: Option<f64>| s.map_or("?".to_owned(), |s| format!("{s:.1}"));
+    eprintln!(
+        "cpu seconds         client {}  servers {}",
+        seconds(run.client_cpu_seconds),
+        seconds(run.server_cpu_seconds)
+    );
+    eprintln!("lookups             {} of {} sampled transfers found", run.found, run.sampled);
+    eprintln!("retried batches     {} (503 while the cluster had no leader)", run.retries);
+    for (id, applied, digest) in &run.nodes {
+        eprintln!("node {id}              applied {applied}  digest {digest}");
+    }
+    if args.json {
+        let json = json!({
+            "nodes": nodes,
+            "transfers": args.transfers,
+            "accounts": args.accounts,
+            "batch": args.batch,
+            "clients": args.clients,
+            "seconds": run.seconds,
+            "transfers_per_second": transfers_per_second,
+            "batch_latency_ms_p50": ms(latencies.value_at_quantile(0.50)),
+            "batch_latency_ms_p99": ms(latencies.value_at_quantile(0.99)),
+            "batch_latency_ms_max": ms(latencies.max()),
+            "failed": run.failed,
+            "retried_batches": run.retries,
+            "client_cpu_seconds": run.client_cpu_seconds,
+            "server_cpu_seconds": run.server_cpu_seconds,
+        });
+        println!("{json}");
+    }
+    if !run.ok() {
+        eprintln!(
+            "error: {} transfers failed, {}/{} found, nodes {:?}",
+            run.failed, run.found, run.sampled, run.nodes
         );
         return Ok(ExitCode::FAILURE);
     }
