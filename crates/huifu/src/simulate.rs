@@ -442,8 +442,9 @@ pub fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
 fn audit_node(dir: &Path) -> anyhow::Result<ExitCode> {
     let replayed = huifu_cluster::offline::open_stopped(dir)
         .with_context(|| format!("cannot open the cluster node folder {}", dir.display()))?;
-    let (report, applied, digest) =
-        replayed.engine.read(|r| (audit(&r.machine), r.applied.map(|id| id.index), r.digest_hex()))?;
+    let (report, applied, digest) = replayed
+        .engine
+        .read(|r| (audit(&r.machine), r.applied.map(|id| id.index), r.digest_hex()))?;
     eprintln!(
         "cluster node: checkpoint at index {}, {} log entries applied after it, to index {}",
         replayed.checkpoint.map_or("none".into(), |i| i.to_string()),
