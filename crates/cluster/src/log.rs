@@ -248,7 +248,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
         // The position first: a crash after it leaves older entries nobody asks for.
-        write_durably(&inner.dir, PURGED_FILE, &Some(log_id)).map_err(write_error)?;
+        write_durably(&inner.dir, PURGED_FILE, &log_id).map_err(write_error)?;
         inner.last_purged = Some(log_id);
         if log_id.index + 1 >= inner.journal.next_seq() {
             // Past the end (a snapshot was installed): the log starts again after it.

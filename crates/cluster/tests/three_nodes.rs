@@ -126,9 +126,19 @@ async fn a_cluster_replicates_and_fails_over() {
     }
 }
 
-/// Starts node `id` of `config` on `dir`.
+/// Starts node `id` of `config` on `dir` (once the node that ran there before let go of it:
+/// its Raft tasks drop their handles of the engine as they end).
 async fn start(dir: &tempfile::TempDir, config: &ClusterConfig, id: u64) -> Node {
-    Node::start(dir.path(), config, id, no_fsync()).await.unwrap()
+    let started = Instant::now();
+    loop {
+        match Node::start(dir.path(), config, id, no_fsync()).await {
+            Ok(node) => return node,
+            Err(e) if e.to_string().contains("in use") && started.elapsed().as_secs() < 5 => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -219,6 +229,20 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
         (statuses[0].applied, &statuses[0].digest),
         (statuses[1].applied, &statuses[1].digest)
     );
+
+    // A node whose log was purged restarts on its folder: the log resumes after the purge.
+    let l = leader(&nodes, Duration::from_secs(5)).await;
+    let r = (0..nodes.len()).find(|&i| i != l && i != 2).unwrap();
+    let r_id = nodes[r].id;
+    let restarted = nodes.remove(r);
+    restarted.shutdown().await;
+    drop(restarted);
+    let r_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == r_id).unwrap().1;
+    nodes.push(start(r_dir, &config, r_id).await);
+    let l = leader(&nodes, Duration::from_secs(5)).await;
+    nodes[l].execute(Op::CreateUser { id: 201, currency: 156 }).await.unwrap().unwrap();
+    let index = nodes[l].status().await.unwrap().applied.unwrap();
+    applied(&nodes, index).await;
     for node in nodes {
         node.shutdown().await;
     }
