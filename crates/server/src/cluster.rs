@@ -170,7 +170,10 @@ async fn forward(cluster: &ClusterNode, addr: std::net::SocketAddr, request: Req
     responses((status = 200, body = Object), ApiError),
     security(("bearer" = [])),
 )]
-async fn cluster(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn cluster(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden());

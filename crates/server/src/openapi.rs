@@ -66,6 +66,7 @@ pub const BEARER: &str = "bearer";
         crate::metrics::livez,
         crate::metrics::healthz,
         crate::metrics::render,
+        crate::cluster::cluster,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorObject)),
