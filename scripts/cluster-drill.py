@@ -15,7 +15,7 @@ and maximum. Exit status 0 only if every check passes and every failover took un
 FAILOVER_MAX_MS.
 
 Environment: KILLS (50), FAILOVER_MAX_MS (2000), PAYMENTS (load of the simulator, 400000),
-CLIENTS (8), HUIFU_BIN (default: build the release binary), DRILL_DIR (default: a new temporary
+CLIENTS (8), USERS (5000), MERCHANTS (200), RIDERS (500), HUIFU_BIN (default: build the release binary), DRILL_DIR (default: a new temporary
 folder, kept for inspection), PAUSE_MS_MIN / PAUSE_MS_MAX (between a node's return and the next
 kill: 500 / 2000).
 """
@@ -37,6 +37,9 @@ KILLS = int(os.environ.get("KILLS", "50"))
 FAILOVER_MAX_MS = int(os.environ.get("FAILOVER_MAX_MS", "2000"))
 PAYMENTS = int(os.environ.get("PAYMENTS", "400000"))
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
+USERS = int(os.environ.get("USERS", "5000"))
+MERCHANTS = int(os.environ.get("MERCHANTS", "200"))
+RIDERS = int(os.environ.get("RIDERS", "500"))
 PAUSE_MS_MIN = int(os.environ.get("PAUSE_MS_MIN", "500"))
 PAUSE_MS_MAX = int(os.environ.get("PAUSE_MS_MAX", "2000"))
 # Bounds of every wait, so that the drill always ends.
@@ -178,7 +181,8 @@ def main():
         env = dict(os.environ, HUIFU_ADMIN_KEY=key)
         simulator = subprocess.Popen(
             [exe, "simulate", "--server", ",".join(cluster.urls()), "--ack-log", acks,
-             "--payments", str(PAYMENTS), "--clients", str(CLIENTS), "--json"],
+             "--payments", str(PAYMENTS), "--clients", str(CLIENTS), "--users", str(USERS),
+             "--merchants", str(MERCHANTS), "--riders", str(RIDERS), "--json"],
             stdout=open(os.path.join(work, "simulate.json"), "w"),
             stderr=open(os.path.join(work, "simulate.log"), "w"), env=env)
 
