@@ -103,9 +103,9 @@ async fn answer(mut stream: TcpStream, local: Local) {
 }
 
 /// Asks the node listening for replication on `addr` for its status, on a connection of its
-/// own.
-pub(crate) async fn ask_status(addr: &str) -> io::Result<NodeStatus> {
-    let mut peer = Peer { target: 0, addr: addr.to_owned(), source: None, stream: None };
+/// own from `source`.
+pub(crate) async fn ask_status(addr: &str, source: Option<IpAddr>) -> io::Result<NodeStatus> {
+    let mut peer = Peer { target: 0, addr: addr.to_owned(), source, stream: None };
     match peer.exchange(&Request::Status).await? {
         Response::Status(status) => status.map_err(io::Error::other),
         _ => Err(io::Error::other("an answer of the wrong kind")),
@@ -174,7 +174,19 @@ impl Peer {
 
     fn unreachable<E: std::error::Error>(&self, e: io::Error) -> RPCError<u64, BasicNode, E> {
         tracing::debug!(target = self.target, error = %e, "replication message failed");
-        if e.kind() == io::ErrorKind::ConnectionRefused {
+        // Unreachable makes openraft back off before it tries again; a connection that opens
+        // and is then closed at once (a node stopping, a proxy before a dead node) counts too,
+        // or it would be tried again in a tight loop.
+        let gone = matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::NotConnected
+        );
+        if gone {
             RPCError::Unreachable(Unreachable::new(&e))
         } else {
             RPCError::Network(NetworkError::new(&e))

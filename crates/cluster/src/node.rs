@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use crate::config::ClusterConfig;
 use crate::constants::{
     ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, FORGETFUL_NODE_QUIET_MS, GROUP_OPS_MAX,
-    HEARTBEAT_INTERVAL_MS, PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES,
-    SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
+    HEARTBEAT_INTERVAL_MS, LEADER_QUORUM_STALE_MS, PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX,
+    SNAPSHOT_EVERY_ENTRIES, SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
 };
 use crate::log::LogStore;
 use crate::machine::Replicated;
@@ -292,6 +292,7 @@ impl Node {
             .nodes()
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
+        let source = self.config.node(self.id).map(|n| n.peer.ip());
         let asked = members.into_iter().map(|(id, addr)| {
             let me = me.clone();
             async move {
@@ -299,7 +300,7 @@ impl Node {
                     return me;
                 }
                 let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
-                match tokio::time::timeout(timeout, network::ask_status(&addr)).await {
+                match tokio::time::timeout(timeout, network::ask_status(&addr, source)).await {
                     Ok(Ok(status)) => status,
                     _ => NodeStatus::unreachable(id),
                 }
@@ -330,9 +331,18 @@ impl Node {
         Ok(Some(applied))
     }
 
-    /// The leader this node knows of.
+    /// The leader this node knows of. A leader that has not heard from a majority for
+    /// [`LEADER_QUORUM_STALE_MS`] knows of none: it is cut off, and another may lead already.
     pub fn leader(&self) -> Option<u64> {
-        self.local.raft.metrics().borrow().current_leader
+        let metrics = self.local.raft.metrics();
+        let metrics = metrics.borrow();
+        let cut_off = metrics.state == ServerState::Leader
+            && metrics.millis_since_quorum_ack.is_some_and(|ms| ms > LEADER_QUORUM_STALE_MS);
+        if cut_off {
+            None
+        } else {
+            metrics.current_leader
+        }
     }
 
     /// Whether this node leads now (as far as it knows).
