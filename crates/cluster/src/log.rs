@@ -2,6 +2,7 @@
 //! the record's sequence number the entry's index plus one), with the vote and the position
 //! up to which the log was purged in small files beside it.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -19,6 +20,9 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 const VOTE_FILE: &str = "raft-vote";
 const PURGED_FILE: &str = "raft-purged";
 
+/// Encoded bytes of the newest entries a log keeps in memory as well as on disk.
+const RECENT_BYTES_MAX: usize = 64 << 20;
+
 /// The log of one node; clones share it.
 #[derive(Clone)]
 pub struct LogStore {
@@ -33,6 +37,53 @@ struct Inner {
     /// The last entry known committed, as Raft last said (kept in memory only: it is for
     /// operators, and a restart learns it again from the leader).
     committed: Option<LogId>,
+    /// The newest entries appended, in index order, with their encoded size: what Raft reads
+    /// back at once (to send to followers, to apply) comes from here, not from the disk.
+    recent: Recent,
+}
+
+/// The newest entries of the log, at most [`RECENT_BYTES_MAX`] of them by encoded size, always
+/// a contiguous run ending at the log's last entry.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, entry: Entry, bytes: usize) {
+        self.entries.push_back((entry, bytes));
+        self.bytes += bytes;
+        while self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1 {
+            let (_, bytes) = self.entries.pop_front().expect("more than one");
+            self.bytes -= bytes;
+        }
+    }
+
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    /// Keeps the entries before index `from` only.
+    fn truncate(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(e, _)| e.log_id.index >= from) {
+            let (_, bytes) = self.entries.pop_back().expect("checked");
+            self.bytes -= bytes;
+        }
+    }
+
+    /// Drops the entries up to index `to`.
+    fn purge(&mut self, to: u64) {
+        while self.entries.front().is_some_and(|(e, _)| e.log_id.index <= to) {
+            let (_, bytes) = self.entries.pop_front().expect("checked");
+            self.bytes -= bytes;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 fn write_error(e: impl std::error::Error + 'static) -> StorageError {
@@ -75,7 +126,14 @@ impl LogStore {
         options.fsync = fsync;
         options.seq_min = last_purged.map_or(1, |id| id.index + 2);
         let (journal, _) = Journal::open(options).map_err(io::Error::other)?;
-        let inner = Inner { journal, dir: dir.to_path_buf(), last_purged, vote, committed: None };
+        let inner = Inner {
+            journal,
+            dir: dir.to_path_buf(),
+            last_purged,
+            vote,
+            committed: None,
+            recent: Recent::default(),
+        };
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
@@ -126,6 +184,16 @@ impl Inner {
         let mut entries = Vec::new();
         if start >= end {
             return Ok(entries);
+        }
+        if let Some(first) = self.recent.first_index().filter(|&first| first <= start) {
+            let skip = (start - first) as usize;
+            let take = (end - start) as usize;
+            entries
+                .extend(self.recent.entries.iter().skip(skip).take(take).map(|(e, _)| e.clone()));
+            if entries.len() == take {
+                return Ok(entries);
+            }
+            entries.clear();
         }
         let mut decode_error = None;
         self.journal
@@ -213,6 +281,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 // the snapshot; anything else is a gap Raft never asks for.
                 if inner.journal.first_seq() == inner.journal.next_seq() {
                     inner.journal.start_at(seq).map_err(write_error)?;
+                    inner.recent.clear();
                 } else {
                     return Err(write_error(io::Error::other(format!(
                         "entry {} appended where the log's next is {}",
@@ -224,6 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             bytes.clear();
             bincode::serialize_into(&mut bytes, &entry).map_err(write_error)?;
             inner.journal.append(&bytes).map_err(write_error)?;
+            inner.recent.push(entry, bytes.len());
         }
         let synced = inner.journal.sync().map_err(io::Error::other);
         drop(inner);
@@ -241,7 +311,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.lock().journal.truncate_from(log_id.index + 1).map_err(write_error)?;
+        let mut inner = self.lock();
+        inner.recent.truncate(log_id.index);
+        inner.journal.truncate_from(log_id.index + 1).map_err(write_error)?;
         Ok(())
     }
 
@@ -250,6 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The position first: a crash after it leaves older entries nobody asks for.
         write_durably(&inner.dir, PURGED_FILE, &log_id).map_err(write_error)?;
         inner.last_purged = Some(log_id);
+        inner.recent.purge(log_id.index);
         if log_id.index + 1 >= inner.journal.next_seq() {
             // Past the end (a snapshot was installed): the log starts again after it.
             let first = inner.journal.first_seq();

@@ -32,6 +32,7 @@ pub type StorageError = openraft::StorageError<u64>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub now: u64,
+    #[serde(with = "serde_bytes")]
     pub ops: Vec<u8>,
     pub keys: Vec<KeyGrant>,
 }
