@@ -41,6 +41,11 @@ pub const SNAPSHOT_EVERY_ENTRIES: u64 = 20_000;
 /// How long `Node::compact` waits for the snapshot it asked for.
 pub const SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 
+/// Most entries in one append message to a follower. A group may be megabytes (8,190
+/// transfers are about 1 MiB), and openraft gives each append round trip one heartbeat
+/// interval: a message of hundreds of groups could never make it in time.
+pub const APPEND_ENTRIES_MAX: u64 = 4;
+
 /// Most operations in one log entry.
 pub const GROUP_OPS_MAX: usize = 8_192;
 

@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::constants::{
-    ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, FORGETFUL_NODE_QUIET_MS, GROUP_OPS_MAX,
-    HEARTBEAT_INTERVAL_MS, LEADER_QUORUM_STALE_MS, PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX,
-    SNAPSHOT_EVERY_ENTRIES, SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
+    APPEND_ENTRIES_MAX, ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, FORGETFUL_NODE_QUIET_MS,
+    GROUP_OPS_MAX, HEARTBEAT_INTERVAL_MS, LEADER_QUORUM_STALE_MS, PROPOSALS_IN_FLIGHT_MAX,
+    PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
 };
 use crate::log::LogStore;
 use crate::machine::Replicated;
@@ -185,6 +185,7 @@ impl Node {
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
             max_in_snapshot_log_to_keep: SNAPSHOT_EVERY_ENTRIES,
+            max_payload_entries: APPEND_ENTRIES_MAX,
             ..Config::default()
         }
         .validate()
