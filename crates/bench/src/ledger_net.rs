@@ -141,7 +141,8 @@ impl Servers {
             if nodes > 1 {
                 command.arg("--cluster").arg(&cluster_file).arg("--node").arg(id.to_string());
             } else {
-                command.args(["--listen", "127.0.0.1:0"]);
+                // In memory like a cluster node, so that the two compare.
+                command.args(["--listen", "127.0.0.1:0", "--memory-transfers-max", "all"]);
             }
             std::fs::create_dir_all(&data)?;
             let log = std::fs::File::create(data.with_extension("log"))?;

@@ -587,6 +587,7 @@ fn openapi_document_lists_every_route() {
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/v1/cluster", &["get"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     for (path, methods) in routes {

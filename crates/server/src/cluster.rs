@@ -77,7 +77,8 @@ pub(crate) fn cluster_error(error: ClusterError) -> ApiError {
     match error {
         ClusterError::NotLeader { .. } => no_leader("this node lost the leadership; try again"),
         ClusterError::Replication(detail) => {
-            tracing::warn!(%detail, "replication failed");
+            // Expected while a leader is being replaced (at debug: a failover floods the log).
+            tracing::debug!(%detail, "replication failed");
             no_leader("the operation could not be replicated; try again")
         }
         ClusterError::Engine(detail) => {
@@ -150,7 +151,8 @@ async fn forward(cluster: &ClusterNode, addr: std::net::SocketAddr, request: Req
     match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), sent).await {
         Ok(Ok(response)) => response.map(Body::new),
         Ok(Err(error)) => {
-            tracing::warn!(%error, %addr, "cannot forward a request to the leader");
+            // Expected while a leader is being replaced; at debug, or a failover floods the log.
+            tracing::debug!(%error, %addr, "cannot forward a request to the leader");
             no_leader("the leader could not be reached; try again").into_response()
         }
         Err(_) => no_leader("the leader did not answer in time").into_response(),
