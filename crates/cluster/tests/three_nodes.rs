@@ -59,12 +59,7 @@ async fn applied(nodes: &[Node], index: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_replicates_and_fails_over() {
-    let config = config();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        nodes.push(Node::start(dir.path(), &config, i as u64 + 1, no_fsync()).await.unwrap());
-    }
+    let (_config, _dirs, mut nodes) = three().await;
     let first = leader(&nodes, Duration::from_secs(10)).await;
 
     let ops = [
@@ -126,6 +121,18 @@ async fn a_cluster_replicates_and_fails_over() {
     }
 }
 
+/// A new cluster of three nodes, each on a folder of its own (the folder of node `id` is
+/// `dirs[id - 1]`).
+async fn three() -> (ClusterConfig, Vec<tempfile::TempDir>, Vec<Node>) {
+    let config = config();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(start(dir, &config, i as u64 + 1).await);
+    }
+    (config, dirs, nodes)
+}
+
 /// Starts node `id` of `config` on `dir` (once the node that ran there before let go of it:
 /// its Raft tasks drop their handles of the engine as they end).
 async fn start(dir: &tempfile::TempDir, config: &ClusterConfig, id: u64) -> Node {
@@ -143,12 +150,7 @@ async fn start(dir: &tempfile::TempDir, config: &ClusterConfig, id: u64) -> Node
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_node_catches_up_from_the_log() {
-    let config = config();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        nodes.push(start(dir, &config, i as u64 + 1).await);
-    }
+    let (config, dirs, mut nodes) = three().await;
     let l = leader(&nodes, Duration::from_secs(10)).await;
     nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
 
@@ -163,7 +165,7 @@ async fn a_restarted_node_catches_up_from_the_log() {
     for id in 100..150 {
         nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
     }
-    let f_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == f_id).unwrap().1;
+    let f_dir = &dirs[f_id as usize - 1];
     nodes.push(start(f_dir, &config, f_id).await);
     let index = nodes[l].status().await.unwrap().applied.unwrap();
     applied(&nodes, index).await;
@@ -184,12 +186,7 @@ async fn a_restarted_node_catches_up_from_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_node_catches_up_from_a_snapshot() {
-    let config = config();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        nodes.push(start(dir, &config, i as u64 + 1).await);
-    }
+    let (config, dirs, mut nodes) = three().await;
     let l = leader(&nodes, Duration::from_secs(10)).await;
     nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
     for id in 100..120 {
@@ -208,7 +205,7 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
     let wiped = nodes.remove(f);
     wiped.shutdown().await;
     drop(wiped);
-    let f_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == f_id).unwrap().1;
+    let f_dir = &dirs[f_id as usize - 1];
     for entry in std::fs::read_dir(f_dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -237,7 +234,7 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
     let restarted = nodes.remove(r);
     restarted.shutdown().await;
     drop(restarted);
-    let r_dir = dirs.iter().enumerate().find(|(i, _)| *i as u64 + 1 == r_id).unwrap().1;
+    let r_dir = &dirs[r_id as usize - 1];
     nodes.push(start(r_dir, &config, r_id).await);
     let l = leader(&nodes, Duration::from_secs(5)).await;
     nodes[l].execute(Op::CreateUser { id: 201, currency: 156 }).await.unwrap().unwrap();
