@@ -16,13 +16,13 @@ pub const STATUS_TIMEOUT_MS: u64 = 500;
 /// The leader's heartbeat, and the election timeout. openraft's followers honour the leader's
 /// lease (the longest election timeout) after the last heartbeat before they start their own
 /// election timeout, so a dead leader is replaced after 1.5 to 2 times the longest timeout
-/// without a heartbeat: 750 to 1,000 ms here, tuned for a LAN. openraft also takes the
+/// without a heartbeat: 600 to 800 ms here, tuned for a LAN. openraft also takes the
 /// heartbeat interval as the time limit of every append round trip (the follower's fsync
 /// included) and of the leader's check before a linearizable read: at 50 ms a slow follower
 /// stalled every write, so it is not shorter than 100 ms.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 250;
-pub const ELECTION_TIMEOUT_MAX_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 200;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 400;
 
 /// A leader that has not heard from a majority for this long (cut off from the others) stops
 /// saying it leads: its `/healthz` fails and it refuses requests at once rather than hold them
