@@ -656,12 +656,7 @@ impl Spawned {
             .prefix("huifu-bench-http-")
             .tempdir()
             .context("cannot create a data folder")?;
-        let key: String = rand::thread_rng()
-            .sample_iter(rand::distributions::Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
-        let key = format!("hk_bench_{key}");
+        let key = format!("hk_bench_{}", random_key());
         let child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
@@ -672,23 +667,35 @@ impl Spawned {
             .spawn()
             .with_context(|| format!("cannot start {} serve", exe.display()))?;
         let mut server = Spawned { child, url: String::new(), key, _dir: dir };
-        let stdout = server.child.stdout.take().context("no stdout of huifu serve")?;
-        let mut lines = BufReader::new(stdout).lines();
-        server.url = loop {
-            match lines.next() {
-                Some(line) => {
-                    let line = line.context("cannot read the output of huifu serve")?;
-                    if let Some(url) = line.strip_prefix("huifu listening on ") {
-                        break url.trim().to_owned();
-                    }
-                }
-                None => bail!("huifu serve stopped before listening"),
-            }
-        };
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        server.url =
+            listening_url(&mut server.child)?.context("huifu serve stopped before listening")?;
         Ok(server)
     }
+}
+
+/// 32 random alphanumerics, for an admin key made for a run.
+pub(crate) fn random_key() -> String {
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// The URL a `huifu serve` child prints once it listens (its stdout piped); `None` if it
+/// stopped first. Its output is drained afterwards, so that it never blocks on a full pipe.
+pub(crate) fn listening_url(child: &mut Child) -> anyhow::Result<Option<String>> {
+    let stdout = child.stdout.take().context("no stdout of huifu serve")?;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.context("cannot read the output of huifu serve")?;
+        if let Some(url) = line.strip_prefix("huifu listening on ") {
+            let url = url.trim().to_owned();
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(Some(url));
+        }
+    }
+    Ok(None)
 }
 
 impl Spawned {

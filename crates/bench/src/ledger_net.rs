@@ -7,7 +7,6 @@
 //! the same state digest.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::http::{Conn, Endpoint};
+use crate::http::{listening_url, random_key, Conn, Endpoint};
 use crate::ledger::random_transfer;
 use crate::measure::{self, cpu_delta, cpu_seconds, duration_us};
 use crate::Progress;
@@ -97,9 +96,17 @@ impl Drop for Servers {
     }
 }
 
+/// A free port below the ephemeral range (32768 and up): one the kernel hands out could be
+/// taken by some connection's local end before the server listens on it.
 fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
+    let mut rng = rand::thread_rng();
+    for _ in 0..1_000 {
+        let port = rng.gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
 }
 
 impl Servers {
@@ -109,11 +116,7 @@ impl Servers {
             .prefix("huifu-bench-ledger-")
             .tempdir()
             .context("cannot create a folder for the servers")?;
-        let key: String = rand::thread_rng()
-            .sample_iter(rand::distributions::Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        let key = random_key();
         let key_file = dir.path().join("admin-key");
         std::fs::write(&key_file, &key).context("cannot write the admin key file")?;
         let cluster_file = dir.path().join("cluster.toml");
@@ -152,24 +155,13 @@ impl Servers {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("cannot start {} serve", exe.display()))?;
-            let stdout = child.stdout.take().context("no stdout of huifu serve")?;
+            let listening = listening_url(&mut child);
             servers.children.push(child);
-            let mut lines = BufReader::new(stdout).lines();
-            let url = loop {
-                match lines.next() {
-                    Some(line) => {
-                        let line = line.context("cannot read the output of huifu serve")?;
-                        if let Some(url) = line.strip_prefix("huifu listening on ") {
-                            break url.trim().to_owned();
-                        }
-                    }
-                    None => bail!(
-                        "node {id} stopped before listening (see {})",
-                        data.with_extension("log").display()
-                    ),
-                }
+            let Some(url) = listening? else {
+                // The folder goes with the run: what the node said is in the error.
+                let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+                bail!("node {id} stopped before listening: {}", log.trim());
             };
-            std::thread::spawn(move || lines.for_each(drop));
             servers.urls.push((id, url));
         }
         Ok(servers)
