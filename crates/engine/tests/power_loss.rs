@@ -45,7 +45,11 @@ impl Clock for StepClock {
 }
 
 fn options() -> EngineOptions {
-    let mut options = EngineOptions::new("/data");
+    options_in(Path::new("/data"))
+}
+
+fn options_in(dir: &Path) -> EngineOptions {
+    let mut options = EngineOptions::new(dir);
     // Small segments and frequent checkpoints: crash points land in rotations, checkpoint
     // writes, renames and segment removals as well as group commits.
     options.segment_size_max = 6 << 10;
@@ -101,6 +105,16 @@ struct Round {
 /// Submits the round's batches, a few at a time, with a checkpoint now and then, until the
 /// engine stops (the power is going) or all are done.
 fn drive(engine: &Engine<LedgerMachine>, rng: &mut Rng, round: u64) -> Round {
+    drive_with(engine, rng, round, true)
+}
+
+/// [`drive`], with or without its checkpoints.
+fn drive_with(
+    engine: &Engine<LedgerMachine>,
+    rng: &mut Rng,
+    round: u64,
+    checkpoints: bool,
+) -> Round {
     let mut out = Round { batches: Vec::new(), acked: Vec::new() };
     let mut batch = 0;
     'run: while batch < BATCHES {
@@ -134,7 +148,7 @@ fn drive(engine: &Engine<LedgerMachine>, rng: &mut Rng, round: u64) -> Round {
         if stopped {
             break 'run;
         }
-        if rng.next().is_multiple_of(9) && engine.checkpoint().is_err() {
+        if checkpoints && rng.next().is_multiple_of(9) && engine.checkpoint().is_err() {
             break 'run;
         }
     }
@@ -257,6 +271,111 @@ fn power_cuts_lose_nothing_acknowledged_and_leave_nothing_half_applied() {
     assert_eq!(total.crashes, 2 * u64::try_from(seeds.len()).unwrap());
     if seeds.len() > 1 {
         assert!(total.dropped > 0 && total.torn > 0 && total.pages > 0, "{total:?}");
+    }
+}
+
+/// Seeds of the run with a history store (each opens fjall a few times).
+const HISTORY_SEEDS_DEFAULT: u64 = 60;
+/// Transfers the engine keeps in memory in that run: most of each round's go to the store.
+const HISTORY_MEMORY_MAX: usize = 40;
+/// Its storage operations: group commits only, as it takes checkpoints itself.
+const HISTORY_CRASH_POINT_MAX: u64 = 60;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// One seed of power cuts under an engine with a memory bound. The journal and checkpoints are
+/// cut as in the run above. The history store is fjall's, on the real file system: how fjall
+/// recovers its own files is fjall's to test, but what a cut can leave of the store as a whole
+/// ranges from all it was given (the store ahead of the checkpoint the journal replays from)
+/// to nothing since its last persist (each checkpoint persists it first). The seed picks one
+/// of the two ends. Every acknowledged batch must be there, whether in memory or in the store,
+/// and the ids of those batches are refused when sent again. Returns the crash statistics and
+/// how many cuts rewound the store.
+fn run_with_history(seed: u64) -> (CrashStats, u64) {
+    let folder = tempfile::tempdir().unwrap();
+    let data = folder.path().join("data");
+    let history = data.join("history");
+    let persisted = folder.path().join("history-as-persisted");
+    std::fs::create_dir_all(&data).unwrap();
+    let storage = FaultyStorage::new(seed);
+    let clock = StepClock(Arc::new(AtomicU64::new(0)));
+    let mut options = options_in(&data);
+    options.memory_max = Some(HISTORY_MEMORY_MAX);
+    options.checkpoint_interval_bytes = u64::MAX;
+    let open = || {
+        Engine::<LedgerMachine>::open_with(options.clone(), clock.clone(), storage.clone())
+            .map(|(engine, _)| engine)
+    };
+    let mut rng = Rng(seed ^ 0x4157);
+    let mut rounds = Vec::new();
+    let mut rewound = 0;
+    open().unwrap().execute(accounts()).unwrap();
+    for round in 0..2 {
+        // The store as a checkpoint's persist leaves it, copied with the engine stopped.
+        let engine = open().unwrap();
+        engine.checkpoint().unwrap();
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&persisted);
+        copy_tree(&history, &persisted);
+
+        let engine = open().unwrap();
+        storage.set_fail_after(Some(rng.next() % HISTORY_CRASH_POINT_MAX));
+        rounds.push(drive_with(&engine, &mut rng, round, false));
+        drop(engine);
+        storage.crash();
+        storage.set_fail_after(None);
+        if rng.next().is_multiple_of(2) {
+            std::fs::remove_dir_all(&history).unwrap();
+            copy_tree(&persisted, &history);
+            rewound += 1;
+        }
+        let recovered = open()
+            .unwrap_or_else(|e| panic!("seed {seed}: recovery after a power cut failed: {e}"));
+        check(seed, &recovered, &mut rounds);
+        if let Some(first) = rounds.iter().find_map(|r| r.batches.first()) {
+            let again = recovered.execute(LedgerCommand::CreateTransfers(first.clone())).unwrap();
+            let LedgerOutcome::Transfers(results) = again else { panic!("seed {seed}: {again:?}") };
+            assert!(
+                results.iter().all(|r| *r != CreateTransferResult::Created),
+                "seed {seed}: a batch made before the cut was made again: {results:?}"
+            );
+        }
+    }
+    (storage.crash_stats(), rewound)
+}
+
+#[test]
+fn power_cuts_with_a_history_store_behind_or_ahead_lose_nothing() {
+    let seeds: Vec<u64> = match std::env::var("HUIFU_POWER_LOSS_SEED") {
+        Ok(seed) => vec![seed.parse().expect("HUIFU_POWER_LOSS_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("HUIFU_POWER_LOSS_SEEDS")
+                .map(|n| n.parse().expect("HUIFU_POWER_LOSS_SEEDS is a number"))
+                .unwrap_or(HISTORY_SEEDS_DEFAULT);
+            (0..count).collect()
+        }
+    };
+    let mut rewound = 0;
+    let mut crashes = 0;
+    for &seed in &seeds {
+        let (stats, r) = run_with_history(seed);
+        rewound += r;
+        crashes += stats.crashes;
+    }
+    println!("{} seeds, {crashes} cuts, {rewound} with the store rewound", seeds.len());
+    if seeds.len() > 1 {
+        assert!(rewound > 0 && rewound < crashes, "both ends of the store were tried");
     }
 }
 

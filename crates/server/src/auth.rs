@@ -1,14 +1,21 @@
 //! API keys and roles. Keys are random, shown once, and stored only as SHA-256 hashes, one per
-//! line in `api_keys` in the data folder (appended and fsynced).
+//! line in `api_keys` in the data folder (appended and fsynced, through a [`Storage`]).
+//!
+//! A line is `<hash hex>\t<role>\t<check>\n`, the check being the first 4 bytes of the SHA-256
+//! of what comes before it, in hex (lines of earlier versions have no check). Only the last line
+//! can be torn by a crash, because each is fsynced before the next is written: opening the file
+//! cuts bytes after its last newline, so a later line never runs on from a torn one, and skips a
+//! line whose check fails (a crash kept some pages of it and not others). Neither key was ever
+//! shown to anyone.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
+use huifu_journal::{FileStorage, Storage, StorageFile};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -61,6 +68,7 @@ pub struct Caller {
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
+    file: Box<dyn KeyFile>,
     keys: RwLock<HashMap<[u8; 32], Role>>,
     /// Per key: (tokens left, last refill); one token per request.
     buckets: Mutex<HashMap<[u8; 32], (u64, Instant)>>,
@@ -102,28 +110,57 @@ impl KeyStore {
     }
 
     /// Loads the key hashes of a data folder (none if the file does not exist yet).
-    pub fn open(data_dir: &Path) -> std::io::Result<KeyStore> {
-        let path = data_dir.join("api_keys");
+    pub fn open(data_dir: &Path) -> io::Result<KeyStore> {
+        KeyStore::open_with(FileStorage, data_dir)
+    }
+
+    /// [`KeyStore::open`] over any [`Storage`] (a faulty one in tests).
+    pub fn open_with<S: Storage + Sync>(storage: S, data_dir: &Path) -> io::Result<KeyStore> {
+        let path = data_dir.join(KEY_FILE);
+        let mut bytes = Vec::new();
+        let exists = match storage.open_read(&path, 0) {
+            Ok(mut reader) => {
+                reader.read_to_end(&mut bytes)?;
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            tracing::warn!(
+                bytes = bytes.len() - whole,
+                "cutting a torn last line off {} (that key was never shown)",
+                path.display()
+            );
+            storage.truncate(&path, whole as u64)?;
+        }
         let mut keys = HashMap::new();
-        if path.exists() {
-            for (n, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
-                let line = line?;
-                let mut parts = line.split('\t');
-                let parsed = (|| Some((unhex(parts.next()?)?, Role::decode(parts.next()?)?)))();
-                match parsed {
-                    Some((h, role)) => {
-                        keys.insert(h, role);
-                    }
-                    // A torn last line from a crash mid-append: that key was never shown.
-                    None => tracing::warn!(
-                        line = n + 1,
-                        "skipping an unreadable line of {}",
-                        path.display()
-                    ),
+        for (n, line) in bytes[..whole].split(|&b| b == b'\n').enumerate() {
+            match std::str::from_utf8(line).ok().and_then(parse_line) {
+                Some((h, role)) => {
+                    keys.insert(h, role);
                 }
+                None if line.is_empty() => {}
+                None => tracing::warn!(
+                    line = n + 1,
+                    "skipping an unreadable line of {} (that key was never shown)",
+                    path.display()
+                ),
             }
         }
-        Ok(KeyStore { path, keys: RwLock::new(keys), buckets: Mutex::new(HashMap::new()) })
+        let file = StoredKeys {
+            storage,
+            path: path.clone(),
+            dir: data_dir.to_path_buf(),
+            written: Mutex::new(exists.then_some(whole as u64)),
+        };
+        Ok(KeyStore {
+            path,
+            file: Box::new(file),
+            keys: RwLock::new(keys),
+            buckets: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,14 +168,12 @@ impl KeyStore {
     }
 
     /// Registers `key` (given by the operator) with `role`, durably.
-    pub fn add(&self, key: &str, role: Role) -> std::io::Result<()> {
+    pub fn add(&self, key: &str, role: Role) -> io::Result<()> {
         let h = hash(key);
         if self.keys.read().expect("lock").get(&h) == Some(&role) {
             return Ok(());
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&self.path)?;
-        writeln!(file, "{}\t{}", hex(&h), role.encode())?;
-        file.sync_all()?;
+        self.file.append(line(&h, role).as_bytes())?;
         self.keys.write().expect("lock").insert(h, role);
         Ok(())
     }
@@ -212,6 +247,78 @@ impl KeyStore {
     }
 }
 
+/// The key file's name in the data folder.
+const KEY_FILE: &str = "api_keys";
+
+/// The check of a line's content: the first 4 bytes of its SHA-256, in hex.
+fn check(content: &str) -> String {
+    hex(&Sha256::digest(content.as_bytes())[..4])
+}
+
+fn line(hash: &[u8; 32], role: Role) -> String {
+    let content = format!("{}\t{}", hex(hash), role.encode());
+    let check = check(&content);
+    format!("{content}\t{check}\n")
+}
+
+/// A line without its newline; `None` if it is not whole or its check fails.
+fn parse_line(line: &str) -> Option<([u8; 32], Role)> {
+    let (content, stated) = match line.rsplit_once('\t') {
+        // Lines of earlier versions have two fields and no check.
+        Some((content, stated)) if content.contains('\t') => (content, Some(stated)),
+        _ => (line, None),
+    };
+    if stated.is_some_and(|stated| stated != check(content)) {
+        return None;
+    }
+    let (h, role) = content.split_once('\t')?;
+    Some((unhex(h)?, Role::decode(role)?))
+}
+
+/// Appends lines to the key file durably.
+trait KeyFile: Send + Sync + std::fmt::Debug {
+    fn append(&self, line: &[u8]) -> io::Result<()>;
+}
+
+struct StoredKeys<S> {
+    storage: S,
+    path: PathBuf,
+    dir: PathBuf,
+    /// The bytes of the file that are whole and durable; `None` until the file exists. Held
+    /// while appending, so appends do not interleave.
+    written: Mutex<Option<u64>>,
+}
+
+impl<S> std::fmt::Debug for StoredKeys<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKeys").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage + Sync> KeyFile for StoredKeys<S> {
+    fn append(&self, line: &[u8]) -> io::Result<()> {
+        let mut written = self.written.lock().expect("lock");
+        let len = written.unwrap_or(0);
+        // A failed append (a full disk) may have left part of its line: cut it, so that this
+        // line does not run on from it.
+        match self.storage.file_len(&self.path) {
+            Ok(actual) if actual != len => self.storage.truncate(&self.path, len)?,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut file = self.storage.open_append(&self.path)?;
+        file.write_all(line)?;
+        file.sync()?;
+        if written.is_none() {
+            // The new file's name is durable only once its folder is.
+            self.storage.sync_dir(&self.dir)?;
+        }
+        *written = Some(len + line.len() as u64);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +336,101 @@ mod tests {
         assert_eq!(store.authenticate(&headers).unwrap().role, Role::Merchant(7));
         headers.insert("authorization", "Bearer hk_wrong".parse().unwrap());
         assert!(store.authenticate(&headers).is_err());
+    }
+
+    fn role_of(store: &KeyStore, key: &str) -> Option<Role> {
+        store.keys.read().unwrap().get(&hash(key)).copied()
+    }
+
+    /// Power cuts at every point of a few rounds of key creation: every key whose creation
+    /// returned is there with its role after each; a key whose creation failed is there with
+    /// its own role or not at all; and keys made after a cut survive the next one (a torn line
+    /// once ran on into the next, losing it).
+    #[test]
+    fn power_cuts_keep_every_key_that_was_made() {
+        use huifu_journal::faulty::FaultyStorage;
+        const SEEDS: u64 = 300;
+        const ROUNDS: u64 = 3;
+        const KEYS_PER_ROUND: u64 = 6;
+        let dir = Path::new("/data");
+        let mut total = huifu_journal::faulty::CrashStats::default();
+        for seed in 0..SEEDS {
+            let storage = FaultyStorage::new(seed);
+            storage.create_dir_all(dir).unwrap();
+            let mut made: Vec<(String, Role)> = Vec::new();
+            let mut tried: Vec<(String, Role)> = Vec::new();
+            for round in 0..ROUNDS {
+                let store = KeyStore::open_with(storage.clone(), dir).unwrap();
+                // A key file write takes 2 or 3 storage operations.
+                storage.set_fail_after(Some((seed * 7 + round * 13) % (3 * KEYS_PER_ROUND + 2)));
+                for k in 0..KEYS_PER_ROUND {
+                    let role = Role::Merchant(seed * 100 + round * 10 + k);
+                    let key = new_key();
+                    if store.add(&key, role).is_ok() {
+                        made.push((key, role));
+                    } else {
+                        tried.push((key, role));
+                        break;
+                    }
+                }
+                drop(store);
+                storage.crash();
+                storage.set_fail_after(None);
+                let store = KeyStore::open_with(storage.clone(), dir)
+                    .unwrap_or_else(|e| panic!("seed {seed}: reopening failed: {e}"));
+                for (key, role) in &made {
+                    assert_eq!(
+                        role_of(&store, key),
+                        Some(*role),
+                        "seed {seed}: a made key is lost"
+                    );
+                }
+                let mut survived = 0;
+                for (key, role) in &tried {
+                    match role_of(&store, key) {
+                        None => {}
+                        Some(found) if found == *role => survived += 1,
+                        Some(found) => panic!("seed {seed}: a failed key has role {found:?}"),
+                    }
+                }
+                // No key other than these, such as one read from a torn line.
+                assert_eq!(store.keys.read().unwrap().len(), made.len() + survived, "seed {seed}");
+            }
+            let stats = storage.crash_stats();
+            total.dropped += stats.dropped;
+            total.torn += stats.torn;
+            total.pages += stats.pages;
+        }
+        assert!(total.dropped > 0 && total.torn > 0 && total.pages > 0, "{total:?}");
+    }
+
+    #[test]
+    fn a_full_disk_refuses_a_key_and_the_next_one_is_kept_whole() {
+        use huifu_journal::faulty::FaultyStorage;
+        let dir = Path::new("/data");
+        let storage = FaultyStorage::new(3);
+        storage.create_dir_all(dir).unwrap();
+        let store = KeyStore::open_with(storage.clone(), dir).unwrap();
+        let first = store.create(Role::Platform).unwrap();
+        storage.set_full(true);
+        let error = store.create(Role::Merchant(1)).unwrap_err();
+        assert!(huifu_engine::is_storage_full(&error), "{error}");
+        storage.set_full(false);
+        let second = store.create(Role::Merchant(2)).unwrap();
+        storage.crash();
+        let store = KeyStore::open_with(storage.clone(), dir).unwrap();
+        assert_eq!(role_of(&store, &first), Some(Role::Platform));
+        assert_eq!(role_of(&store, &second), Some(Role::Merchant(2)));
+        assert_eq!(store.keys.read().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn lines_of_earlier_versions_are_read_and_a_line_failing_its_check_is_not() {
+        let h = hash("hk_a");
+        assert_eq!(parse_line(&format!("{}\tplatform", hex(&h))), Some((h, Role::Platform)));
+        let good = line(&h, Role::Merchant(12));
+        assert_eq!(parse_line(good.trim_end()), Some((h, Role::Merchant(12))));
+        let bad = good.trim_end().replace("merchant:12", "merchant:13");
+        assert_eq!(parse_line(&bad), None);
     }
 }
