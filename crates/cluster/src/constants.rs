@@ -10,6 +10,9 @@ pub const FRAME_BYTES_MAX: u32 = 256 << 20;
 /// How long a node tries to connect to another before it counts it unreachable.
 pub const CONNECT_TIMEOUT_MS: u64 = 200;
 
+/// Idle connections a node keeps to each other node for the next message.
+pub const IDLE_CONNECTIONS_MAX: usize = 8;
+
 /// How long `GET /v1/cluster` waits for each other node's status.
 pub const STATUS_TIMEOUT_MS: u64 = 500;
 
@@ -23,6 +26,25 @@ pub const STATUS_TIMEOUT_MS: u64 = 500;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 200;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 400;
+
+/// A follower stands for election once it has heard no leader for this long and no reachable
+/// node has (see elect.rs): just past the leader's lease, which the others honour before they
+/// grant a vote.
+pub const ELECT_AFTER_MS: u64 = ELECTION_TIMEOUT_MAX_MS + 20;
+
+/// How often the elector looks.
+pub const ELECT_CHECK_MS: u64 = 20;
+
+/// How much later a node stands for each reachable node ahead of it (a longer log, or the same
+/// log and a lower id), so that one stands at a time and the vote is not split.
+pub const ELECT_DEFER_MS: u64 = 100;
+
+/// How long a node that stood waits before it may stand again (its election failed).
+pub const ELECT_RETRY_MS: u64 = 300;
+
+/// How long the elector waits for another node's standing; one that does not answer is not
+/// counted.
+pub const STANDING_TIMEOUT_MS: u64 = 50;
 
 /// A leader that has not heard from a majority for this long (cut off from the others) stops
 /// saying it leads: its `/healthz` fails and it refuses requests at once rather than hold them
@@ -57,3 +79,8 @@ pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 
 /// How often the leader looks for pending transfers whose timeout passed.
 pub const TICK_MS: u64 = 100;
+
+/// How long adding a node waits for it to catch up with the log before it becomes a voter;
+/// less than the API's request timeout, so that a node with much to catch up is reported as
+/// catching up rather than timed out.
+pub const CATCH_UP_WAIT_MS: u64 = 8_000;

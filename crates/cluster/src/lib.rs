@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod constants;
+mod elect;
 mod log;
 mod machine;
 pub mod network;

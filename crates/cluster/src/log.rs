@@ -152,6 +152,12 @@ impl LogStore {
         self.lock().vote.is_none()
     }
 
+    /// The last entry of the log (or the last purged, when none is left); `None` when
+    /// empty or unreadable.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.lock().last_log_id().ok().flatten()
+    }
+
     /// The last entry this node knows to be committed.
     pub fn committed(&self) -> Option<LogId> {
         self.lock().committed

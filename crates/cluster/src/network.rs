@@ -3,8 +3,10 @@
 //! connection. A node listens on its `peer` address; it reaches each other node through one
 //! connection, made again after any failure.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -21,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::constants::{CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX};
+use crate::constants::{CONNECT_TIMEOUT_MS, FRAME_BYTES_MAX, IDLE_CONNECTIONS_MAX};
+use crate::elect::{self, Standing};
 use crate::node::{Local, NodeStatus};
 use crate::types::TypeConfig;
 
@@ -35,6 +38,8 @@ enum Request {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// The node's status, for an operator's view of the cluster.
     Status,
+    /// The node's standing, for one that thinks of standing for election.
+    Standing,
 }
 
 /// Its answer.
@@ -44,6 +49,7 @@ enum Response {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Status(Result<NodeStatus, String>),
+    Standing(Standing),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
@@ -56,6 +62,11 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::R
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(&bytes);
     stream.write_all(&frame).await
+}
+
+async fn send(stream: &mut TcpStream, request: &Request) -> io::Result<Response> {
+    write_frame(stream, request).await?;
+    read_frame(stream).await
 }
 
 async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
@@ -92,9 +103,24 @@ async fn answer(mut stream: TcpStream, local: Local) {
     while let Ok(request) = read_frame::<Request>(&mut stream).await {
         let response = match request {
             Request::Status => Response::Status(local.status().await.map_err(|e| e.to_string())),
-            Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
+            Request::Append(rpc) => {
+                let answer = raft.append_entries(rpc).await;
+                if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                    local.heard.now();
+                }
+                Response::Append(answer)
+            }
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
-            Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+            Request::Snapshot(rpc) => {
+                let answer = raft.install_snapshot(rpc).await;
+                if answer.is_ok() {
+                    local.heard.now();
+                }
+                Response::Snapshot(answer)
+            }
+            Request::Standing => {
+                Response::Standing(elect::standing(local.id, raft, &local.log, &local.heard))
+            }
         };
         if write_frame(&mut stream, &response).await.is_err() {
             break;
@@ -102,37 +128,79 @@ async fn answer(mut stream: TcpStream, local: Local) {
     }
 }
 
-/// Asks the node listening for replication on `addr` for its status, on a connection of its
-/// own from `source`.
-pub(crate) async fn ask_status(addr: &str, source: Option<IpAddr>) -> io::Result<NodeStatus> {
-    let mut peer = Peer { target: 0, addr: addr.to_owned(), source, stream: None };
-    match peer.exchange(&Request::Status).await? {
+/// Asks the node listening for replication on `addr` for its status.
+pub(crate) async fn ask_status(network: &Network, addr: &str) -> io::Result<NodeStatus> {
+    match network.peer(0, addr).exchange(&Request::Status).await? {
         Response::Status(status) => status.map_err(io::Error::other),
         _ => Err(io::Error::other("an answer of the wrong kind")),
     }
 }
 
-/// Makes the connections to the other nodes, from this node's `peer` IP address.
+/// Asks the node listening for replication on `addr` for its standing.
+pub(crate) async fn ask_standing(network: &Network, addr: &str) -> io::Result<Standing> {
+    match network.peer(0, addr).exchange(&Request::Standing).await? {
+        Response::Standing(standing) => Ok(standing),
+        _ => Err(io::Error::other("an answer of the wrong kind")),
+    }
+}
+
+/// Makes the connections to the other nodes, from this node's `peer` IP address, and keeps
+/// those left idle for the next message. openraft makes a client for each leadership check (one
+/// per linearizable read): each opened a connection of its own, and under reads the closed
+/// ones ran the machine out of ports in a minute.
 #[derive(Clone)]
 pub struct Network {
-    pub source: IpAddr,
+    source: Option<IpAddr>,
+    idle: Arc<Mutex<HashMap<String, Vec<TcpStream>>>>,
+}
+
+impl Network {
+    /// Connections leave from `source` (any address, when `None`).
+    pub fn new(source: Option<IpAddr>) -> Network {
+        Network { source, idle: Arc::default() }
+    }
+
+    fn peer(&self, target: u64, addr: &str) -> Peer {
+        Peer { target, addr: addr.to_owned(), network: self.clone(), stream: None }
+    }
+
+    fn take(&self, addr: &str) -> Option<TcpStream> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).get_mut(addr)?.pop()
+    }
+
+    fn give(&self, addr: &str, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let streams = idle.entry(addr.to_owned()).or_default();
+        if streams.len() < IDLE_CONNECTIONS_MAX {
+            streams.push(stream);
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.clone(), source: Some(self.source), stream: None }
+        self.peer(target, &node.addr)
     }
 }
 
-/// The connection to one other node.
+/// The connection to one other node; given back to the idle ones when dropped whole.
 pub struct Peer {
     target: u64,
     addr: String,
-    /// The local address connections leave from (any, when `None`).
-    source: Option<IpAddr>,
+    network: Network,
+    /// Held only between whole exchanges: one cut short (its future dropped on a timeout)
+    /// leaves no stream with an answer still to come.
     stream: Option<TcpStream>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            self.network.give(&self.addr, stream);
+        }
+    }
 }
 
 impl Peer {
@@ -141,35 +209,47 @@ impl Peer {
     async fn call(&mut self, request: Request, option: &RPCOption) -> io::Result<Response> {
         let timeout = option.hard_ttl();
         match tokio::time::timeout(timeout, self.exchange(&request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                self.stream = None;
-                Err(e)
-            }
+            Ok(answer) => answer,
             Err(_) => {
-                self.stream = None;
                 Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {timeout:?}")))
             }
         }
     }
 
+    /// One request and its answer, on this peer's connection, an idle one, or a new one. An
+    /// idle connection may have been closed by the other side meanwhile (it restarted): its
+    /// failure is tried once more on a new connection.
     async fn exchange(&mut self, request: &Request) -> io::Result<Response> {
-        if self.stream.is_none() {
-            let addr: SocketAddr = self.addr.parse().map_err(io::Error::other)?;
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-            if let Some(source) = self.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
-                socket.bind(SocketAddr::new(source, 0))?;
-            }
-            let connect = socket.connect(addr);
-            let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            stream.set_nodelay(true)?;
+        let (mut stream, idle) = match self.stream.take() {
+            Some(stream) => (stream, false),
+            None => match self.network.take(&self.addr) {
+                Some(stream) => (stream, true),
+                None => (self.connect().await?, false),
+            },
+        };
+        let mut answer = send(&mut stream, request).await;
+        if answer.is_err() && idle {
+            stream = self.connect().await?;
+            answer = send(&mut stream, request).await;
+        }
+        if answer.is_ok() {
             self.stream = Some(stream);
         }
-        let stream = self.stream.as_mut().expect("connected above");
-        write_frame(stream, request).await?;
-        read_frame(stream).await
+        answer
+    }
+
+    async fn connect(&self) -> io::Result<TcpStream> {
+        let addr: SocketAddr = self.addr.parse().map_err(io::Error::other)?;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(source) = self.network.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        let connect = socket.connect(addr);
+        let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 
     fn unreachable<E: std::error::Error>(&self, e: io::Error) -> RPCError<u64, BasicNode, E> {

@@ -12,17 +12,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use huifu_engine::{Engine, EngineError, EngineOptions, EngineStats, Failure, Histogram};
 use huifu_payments::{Op, Outcome, PaymentsMachine};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::constants::{
-    APPEND_ENTRIES_MAX, ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, FORGETFUL_NODE_QUIET_MS,
-    GROUP_OPS_MAX, HEARTBEAT_INTERVAL_MS, LEADER_QUORUM_STALE_MS, PROPOSALS_IN_FLIGHT_MAX,
-    PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, SNAPSHOT_TIMEOUT_MS, STATUS_TIMEOUT_MS, TICK_MS,
+    APPEND_ENTRIES_MAX, CATCH_UP_WAIT_MS, ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS,
+    FORGETFUL_NODE_QUIET_MS, GROUP_OPS_MAX, HEARTBEAT_INTERVAL_MS, LEADER_QUORUM_STALE_MS,
+    PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_QUEUE_MAX, SNAPSHOT_EVERY_ENTRIES, SNAPSHOT_TIMEOUT_MS,
+    STATUS_TIMEOUT_MS, TICK_MS,
 };
+use crate::elect::{self, Heard};
 use crate::log::LogStore;
 use crate::machine::Replicated;
 use crate::network::{self, Network, Raft};
@@ -35,6 +37,13 @@ pub enum ClusterError {
     /// Writes and linearizable reads go to the leader; this node is not it.
     #[error("this node is not the leader (the leader is {leader:?})")]
     NotLeader { leader: Option<u64> },
+    /// A membership change that cannot be made as asked (another is under way, the node
+    /// is a member at another address, the membership would be empty).
+    #[error("{0}")]
+    Membership(String),
+    /// A node being added has not caught up with the log yet; asking again goes on.
+    #[error("node {id} is catching up: it has the log up to {matched:?} of {target}")]
+    CatchingUp { id: u64, matched: Option<u64>, target: u64 },
     /// Raft failed or the node is stopping.
     #[error("replication failed: {0}")]
     Replication(String),
@@ -61,6 +70,8 @@ pub struct NodeStatus {
     pub applied: Option<u64>,
     /// The state's digest at `applied`, in hex.
     pub digest: String,
+    /// Where the node serves HTTP (as its cluster file says).
+    pub http: Option<String>,
 }
 
 struct Proposal {
@@ -72,9 +83,15 @@ struct Proposal {
 #[derive(Clone)]
 pub(crate) struct Local {
     pub(crate) id: u64,
+    /// This node's HTTP address.
+    http: SocketAddr,
     pub(crate) raft: Raft,
     engine: Arc<Engine<Replicated>>,
-    log: LogStore,
+    pub(crate) log: LogStore,
+    /// When a leader was last heard from.
+    pub(crate) heard: Heard,
+    /// Connections to the other nodes.
+    pub(crate) network: Network,
 }
 
 impl Local {
@@ -94,6 +111,7 @@ impl Local {
             commit: self.log.committed().map(|id| id.index),
             applied: applied.map(|id| id.index),
             digest,
+            http: Some(self.http.to_string()),
         })
     }
 }
@@ -128,6 +146,8 @@ pub struct Node {
     pub id: u64,
     local: Local,
     config: ClusterConfig,
+    /// HTTP addresses of members the cluster file does not name (added since), as they told.
+    http: std::sync::Mutex<BTreeMap<u64, SocketAddr>>,
     proposals: mpsc::Sender<Proposal>,
     stats: Arc<ClusterStats>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -157,7 +177,7 @@ impl Node {
         id: u64,
         options: NodeOptions,
     ) -> Result<Node, ClusterError> {
-        let NodeOptions { fsync, on_key } = options;
+        let NodeOptions { fsync, on_key, join } = options;
         let me = config
             .node(id)
             .ok_or_else(|| {
@@ -197,14 +217,23 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(FORGETFUL_NODE_QUIET_MS)).await;
         }
         let state = StateStore::new(engine.clone(), dir.to_path_buf(), on_key);
-        let network = Network { source: me.peer.ip() };
-        let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), state)
+        let network = Network::new(Some(me.peer.ip()));
+        let raft = Raft::new(id, Arc::new(raft_config), network.clone(), log.clone(), state)
             .await
             .map_err(|e| ClusterError::Replication(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(me.peer_listen).await.map_err(|e| {
             ClusterError::Replication(format!("cannot listen on {}: {e}", me.peer_listen))
         })?;
-        let local = Local { id, raft: raft.clone(), engine: engine.clone(), log };
+        let heard = Heard::new();
+        let local = Local {
+            id,
+            http: me.http,
+            raft: raft.clone(),
+            engine: engine.clone(),
+            log,
+            heard,
+            network,
+        };
         let stats = Arc::new(ClusterStats {
             proposal_us: Histogram::new(PROPOSAL_US_BOUNDS),
             elections: AtomicU64::new(0),
@@ -213,10 +242,17 @@ impl Node {
         let mut tasks = vec![
             tokio::spawn(network::serve(listener, local.clone())),
             tokio::spawn(watch(raft.clone(), stats.clone())),
+            tokio::spawn(elect::run(
+                id,
+                raft.clone(),
+                local.log.clone(),
+                local.heard.clone(),
+                local.network.clone(),
+            )),
         ];
         let initialized =
             raft.is_initialized().await.map_err(|e| ClusterError::Replication(e.to_string()))?;
-        if !initialized {
+        if !initialized && !join {
             // Every node of a new cluster proposes the same first membership; the first to
             // be elected makes it the log's first entry, the others find it there.
             let members: BTreeMap<u64, BasicNode> =
@@ -229,7 +265,8 @@ impl Node {
         tasks.push(tokio::spawn(propose(raft.clone(), queue, stats.clone())));
         tasks.push(tokio::spawn(expire(raft, engine, proposals.clone())));
         let tasks = std::sync::Mutex::new(tasks);
-        Ok(Node { id, local, config: config.clone(), proposals, stats, tasks })
+        let http = std::sync::Mutex::new(BTreeMap::new());
+        Ok(Node { id, local, config: config.clone(), http, proposals, stats, tasks })
     }
 
     /// Applies `op` through the log: on the leader, once a majority has it durable and it is
@@ -293,7 +330,7 @@ impl Node {
             .nodes()
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
-        let source = self.config.node(self.id).map(|n| n.peer.ip());
+        let network = &self.local.network;
         let asked = members.into_iter().map(|(id, addr)| {
             let me = me.clone();
             async move {
@@ -301,7 +338,7 @@ impl Node {
                     return me;
                 }
                 let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
-                match tokio::time::timeout(timeout, network::ask_status(&addr, source)).await {
+                match tokio::time::timeout(timeout, network::ask_status(network, &addr)).await {
                     Ok(Ok(status)) => status,
                     _ => NodeStatus::unreachable(id),
                 }
@@ -351,9 +388,107 @@ impl Node {
         self.leader() == Some(self.id)
     }
 
-    /// The HTTP address of node `id`, from the cluster file.
-    pub fn http_of(&self, id: u64) -> Option<SocketAddr> {
-        self.config.node(id).map(|n| n.http)
+    /// The HTTP address of member `id`: from the cluster file, or for a member added since,
+    /// as it answers over its replication connection (then kept).
+    pub async fn http_of(&self, id: u64) -> Option<SocketAddr> {
+        if let Some(node) = self.config.node(id) {
+            return Some(node.http);
+        }
+        if let Some(http) = self.http.lock().expect("lock").get(&id) {
+            return Some(*http);
+        }
+        let addr = self.member_addr(id)?;
+        let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
+        let asked = network::ask_status(&self.local.network, &addr);
+        let status = tokio::time::timeout(timeout, asked).await;
+        let http: SocketAddr = status.ok()?.ok()?.http?.parse().ok()?;
+        self.http.lock().expect("lock").insert(id, http);
+        Some(http)
+    }
+
+    /// The replication address of member `id`, as the membership has it.
+    fn member_addr(&self, id: u64) -> Option<String> {
+        let metrics = self.local.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// Adds node `id`, which replicates at `peer` and serves HTTP at `http`, to the cluster:
+    /// a learner until it has the log, then a voter. The node must have been started with
+    /// `join` (so that it waits to be added rather than make a cluster of its own). Waits at
+    /// most [`CATCH_UP_WAIT_MS`] for it to catch up, then says how far it is (`CatchingUp`;
+    /// the learner stays, and asking again goes on). Adding a voter again does nothing. On the
+    /// leader only.
+    pub async fn add_node(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        http: SocketAddr,
+    ) -> Result<(), ClusterError> {
+        let raft = &self.local.raft;
+        let membership = raft.metrics().borrow().membership_config.membership().clone();
+        if let Some(node) = membership.get_node(&id) {
+            if node.addr != peer.to_string() {
+                return Err(ClusterError::Membership(format!(
+                    "node {id} is a member already, at {}",
+                    node.addr
+                )));
+            }
+        }
+        self.http.lock().expect("lock").insert(id, http);
+        if membership.voter_ids().any(|v| v == id) {
+            return Ok(());
+        }
+        if membership.get_node(&id).is_none() {
+            raft.add_learner(id, BasicNode::new(peer.to_string()), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        // A voter only once it has the log as it stood now, so that it does not hold up the
+        // commits of the membership it joins.
+        let target = raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let mut metrics = raft.metrics();
+        let caught_up = metrics.wait_for(|m| {
+            let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
+            matched.is_some_and(|matched| matched.index >= target)
+        });
+        match tokio::time::timeout(Duration::from_millis(CATCH_UP_WAIT_MS), caught_up).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ClusterError::Replication("the node stopped".into())),
+            Err(_) => {
+                let metrics = raft.metrics().borrow().clone();
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|m| m.index);
+                return Err(ClusterError::CatchingUp { id, matched, target });
+            }
+        }
+        raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map_err(membership_error)?;
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster (a dead one, before or after its replacement is
+    /// added). Removing a node that is not a member does nothing. On the leader only.
+    pub async fn remove_node(&self, id: u64) -> Result<(), ClusterError> {
+        let raft = &self.local.raft;
+        let membership = raft.metrics().borrow().membership_config.membership().clone();
+        if membership.get_node(&id).is_none() {
+            return Ok(());
+        }
+        if membership.voter_ids().all(|v| v == id) {
+            return Err(ClusterError::Membership("the last voter cannot be removed".into()));
+        }
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters([id].into())
+        } else {
+            ChangeMembers::RemoveNodes([id].into())
+        };
+        raft.change_membership(change, false).await.map_err(membership_error)?;
+        Ok(())
     }
 
     /// The last entry applied here and the last this node knows committed (on a follower,
@@ -410,6 +545,7 @@ impl NodeStatus {
             commit: None,
             applied: None,
             digest: String::new(),
+            http: None,
         }
     }
 }
@@ -423,6 +559,15 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClusterEr
     }
 }
 
+fn membership_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::Membership(e.to_string())
+        }
+        e => write_error(e),
+    }
+}
+
 /// How a node runs.
 #[derive(Clone)]
 pub struct NodeOptions {
@@ -430,11 +575,14 @@ pub struct NodeOptions {
     pub fsync: bool,
     /// Told of every API key granted through the log (and of those in the state at start).
     pub on_key: Option<KeyHook>,
+    /// A new node joining a running cluster: it waits to be added (`Node::add_node` on the
+    /// leader) instead of making the cluster of its file.
+    pub join: bool,
 }
 
 impl Default for NodeOptions {
     fn default() -> NodeOptions {
-        NodeOptions { fsync: true, on_key: None }
+        NodeOptions { fsync: true, on_key: None, join: false }
     }
 }
 

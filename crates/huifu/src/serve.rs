@@ -23,6 +23,11 @@ pub struct ServeArgs {
     /// This node's id in the `--cluster` file.
     #[arg(long, requires = "cluster")]
     node: Option<u64>,
+    /// A new node joining a running cluster (to replace a dead one, or to grow it): it waits
+    /// to be added with `POST /v1/cluster/nodes` on any node, instead of making the cluster of
+    /// its file. Needed on its first start only.
+    #[arg(long, requires = "cluster")]
+    join: bool,
     /// A file holding an admin API key to accept (else `HUIFU_ADMIN_KEY`, else one is created
     /// and printed once on first start).
     #[arg(long)]
@@ -55,7 +60,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             if config.node(node).is_none() {
                 anyhow::bail!("node {node} is not in {}", path.display());
             }
-            Some(huifu_server::ClusterMember { config, node })
+            Some(huifu_server::ClusterMember { config, node, join: args.join })
         }
         _ => None,
     };

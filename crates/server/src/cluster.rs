@@ -10,23 +10,29 @@
 //! `/healthz`, `/livez`, `/metrics`, `/openapi.json` and `GET /v1/cluster` are always this
 //! node's own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use huifu_cluster::{ClusterError, Node};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::auth::Role;
 use crate::constants::{NO_LEADER_RETRY_AFTER_SECONDS, REQUEST_TIMEOUT_MS};
 use crate::error::ApiError;
+use crate::wire::parse_body;
 use crate::AppState;
 
 /// Set by a node on a request it forwards to the leader; a node that gets such a request and
@@ -68,7 +74,10 @@ impl ClusterNode {
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/cluster", get(cluster))
+    Router::new()
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/nodes", post(add_node))
+        .route("/v1/cluster/nodes/{id}", delete(remove_node))
 }
 
 /// What a cluster failure answers: all are worth a retry (with the same idempotency key: an
@@ -84,6 +93,20 @@ pub(crate) fn cluster_error(error: ClusterError) -> ApiError {
         ClusterError::Engine(detail) => {
             tracing::error!(%detail, "the engine failed");
             ApiError::unavailable("the engine is unavailable")
+        }
+        ClusterError::Membership(detail) => ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "invalid_request_error",
+            code: "membership_conflict",
+            message: detail,
+            param: None,
+            retry_after: None,
+        },
+        error @ ClusterError::CatchingUp { .. } => {
+            let mut answer = ApiError::unavailable(format!("{error}; ask again to go on"));
+            answer.code = "catching_up";
+            answer.retry_after = Some(NO_LEADER_RETRY_AFTER_SECONDS);
+            answer
         }
     }
 }
@@ -127,9 +150,9 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
             no_leader("the leader changed while the request was forwarded; try again")
                 .into_response()
         }
-        Some(leader) => match cluster.node.http_of(leader) {
+        Some(leader) => match cluster.node.http_of(leader).await {
             Some(addr) => forward(&cluster, addr, request).await,
-            None => no_leader("the leader is not in this node's cluster file").into_response(),
+            None => no_leader("the leader's HTTP address is not known here").into_response(),
         },
         None => no_leader("the cluster has no leader at the moment; try again").into_response(),
     }
@@ -183,6 +206,97 @@ pub(crate) async fn cluster(
     let Some(cluster) = state.cluster() else {
         return Err(ApiError::not_found("cluster: this server runs alone"));
     };
+    let view = cluster.node.cluster().await.map_err(cluster_error)?;
+    Ok(Json(view).into_response())
+}
+
+/// The caller's cluster node, for an admin.
+fn admin_node(state: &AppState, headers: &HeaderMap) -> Result<Arc<ClusterNode>, ApiError> {
+    let caller = state.keys.authenticate(headers)?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden());
+    }
+    state.cluster().ok_or_else(|| ApiError::not_found("cluster: this server runs alone"))
+}
+
+/// A node to add to the cluster.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewNode {
+    /// The new node's id, unused in the cluster so far.
+    id: u64,
+    /// Its replication address (`host:port`), where the others reach it.
+    peer: String,
+    /// Its HTTP address (`host:port`), where the others forward requests when it leads.
+    http: String,
+}
+
+fn socket_addr(text: &str, param: &str) -> Result<std::net::SocketAddr, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::invalid(
+            "invalid_address",
+            format!("{param} is an IP address and port"),
+            Some(param),
+        )
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/nodes",
+    tag = "operations",
+    summary = "Add a node to the cluster (admin)",
+    description = "Adds a node started with `huifu serve ... --join`: it catches up with the log \
+        as a learner, then becomes a voter, and the cluster is returned as `GET /v1/cluster` \
+        shows it. A node that has not caught up within 8 s is left catching up and the answer \
+        is 503 `catching_up`: ask again to go on. Adding a voter again changes nothing; an id \
+        that is a member at another address is 409 `membership_conflict`. Replace a dead node \
+        by adding the new one, then removing the dead one.",
+    request_body = NewNode,
+    responses((status = 200, body = Object), ApiError),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn add_node(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cluster = admin_node(&state, &headers)?;
+    let b: NewNode = parse_body(&body)?;
+    if b.id == 0 {
+        return Err(ApiError::invalid("invalid_id", "a node id is 1 or more", Some("id")));
+    }
+    let peer = socket_addr(&b.peer, "peer")?;
+    let http = socket_addr(&b.http, "http")?;
+    cluster.node.add_node(b.id, peer, http).await.map_err(cluster_error)?;
+    tracing::info!(node = b.id, %peer, %http, "node added to the cluster");
+    let view = cluster.node.cluster().await.map_err(cluster_error)?;
+    Ok(Json(view).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/nodes/{id}",
+    tag = "operations",
+    summary = "Remove a node from the cluster (admin)",
+    description = "Removes node `id` from the membership (a dead node, or one being retired) \
+        and returns the cluster as `GET /v1/cluster` shows it. Removing a node that is not a \
+        member changes nothing; removing the last voter is 409 `membership_conflict`.",
+    params(("id" = u64, Path, description = "The node's id")),
+    responses((status = 200, body = Object), ApiError),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn remove_node(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let cluster = admin_node(&state, &headers)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid("invalid_id", "a node id is a number", Some("id")))?;
+    cluster.node.remove_node(id).await.map_err(cluster_error)?;
+    tracing::info!(node = id, "node removed from the cluster");
     let view = cluster.node.cluster().await.map_err(cluster_error)?;
     Ok(Json(view).into_response())
 }

@@ -274,6 +274,9 @@ pub struct Config {
 pub struct ClusterMember {
     pub config: ClusterConfig,
     pub node: u64,
+    /// A new node joining a running cluster: it waits to be added (`POST /v1/cluster/nodes`)
+    /// instead of making the cluster of its file.
+    pub join: bool,
 }
 
 impl Config {
@@ -352,6 +355,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let options = NodeOptions {
                 fsync: config.fsync,
                 on_key: Some(Arc::new(move |grant| accept.accept(grant.hash, &grant.role))),
+                join: member.join,
             };
             let node = Node::start(&config.data_dir, &member.config, member.node, options)
                 .await

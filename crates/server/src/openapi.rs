@@ -67,6 +67,8 @@ pub const BEARER: &str = "bearer";
         crate::metrics::healthz,
         crate::metrics::render,
         crate::cluster::cluster,
+        crate::cluster::add_node,
+        crate::cluster::remove_node,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorObject)),

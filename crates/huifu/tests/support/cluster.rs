@@ -287,6 +287,8 @@ fn pump(shared: &ProxyShared, link: Option<Link>, mut from: TcpStream, mut to: T
 pub struct Node {
     pub id: u64,
     pub http: SocketAddr,
+    /// Where the others reach it for replication (through the proxy).
+    pub peer: SocketAddr,
     /// The node's own folder: its data folder (`data`) and its log (`serve.log`).
     home: PathBuf,
     child: Option<Child>,
@@ -312,8 +314,15 @@ impl Node {
 pub struct Cluster {
     root: Option<tempfile::TempDir>,
     config: PathBuf,
+    /// The cluster file of a spare node: every node, the spares too.
+    spare_config: PathBuf,
     key_file: PathBuf,
+    /// Every node, members and spares, by index (id − 1).
     pub nodes: Vec<Node>,
+    /// The ids of the cluster's members: the first nodes, until a test changes them.
+    pub members: Vec<u64>,
+    /// How many nodes the cluster was made of; the spares come after.
+    founders: u64,
     pub proxy: FaultProxy,
     /// Whether each node's process runs, by index (id − 1); shared with clients, which send
     /// to nodes that run.
@@ -324,33 +333,50 @@ impl Cluster {
     /// Writes the cluster file and the admin key file for `size` nodes, starts the proxy and
     /// every node.
     pub fn start(size: u64) -> Cluster {
+        Cluster::start_with_spares(size, 0)
+    }
+
+    /// [`Cluster::start`], with `spares` more nodes (ids after the members') behind the proxy
+    /// and not started: each has a cluster file that names it, and joins when started.
+    pub fn start_with_spares(size: u64, spares: u64) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let mut text = String::new();
+        let mut spare_text = String::new();
         let mut listeners = Vec::new();
         let mut nodes = Vec::new();
-        for id in 1..=size {
+        for id in 1..=size + spares {
             let ip = node_ip(id);
             let proxy = TcpListener::bind((ip, 0)).unwrap();
             let peer = proxy.local_addr().unwrap();
             let peer_listen = SocketAddr::from((ip, free_port(ip)));
             let http = SocketAddr::from((ip, free_port(ip)));
-            text.push_str(&format!("[[node]]\nid = {id}\nhttp = \"{http}\"\n"));
-            text.push_str(&format!("peer = \"{peer}\"\npeer_listen = \"{peer_listen}\"\n\n"));
+            let table = format!(
+                "[[node]]\nid = {id}\nhttp = \"{http}\"\npeer = \"{peer}\"\npeer_listen = \"{peer_listen}\"\n\n"
+            );
+            if id <= size {
+                text.push_str(&table);
+            }
+            spare_text.push_str(&table);
             listeners.push((id, proxy, peer_listen));
             let home = root.path().join(format!("node-{id}"));
             std::fs::create_dir_all(&home).unwrap();
-            nodes.push(Node { id, http, home, child: None, starts: 0 });
+            nodes.push(Node { id, http, peer, home, child: None, starts: 0 });
         }
         let config = root.path().join("cluster.toml");
         std::fs::write(&config, text).unwrap();
+        let spare_config = root.path().join("cluster-with-spares.toml");
+        std::fs::write(&spare_config, spare_text).unwrap();
         let key_file = root.path().join("admin.key");
         std::fs::write(&key_file, format!("{ADMIN}\n")).unwrap();
-        let running = Arc::new((0..size).map(|_| AtomicBool::new(false)).collect());
+        let running = Arc::new((0..size + spares).map(|_| AtomicBool::new(false)).collect());
         let mut cluster = Cluster {
             root: Some(root),
             config,
+            spare_config,
             key_file,
             nodes,
+            members: (1..=size).collect(),
+            founders: size,
             proxy: FaultProxy::start(listeners),
             running,
         };
@@ -360,8 +386,9 @@ impl Cluster {
         cluster
     }
 
+    /// The members' ids.
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.members.clone()
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -383,9 +410,12 @@ impl Cluster {
 
     /// Starts node `id` on its folder (stdout drained, stderr appended to its log). It serves
     /// HTTP once it has opened its folder: at once, or after its quiet time when it has no
-    /// vote on disk.
+    /// vote on disk. A spare starts with `--join`.
     pub fn start_node(&mut self, id: u64) {
-        let (config, key_file) = (self.config.clone(), self.key_file.clone());
+        let spare = id > self.founders;
+        let config = if spare { self.spare_config.clone() } else { self.config.clone() };
+        let join = spare && !self.node(id).data_dir().exists();
+        let key_file = self.key_file.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} runs already");
         node.starts += 1;
@@ -401,6 +431,7 @@ impl Cluster {
             .arg("--cluster")
             .arg(&config)
             .args(["--node", &id.to_string()])
+            .args(join.then_some("--join"))
             .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -488,7 +519,7 @@ impl Cluster {
         loop {
             let views: Vec<(u64, Value)> =
                 self.ids().into_iter().filter_map(|id| Some((id, self.view(id)?))).collect();
-            if let Some(leader) = agreed_leader(&views, self.nodes.len()) {
+            if let Some(leader) = agreed_leader(&views, self.members.len()) {
                 return leader;
             }
             if started.elapsed() > within {
@@ -507,7 +538,7 @@ impl Cluster {
         loop {
             let views: Vec<(u64, Value)> =
                 self.ids().into_iter().filter_map(|id| Some((id, self.view(id)?))).collect();
-            if let Some(leader) = agreed_leader(&views, self.nodes.len()) {
+            if let Some(leader) = agreed_leader(&views, self.members.len()) {
                 let view = &views.iter().find(|(id, _)| *id == leader).unwrap().1;
                 let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
                 let commit =
@@ -516,7 +547,7 @@ impl Cluster {
                     target = commit;
                 }
                 let all_running = self.ids().iter().all(|&id| self.is_running(id));
-                let caught_up = nodes.len() == self.nodes.len()
+                let caught_up = nodes.len() == self.members.len()
                     && nodes.iter().all(|n| {
                         matches!(n["role"].as_str(), Some("leader" | "follower"))
                             && n["applied"].as_u64() >= target
@@ -539,7 +570,7 @@ impl Cluster {
         loop {
             let views: Vec<(u64, Value)> =
                 self.ids().into_iter().filter_map(|id| Some((id, self.view(id)?))).collect();
-            if let Some(leader) = agreed_leader(&views, self.nodes.len()) {
+            if let Some(leader) = agreed_leader(&views, self.members.len()) {
                 // Each node's own status, as each view has it, and as the leader sees all.
                 let own: Vec<Value> = views
                     .iter()
@@ -550,7 +581,7 @@ impl Cluster {
                 let leader_view = &views.iter().find(|(id, _)| *id == leader).unwrap().1;
                 let seen = leader_view["nodes"].as_array().cloned().unwrap_or_default();
                 let same = |nodes: &[Value]| {
-                    nodes.len() == self.nodes.len()
+                    nodes.len() == self.members.len()
                         && nodes[0]["applied"].is_u64()
                         && nodes[0]["digest"].as_str().is_some_and(|d| !d.is_empty())
                         && nodes.iter().all(|n| {
@@ -584,7 +615,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for id in self.ids() {
+        let all: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in all {
             self.kill(id);
         }
         self.proxy.stop();
