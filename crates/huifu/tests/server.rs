@@ -588,6 +588,8 @@ fn openapi_document_lists_every_route() {
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
         ("/v1/cluster", &["get"]),
+        ("/v1/cluster/nodes", &["post"]),
+        ("/v1/cluster/nodes/{id}", &["delete"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     for (path, methods) in routes {
