@@ -56,6 +56,9 @@ pub struct HttpOptions {
     pub threads: usize,
     /// Seed of the random merchants, riders and amounts.
     pub seed: u64,
+    /// With several servers: how long a request is sent again, to the next server, after no
+    /// answer or a 503.
+    pub retry_seconds: u64,
 }
 
 /// Currency of the payments; amounts are in fen.
@@ -82,6 +85,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct HttpRun {
     pub tally: Tally,
     pub setup_seconds: f64,
+    /// Set-up requests sent again after a failure (several servers only).
+    pub setup_retries: u64,
     /// From the first payment request to the last reply.
     pub seconds: f64,
     /// CPU time of the load generator over the same span.
@@ -100,34 +105,57 @@ pub struct HttpBench {
     conns: Vec<Conn>,
     world: Option<World>,
     setup_seconds: f64,
+    /// With several servers, every request carries an idempotency key that starts with this
+    /// (new for each run), so that one sent again is applied once.
+    keys: Option<String>,
 }
 
 impl HttpBench {
-    /// Checks the options and opens the connections to the server at `url`, whose requests
-    /// carry `key`.
-    pub fn connect(options: HttpOptions, url: &str, key: &str) -> anyhow::Result<HttpBench> {
+    /// Checks the options and opens the connections to the servers at `urls`, whose requests
+    /// carry `key`. With one server, a failed request fails the run; with several (a
+    /// cluster's nodes, taken in turn by the connections), it is sent again to the next, with
+    /// the same idempotency keys.
+    pub fn connect(options: HttpOptions, urls: &[String], key: &str) -> anyhow::Result<HttpBench> {
         let funding = funding(&options)?;
-        let endpoint = Arc::new(Endpoint::parse(url, key)?);
+        let endpoints: Vec<Arc<Endpoint>> = urls
+            .iter()
+            .map(|url| Endpoint::parse(url, key).map(Arc::new))
+            .collect::<anyhow::Result<_>>()?;
+        if endpoints.is_empty() {
+            bail!("no server URL");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.threads)
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let conns = runtime.block_on(async {
-            let mut conns = Vec::with_capacity(options.connections);
-            for _ in 0..options.connections {
-                conns.push(Conn::open(endpoint.clone()).await?);
-            }
-            anyhow::Ok(conns)
-        })?;
-        Ok(HttpBench { options, funding, runtime, conns, world: None, setup_seconds: 0.0 })
+        let (conns, keys) = if endpoints.len() == 1 {
+            let conns = runtime.block_on(async {
+                let mut conns = Vec::with_capacity(options.connections);
+                for _ in 0..options.connections {
+                    conns.push(Conn::open(endpoints[0].clone()).await?);
+                }
+                anyhow::Ok(conns)
+            })?;
+            (conns, None)
+        } else {
+            let endpoints = Arc::new(endpoints);
+            let retry_for = Duration::from_secs(options.retry_seconds);
+            let conns = (0..options.connections)
+                .map(|n| Conn::any(endpoints.clone(), n, retry_for))
+                .collect();
+            (conns, Some(format!("bench-{}", random_key())))
+        };
+        Ok(HttpBench { options, funding, runtime, conns, world: None, setup_seconds: 0.0, keys })
     }
 
     /// One channel; the users, merchants and riders; a confirmed top-up for every user.
     pub fn set_up(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let conns = std::mem::take(&mut self.conns);
-        let (conns, world) = self.runtime.block_on(set_up(conns, &self.options, self.funding))?;
+        let keys = self.keys.as_deref();
+        let (conns, world) =
+            self.runtime.block_on(set_up(conns, &self.options, self.funding, keys))?;
         self.setup_seconds = started.elapsed().as_secs_f64();
         self.conns = conns;
         self.world = Some(world);
@@ -141,7 +169,11 @@ impl HttpBench {
         server_pid: Option<u32>,
         progress: Arc<dyn Progress>,
     ) -> anyhow::Result<HttpRun> {
-        let HttpBench { options, runtime, conns, world, setup_seconds, .. } = self;
+        let HttpBench { options, runtime, mut conns, world, setup_seconds, keys, .. } = self;
+        let setup_retries = conns.iter().map(|c| c.retries).sum();
+        for conn in &mut conns {
+            conn.retries = 0;
+        }
         let world = Arc::new(world.context("the benchmark was not set up")?);
         runtime.block_on(async {
             let next = Arc::new(AtomicU64::new(0));
@@ -164,6 +196,7 @@ impl HttpBench {
                         total: options.payments,
                         batch: options.batch,
                         name_currency: options.name_currency,
+                        keys: keys.clone(),
                     };
                     tokio::spawn(sender.run())
                 })
@@ -187,6 +220,7 @@ impl HttpBench {
             Ok(HttpRun {
                 tally,
                 setup_seconds,
+                setup_retries,
                 seconds,
                 client_cpu_seconds,
                 server_cpu_seconds,
@@ -230,10 +264,13 @@ async fn set_up(
     conns: Vec<Conn>,
     args: &HttpOptions,
     funding: u64,
+    keys: Option<&str>,
 ) -> anyhow::Result<(Vec<Conn>, World)> {
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let channel_body = json!({"currency": CURRENCY});
-    let (conns, replies) = post_all(conns, vec![("/v1/channels".into(), channel_body)]).await?;
+    let key = |step: &str| keys.map(|k| format!("{k}-{step}"));
+    let channel = vec![("/v1/channels".into(), channel_body)];
+    let (conns, replies) = post_all(conns, channel, key("channel")).await?;
     let channel = reply_id(&replies[0])?;
 
     let mut parties = Vec::new();
@@ -245,7 +282,7 @@ async fn set_up(
         ("/v1/merchants".to_owned(), body)
     }));
     parties.extend((0..args.riders).map(|_| ("/v1/riders".to_owned(), party.clone())));
-    let (conns, replies) = post_all(conns, parties).await?;
+    let (conns, replies) = post_all(conns, parties, key("party")).await?;
     let mut ids = replies.iter().map(reply_id).collect::<anyhow::Result<Vec<_>>>()?;
     let riders = ids.split_off((args.users + args.merchants) as usize);
     let merchants = ids.split_off(args.users as usize);
@@ -261,12 +298,12 @@ async fn set_up(
             ("/v1/topups".to_owned(), body)
         })
         .collect();
-    let (conns, replies) = post_all(conns, topups).await?;
+    let (conns, replies) = post_all(conns, topups, key("topup")).await?;
     let confirms = replies
         .iter()
         .map(|topup| Ok((format!("/v1/topups/{}/confirm", reply_id(topup)?), json!({}))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (conns, replies) = post_all(conns, confirms).await?;
+    let (conns, replies) = post_all(conns, confirms, key("confirm")).await?;
     if let Some(reply) = replies.iter().find(|r| r["status"] != "succeeded") {
         bail!("a top-up was not confirmed: {reply}");
     }
@@ -283,24 +320,28 @@ fn reply_id(reply: &Value) -> anyhow::Result<String> {
 }
 
 /// Sends every request (path, JSON body) over all `conns` at once and checks that each got 200;
-/// the replies, in the order of the requests.
+/// the replies, in the order of the requests. With `keys`, request `i` carries the
+/// idempotency key `<keys>-<i>`.
 async fn post_all(
     conns: Vec<Conn>,
     requests: Vec<(String, Value)>,
+    keys: Option<String>,
 ) -> anyhow::Result<(Vec<Conn>, Vec<Value>)> {
     let requests = Arc::new(requests);
+    let keys = Arc::new(keys);
     let next = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|mut conn| {
-            let (requests, next) = (requests.clone(), next.clone());
+            let (requests, next, keys) = (requests.clone(), next.clone(), keys.clone());
             tokio::spawn(async move {
                 let mut replies = Vec::new();
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some((path, body)) = requests.get(index) else { break };
                     let sent = serde_json::to_vec(body).expect("a JSON value");
-                    let (status, reply) = conn.post(path, &sent).await?;
+                    let key = keys.as_ref().as_ref().map(|k| format!("{k}-{index}"));
+                    let (status, reply) = conn.post_keyed(path, &sent, key.as_deref()).await?;
                     if status != 200 {
                         bail!("POST {path} {body}: {status} {}", String::from_utf8_lossy(reply));
                     }
@@ -343,6 +384,8 @@ struct Sender {
     total: u64,
     batch: usize,
     name_currency: bool,
+    /// Idempotency keys' prefix: payment `i` has the key `<keys>-p<i>`.
+    keys: Option<String>,
 }
 
 impl Sender {
@@ -369,8 +412,13 @@ impl Sender {
             } else {
                 self.payment(&mut body, start);
             }
+            // A single payment's key goes in the header, a batch's in each payment.
+            let key = match &self.keys {
+                Some(keys) if self.batch == 1 => Some(format!("{keys}-p{start}")),
+                _ => None,
+            };
             let sent = Instant::now();
-            let (status, reply) = self.conn.post(path, &body).await?;
+            let (status, reply) = self.conn.post_keyed(path, &body, key.as_deref()).await?;
             let now = Instant::now();
             tally.latencies.record(duration_us(now - sent)).ok();
             tally.last_reply = Some(now);
@@ -383,6 +431,7 @@ impl Sender {
             }
             self.progress.advance(tally.payments - before);
         }
+        tally.retries = self.conn.retries;
         Ok(tally)
     }
 
@@ -405,6 +454,9 @@ impl Sender {
             out.extend_from_slice(CURRENCY.as_bytes());
             out.push(b'"');
         }
+        if let Some(keys) = self.keys.as_ref().filter(|_| self.batch > 1) {
+            write!(out, ",\"idempotency_key\":\"{keys}-p{i}\"").expect("writing to a Vec");
+        }
         out.push(b'}');
     }
 }
@@ -413,6 +465,8 @@ impl Sender {
 pub struct Tally {
     pub payments: u64,
     pub requests: u64,
+    /// Requests sent again after a failure (several servers only).
+    pub retries: u64,
     /// Payments that did not succeed, by what went wrong (`HTTP 429 rate_limited`, ...).
     pub error_kinds: BTreeMap<String, u64>,
     /// Per request, send to complete reply, in microseconds.
@@ -425,6 +479,7 @@ impl Default for Tally {
         Tally {
             payments: 0,
             requests: 0,
+            retries: 0,
             error_kinds: BTreeMap::new(),
             latencies: measure::histogram(),
             last_reply: None,
@@ -468,6 +523,7 @@ impl Tally {
     fn add(&mut self, other: &Tally) {
         self.payments += other.payments;
         self.requests += other.requests;
+        self.retries += other.retries;
         for (kind, n) in &other.error_kinds {
             *self.error_kinds.entry(kind.clone()).or_default() += n;
         }
@@ -573,27 +629,69 @@ impl Endpoint {
 
 /// A keep-alive HTTP/1.1 connection: one request at a time, each reply read whole before the
 /// next request; a new connection once the server has closed it.
+///
+/// Opened on several servers (the nodes of a cluster) with a retry time, a request that gets
+/// no answer or a 503 (no leader yet, the engine busy) goes again, unchanged (so with the same
+/// idempotency keys), to the next server, after [`RETRY_PAUSE`], until the retry time is up.
 pub(crate) struct Conn {
-    endpoint: Arc<Endpoint>,
-    sender: SendRequest<Full<Bytes>>,
+    endpoints: Arc<Vec<Arc<Endpoint>>>,
+    /// The endpoint in use.
+    at: usize,
+    /// `None` until connected, and after a failure.
+    sender: Option<SendRequest<Full<Bytes>>>,
+    /// How long a request may be tried again elsewhere; `None`: not at all.
+    retry_for: Option<Duration>,
+    /// Requests sent again after a failure.
+    pub(crate) retries: u64,
     /// The body of the reply last returned.
     reply: Bytes,
 }
 
+/// Pause before a request goes again to the next server.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// With several servers, one that has not answered by then is given up for the next. A node's
+/// own request timeout is 10 s, after which it answers 503.
+const FAILOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(12);
+
 impl Conn {
     pub(crate) async fn open(endpoint: Arc<Endpoint>) -> anyhow::Result<Conn> {
-        let sender = endpoint.connect().await?;
-        Ok(Conn { endpoint, sender, reply: Bytes::new() })
+        let sender = Some(endpoint.connect().await?);
+        let endpoints = Arc::new(vec![endpoint]);
+        Ok(Conn { endpoints, at: 0, sender, retry_for: None, retries: 0, reply: Bytes::new() })
+    }
+
+    /// A connection to any of `endpoints`, starting with the one at `at`, whose requests are
+    /// tried again elsewhere for `retry_for`. It connects with its first request.
+    pub(crate) fn any(endpoints: Arc<Vec<Arc<Endpoint>>>, at: usize, retry_for: Duration) -> Conn {
+        let at = at % endpoints.len();
+        Conn {
+            endpoints,
+            at,
+            sender: None,
+            retry_for: Some(retry_for),
+            retries: 0,
+            reply: Bytes::new(),
+        }
     }
 
     /// `POST path` with a JSON body: the reply's status and body.
     pub(crate) async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, &[u8])> {
-        self.call(Method::POST, path, body).await
+        self.call(Method::POST, path, body, None).await
+    }
+
+    /// `POST path` with a JSON body and an `Idempotency-Key`.
+    pub(crate) async fn post_keyed(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        key: Option<&str>,
+    ) -> anyhow::Result<(u16, &[u8])> {
+        self.call(Method::POST, path, body, key).await
     }
 
     /// `GET path`: the reply's status and body.
     pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<(u16, &[u8])> {
-        self.call(Method::GET, path, b"").await
+        self.call(Method::GET, path, b"", None).await
     }
 
     async fn call(
@@ -601,40 +699,77 @@ impl Conn {
         method: Method,
         path: &str,
         body: &[u8],
+        key: Option<&str>,
     ) -> anyhow::Result<(u16, &[u8])> {
-        let endpoint = self.endpoint.clone();
-        match tokio::time::timeout(REPLY_TIMEOUT, self.exchange(method.clone(), path, body)).await {
-            Ok(reply) => reply.with_context(|| {
-                format!("{method} {}{path} on {}", endpoint.prefix, endpoint.authority)
-            }),
-            Err(_) => bail!("{method} {path}: no reply in {} s", REPLY_TIMEOUT.as_secs()),
+        let started = Instant::now();
+        let timeout = if self.retry_for.is_some() { FAILOVER_REPLY_TIMEOUT } else { REPLY_TIMEOUT };
+        loop {
+            let endpoint = self.endpoints[self.at].clone();
+            let answer = match tokio::time::timeout(
+                timeout,
+                self.exchange(&method, path, body, key),
+            )
+            .await
+            {
+                Ok(answer) => answer.with_context(|| {
+                    format!("{method} {}{path} on {}", endpoint.prefix, endpoint.authority)
+                }),
+                Err(_) => {
+                    Err(anyhow::anyhow!("{method} {path}: no reply in {} s", timeout.as_secs()))
+                }
+            };
+            let again = match (&answer, self.retry_for) {
+                (Ok(503), Some(retry_for)) | (Err(_), Some(retry_for)) => {
+                    started.elapsed() < retry_for
+                }
+                _ => false,
+            };
+            if !again {
+                return answer.map(|status| (status, &self.reply[..]));
+            }
+            self.sender = None;
+            self.at = (self.at + 1) % self.endpoints.len();
+            self.retries += 1;
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
+    /// One request on the current endpoint; its status (the body is in `reply`).
     async fn exchange(
         &mut self,
-        method: Method,
+        method: &Method,
         path: &str,
         body: &[u8],
-    ) -> anyhow::Result<(u16, &[u8])> {
+        key: Option<&str>,
+    ) -> anyhow::Result<u16> {
+        let endpoint = self.endpoints[self.at].clone();
         // Not ready: the server closed the connection after the last reply (`connection:
         // close`), or it went away.
-        if self.sender.ready().await.is_err() {
-            self.sender = self.endpoint.connect().await?;
-            self.sender.ready().await?;
+        let ready = match &mut self.sender {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !ready {
+            self.sender = None;
+            let mut sender = endpoint.connect().await?;
+            sender.ready().await?;
+            self.sender = Some(sender);
         }
-        let endpoint = &*self.endpoint;
-        let request = Request::builder()
-            .method(method)
+        let sender = self.sender.as_mut().expect("connected above");
+        let mut request = Request::builder()
+            .method(method.clone())
             .uri(format!("{}{path}", endpoint.prefix))
             .header(HOST, endpoint.host.clone())
             .header(AUTHORIZATION, endpoint.authorization.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::copy_from_slice(body)))?;
-        let response = self.sender.send_request(request).await?;
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let request = request.body(Full::new(Bytes::copy_from_slice(body)))?;
+        let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         self.reply = response.into_body().collect().await?.to_bytes();
-        Ok((status, &self.reply))
+        Ok(status)
     }
 }
 
@@ -729,12 +864,13 @@ mod tests {
             threads: 2,
             name_currency: false,
             seed: 1,
+            retry_seconds: 5,
         }
     }
 
     /// Connects, sets up, runs.
     fn run_http(options: &HttpOptions, url: &str, key: &str) -> anyhow::Result<HttpRun> {
-        let mut bench = HttpBench::connect(options.clone(), url, key)?;
+        let mut bench = HttpBench::connect(options.clone(), &[url.to_owned()], key)?;
         bench.set_up()?;
         bench.run(None, Arc::new(()))
     }
@@ -756,6 +892,52 @@ mod tests {
 
     /// Replies cut into small pieces are put together; a reply that closes the connection makes
     /// the next request open a new one.
+    #[test]
+    fn with_several_servers_a_request_goes_again_to_the_next_with_its_key() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            // A server that answers 503 no_leader, one that is gone, and one that answers 200.
+            let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let urls = [busy.local_addr().unwrap(), gone, good.local_addr().unwrap()];
+            let answer = |listener: tokio::net::TcpListener, status: &'static str| {
+                tokio::spawn(async move {
+                    let (mut socket, _) = listener.accept().await.unwrap();
+                    let mut seen = Vec::new();
+                    let mut byte = [0; 1];
+                    while !seen.ends_with(b"\r\n\r\n{}") {
+                        socket.read_exact(&mut byte).await.unwrap();
+                        seen.push(byte[0]);
+                    }
+                    let head = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}");
+                    socket.write_all(head.as_bytes()).await.unwrap();
+                    String::from_utf8(seen).unwrap().to_ascii_lowercase()
+                })
+            };
+            let busy = answer(busy, "503 Service Unavailable");
+            let good = answer(good, "200 OK");
+            let endpoints: Vec<Arc<Endpoint>> = urls
+                .iter()
+                .map(|addr| Arc::new(Endpoint::parse(&format!("http://{addr}"), "k").unwrap()))
+                .collect();
+            let mut conn = Conn::any(Arc::new(endpoints), 0, Duration::from_secs(5));
+            let (status, _) = conn.post_keyed("/v1/payments", b"{}", Some("key-1")).await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(conn.retries, 2);
+            for seen in [busy.await.unwrap(), good.await.unwrap()] {
+                assert!(seen.contains("idempotency-key: key-1\r\n"), "{seen}");
+            }
+
+            // With nothing to answer, it gives up once its retry time is up.
+            let endpoints =
+                vec![Arc::new(Endpoint::parse(&format!("http://{gone}"), "k").unwrap())];
+            let mut conn = Conn::any(Arc::new(endpoints), 0, Duration::from_millis(200));
+            assert!(conn.post("/v1/payments", b"{}").await.is_err());
+            assert!(conn.retries >= 2, "{}", conn.retries);
+        });
+    }
+
     #[test]
     fn the_client_reads_split_replies_and_reconnects_after_close() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -394,9 +394,14 @@ fn bench_payments(args: PaymentsArgs) -> anyhow::Result<ExitCode> {
 #[derive(Args)]
 pub struct HttpArgs {
     /// Base URL of a running server (default: start `huifu serve` on a temporary folder for the
-    /// run, and stop it afterwards).
+    /// run, and stop it afterwards). Several, comma-separated (`URL,URL,URL`: a cluster's
+    /// nodes): the connections take them in turn, every request carries an idempotency key,
+    /// and one that gets no answer or a 503 goes again, unchanged, to the next node.
     #[arg(long)]
     url: Option<String>,
+    /// With several URLs: how long a request is sent again before the run fails.
+    #[arg(long, default_value_t = 60)]
+    retry_seconds: u64,
     /// An admin or platform API key of the server at --url (default: `HUIFU_ADMIN_KEY`).
     #[arg(long)]
     api_key: Option<String>,
@@ -446,6 +451,7 @@ impl HttpArgs {
             name_currency: self.name_currency,
             threads: self.threads,
             seed: self.seed,
+            retry_seconds: self.retry_seconds,
         }
     }
 }
@@ -471,7 +477,9 @@ fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
             target
         }
     };
-    let mut bench = HttpBench::connect(args.options(), &url, &key)?;
+    let urls: Vec<String> =
+        url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+    let mut bench = HttpBench::connect(args.options(), &urls, &key)?;
     eprintln!(
         "setting up {} users, {} merchants, {} riders over {} connections to {url}",
         args.users, args.merchants, args.riders, args.connections
@@ -514,6 +522,12 @@ fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
         run.client_rss_bytes_max >> 20,
         run.server_rss_bytes_max.map_or("-".to_owned(), |b| format!("{} MiB", b >> 20))
     );
+    if urls.len() > 1 {
+        eprintln!(
+            "retries             {} in the set-up, {} in the run (same idempotency keys)",
+            run.setup_retries, run.tally.retries
+        );
+    }
     eprintln!("errors              {errors}");
     for (kind, n) in &run.tally.error_kinds {
         eprintln!("error               {n} {kind}");
@@ -540,6 +554,8 @@ fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
             "latency_ms_max": max,
             "errors": errors,
             "error_kinds": run.tally.error_kinds,
+            "setup_retries": run.setup_retries,
+            "retries": run.tally.retries,
             "client_cpu_seconds": run.client_cpu_seconds,
             "server_cpu_seconds": run.server_cpu_seconds,
             "client_rss_bytes_max": run.client_rss_bytes_max,

@@ -2,10 +2,12 @@
 //! be, `/metrics` reports replication, and a dead node is replaced by a new one through the
 //! API (`POST /v1/cluster/nodes` on a follower, `DELETE /v1/cluster/nodes/{id}`) without
 //! stopping the cluster; the new node then holds the state and counts toward the majority.
+//! `huifu bench http` given every node's URL rides a leader kill, each payment made once.
 
 #[path = "support/cluster.rs"]
 mod cluster;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::{agent, request, Cluster, ADMIN};
@@ -132,4 +134,68 @@ fn a_dead_node_is_replaced_through_the_api_and_follower_reads_say_how_far_behind
     // The earlier writes are there, and a retry gets its first outcome.
     assert_eq!(create_user(&cluster, survivor, "membership-2"), second);
     assert_eq!(create_user(&cluster, survivor, "membership-1"), user);
+}
+
+#[test]
+fn bench_http_over_every_node_rides_a_leader_kill_and_pays_each_payment_once() {
+    const PAYMENTS: u64 = 40_000;
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_ready(READY_WITHIN);
+    let bench = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        .args(["bench", "http", "--url", &cluster.urls().join(","), "--api-key", ADMIN])
+        .args(["--payments", &PAYMENTS.to_string(), "--batch", "50", "--connections", "4"])
+        .args(["--users", "400", "--merchants", "10", "--riders", "10", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once payments flow (the set-up makes a few thousand entries), the leader goes.
+    let started = Instant::now();
+    loop {
+        let view = cluster.view(leader).expect("the leader answers");
+        let applied = view["nodes"].as_array().unwrap().iter().find(|n| n["id"] == leader).unwrap()
+            ["applied"]
+            .as_u64()
+            .unwrap_or(0);
+        if applied > 1_200 {
+            break;
+        }
+        assert!(started.elapsed() < READY_WITHIN, "no payments yet: {view}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(leader);
+    let output = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench http failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["payments"], PAYMENTS, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    let retries = report["retries"].as_u64().unwrap() + report["setup_retries"].as_u64().unwrap();
+    assert!(retries > 0, "the leader was killed during the run, yet nothing was sent again");
+
+    // Each payment was made once: the audit of a node's folder counts them, once the two
+    // nodes left are at the same position.
+    let node = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let started = Instant::now();
+    loop {
+        let view = cluster.view(node).unwrap_or_default();
+        let live: Vec<&Value> = view["nodes"]
+            .as_array()
+            .map(|nodes| nodes.iter().filter(|n| n["role"] != "unreachable").collect())
+            .unwrap_or_default();
+        let same = live.len() == 2
+            && live[0]["applied"].is_u64()
+            && live[0]["applied"] == live[1]["applied"]
+            && live[0]["digest"] == live[1]["digest"];
+        if same {
+            break;
+        }
+        assert!(started.elapsed() < READY_WITHIN, "the two nodes left differ: {view}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.kill(node);
+    let (ok, text) = cluster::audit(&cluster.node(node).data_dir());
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("{PAYMENTS} payments")), "{text}");
 }
