@@ -41,6 +41,7 @@ start() {
 
 user() { # prints the HTTP status of one user creation
   curl -s -o "$mnt/reply" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
+    -H "Content-Type: application/json" \
     "$url/v1/users" -d '{"currency":"CNY"}' || echo 000
 }
 

@@ -51,7 +51,7 @@ cat <<EOF
 three nodes on http://127.0.0.1:7071, :7072 and :7073 (logs in $dir/node-N.log)
 admin key: $key
   curl -s -H "Authorization: Bearer $key" http://127.0.0.1:7072/v1/cluster
-  curl -s -H "Authorization: Bearer $key" http://127.0.0.1:7073/v1/users -d '{"currency":"CNY"}'
+  curl -s -H "Authorization: Bearer $key" -H "Content-Type: application/json" http://127.0.0.1:7073/v1/users -d '{"currency":"CNY"}'
 Ctrl-C stops them.
 EOF
 wait

@@ -538,6 +538,137 @@ fn acknowledged_payments_survive_kill_9() {
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
 }
 
+/// A raw request on the real server: the status, the headers asked for, and the body as JSON
+/// (or `{"text": ...}`). A body is sent with `content_type` when there is one, with none else.
+fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let mut request = ureq::request(method, &format!("{}{path}", s.base))
+        .set("Authorization", &format!("Bearer {ADMIN}"));
+    if let Some(content_type) = content_type {
+        request = request.set("Content-Type", content_type);
+    }
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = response.status();
+    let allow = response.header("Allow").map(str::to_owned);
+    let json = response.content_type() == "application/json";
+    let text = response.into_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
+    assert!(json || status < 400, "{method} {path}: an error that is not JSON: {text}");
+    (status, allow, value)
+}
+
+/// The error shape and nothing else, with `status`, `code` and `param`.
+#[track_caller]
+fn assert_error(
+    reply: &(u16, Option<String>, Value),
+    status: u16,
+    code: &str,
+    param: Option<&str>,
+) {
+    let (got, _, v) = reply;
+    assert_eq!(*got, status, "{v}");
+    assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{v}");
+    let error = v["error"].as_object().unwrap_or_else(|| panic!("no error object: {v}"));
+    let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{v}");
+    assert_eq!(error["type"], "invalid_request_error", "{v}");
+    assert_eq!(error["code"], code, "{v}");
+    assert!(!error["message"].as_str().unwrap_or_default().is_empty(), "{v}");
+    assert_eq!(error["param"].as_str(), param, "{v}");
+}
+
+#[test]
+fn every_error_is_json_ids_are_canonical_and_bodies_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), ADMIN);
+    let w = world(&s, ADMIN);
+
+    // A query parameter that does not parse, and one the endpoint does not know.
+    let limit_abc = format!("/v1/payments?merchant={}&limit=abc", w.merchant);
+    assert_error(&raw(&s, "GET", &limit_abc, None, None), 400, "invalid_parameter", Some("limit"));
+    let unknown = format!("/v1/statements/{}?colour=red", w.user);
+    assert_error(&raw(&s, "GET", &unknown, None, None), 400, "invalid_parameter", Some("colour"));
+
+    // No such route; a route without the method keeps its Allow header.
+    for path in ["/v1/nothing", "/v2/payments", "/"] {
+        assert_error(&raw(&s, "GET", path, None, None), 404, "route_not_found", None);
+    }
+    let reply = raw(&s, "DELETE", "/v1/payments", None, None);
+    assert_error(&reply, 405, "method_not_allowed", None);
+    let allow = reply.1.as_deref().expect("an Allow header");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let reply = raw(&s, "PUT", "/v1/users", Some("application/json"), Some("{}"));
+    assert_error(&reply, 405, "method_not_allowed", None);
+    assert_eq!(reply.1.as_deref(), Some("POST"));
+
+    // Malformed ids: 400 everywhere; well-formed ids of nothing: 404.
+    let number = |id: &str| id.split_once('_').unwrap().1.to_owned();
+    for (path, param) in [
+        ("/v1/balances/usr_abc".to_owned(), "object"),
+        ("/v1/statements/usr_x".to_owned(), "object"),
+        ("/v1/events?account=usr_x".to_owned(), "account"),
+        ("/v1/payments/pay_abc".to_owned(), "id"),
+        ("/v1/payments/pay_007".to_owned(), "id"),
+        ("/v1/payments/pay_+1".to_owned(), "id"),
+        ("/v1/payments/pay_".to_owned(), "id"),
+        ("/v1/payments/pay_99999999999999999999".to_owned(), "id"),
+        (format!("/v1/balances/usr_0{}", number(&w.user)), "object"),
+        (format!("/v1/balances/usr_+{}", number(&w.user)), "object"),
+        (format!("/v1/payments?merchant=mer_0{}", number(&w.merchant)), "merchant"),
+        ("/v1/ledger/accounts/007/transfers".to_owned(), "id"),
+    ] {
+        assert_error(&raw(&s, "GET", &path, None, None), 400, "invalid_id", Some(param));
+    }
+    let (status, v) = s.post("/v1/refunds", ADMIN, json!({"payment": "pay_+1", "amount": 1}));
+    assert_error(&(status, None, v), 400, "invalid_id", Some("payment"));
+    for path in ["/v1/balances/usr_999999", "/v1/payments/pay_999999", "/v1/statements/usr_999999"]
+    {
+        assert_error(&raw(&s, "GET", path, None, None), 404, "resource_missing", None);
+    }
+    let (status, _, _) = raw(&s, "GET", &format!("/v1/balances/{}", w.user), None, None);
+    assert_eq!(status, 200);
+
+    // A body that is not JSON is refused; JSON with parameters, or without a type, is read.
+    let body = r#"{"currency":"CNY"}"#;
+    for content_type in ["text/plain", "application/xml"] {
+        let reply = raw(&s, "POST", "/v1/users", Some(content_type), Some(body));
+        assert_error(&reply, 415, "unsupported_media_type", Some("Content-Type"));
+    }
+    for content_type in
+        [Some("application/json; charset=utf-8"), Some("application/x-www-form-urlencoded"), None]
+    {
+        let (status, _, v) = raw(&s, "POST", "/v1/users", content_type, Some(body));
+        assert_eq!(status, 200, "{content_type:?}: {v}");
+        assert!(v["id"].as_str().unwrap().starts_with("usr_"), "{v}");
+    }
+
+    // The documented page limits, with the range in the error.
+    let page = |limit: u32| format!("/v1/payments?merchant={}&limit={limit}", w.merchant);
+    for limit in [0, 1_001, 5_000] {
+        let reply = raw(&s, "GET", &page(limit), None, None);
+        assert_error(&reply, 400, "invalid_limit", Some("limit"));
+        assert_eq!(reply.2["error"]["message"], "limit must be between 1 and 1000");
+    }
+    assert_eq!(raw(&s, "GET", &page(1_000), None, None).0, 200);
+    let reply = raw(&s, "GET", "/v1/ledger/accounts/1/transfers?limit=8190", None, None);
+    assert_error(&reply, 400, "invalid_limit", Some("limit"));
+    assert_eq!(reply.2["error"]["message"], "limit must be between 1 and 8189");
+    s.kill();
+}
+
 #[test]
 fn openapi_document_lists_every_route() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,8 +37,21 @@ pub const REOPEN_TRIES_MAX: u32 = 30;
 /// Most operations in one `POST /v1/batch`.
 pub const BATCH_OPERATIONS_MAX: usize = 1_000;
 
-/// Payments, refunds and statement entries one list page returns at most.
+/// Items one page returns when the request names no `limit`.
+pub const PAGE_LIMIT_DEFAULT: u32 = 100;
+
+/// Payments, statement entries and reconciliation exceptions one list page returns at most
+/// (its `limit`): a page is built whole in memory and written as one reply, a thousand
+/// payments about half a megabyte of JSON.
 pub const LIST_LIMIT_MAX: u32 = 1_000;
+
+/// Transfers one page of an account's ledger transfers returns at most (its `limit`): the
+/// ledger's own query limit, a TigerBeetle reply's worth (8,189 transfers, a few MiB of JSON).
+pub const LEDGER_PAGE_LIMIT_MAX: u32 = huifu_ledger::constants::QUERY_LIMIT_MAX;
+
+const _: () = assert!(0 < PAGE_LIMIT_DEFAULT && PAGE_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
+const _: () = assert!(LIST_LIMIT_MAX <= LEDGER_PAGE_LIMIT_MAX);
+const _: () = assert!(LEDGER_PAGE_LIMIT_MAX <= huifu_ledger::constants::QUERY_LIMIT_MAX);
 
 const _: () = assert!(BATCH_OPERATIONS_MAX <= huifu_payments::constants::BATCH_OPS_MAX);
 

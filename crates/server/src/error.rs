@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use huifu_engine::{Failure, FailureKind};
 use huifu_payments::PaymentError;
@@ -166,6 +166,41 @@ impl ApiError {
         }
     }
 
+    /// A body whose `Content-Type` the route does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            kind: "invalid_request_error",
+            code: "unsupported_media_type",
+            message: message.into(),
+            param: Some("Content-Type".into()),
+            retry_after: None,
+        }
+    }
+
+    pub fn route_not_found(method: &Method, path: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: "route_not_found",
+            message: format!("no route for {method} {path}"),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    /// The route exists without this method; the `Allow` header of the reply lists its methods.
+    pub fn method_not_allowed(method: &Method, path: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            kind: "invalid_request_error",
+            code: "method_not_allowed",
+            message: format!("{path} does not take {method}; the Allow header lists what it takes"),
+            param: None,
+            retry_after: None,
+        }
+    }
+
     pub fn internal() -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,6 +211,75 @@ impl ApiError {
             retry_after: None,
         }
     }
+}
+
+/// The router's fallback: a path no route has.
+pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::route_not_found(&method, uri.path())
+}
+
+/// The fallback of every route for a method it does not take (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(&method, uri.path())
+}
+
+/// `response` in the API's error shape, if it is an error that is not already JSON: what axum
+/// answers by itself (a body above the limit, a body that could not be read, a request the
+/// router refused) is plain text or empty. The headers that tell the client what to do next
+/// (`Allow`, `Retry-After`) are kept; the text is not, as it was not written for clients.
+pub fn in_error_shape(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::wire::is_json);
+    if is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::unsupported_media_type("the body's Content-Type is not one this route takes")
+        }
+        StatusCode::NOT_FOUND => {
+            ApiError { code: "route_not_found", ..ApiError::not_found("route") }
+        }
+        StatusCode::METHOD_NOT_ALLOWED => ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: "method_not_allowed",
+            message: "the route does not take this method; the Allow header lists what it takes"
+                .into(),
+            param: None,
+            retry_after: None,
+        },
+        status if status.is_client_error() => ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: "invalid_request",
+            message: format!(
+                "the request was refused: {}",
+                status.canonical_reason().unwrap_or("client error").to_ascii_lowercase()
+            ),
+            param: None,
+            retry_after: None,
+        },
+        status => {
+            tracing::error!(%status, "an error reply that was not in the API's shape");
+            ApiError { status, ..ApiError::internal() }
+        }
+    };
+    let kept = [header::ALLOW, header::RETRY_AFTER]
+        .map(|name| response.headers().get(&name).cloned().map(|value| (name, value)));
+    let mut response = error.into_response();
+    for (name, value) in kept.into_iter().flatten() {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 impl From<PaymentError> for ApiError {
@@ -228,7 +332,7 @@ pub struct ErrorObject {
     #[schema(example = "invalid_id")]
     pub code: &'static str,
     pub message: String,
-    /// The request field or header at fault, when there is one.
+    /// The body field, query or path parameter or header at fault, when there is one.
     pub param: Option<String>,
 }
 
@@ -254,12 +358,14 @@ impl IntoResponse for ApiError {
 impl utoipa::IntoResponses for ApiError {
     fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
         [
-            (400, "The request is malformed: its body, a field, an id, a query parameter or the Idempotency-Key."),
+            (400, "The request is malformed: its body, a field, an id (`invalid_id`), a query parameter (`invalid_parameter`) or the Idempotency-Key."),
             (401, "No valid API key: send `Authorization: Bearer <key>`."),
             (403, "This API key's role may not do this."),
-            (404, "No such object or route action (another merchant's objects are answered as missing)."),
+            (404, "No such object (another merchant's objects are answered as missing), action or route (`route_not_found`)."),
+            (405, "The route does not take this method (`method_not_allowed`); the `Allow` header lists those it takes."),
             (409, "The Idempotency-Key was already used with another request body."),
             (413, "The body is above the size limit."),
+            (415, "The body's `Content-Type` is not one the route takes (`unsupported_media_type`): JSON, or for a statement upload XML or CSV."),
             (422, "A business rule refused the operation (funds, state, budget, limits)."),
             (429, "Too many requests for this API key."),
             (503, "The engine is busy (`engine_busy`: nothing was done; retry after the `Retry-After` header's seconds), its storage failed (`storage_failed`), or it is unavailable or did not answer in time (`unavailable`)."),
@@ -284,5 +390,55 @@ impl utoipa::IntoResponses for ApiError {
             (status.to_string(), RefOr::T(response))
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+    use serde_json::Value;
+
+    use super::*;
+
+    async fn parts(response: Response) -> (u16, HeaderMap, Value) {
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// What axum answers by itself (plain text, or nothing) leaves in the error shape, with
+    /// the headers that say what to do next; replies already in it, and successes, are kept.
+    #[tokio::test]
+    async fn an_error_that_is_not_json_is_put_in_the_error_shape() {
+        let plain = (StatusCode::BAD_REQUEST, "Failed to buffer the request body").into_response();
+        let (status, _, v) = parts(in_error_shape(plain)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")));
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(!v["error"]["message"].as_str().unwrap().contains("buffer"), "{v}");
+
+        let mut empty = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        empty.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+        let (status, headers, v) = parts(in_error_shape(empty)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+        assert_eq!(headers[header::ALLOW], "GET,HEAD");
+
+        let (status, _, v) = parts(in_error_shape(StatusCode::NOT_FOUND.into_response())).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (404, Some("route_not_found")));
+        let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let (status, _, v) = parts(in_error_shape(too_large)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (413, Some("body_too_large")));
+        let mut failed = (StatusCode::BAD_GATEWAY, "upstream").into_response();
+        failed.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let (status, headers, v) = parts(in_error_shape(failed)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (502, Some("internal")));
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+
+        let busy = in_error_shape(ApiError::busy().into_response());
+        let (status, headers, v) = parts(busy).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (503, Some("engine_busy")));
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        let csv = ([(header::CONTENT_TYPE, "text/csv")], "a,b\n").into_response();
+        let (status, _, _) = parts(in_error_shape(csv)).await;
+        assert_eq!(status, 200);
     }
 }

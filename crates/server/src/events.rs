@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
@@ -16,11 +16,11 @@ use huifu_ledger::AccountFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::api::balances::{account_of, check_owner, entry_json};
+use crate::api::balances::{account_of, check_owner, entry_json, parse_party};
 use crate::auth::Role;
 use crate::constants::{EVENTS_PAGE_MAX, EVENTS_POLL_MS};
 use crate::error::ApiError;
-use crate::wire::Prefix;
+use crate::wire::{Prefix, Query};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -71,9 +71,9 @@ async fn events(
             ))
         }
     };
-    let o = object.clone();
-    let (account, kind, entity) = state
-        .read(move |m| account_of(m, &o).map(|(a, k, e, _)| (a, k, e)))
+    let (kind, entity) = parse_party(&object, "account")?;
+    let account = state
+        .read(move |m| account_of(m, kind, entity).map(|(account, _)| account))
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     check_owner(&caller, kind, entity)?;

@@ -3,11 +3,11 @@
 //! of snake_case names, at most 8,190 events per call.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use huifu_ledger::constants::{BATCH_EVENTS_MAX, QUERY_LIMIT_MAX};
+use huifu_ledger::constants::BATCH_EVENTS_MAX;
 use huifu_ledger::{Account, AccountFilter, AccountFlags, Transfer, TransferFlags};
 use huifu_payments::{Done, Op, PaymentsMachine};
 use serde::{Deserialize, Serialize};
@@ -15,12 +15,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Role;
+use crate::constants::LEDGER_PAGE_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::wire::parse_body;
+use crate::wire::{page_limit, parse_body, parse_decimal, parse_ledger_id, Path, Query};
 use crate::AppState;
-
-/// Transfers one page returns when the request names no limit.
-const PAGE_LIMIT_DEFAULT: u32 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,15 +29,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ledger/accounts/{id}/transfers", get(account_transfers))
 }
 
-/// A u128 or u64 as a decimal string.
+/// A u128 or u64 as a decimal string, written as the API writes it (no sign, no leading zero).
 #[derive(Clone, Copy, Debug, Default)]
 struct Dec<T>(T);
 
 impl<'de, T: std::str::FromStr> Deserialize<'de> for Dec<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse().map(Dec).map_err(|_| {
-            serde::de::Error::custom(format!("`{text}` is not an unsigned integer in range"))
+        parse_decimal(&text).map(Dec).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an unsigned integer in range, in decimal digits without a sign \
+                 or leading zeros"
+            ))
         })
     }
 }
@@ -289,8 +290,8 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 pub struct EventResult {
     /// The event's position in the request, from 0.
     index: usize,
-    /// `ok`, or TigerBeetle's name for why the event was refused (`exists`, ...).
-    #[schema(example = "ok")]
+    /// `created`, or TigerBeetle's name for why the event was refused (`exists`, ...).
+    #[schema(example = "created")]
     result: String,
 }
 
@@ -400,24 +401,11 @@ async fn lookup_transfers(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Items per page: 1 to 8,189 (100 by default; list endpoints cap it at 1,000).
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
-}
-
-/// Parses a page's limit: 1 ..= QUERY_LIMIT_MAX.
-pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if limit == 0 || limit > QUERY_LIMIT_MAX {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            format!("limit must be between 1 and {QUERY_LIMIT_MAX}"),
-            Some("limit"),
-        ));
-    }
-    Ok(limit)
+struct TransfersQuery {
+    /// Transfers per page: 1 to 8,189 (100 by default).
+    limit: Option<u32>,
+    /// The id of the last transfer of the previous page.
+    starting_after: Option<String>,
 }
 
 /// An account's transfers, oldest first; `starting_after` is the id of the last transfer of
@@ -427,7 +415,7 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     path = "/v1/ledger/accounts/{id}/transfers",
     tag = "ledger",
     summary = "An account's transfers, oldest first (admin)",
-    params(("id" = String, Path, description = "The account id, a decimal u128."), PageQuery),
+    params(("id" = String, Path, description = "The account id, a decimal u128."), TransfersQuery),
     responses(
         (status = 200, body = Vec<Object>, description = "One page of transfers, with TigerBeetle's fields."),
         ApiError,
@@ -438,23 +426,15 @@ async fn account_transfers(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
+    Query(page): Query<TransfersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers)?;
-    let account: u128 = id.parse().map_err(|_| {
-        ApiError::invalid("invalid_id", format!("`{id}` is not an account id"), Some("id"))
-    })?;
-    let limit = page_limit(page.limit)?;
-    let after: Option<u128> = match page.starting_after {
-        None => None,
-        Some(text) => Some(text.parse().map_err(|_| {
-            ApiError::invalid(
-                "invalid_id",
-                format!("`{text}` is not a transfer id"),
-                Some("starting_after"),
-            )
-        })?),
-    };
+    let account = parse_ledger_id(&id, "an account", "id")?;
+    let limit = page_limit(page.limit, LEDGER_PAGE_LIMIT_MAX)?;
+    let after = page
+        .starting_after
+        .map(|text| parse_ledger_id(&text, "a transfer", "starting_after"))
+        .transpose()?;
     let page = state
         .read(move |m| {
             m.ledger().lookup_account(account)?;

@@ -24,6 +24,8 @@ mod ledger;
 mod metrics;
 mod openapi;
 mod recon;
+#[cfg(test)]
+mod router_tests;
 mod wire;
 
 use std::net::SocketAddr;
@@ -232,6 +234,10 @@ fn stopped(engine: &Engine<PaymentsMachine>) -> ApiError {
 }
 
 /// The whole API as a router over `state`; tests can drive it directly.
+///
+/// Every error it answers is an [`ApiError`] in JSON: an unknown route (404), a method a route
+/// does not take (405, with `Allow`), a body that is not JSON (415), and whatever axum answers
+/// by itself (`error::in_error_shape`, in `metrics::track`).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ledger::routes())
@@ -244,11 +250,16 @@ pub fn router(state: AppState) -> Router {
         .merge(api::balances::routes())
         .merge(api::batch::routes())
         .merge(api::api_keys::routes())
-        .merge(recon::routes())
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())
         .merge(cluster::routes())
+        // Every body of the routes above is JSON. Reconciliation takes a statement file too,
+        // and sets its own (below).
+        .route_layer(axum::middleware::from_fn(wire::json_bodies))
+        .merge(recon::routes())
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -214,11 +214,8 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         state.metrics.request(response.status().as_u16(), started.elapsed());
         return response;
     }
-    let mut response = next.run(request).await;
-    // The body limit answers in plain text; every error of the API is JSON.
-    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        response = crate::error::ApiError::too_large().into_response();
-    }
+    // Every error of the API is JSON; the body limit and axum's other refusals are not.
+    let response = crate::error::in_error_shape(next.run(request).await);
     state.metrics.request(response.status().as_u16(), started.elapsed());
     response
 }

@@ -152,7 +152,10 @@ mod tests {
                 assert_eq!(op.get("security").is_none(), public, "{method} {path}");
                 assert!(op["responses"].get("200").is_some(), "{method} {path}");
                 if !public {
-                    for status in ["400", "401", "403", "404", "409", "422", "429", "503", "507"] {
+                    let statuses = [
+                        "400", "401", "403", "404", "405", "409", "415", "422", "429", "503", "507",
+                    ];
+                    for status in statuses {
                         let r = &op["responses"][status]["content"]["application/json"];
                         assert_eq!(r["schema"]["$ref"], "#/components/schemas/ErrorBody");
                     }
@@ -160,6 +163,55 @@ mod tests {
                     assert_eq!(retry["schema"]["type"], "integer", "{method} {path}");
                 }
             }
+        }
+    }
+
+    /// The ledger endpoints answer `created` for an event that was made, as the ledger names
+    /// it; the schema says the same.
+    #[test]
+    fn the_ledger_results_are_documented_as_the_endpoints_answer_them() {
+        use huifu_ledger::{CreateAccountResult, CreateTransferResult};
+        let doc: Value = serde_json::from_str(super::document()).unwrap();
+        let result = &doc["components"]["schemas"]["EventResult"]["properties"]["result"];
+        let created = CreateAccountResult::Created.to_string();
+        assert_eq!(created, CreateTransferResult::Created.to_string());
+        assert_eq!(result["example"], created.as_str(), "{result}");
+        let description = result["description"].as_str().unwrap();
+        assert!(description.starts_with(&format!("`{created}`")), "{description}");
+        assert!(!description.contains("`ok`"), "{description}");
+        for path in ["/v1/ledger/accounts", "/v1/ledger/transfers"] {
+            let ok = &doc["paths"][path]["post"]["responses"]["200"]["description"];
+            assert!(ok.as_str().unwrap().contains(&format!("`{created}`")), "{path}: {ok}");
+        }
+    }
+
+    /// The documented page limits are the enforced ones.
+    #[test]
+    fn the_page_limits_are_documented_as_enforced() {
+        use crate::constants::{LEDGER_PAGE_LIMIT_MAX, LIST_LIMIT_MAX, PAGE_LIMIT_DEFAULT};
+        let doc: Value = serde_json::from_str(super::document()).unwrap();
+        let thousands = |n: u32| {
+            let digits = n.to_string();
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        for (path, max) in [
+            ("/v1/payments", LIST_LIMIT_MAX),
+            ("/v1/statements/{object}", LIST_LIMIT_MAX),
+            ("/v1/reconciliation/runs/{id}/exceptions", LIST_LIMIT_MAX),
+            ("/v1/ledger/accounts/{id}/transfers", LEDGER_PAGE_LIMIT_MAX),
+        ] {
+            let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+            let description = limit["description"].as_str().unwrap();
+            let says = format!("1 to {} ({PAGE_LIMIT_DEFAULT} by default)", thousands(max));
+            assert!(description.contains(&says), "{path}: {description}");
         }
     }
 }

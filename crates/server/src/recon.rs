@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -27,15 +27,17 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Role;
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::wire::{self, json_value_ok, parse_body, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, page_limit, parse_body, parse_id, Path, Prefix, Query};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/reconciliation/statements", post(upload_statement))
         .route("/v1/reconciliation/runs/{id}", get(get_run))
         .route("/v1/reconciliation/runs/{id}/exceptions", get(list_exceptions))
         .route("/v1/reconciliation/runs/{id}/resolutions", post(resolve_exception))
+        .route_layer(axum::middleware::from_fn(wire::json_bodies))
+        // A statement is a file: its handler takes XML or CSV (`statement_format`).
+        .route("/v1/reconciliation/statements", post(upload_statement))
 }
 
 fn run_id(channel: u64, key: &str) -> String {
@@ -54,7 +56,7 @@ fn parse_run_id(text: &str) -> Result<(u64, String), ApiError> {
     };
     let rest = text.strip_prefix("rcn_").ok_or_else(bad)?;
     let (channel, key) = rest.split_once('_').ok_or_else(bad)?;
-    let channel: u64 = channel.parse().ok().filter(|c| *c > 0).ok_or_else(bad)?;
+    let channel: u64 = wire::parse_decimal(channel).filter(|c| *c > 0).ok_or_else(bad)?;
     let (a, b) = key.split_once('-').ok_or_else(bad)?;
     let hex = |s: &str| {
         s.len() == 32 && s.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
@@ -210,6 +212,7 @@ async fn upload_statement(
 ) -> Result<Response, ApiError> {
     state.keys.authenticate_operator(&headers)?;
     let channel = parse_id(Prefix::Channel, &q.channel, "channel")?;
+    let declared = statement_format(wire::content_type(&headers), body.is_empty())?;
     let format = match q.format.as_deref() {
         Some(name) => Format::from_name(name).ok_or_else(|| {
             ApiError::invalid(
@@ -218,13 +221,7 @@ async fn upload_statement(
                 Some("format"),
             )
         })?,
-        None => match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-            Some(t) if t.starts_with("application/xml") || t.starts_with("text/xml") => {
-                Format::Camt053
-            }
-            Some(t) if t.starts_with("text/csv") => Format::Csv,
-            _ => Format::sniff(&body),
-        },
+        None => declared.unwrap_or_else(|| Format::sniff(&body)),
     };
     if body.is_empty() {
         return Err(ApiError::invalid(
@@ -323,7 +320,7 @@ async fn list_exceptions(
     Query(q): Query<ExceptionsQuery>,
 ) -> Result<Response, ApiError> {
     state.keys.authenticate_operator(&headers)?;
-    let limit = crate::ledger::page_limit(q.limit)?.min(LIST_LIMIT_MAX) as usize;
+    let limit = page_limit(q.limit, LIST_LIMIT_MAX)? as usize;
     let (channel, key) = parse_run_id(&id)?;
     let (_, report, exponent) = reconcile(&state, channel, key, None).await?;
     let wants_csv = headers
@@ -408,9 +405,49 @@ async fn resolve_exception(
     Ok(json_value_ok(exception_json(e)))
 }
 
+/// The format a statement's `Content-Type` declares: XML (`application/xml`, `text/xml` or a
+/// `+xml` type) is camt.053, `text/csv` is CSV, none leaves it to the `format` parameter or
+/// the content. Any other type of a body is a 415.
+fn statement_format(content_type: Option<&str>, empty: bool) -> Result<Option<Format>, ApiError> {
+    let Some(declared) = content_type.filter(|t| !wire::is_curl_default(t)) else {
+        return Ok(None);
+    };
+    let essence = declared.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/xml" | "text/xml" => Ok(Some(Format::Camt053)),
+        t if t.contains('/') && t.ends_with("+xml") => Ok(Some(Format::Camt053)),
+        "text/csv" => Ok(Some(Format::Csv)),
+        _ if empty => Ok(None),
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "the body is `{declared}`; send a statement as `application/xml` (camt.053) or \
+             `text/csv`"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_is_xml_or_csv_or_says_nothing() {
+        for (declared, format) in [
+            (Some("application/xml"), Some(Format::Camt053)),
+            (Some("text/xml; charset=utf-8"), Some(Format::Camt053)),
+            (Some("Application/ISO20022+XML"), Some(Format::Camt053)),
+            (Some("text/csv; header=present"), Some(Format::Csv)),
+            (Some("application/x-www-form-urlencoded"), None),
+            (None, None),
+        ] {
+            assert_eq!(statement_format(declared, false).unwrap(), format, "{declared:?}");
+        }
+        for declared in ["application/json", "text/plain", "multipart/form-data; boundary=x", ""] {
+            let error = statement_format(Some(declared), false).unwrap_err();
+            assert_eq!((error.status.as_u16(), error.code), (415, "unsupported_media_type"));
+            // Without a body there is nothing to refuse: the upload says the body is missing.
+            assert_eq!(statement_format(Some(declared), true).unwrap(), None);
+        }
+    }
 
     #[test]
     fn run_ids_roundtrip_and_refuse_anything_else() {
@@ -418,6 +455,9 @@ mod tests {
         assert_eq!(parse_run_id(&run_id(7, &key)).unwrap(), (7, key.clone()));
         for bad in [
             "rcn_0_x",
+            &format!("rcn_07_{key}"),
+            &format!("rcn_+7_{key}"),
+            &format!("rcn__{key}"),
             "rcn_1",
             "run_1_x",
             &format!("rcn_1_{}", key.replace('-', "/")),

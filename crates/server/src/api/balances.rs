@@ -2,7 +2,7 @@
 //! a rider's earnings, a channel's clearing account, a campaign's budget). The events stream
 //! (`crate::events`) reads the same accounts and entries.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -10,13 +10,16 @@ use axum::Router;
 use huifu_ledger::{AccountFilter, Transfer};
 use huifu_payments::chart::{self, Kind};
 use huifu_payments::PaymentsMachine;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use crate::auth::{Caller, Role};
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::ledger::PageQuery;
-use crate::wire::{self, json_value_ok};
+use crate::wire::{
+    self, json_value_ok, page_limit, parse_id, parse_ledger_id, Path, Prefix, Query,
+};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -25,18 +28,30 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/statements/{object}", get(get_statement))
 }
 
-/// The ledger account behind an object id (`usr_1` → its wallet), if the party exists.
-pub(crate) fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kind, u64, u32)> {
-    let (prefix, id) = object.split_once('_')?;
-    let id: u64 = id.parse().ok()?;
-    let kind = match prefix {
-        "usr" => Kind::Wallet,
-        "mer" => Kind::Merchant,
-        "rdr" => Kind::Rider,
-        "chn" => Kind::Channel,
-        "cmp" => Kind::CampaignBudget,
-        _ => return None,
+/// The party whose account an object id names (`usr_1` → a wallet, user 1): its kind of
+/// account and its number. An id that is not a well-formed `usr_`, `mer_`, `rdr_`, `chn_` or
+/// `cmp_` id is a 400 `invalid_id` naming `param`; whether the party exists is for
+/// [`account_of`].
+pub(crate) fn parse_party(text: &str, param: &str) -> Result<(Kind, u64), ApiError> {
+    let (kind, prefix) = match text.split_once('_').map_or("", |(prefix, _)| prefix) {
+        "usr" => (Kind::Wallet, Prefix::User),
+        "mer" => (Kind::Merchant, Prefix::Merchant),
+        "rdr" => (Kind::Rider, Prefix::Rider),
+        "chn" => (Kind::Channel, Prefix::Channel),
+        "cmp" => (Kind::CampaignBudget, Prefix::Campaign),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_id",
+                format!("`{text}` is not a usr_, mer_, rdr_, chn_ or cmp_ id (like usr_1)"),
+                Some(param),
+            ))
+        }
     };
+    Ok((kind, parse_id(prefix, text, param)?))
+}
+
+/// The ledger account of a party (`parse_party`) and its currency, if the party exists.
+pub(crate) fn account_of(m: &PaymentsMachine, kind: Kind, id: u64) -> Option<(u128, u32)> {
     let currency = match kind {
         Kind::Merchant => m.merchant(id)?.currency,
         Kind::CampaignBudget => m.campaign(id)?.0.currency,
@@ -45,7 +60,7 @@ pub(crate) fn account_of(m: &PaymentsMachine, object: &str) -> Option<(u128, Kin
         Kind::Channel => m.channel_currency(id)?,
         _ => return None,
     };
-    Some((chart::account_id(kind, currency, id), kind, id, currency))
+    Some((chart::account_id(kind, currency, id), currency))
 }
 
 pub(crate) fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<(), ApiError> {
@@ -75,14 +90,14 @@ async fn get_balance(
     Path(object): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
-    let o = object.clone();
+    let (kind, entity) = parse_party(&object, "object")?;
     let found = state
         .read(move |m| {
-            let (account, kind, entity, currency) = account_of(m, &o)?;
-            Some((*m.ledger().lookup_account(account)?, kind, entity, currency))
+            let (account, currency) = account_of(m, kind, entity)?;
+            Some((*m.ledger().lookup_account(account)?, currency))
         })
         .await?;
-    let (a, kind, entity, currency) = found.ok_or_else(|| ApiError::not_found("account"))?;
+    let (a, currency) = found.ok_or_else(|| ApiError::not_found("account"))?;
     check_owner(&caller, kind, entity)?;
     // Credit-normal accounts (wallets, merchants, riders, budgets): available = what is owed to
     // the party less what is held for money going out.
@@ -113,6 +128,16 @@ pub(crate) fn entry_json(t: &Transfer, account: u128) -> Value {
     })
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct StatementQuery {
+    /// Entries per page: 1 to 1,000 (100 by default).
+    limit: Option<u32>,
+    /// The id of the last entry of the previous page.
+    starting_after: Option<String>,
+}
+
 /// An account's entries, newest first; `starting_after` is the last entry id of the previous
 /// page.
 #[utoipa::path(
@@ -120,7 +145,7 @@ pub(crate) fn entry_json(t: &Transfer, account: u128) -> Value {
     path = "/v1/statements/{object}",
     tag = "balances",
     summary = "A party's account entries, newest first",
-    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id."), PageQuery),
+    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id."), StatementQuery),
     responses(
         (status = 200, body = Object, description = "`{object: list, data: [entry], has_more}`; each entry is `{id, direction, amount, code, operation, flags, timestamp}`."),
         ApiError,
@@ -131,38 +156,32 @@ async fn get_statement(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(object): Path<String>,
-    Query(page): Query<PageQuery>,
+    Query(page): Query<StatementQuery>,
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
-    let limit = crate::ledger::page_limit(page.limit)?.min(LIST_LIMIT_MAX);
-    let after: Option<u128> = match &page.starting_after {
-        None => None,
-        Some(text) => Some(text.parse().map_err(|_| {
-            ApiError::invalid(
-                "invalid_id",
-                format!("`{text}` is not an entry id"),
-                Some("starting_after"),
-            )
-        })?),
-    };
-    let o = object.clone();
+    let limit = page_limit(page.limit, LIST_LIMIT_MAX)?;
+    let (kind, entity) = parse_party(&object, "object")?;
+    let after = page
+        .starting_after
+        .as_deref()
+        .map(|text| parse_ledger_id(text, "an entry", "starting_after"))
+        .transpose()?;
     let found = state
         .read(move |m| {
-            let (account, kind, entity, _) = account_of(m, &o)?;
+            let (account, _) = account_of(m, kind, entity)?;
             let mut filter = AccountFilter::all(account, limit + 1);
             filter.reversed = true;
             if let Some(after) = after {
                 let after = m.lookup_transfer(after).expect("history store read")?;
                 filter.timestamp_max = after.timestamp.checked_sub(1)?;
                 if filter.timestamp_max == 0 {
-                    return Some((account, kind, entity, Vec::new()));
+                    return Some((account, Vec::new()));
                 }
             }
-            Some((account, kind, entity, m.statement(&filter)))
+            Some((account, m.statement(&filter)))
         })
         .await?;
-    let (account, kind, entity, mut entries) =
-        found.ok_or_else(|| ApiError::not_found("account"))?;
+    let (account, mut entries) = found.ok_or_else(|| ApiError::not_found("account"))?;
     check_owner(&caller, kind, entity)?;
     let has_more = entries.len() > limit as usize;
     entries.truncate(limit as usize);

@@ -2,7 +2,7 @@
 //! granted to users.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::{amount_field, execute_keyed};
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::wire::{self, json_value_ok, parse_body, parse_currency, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_currency, parse_id, Path, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -19,7 +19,10 @@ use super::{amount_field, execute_keyed, may_see};
 use crate::auth::Role;
 use crate::constants::LIST_LIMIT_MAX;
 use crate::error::ApiError;
-use crate::wire::{self, json_value_ok, parse_body, parse_currency, parse_id, Id, Ids, Prefix};
+use crate::wire::{
+    self, json_value_ok, page_limit, parse_body, parse_currency, parse_id, Id, Ids, Path, Prefix,
+    Query,
+};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -321,7 +324,7 @@ async fn list_payments(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
-    let limit = crate::ledger::page_limit(q.limit)?.min(LIST_LIMIT_MAX) as usize;
+    let limit = page_limit(q.limit, LIST_LIMIT_MAX)? as usize;
     let (by_merchant, party) = match (&q.merchant, &q.user, caller.role) {
         (Some(m), None, _) => (true, parse_id(Prefix::Merchant, m, "merchant")?),
         (None, None, Role::Merchant(own)) => (true, own),

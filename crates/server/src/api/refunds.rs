@@ -2,7 +2,7 @@
 //! payments.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use super::payments::PAYMENT_JSON_BYTES;
 use super::{amount_field, execute_keyed, may_see};
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::wire::{self, json_value_ok, parse_body, parse_id, Id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_id, Id, Path, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {

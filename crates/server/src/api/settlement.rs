@@ -2,7 +2,7 @@
 //! merchant with a statement of the period, with the run's payout file for the bank.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::{amount_field, execute_keyed, may_see, parse_bank_answer};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::wire::{self, json_value_ok, parse_body, parse_id, Prefix};
+use crate::wire::{self, json_value_ok, parse_body, parse_id, Path, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -2,7 +2,7 @@
 //! hold until the bank's answer confirms or fails it.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::{amount_field, execute_keyed, parse_bank_answer};
 use crate::error::ApiError;
-use crate::wire::{json_value_ok, parse_body, parse_id, Prefix};
+use crate::wire::{json_value_ok, parse_body, parse_id, Path, Prefix};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -1,0 +1,331 @@
+//! The router driven in-process (`tower::ServiceExt::oneshot`): every error is the one JSON
+//! shape with its status and code, whatever refused the request (an extractor, the router, the
+//! content type, a handler); ids are read only as the API writes them; page limits are the
+//! documented ones.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use huifu_engine::{Engine, EngineOptions};
+use huifu_payments::PaymentsMachine;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::constants::{LEDGER_PAGE_LIMIT_MAX, LIST_LIMIT_MAX};
+use crate::{router, AppState, KeyStore, Role};
+
+const ADMIN: &str = "router-test-admin-key";
+
+struct Api {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(dir.path())).unwrap();
+        let keys = KeyStore::open(dir.path()).unwrap();
+        keys.add(ADMIN, Role::Admin).unwrap();
+        let state = AppState::new(Arc::new(engine), Arc::new(keys));
+        Api { router: router(state), _dir: dir }
+    }
+
+    /// A request with the admin key; `body` is sent with `content_type` when there is one.
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
+        let response = self.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({ "not_json": String::from_utf8_lossy(&bytes) }));
+        Reply { status, headers, body }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send("GET", uri, None, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.send("POST", uri, Some("application/json"), Some(&body.to_string())).await
+    }
+
+    /// Creates an object and returns its id.
+    async fn create(&self, uri: &str, body: Value) -> String {
+        let reply = self.post(uri, body).await;
+        assert_eq!(reply.status, StatusCode::OK, "POST {uri}: {}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A merchant paid through a new channel.
+    async fn merchant(&self) -> String {
+        let channel = self.create("/v1/channels", json!({"currency": "CNY"})).await;
+        let merchant = json!({"currency": "CNY", "commission_bps": 100, "channel": channel});
+        self.create("/v1/merchants", merchant).await
+    }
+}
+
+/// `reply` is the error shape and nothing else (`{"error": {type, code, message, param}}`),
+/// as JSON, with `status`, `code` and `param`.
+#[track_caller]
+fn assert_error(reply: &Reply, status: u16, code: &str, param: Option<&str>) {
+    let what = &reply.body;
+    assert_eq!(reply.status.as_u16(), status, "{what}");
+    let content_type = reply.headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap());
+    assert_eq!(content_type, Some("application/json"), "{what}");
+    let outer = what.as_object().unwrap_or_else(|| panic!("not an object: {what}"));
+    assert_eq!(outer.len(), 1, "{what}");
+    let error = what["error"].as_object().unwrap_or_else(|| panic!("no error object: {what}"));
+    let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{what}");
+    let kind = error["type"].as_str().unwrap();
+    let expected_kind = if status >= 500 { "api_error" } else { "invalid_request_error" };
+    assert_eq!(kind, expected_kind, "{what}");
+    assert_eq!(error["code"], code, "{what}");
+    assert!(!error["message"].as_str().unwrap().is_empty(), "{what}");
+    assert_eq!(error["param"].as_str(), param, "{what}");
+}
+
+#[tokio::test]
+async fn a_query_parameter_that_does_not_parse_is_a_json_400_naming_it() {
+    let api = Api::new();
+    let merchant = api.merchant().await;
+    for (uri, param) in [
+        (format!("/v1/payments?merchant={merchant}&limit=abc"), Some("limit")),
+        (format!("/v1/payments?merchant={merchant}&limit=-1"), Some("limit")),
+        (format!("/v1/payments?merchant={merchant}&limit="), Some("limit")),
+        (format!("/v1/payments?merchant={merchant}&limit=99999999999"), Some("limit")),
+        (format!("/v1/payments?merchant={merchant}&colour=red"), Some("colour")),
+        (format!("/v1/payments?merchant={merchant}&merchant={merchant}"), Some("merchant")),
+        ("/v1/statements/usr_1?limit=ten".into(), Some("limit")),
+        ("/v1/ledger/accounts/1/transfers?limit=1.5".into(), Some("limit")),
+        ("/v1/events?account=usr_1&since=0".into(), Some("since")),
+        ("/v1/reconciliation/runs/rcn_1_x/exceptions?limit=x".into(), Some("limit")),
+    ] {
+        let reply = api.get(&uri).await;
+        assert_error(&reply, 400, "invalid_parameter", param);
+    }
+    // A statement upload's query is read before its body.
+    let reply = api.send("POST", "/v1/reconciliation/statements?chanel=chn_1", None, None).await;
+    assert_error(&reply, 400, "invalid_parameter", Some("chanel"));
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_text_is_a_json_400() {
+    let api = Api::new();
+    assert_error(&api.get("/v1/payments/pay_%FF").await, 400, "invalid_id", Some("id"));
+    assert_error(&api.get("/v1/balances/%C3%28").await, 400, "invalid_id", Some("object"));
+    let reply = api.send("POST", "/v1/payments/pay_1/%FF", None, None).await;
+    assert_error(&reply, 400, "invalid_parameter", Some("action"));
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_json_404_and_a_wrong_method_a_json_405_with_allow() {
+    let api = Api::new();
+    for (method, uri) in
+        [("GET", "/v1/nothing"), ("POST", "/v1/nothing"), ("GET", "/"), ("GET", "/v1/payments/")]
+    {
+        let reply = api.send(method, uri, None, None).await;
+        assert_error(&reply, 404, "route_not_found", None);
+    }
+    // Without a key too: the route is decided before anything else.
+    let request = Request::builder().uri("/v2/payments").body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 404);
+
+    for (method, uri, allow) in [
+        ("DELETE", "/v1/payments", "GET,HEAD,POST"),
+        ("PUT", "/v1/users", "POST"),
+        ("POST", "/v1/payments/pay_1", "GET,HEAD"),
+        ("GET", "/v1/ledger/transfers", "POST"),
+        ("POST", "/healthz", "GET,HEAD"),
+    ] {
+        let reply = api.send(method, uri, Some("application/json"), Some("{}")).await;
+        assert_error(&reply, 405, "method_not_allowed", None);
+        let mut allowed: Vec<&str> =
+            reply.headers[header::ALLOW].to_str().unwrap().split(',').map(str::trim).collect();
+        allowed.sort_unstable();
+        assert_eq!(allowed.join(","), allow, "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_id_is_a_400_everywhere_and_a_missing_object_a_404() {
+    let api = Api::new();
+    let user = api.create("/v1/users", json!({"currency": "CNY"})).await;
+    let merchant = api.merchant().await;
+    for (uri, param) in [
+        ("/v1/balances/usr_abc".to_owned(), "object"),
+        ("/v1/balances/usr_".to_owned(), "object"),
+        ("/v1/balances/usr_007".to_owned(), "object"),
+        ("/v1/balances/pay_1".to_owned(), "object"),
+        ("/v1/balances/usr1".to_owned(), "object"),
+        ("/v1/statements/usr_x".to_owned(), "object"),
+        ("/v1/statements/mer_+1".to_owned(), "object"),
+        ("/v1/events?account=usr_x".to_owned(), "account"),
+        ("/v1/events?account=nobody".to_owned(), "account"),
+        ("/v1/payments/pay_abc".to_owned(), "id"),
+        ("/v1/payments/pay_007".to_owned(), "id"),
+        ("/v1/payments/pay_+1".to_owned(), "id"),
+        ("/v1/payments/pay_".to_owned(), "id"),
+        ("/v1/payments/pay_0".to_owned(), "id"),
+        ("/v1/payments/pay_18446744073709551616".to_owned(), "id"),
+        ("/v1/refunds/ref_01".to_owned(), "id"),
+        ("/v1/campaigns/cmp_-1".to_owned(), "id"),
+        ("/v1/settlement_runs/stl_1x".to_owned(), "id"),
+        ("/v1/settlement_runs/stl_08/payouts.csv".to_owned(), "id"),
+        (format!("/v1/payments?merchant=mer_0{}", &merchant[4..]), "merchant"),
+        (format!("/v1/payments?user=usr_+{}", &user[4..]), "user"),
+        (format!("/v1/payments?merchant={merchant}&starting_after=pay_007"), "starting_after"),
+        (format!("/v1/statements/{user}?starting_after=+5"), "starting_after"),
+        (format!("/v1/statements/{user}?starting_after=05"), "starting_after"),
+        ("/v1/ledger/accounts/007/transfers".to_owned(), "id"),
+        ("/v1/ledger/accounts/+7/transfers".to_owned(), "id"),
+        ("/v1/ledger/accounts/0/transfers".to_owned(), "id"),
+        ("/v1/ledger/accounts/340282366920938463463374607431768211456/transfers".to_owned(), "id"),
+        ("/v1/ledger/accounts/7/transfers?starting_after=0x10".to_owned(), "starting_after"),
+        ("/v1/reconciliation/runs/rcn_01_x".to_owned(), "id"),
+    ] {
+        assert_error(&api.get(&uri).await, 400, "invalid_id", Some(param));
+    }
+    for (uri, body, param) in [
+        ("/v1/refunds", json!({"payment": "pay_007", "amount": 1}), "payment"),
+        ("/v1/topups", json!({"user": "usr_+1", "channel": "chn_1", "amount": 1}), "user"),
+        ("/v1/payouts/po_0ab/confirm", json!({}), "id"),
+        ("/v1/payouts/po_AB/confirm", json!({}), "id"),
+        ("/v1/topups/top_01/confirm", json!({}), "id"),
+    ] {
+        assert_error(&api.post(uri, body).await, 400, "invalid_id", Some(param));
+    }
+
+    // Well-formed ids of nothing: 404; of something: 200.
+    for uri in [
+        "/v1/balances/usr_999999",
+        "/v1/statements/mer_999999",
+        "/v1/events?account=cmp_999999",
+        "/v1/payments/pay_999999",
+        "/v1/refunds/ref_18446744073709551615",
+        "/v1/ledger/accounts/999999/transfers",
+    ] {
+        assert_error(&api.get(uri).await, 404, "resource_missing", None);
+    }
+    for uri in [format!("/v1/balances/{user}"), format!("/v1/statements/{merchant}")] {
+        assert_eq!(api.get(&uri).await.status, 200, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_415_and_one_without_a_type_is_read() {
+    let api = Api::new();
+    let body = r#"{"currency":"CNY"}"#;
+    for content_type in [
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+        "",
+    ] {
+        for uri in ["/v1/users", "/v1/ledger/accounts/lookup", "/v1/batch", "/v1/cluster/nodes"] {
+            let reply = api.send("POST", uri, Some(content_type), Some(body)).await;
+            assert_error(&reply, 415, "unsupported_media_type", Some("Content-Type"));
+        }
+    }
+    for content_type in [
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("APPLICATION/JSON;charset=UTF-8"),
+        Some("application/vnd.huifu+json"),
+        // What curl's -d declares when told nothing: read as if no type were given.
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let reply = api.send("POST", "/v1/users", content_type, Some(body)).await;
+        assert_eq!(reply.status, 200, "{content_type:?}: {}", reply.body);
+        assert!(reply.body["id"].as_str().unwrap().starts_with("usr_"));
+    }
+    // A request without a body is not looked at, whatever it declares.
+    let user = api.create("/v1/users", json!({"currency": "CNY"})).await;
+    let reply = api.send("GET", &format!("/v1/balances/{user}"), Some("text/plain"), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // A statement is XML or CSV; JSON or anything else is refused before it is read.
+    let channel = api.create("/v1/channels", json!({"currency": "CNY"})).await;
+    let upload = format!("/v1/reconciliation/statements?channel={channel}");
+    for content_type in ["application/json", "text/plain"] {
+        let reply = api.send("POST", &upload, Some(content_type), Some("a,b\n")).await;
+        assert_error(&reply, 415, "unsupported_media_type", Some("Content-Type"));
+    }
+    // A CSV statement is read as one (and this one is not a statement).
+    let reply = api.send("POST", &upload, Some("text/csv"), Some("a,b\n")).await;
+    assert_error(&reply, 400, "invalid_statement", Some("body"));
+    // The resolutions of a run take JSON.
+    let reply = api
+        .send("POST", "/v1/reconciliation/runs/rcn_1_x/resolutions", Some("text/plain"), Some("x"))
+        .await;
+    assert_error(&reply, 415, "unsupported_media_type", Some("Content-Type"));
+}
+
+#[tokio::test]
+async fn page_limits_are_the_documented_ones_and_the_error_says_them() {
+    let api = Api::new();
+    let user = api.create("/v1/users", json!({"currency": "CNY"})).await;
+    let merchant = api.merchant().await;
+    let list = LIST_LIMIT_MAX;
+    let ledger = LEDGER_PAGE_LIMIT_MAX;
+    assert_eq!((list, ledger), (1_000, 8_189), "docs/http-api.md and the README say these");
+    for (uri, max) in [
+        (format!("/v1/payments?merchant={merchant}"), list),
+        (format!("/v1/payments?user={user}"), list),
+        (format!("/v1/statements/{user}?"), list),
+        ("/v1/ledger/accounts/999999/transfers?".to_owned(), ledger),
+    ] {
+        let uri = if uri.ends_with('?') { uri } else { format!("{uri}&") };
+        for limit in [0, max + 1, 5_000.max(max + 1)] {
+            let reply = api.get(&format!("{uri}limit={limit}")).await;
+            assert_error(&reply, 400, "invalid_limit", Some("limit"));
+            let message = reply.body["error"]["message"].as_str().unwrap();
+            assert_eq!(message, format!("limit must be between 1 and {max}"));
+        }
+        // The largest limit is taken (the ledger account does not exist: 404, past the limit).
+        let reply = api.get(&format!("{uri}limit={max}")).await;
+        assert_ne!(reply.status, 400, "{uri}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn errors_of_handlers_keep_their_shape() {
+    let api = Api::new();
+    // Unauthenticated, malformed JSON, an unknown field: the same shape, other types.
+    let request = Request::builder().uri("/v1/balances/usr_1").body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let reply = api.send("POST", "/v1/users", Some("application/json"), Some("{")).await;
+    assert_error(&reply, 400, "invalid_json", None);
+    let reply = api.post("/v1/users", json!({"currency": "CNY", "name": "x"})).await;
+    assert_error(&reply, 400, "invalid_field", Some("name"));
+    let reply = api.send("POST", "/v1/users", Some("application/json"), None).await;
+    assert_error(&reply, 400, "missing_body", None);
+}
