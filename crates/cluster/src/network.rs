@@ -1,7 +1,7 @@
 //! Replication traffic between nodes: Raft's messages over TCP, each a frame (a little-endian
 //! `u32` length, then the message in bincode), one request and its answer at a time on a
-//! connection. A node listens on its `peer` address; it reaches each other node through one
-//! connection, made again after any failure.
+//! connection. A node listens on its `peer` address; it reaches each other node through
+//! connections it keeps for the next message, a new one after any failure.
 
 use std::collections::HashMap;
 use std::io;
