@@ -116,6 +116,9 @@ fn a_dead_node_is_replaced_through_the_api_and_follower_reads_say_how_far_behind
     let taken = json!({"id": 4, "peer": cluster.node(1).peer.to_string(), "http": new_http});
     let (status, error) = request(&agent, "POST", &add_url, Some(&taken.to_string()), &[]).unwrap();
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("membership_conflict")));
+    let loose = format!("{}/v1/cluster/nodes/03", cluster.node(asked).url());
+    let (status, error) = request(&agent, "DELETE", &loose, None, &[]).unwrap();
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_id")), "{error}");
     let bad = json!({"id": 5, "peer": "nowhere", "http": new_http});
     let (status, error) = request(&agent, "POST", &add_url, Some(&bad.to_string()), &[]).unwrap();
     assert_eq!((status, error["error"]["param"].as_str()), (400, Some("peer")));

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::Path;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -32,7 +31,7 @@ use utoipa::ToSchema;
 use crate::auth::Role;
 use crate::constants::{NO_LEADER_RETRY_AFTER_SECONDS, REQUEST_TIMEOUT_MS};
 use crate::error::ApiError;
-use crate::wire::parse_body;
+use crate::wire::{parse_body, Path};
 use crate::AppState;
 
 /// Set by a node on a request it forwards to the leader; a node that gets such a request and
@@ -292,9 +291,9 @@ pub(crate) async fn remove_node(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let cluster = admin_node(&state, &headers)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::invalid("invalid_id", "a node id is a number", Some("id")))?;
+    let id: u64 = crate::wire::parse_decimal(&id).filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::invalid("invalid_id", "a node id is a number from 1, in decimal", Some("id"))
+    })?;
     cluster.node.remove_node(id).await.map_err(cluster_error)?;
     tracing::info!(node = id, "node removed from the cluster");
     let view = cluster.node.cluster().await.map_err(cluster_error)?;

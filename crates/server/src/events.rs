@@ -72,11 +72,11 @@ async fn events(
         }
     };
     let (kind, entity) = parse_party(&object, "account")?;
+    check_owner(&caller, kind, entity)?;
     let account = state
         .read(move |m| account_of(m, kind, entity).map(|(account, _)| account))
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
-    check_owner(&caller, kind, entity)?;
     let after: u64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

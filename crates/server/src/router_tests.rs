@@ -329,3 +329,35 @@ async fn errors_of_handlers_keep_their_shape() {
     let reply = api.send("POST", "/v1/users", Some("application/json"), None).await;
     assert_error(&reply, 400, "missing_body", None);
 }
+
+#[tokio::test]
+async fn a_statement_pages_only_from_its_own_entries() {
+    let api = Api::new();
+    let channel = api.create("/v1/channels", json!({"currency": "CNY"})).await;
+    let mut users = Vec::new();
+    for _ in 0..2 {
+        let user = api.create("/v1/users", json!({"currency": "CNY"})).await;
+        for amount in [500, 700] {
+            let body =
+                json!({"user": user, "channel": channel, "amount": amount, "timeout_seconds": 60});
+            let topup = api.create("/v1/topups", body).await;
+            let reply = api.post(&format!("/v1/topups/{topup}/confirm"), json!({})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+        users.push(user);
+    }
+    let statement =
+        |user: &str, after: &str| format!("/v1/statements/{user}?limit=1&starting_after={after}");
+    let first = api.get(&format!("/v1/statements/{}?limit=1", users[0])).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let own = first.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let reply = api.get(&statement(&users[0], &own)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["data"].as_array().unwrap().len(), 1, "{}", reply.body);
+
+    // Another account's entry answers as one that does not exist.
+    let elsewhere = api.get(&statement(&users[1], &own)).await;
+    assert_error(&elsewhere, 400, "invalid_id", Some("starting_after"));
+    let missing = api.get(&statement(&users[1], "987654321")).await;
+    assert_error(&missing, 400, "invalid_id", Some("starting_after"));
+}

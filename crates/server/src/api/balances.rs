@@ -91,6 +91,8 @@ async fn get_balance(
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
     let (kind, entity) = parse_party(&object, "object")?;
+    // Before anything is read: a merchant learns nothing of accounts not its own.
+    check_owner(&caller, kind, entity)?;
     let found = state
         .read(move |m| {
             let (account, currency) = account_of(m, kind, entity)?;
@@ -98,7 +100,6 @@ async fn get_balance(
         })
         .await?;
     let (a, currency) = found.ok_or_else(|| ApiError::not_found("account"))?;
-    check_owner(&caller, kind, entity)?;
     // Credit-normal accounts (wallets, merchants, riders, budgets): available = what is owed to
     // the party less what is held for money going out.
     let available = a.credits_posted.saturating_sub(a.debits_posted + a.debits_pending);
@@ -161,6 +162,8 @@ async fn get_statement(
     let caller = state.keys.authenticate(&headers)?;
     let limit = page_limit(page.limit, LIST_LIMIT_MAX)?;
     let (kind, entity) = parse_party(&object, "object")?;
+    // Before anything is read: a merchant learns nothing of accounts not its own.
+    check_owner(&caller, kind, entity)?;
     let after = page
         .starting_after
         .as_deref()
@@ -168,21 +171,34 @@ async fn get_statement(
         .transpose()?;
     let found = state
         .read(move |m| {
-            let (account, _) = account_of(m, kind, entity)?;
+            let Some((account, _)) = account_of(m, kind, entity) else {
+                return Err(ApiError::not_found("account"));
+            };
             let mut filter = AccountFilter::all(account, limit + 1);
             filter.reversed = true;
             if let Some(after) = after {
-                let after = m.lookup_transfer(after).expect("history store read")?;
-                filter.timestamp_max = after.timestamp.checked_sub(1)?;
-                if filter.timestamp_max == 0 {
-                    return Some((account, Vec::new()));
+                // Only an entry of this account: a transfer elsewhere answers as one that does
+                // not exist, so a statement tells nothing of other accounts' transfers.
+                let entry = m
+                    .lookup_transfer(after)
+                    .expect("history store read")
+                    .filter(|t| t.debit_account_id == account || t.credit_account_id == account)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "invalid_id",
+                            format!("`{after}` is not an entry of this account"),
+                            Some("starting_after"),
+                        )
+                    })?;
+                match entry.timestamp.checked_sub(1) {
+                    Some(max) if max > 0 => filter.timestamp_max = max,
+                    _ => return Ok((account, Vec::new())),
                 }
             }
-            Some((account, m.statement(&filter)))
+            Ok((account, m.statement(&filter)))
         })
         .await?;
-    let (account, mut entries) = found.ok_or_else(|| ApiError::not_found("account"))?;
-    check_owner(&caller, kind, entity)?;
+    let (account, mut entries) = found?;
     let has_more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     Ok(json_value_ok(json!({
