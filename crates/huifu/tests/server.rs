@@ -707,6 +707,7 @@ fn openapi_document_lists_every_route() {
         ("/v1/settlement_runs/{id}/payouts.csv", &["get"]),
         ("/v1/balances/{object}", &["get"]),
         ("/v1/statements/{object}", &["get"]),
+        ("/v1/platform/balances", &["get"]),
         ("/v1/events", &["get"]),
         ("/v1/batch", &["post"]),
         ("/v1/api_keys", &["post"]),

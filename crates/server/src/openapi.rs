@@ -56,6 +56,7 @@ pub const BEARER: &str = "bearer";
         crate::api::settlement::settlement_csv,
         crate::api::balances::get_balance,
         crate::api::balances::get_statement,
+        crate::api::balances::platform_balances,
         crate::api::batch::batch,
         crate::api::api_keys::create_api_key,
         crate::recon::upload_statement,

@@ -361,3 +361,39 @@ async fn a_statement_pages_only_from_its_own_entries() {
     let missing = api.get(&statement(&users[1], "987654321")).await;
     assert_error(&missing, 400, "invalid_id", Some("starting_after"));
 }
+
+#[tokio::test]
+async fn operators_see_the_platforms_own_accounts() {
+    let api = Api::new();
+    let empty = api.get("/v1/platform/balances").await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert_eq!(empty.body["data"], json!([]), "{}", empty.body);
+
+    let channel = api.create("/v1/channels", json!({"currency": "CNY"})).await;
+    let merchant = json!({"currency": "CNY", "commission_bps": 1_000, "channel": channel});
+    let merchant = api.create("/v1/merchants", merchant).await;
+    let rider = api.create("/v1/riders", json!({"currency": "CNY"})).await;
+    let user = api.create("/v1/users", json!({"currency": "CNY"})).await;
+    let topup = json!({"user": user, "channel": channel, "amount": 10_000, "timeout_seconds": 60});
+    let topup = api.create("/v1/topups", topup).await;
+    let confirmed = api.post(&format!("/v1/topups/{topup}/confirm"), json!({})).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let payment = json!({"user": user, "merchant": merchant, "rider": rider,
+                         "food_amount": 3_000, "delivery_fee": 500});
+    api.create("/v1/payments", payment).await;
+
+    let reply = api.get("/v1/platform/balances").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let rows = reply.body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", reply.body);
+    assert_eq!(rows[0]["currency"], "CNY");
+    // 10% of the food: the commission, posted to the platform's revenue.
+    let revenue = &rows[0]["platform_revenue"];
+    assert_eq!(
+        (revenue["credits_posted"].as_str(), revenue["net"].as_str()),
+        (Some("300"), Some("300"))
+    );
+    for kind in ["payouts_in_transit", "platform_marketing"] {
+        assert_eq!(rows[0][kind]["net"], "0", "{}", reply.body);
+    }
+}

@@ -26,6 +26,69 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/balances/{object}", get(get_balance))
         .route("/v1/statements/{object}", get(get_statement))
+        .route("/v1/platform/balances", get(platform_balances))
+}
+
+/// The platform's own accounts, one of each per currency.
+const PLATFORM_KINDS: [Kind; 3] =
+    [Kind::PlatformRevenue, Kind::PayoutsInTransit, Kind::PlatformMarketing];
+
+#[utoipa::path(
+    get,
+    path = "/v1/platform/balances",
+    tag = "balances",
+    summary = "The platform's own accounts (operators)",
+    description = "For every currency the platform has moved money in, its own accounts: \
+        `platform_revenue` (commission earned), `payouts_in_transit` (merchant payouts sent to \
+        the bank and not yet confirmed) and `platform_marketing` (what platform-funded campaigns \
+        spent). Each gives `debits_posted`, `credits_posted`, `debits_pending`, \
+        `credits_pending` and `net` (credits posted less debits posted, negative for money \
+        spent), as decimal strings. The channels' clearing accounts are at \
+        `/v1/balances/chn_...`.",
+    responses(
+        (status = 200, body = Object, description = "`{object: list, data: [{object: platform_balance, currency, platform_revenue, payouts_in_transit, platform_marketing}]}`, by currency."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
+async fn platform_balances(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.keys.authenticate_operator(&headers)?;
+    let found = state
+        .read(|m| {
+            let mut rows = Vec::new();
+            for &(_, number, _) in huifu_payments::currency::CURRENCIES {
+                let accounts: Vec<_> = PLATFORM_KINDS
+                    .iter()
+                    .map(|&kind| m.ledger().lookup_account(chart::account_id(kind, number, 0)))
+                    .collect();
+                if accounts.iter().all(Option::is_none) {
+                    continue;
+                }
+                let mut row = json!({
+                    "object": "platform_balance",
+                    "currency": wire::currency_code(number),
+                });
+                for (kind, account) in PLATFORM_KINDS.iter().zip(accounts) {
+                    let a = account.copied().unwrap_or_default();
+                    let net = i128::try_from(a.credits_posted).unwrap_or(i128::MAX)
+                        - i128::try_from(a.debits_posted).unwrap_or(i128::MAX);
+                    row[kind.name()] = json!({
+                        "debits_posted": a.debits_posted.to_string(),
+                        "credits_posted": a.credits_posted.to_string(),
+                        "debits_pending": a.debits_pending.to_string(),
+                        "credits_pending": a.credits_pending.to_string(),
+                        "net": net.to_string(),
+                    });
+                }
+                rows.push(row);
+            }
+            rows
+        })
+        .await?;
+    Ok(json_value_ok(json!({"object": "list", "data": found})))
 }
 
 /// The party whose account an object id names (`usr_1` → a wallet, user 1): its kind of
