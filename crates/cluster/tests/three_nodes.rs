@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use huifu_cluster::{ClusterConfig, ClusterError, Node, NodeOptions};
+use huifu_cluster::{ClusterConfig, ClusterError, Node, NodeConfig, NodeOptions};
 use huifu_payments::Op;
 
 fn free_port() -> u16 {
@@ -13,15 +13,28 @@ fn free_port() -> u16 {
 }
 
 fn config() -> ClusterConfig {
+    let nodes: Vec<NodeConfig> = (1..=3).map(new_node).collect();
+    config_of(&nodes)
+}
+
+/// The cluster file naming `nodes`.
+fn config_of<'a>(nodes: impl IntoIterator<Item = &'a NodeConfig>) -> ClusterConfig {
     let mut text = String::new();
-    for id in 1..=3 {
+    for node in nodes {
         text.push_str(&format!(
-            "[[node]]\nid = {id}\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
-            free_port(),
-            free_port()
+            "[[node]]\nid = {}\nhttp = \"{}\"\npeer = \"{}\"\n",
+            node.id, node.http, node.peer
         ));
     }
     ClusterConfig::parse(&text).unwrap()
+}
+
+/// A channel and users `ids` made through `leader`.
+async fn channel_and_users(leader: &Node, ids: std::ops::Range<u64>) {
+    leader.execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
+    for id in ids {
+        leader.execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
+    }
 }
 
 /// The node all of `nodes` agree leads, once they do (within `within`).
@@ -190,10 +203,7 @@ async fn a_restarted_node_catches_up_from_the_log() {
 async fn a_wiped_node_catches_up_from_a_snapshot() {
     let (config, dirs, mut nodes) = three().await;
     let l = leader(&nodes, Duration::from_secs(10)).await;
-    nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
-    for id in 100..120 {
-        nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
-    }
+    channel_and_users(&nodes[l], 100..120).await;
     // Every node drops its log up to what it applied: the entries are only in snapshots now.
     let index = nodes[l].status().await.unwrap().applied.unwrap();
     applied(&nodes, index).await;
@@ -256,10 +266,7 @@ fn no_fsync() -> NodeOptions {
 async fn a_dead_node_is_replaced_by_a_new_one() {
     let (config, _dirs, mut nodes) = three().await;
     let l = leader(&nodes, Duration::from_secs(10)).await;
-    nodes[l].execute(Op::CreateChannel { id: 1, currency: 156 }).await.unwrap().unwrap();
-    for id in 100..130 {
-        nodes[l].execute(Op::CreateUser { id, currency: 156 }).await.unwrap().unwrap();
-    }
+    channel_and_users(&nodes[l], 100..130).await;
 
     // A follower dies for good.
     let dead = nodes.remove((l + 1) % 3);
@@ -269,14 +276,7 @@ async fn a_dead_node_is_replaced_by_a_new_one() {
 
     // Node 4 starts on an empty folder, from a file that names it (the others' files do not),
     // and waits to be added.
-    let mut text = String::new();
-    for node in config.nodes.iter().chain(std::iter::once(&new_node(4))) {
-        text.push_str(&format!(
-            "[[node]]\nid = {}\nhttp = \"{}\"\npeer = \"{}\"\n",
-            node.id, node.http, node.peer
-        ));
-    }
-    let config4 = ClusterConfig::parse(&text).unwrap();
+    let config4 = config_of(config.nodes.iter().chain(std::iter::once(&new_node(4))));
     let dir4 = tempfile::tempdir().unwrap();
     let joining = NodeOptions { join: true, ..no_fsync() };
     let node4 = Node::start(dir4.path(), &config4, 4, joining).await.unwrap();
@@ -326,9 +326,9 @@ async fn a_dead_node_is_replaced_by_a_new_one() {
 }
 
 /// A node of the given id on free loopback ports.
-fn new_node(id: u64) -> huifu_cluster::NodeConfig {
+fn new_node(id: u64) -> NodeConfig {
     let peer = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    huifu_cluster::NodeConfig {
+    NodeConfig {
         id,
         http: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         peer,

@@ -248,17 +248,23 @@ fn run(seed: u64) -> CrashStats {
     storage.crash_stats()
 }
 
-#[test]
-fn power_cuts_lose_nothing_acknowledged_and_leave_nothing_half_applied() {
-    let seeds: Vec<u64> = match std::env::var("HUIFU_POWER_LOSS_SEED") {
+/// The seeds to run: `HUIFU_POWER_LOSS_SEED` alone, or the first `HUIFU_POWER_LOSS_SEEDS`
+/// (`default` when unset).
+fn seeds(default: u64) -> Vec<u64> {
+    match std::env::var("HUIFU_POWER_LOSS_SEED") {
         Ok(seed) => vec![seed.parse().expect("HUIFU_POWER_LOSS_SEED is a number")],
         Err(_) => {
             let count = std::env::var("HUIFU_POWER_LOSS_SEEDS")
                 .map(|n| n.parse().expect("HUIFU_POWER_LOSS_SEEDS is a number"))
-                .unwrap_or(POWER_LOSS_SEEDS_DEFAULT);
+                .unwrap_or(default);
             (0..count).collect()
         }
-    };
+    }
+}
+
+#[test]
+fn power_cuts_lose_nothing_acknowledged_and_leave_nothing_half_applied() {
+    let seeds = seeds(POWER_LOSS_SEEDS_DEFAULT);
     let mut total = CrashStats::default();
     for &seed in &seeds {
         let stats = run(seed);
@@ -357,15 +363,7 @@ fn run_with_history(seed: u64) -> (CrashStats, u64) {
 
 #[test]
 fn power_cuts_with_a_history_store_behind_or_ahead_lose_nothing() {
-    let seeds: Vec<u64> = match std::env::var("HUIFU_POWER_LOSS_SEED") {
-        Ok(seed) => vec![seed.parse().expect("HUIFU_POWER_LOSS_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("HUIFU_POWER_LOSS_SEEDS")
-                .map(|n| n.parse().expect("HUIFU_POWER_LOSS_SEEDS is a number"))
-                .unwrap_or(HISTORY_SEEDS_DEFAULT);
-            (0..count).collect()
-        }
-    };
+    let seeds = seeds(HISTORY_SEEDS_DEFAULT);
     let mut rewound = 0;
     let mut crashes = 0;
     for &seed in &seeds {
