@@ -16,7 +16,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(journal_replay snapshot_ledger snapshot_payments snapshot_file store_records
-    recon_camt053 recon_csv)
+    recon_camt053 recon_csv recon_mt940)
 fi
 command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 target_dir="${FUZZ_TARGET_DIR:-$HOME/.cache/huifu-fuzz-target}"

@@ -107,7 +107,7 @@ fn reconcile_reports_exactly_the_discrepancies_of_a_statement_and_imports_once()
         (text(&out.stdout), text(&out.stderr), std::fs::read_to_string(&exceptions).unwrap())
     };
     let (summary, log, csv) = run(&[]);
-    assert!(log.contains("BANK-1-DAY (camt053"), "{log}");
+    assert!(log.contains("BANK-1-DAY of chn_1 (camt053"), "{log}");
     let states = by_state(&csv);
     let missing_entries: usize = g
         .injected

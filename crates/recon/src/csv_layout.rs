@@ -13,7 +13,6 @@
 //! currency's decimals; dates are `YYYY-MM-DD`; `bank_reference` and `reference` may be empty.
 //! A statement without movements is one record whose last six columns are empty.
 
-use crate::camt053::check_period;
 use crate::constants::{STATEMENT_LINES_MAX, TEXT_LEN_MAX};
 use crate::error::ImportError;
 use crate::statement::{
@@ -120,8 +119,6 @@ pub fn parse(bytes: &[u8]) -> Result<Statement, ImportError> {
                         "the period ends before it starts",
                     ));
                 }
-                check_period(from_day, to_day)
-                    .map_err(|m| ImportError::invalid(at(Some(COLUMNS[4])), m))?;
                 let s = Statement {
                     id,
                     account,
@@ -130,6 +127,7 @@ pub fn parse(bytes: &[u8]) -> Result<Statement, ImportError> {
                     to_day,
                     opening_minor: None,
                     closing_minor: None,
+                    pending_lines: 0,
                     lines: Vec::new(),
                 };
                 let (s, exponent) = statement.insert((s, exponent));
@@ -189,6 +187,10 @@ pub fn parse(bytes: &[u8]) -> Result<Statement, ImportError> {
             value_day,
             bank_reference: text(9)?,
             reference: text(10)?,
+            detail: 0,
+            other_references: Vec::new(),
+            reversal: false,
+            batch_count: None,
         });
     }
     match statement {

@@ -118,23 +118,75 @@ pub fn generate(entries: &[Entry], config: &BankConfig) -> Generated {
             value_day: e.day,
             bank_reference: String::new(),
             reference,
+            detail: 0,
+            other_references: Vec::new(),
+            reversal: false,
+            batch_count: None,
         };
         lines.push((line, vec![i]));
     }
     let taken_amounts: HashSet<(u64, Direction)> =
         entries.iter().map(|e| (e.amount_minor, e.direction)).collect();
-    let mut out: Vec<Line> = Vec::with_capacity(lines.len());
+    // Each output line with its entry (group): the transactions of a batch entry share one.
+    let mut out: Vec<(Line, usize)> = Vec::with_capacity(lines.len());
     let mut injected = Vec::new();
     let mut seq = 0u64;
     let mut bank_reference = |day: Day| {
         seq += 1;
         format!("B{day}N{seq:010}")
     };
+    let mut group = 0usize;
     for (mut line, members) in lines {
+        group += 1;
+        // A batch entry books its transactions on one day: only a batch of one day is one.
+        let one_day = members.iter().all(|&m| entries[m].day == line.booking_day);
+        if members.len() > 1 && one_day && rng.below(2) == 0 {
+            // A batch entry: one transaction (with its own reference and amount) per movement.
+            for &m in &members {
+                let e = &entries[m];
+                let detail = Line {
+                    detail: 1,
+                    amount_minor: e.amount_minor,
+                    bank_reference: bank_reference(line.booking_day),
+                    reference: e.reference.clone(),
+                    ..line.clone()
+                };
+                let roll = rng.below(1_000_000);
+                if roll >= u64::from(config.discrepancies_per_million) {
+                    out.push((detail, group));
+                    continue;
+                }
+                // A transaction is booked on its entry's day: no late booking of one alone.
+                let kinds = [
+                    Discrepancy::Missing,
+                    Discrepancy::Duplicated,
+                    Discrepancy::Unknown,
+                    Discrepancy::AmountChanged,
+                ];
+                let kind = kinds[usize::try_from(rng.below(kinds.len() as u64)).expect("small")];
+                inject(
+                    kind,
+                    detail,
+                    group,
+                    &[m],
+                    entries,
+                    &taken_amounts,
+                    &mut rng,
+                    &mut bank_reference,
+                    &mut out,
+                    &mut injected,
+                );
+            }
+            continue;
+        }
+        if members.len() > 1 {
+            // A batch booked as its total only (`Btch/NbOfTxs`).
+            line.batch_count = Some(u32::try_from(members.len()).expect("a batch fits in u32"));
+        }
         line.bank_reference = bank_reference(line.booking_day);
         let roll = rng.below(1_000_000);
         if roll >= u64::from(config.discrepancies_per_million) {
-            out.push(line);
+            out.push((line, group));
             continue;
         }
         let mut kinds = vec![Discrepancy::Missing, Discrepancy::Duplicated, Discrepancy::Unknown];
@@ -145,59 +197,54 @@ pub fn generate(entries: &[Entry], config: &BankConfig) -> Generated {
             }
         }
         let kind = kinds[usize::try_from(rng.below(kinds.len() as u64)).expect("small")];
-        let record = |bank_reference: &str| Injected {
+        inject(
             kind,
-            bank_reference: bank_reference.to_owned(),
-            transfer_ids: Vec::new(),
-        };
-        match kind {
-            Discrepancy::Missing => {
-                let mut i = record("");
-                i.transfer_ids = members.iter().map(|&m| entries[m].transfer_id).collect();
-                injected.push(i);
-            }
-            Discrepancy::Duplicated => {
-                injected.push(record(&line.bank_reference));
-                out.push(line.clone());
-                out.push(line);
-            }
-            Discrepancy::AmountChanged => {
-                injected.push(record(&line.bank_reference));
-                line.amount_minor = line.amount_minor.saturating_add(1 + rng.below(100));
-                out.push(line);
-            }
-            Discrepancy::BookedLate => {
-                injected.push(record(&line.bank_reference));
-                line.booking_day += 1;
-                line.value_day += 1;
-                out.push(line);
-            }
-            Discrepancy::Unknown => {
-                let day = line.booking_day;
-                out.push(line);
-                let direction =
-                    if rng.below(2) == 0 { Direction::Credit } else { Direction::Debit };
-                let mut amount_minor = 1 + rng.below(1_000_000);
-                while taken_amounts.contains(&(amount_minor, direction)) {
-                    amount_minor += 1;
-                }
-                let fee = Line {
-                    number: 0,
-                    direction,
-                    amount_minor,
-                    booking_day: day,
-                    value_day: day,
-                    bank_reference: bank_reference(day),
-                    reference: String::new(),
-                };
-                injected.push(record(&fee.bank_reference));
-                out.push(fee);
-            }
+            line,
+            group,
+            &members,
+            entries,
+            &taken_amounts,
+            &mut rng,
+            &mut bank_reference,
+            &mut out,
+            &mut injected,
+        );
+    }
+    // Number the entries; a batch entry left with one transaction is an entry like any other.
+    let mut numbered: Vec<Line> = Vec::with_capacity(out.len());
+    let mut number = 0u32;
+    let mut previous = usize::MAX;
+    for (k, (mut line, g)) in out.iter().cloned().enumerate() {
+        if line.detail == 0 || g != previous {
+            number += 1;
+        }
+        previous = if line.detail == 0 { usize::MAX } else { g };
+        let alone = line.detail > 0
+            && (k == 0 || out[k - 1].1 != g || out[k - 1].0.detail == 0)
+            && (k + 1 == out.len() || out[k + 1].1 != g || out[k + 1].0.detail == 0);
+        if alone {
+            line.detail = 0;
+        }
+        line.number = number;
+        numbered.push(line);
+    }
+    let mut detail = 0;
+    for k in 0..numbered.len() {
+        if numbered[k].detail > 0 {
+            detail = if k > 0
+                && numbered[k - 1].detail > 0
+                && numbered[k - 1].number == numbered[k].number
+            {
+                detail + 1
+            } else {
+                1
+            };
+            numbered[k].detail = detail;
         }
     }
+    let mut out = numbered;
     let mut balance = config.opening_minor;
-    for (n, line) in out.iter_mut().enumerate() {
-        line.number = u32::try_from(n + 1).expect("fewer than 2^32 lines");
+    for line in out.iter_mut() {
         match line.direction {
             Direction::Credit => balance += i128::from(line.amount_minor),
             Direction::Debit => balance -= i128::from(line.amount_minor),
@@ -212,9 +259,69 @@ pub fn generate(entries: &[Entry], config: &BankConfig) -> Generated {
             to_day: config.to_day,
             opening_minor: Some(config.opening_minor),
             closing_minor: Some(balance),
+            pending_lines: 0,
             lines: out,
         },
         injected,
+    }
+}
+
+/// Gives `line` (of entry `group`, for the ledger entries `members`) the discrepancy `kind`,
+/// pushing what the bank books to `out` and what was injected to `injected`.
+#[allow(clippy::too_many_arguments)]
+fn inject(
+    kind: Discrepancy,
+    mut line: Line,
+    group: usize,
+    members: &[usize],
+    entries: &[Entry],
+    taken_amounts: &HashSet<(u64, Direction)>,
+    rng: &mut Rng,
+    bank_reference: &mut impl FnMut(Day) -> String,
+    out: &mut Vec<(Line, usize)>,
+    injected: &mut Vec<Injected>,
+) {
+    let record = |bank_reference: &str| Injected {
+        kind,
+        bank_reference: bank_reference.to_owned(),
+        transfer_ids: Vec::new(),
+    };
+    match kind {
+        Discrepancy::Missing => {
+            let mut i = record("");
+            i.transfer_ids = members.iter().map(|&m| entries[m].transfer_id).collect();
+            injected.push(i);
+        }
+        Discrepancy::Duplicated => {
+            injected.push(record(&line.bank_reference));
+            out.push((line.clone(), group));
+            out.push((line, group));
+        }
+        Discrepancy::AmountChanged => {
+            injected.push(record(&line.bank_reference));
+            line.amount_minor = line.amount_minor.saturating_add(1 + rng.below(100));
+            out.push((line, group));
+        }
+        Discrepancy::BookedLate => {
+            injected.push(record(&line.bank_reference));
+            line.booking_day += 1;
+            line.value_day += 1;
+            out.push((line, group));
+        }
+        Discrepancy::Unknown => {
+            let day = line.booking_day;
+            out.push((line, group));
+            let direction = if rng.below(2) == 0 { Direction::Credit } else { Direction::Debit };
+            let mut amount_minor = 1 + rng.below(1_000_000);
+            while taken_amounts.contains(&(amount_minor, direction)) {
+                amount_minor += 1;
+            }
+            let mut fee = Line::new(0, direction, amount_minor, day, "");
+            fee.bank_reference = bank_reference(day);
+            injected.push(record(&fee.bank_reference));
+            // An entry of its own.
+            out.push((fee, usize::MAX - out.len()));
+        }
     }
 }
 
@@ -281,7 +388,7 @@ pub fn score(
         }
     }
     for (k, item) in items.iter().enumerate() {
-        let alarm = item.state != State::Matched || item.lag_days > 0;
+        let alarm = !matches!(item.state, State::Matched | State::Reversed) || item.lag_days > 0;
         if alarm && !claimed[k] {
             score.false_alarms += 1;
             score.alarms.push(item.clone());

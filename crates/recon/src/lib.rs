@@ -2,8 +2,9 @@
 //!
 //! Money that moves through a bank channel exists twice: in the ledger, on the channel's
 //! clearing account, and on the bank's statement. This crate reads statements (ISO 20022
-//! camt.053 and a CSV layout), takes the clearing account's movements from the payments
-//! machine, and matches the two: by the reference the bank echoes, then by amount and date.
+//! camt.053/.054/.052, SWIFT MT940, CSV layouts), takes the clearing account's movements from
+//! the payments machine, and matches the two: by the reference the bank echoes, then by amount
+//! and date.
 //! Every line and every movement ends matched, unmatched (bank or ledger side), with an amount
 //! mismatch, or as a duplicate. The matcher is pure; `store` is the one module that touches
 //! files. `generate` is the simulated bank's side: statements with injected discrepancies.
@@ -26,22 +27,25 @@
 //! assert_eq!(items[0].state, State::Matched);
 //! ```
 
+pub mod camt;
 pub mod camt053;
 pub mod constants;
 pub mod csv_layout;
+pub mod csv_map;
 pub mod entries;
 mod error;
 pub mod generate;
 pub mod matcher;
+pub mod mt940;
 pub mod report;
 pub mod run;
 pub mod statement;
 pub mod store;
 
 pub use entries::{channel_entries, Entry};
-pub use error::{parse, Format, ImportError};
+pub use error::{parse, parse_all, read_all, Format, ImportError};
 pub use matcher::{reconcile, Item, MatchConfig, Rule, State};
 pub use report::{report, Exception, Report, Resolution, Tally};
 pub use run::Run;
 pub use statement::{Day, Direction, Line, Statement};
-pub use store::{Store, StoreError, Stored};
+pub use store::{Imported, Store, StoreError, Stored, Unrouted};

@@ -48,15 +48,19 @@ pub enum State {
     AmountMismatch,
     /// The bank booked the same movement again.
     Duplicate,
+    /// A line and the bank's reversal of it (`RvslInd`): they cancel out on the statement and
+    /// take no ledger movement.
+    Reversed,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Matched,
         State::UnmatchedBank,
         State::UnmatchedLedger,
         State::AmountMismatch,
         State::Duplicate,
+        State::Reversed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl State {
             State::UnmatchedLedger => "unmatched_ledger",
             State::AmountMismatch => "amount_mismatch",
             State::Duplicate => "duplicate",
+            State::Reversed => "reversed",
         }
     }
 }
@@ -76,6 +81,7 @@ pub enum Rule {
     Reference,
     Batch,
     AmountDate,
+    Reversal,
     None,
 }
 
@@ -123,9 +129,13 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
 
     let mut taken = vec![false; entries.len()];
     let mut items = Vec::new();
+    let paired = reversals(statements, &lines, &mut items);
     let mut seen: HashMap<(Direction, u64, &str, &str), ()> = HashMap::new();
     let mut left = Vec::new();
     for &r in &lines {
+        if paired.contains(&r) {
+            continue;
+        }
         let l = line(r);
         let item = |state, rule, entries: Vec<usize>, lag_days| Item {
             state,
@@ -135,7 +145,11 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
             lag_days,
         };
         let key = (l.direction, l.amount_minor, l.reference.as_str(), l.bank_reference.as_str());
-        if seen.insert(key, ()).is_some() {
+        // The transactions of one batch entry without references of their own are told apart
+        // by their place, not their content.
+        let anonymous_detail =
+            l.detail > 0 && l.reference.is_empty() && l.bank_reference.is_empty();
+        if !anonymous_detail && seen.insert(key, ()).is_some() {
             items.push(item(State::Duplicate, Rule::None, Vec::new(), 0));
             continue;
         }
@@ -143,7 +157,16 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
             left.push(r);
             continue;
         }
-        let k = (l.reference.as_str(), l.direction);
+        // The line's reference, else the first of its other references that names movements.
+        let candidates = std::iter::once(&l.reference).chain(&l.other_references);
+        let mut k = (l.reference.as_str(), l.direction);
+        for c in candidates {
+            let key = (c.as_str(), l.direction);
+            if by_reference.contains_key(&key) || by_batch.contains_key(&key) {
+                k = key;
+                break;
+            }
+        }
         let named = by_reference.get(&k);
         let batch = by_batch.get(&k);
         let single = named.and_then(|c| {
@@ -179,8 +202,14 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
         for &i in &group {
             taken[i] = true;
         }
-        let state =
-            if sum == Some(l.amount_minor) { State::Matched } else { State::AmountMismatch };
+        // A batch total (`Btch/NbOfTxs`) also says how many movements it holds.
+        let count_ok = single.is_some()
+            || l.batch_count.is_none_or(|c| usize::try_from(c).ok() == Some(group.len()));
+        let state = if sum == Some(l.amount_minor) && count_ok {
+            State::Matched
+        } else {
+            State::AmountMismatch
+        };
         items.push(item(state, rule, group, if state == State::Matched { lag } else { 0 }));
     }
     for r in left {
@@ -231,4 +260,62 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
         });
     }
     items
+}
+
+/// Pairs each reversal line with the line it reverses: the nearest earlier line of the
+/// opposite direction and the same amount, with the same reference (or, without one, the same
+/// bank reference). Pushes a `Reversed` item per pair and an unmatched one per reversal with
+/// nothing to reverse; returns every line so accounted for.
+fn reversals(
+    statements: &[Statement],
+    lines: &[LineRef],
+    items: &mut Vec<Item>,
+) -> std::collections::HashSet<LineRef> {
+    let mut done = std::collections::HashSet::new();
+    let line = |r: LineRef| &statements[r.0].lines[r.1];
+    for (at, &r) in lines.iter().enumerate() {
+        let l = line(r);
+        if !l.reversal {
+            continue;
+        }
+        let same = |o: &crate::statement::Line| {
+            if !l.reference.is_empty() {
+                o.reference == l.reference
+            } else if !l.bank_reference.is_empty() {
+                o.bank_reference == l.bank_reference
+            } else {
+                true
+            }
+        };
+        let original = lines[..at].iter().rev().copied().find(|&o| {
+            let ol = line(o);
+            !ol.reversal
+                && !done.contains(&o)
+                && ol.direction != l.direction
+                && ol.amount_minor == l.amount_minor
+                && same(ol)
+        });
+        done.insert(r);
+        let item = match original {
+            Some(o) => {
+                done.insert(o);
+                Item {
+                    state: State::Reversed,
+                    rule: Rule::Reversal,
+                    lines: vec![o, r],
+                    entries: Vec::new(),
+                    lag_days: 0,
+                }
+            }
+            None => Item {
+                state: State::UnmatchedBank,
+                rule: Rule::None,
+                lines: vec![r],
+                entries: Vec::new(),
+                lag_days: 0,
+            },
+        };
+        items.push(item);
+    }
+    done
 }

@@ -50,6 +50,11 @@ pub struct Report {
     /// Matches whose booking date is not the ledger's date (within the window).
     pub matched_late: u64,
     pub exceptions: Vec<Exception>,
+    /// The statement's closing balance minus its opening balance and its lines, when that is
+    /// not zero: a statement that does not add up (minor units).
+    pub balance_difference_minor: Option<i128>,
+    /// Entries of the statement not booked yet (pending): not reconciled.
+    pub pending_lines: u32,
 }
 
 impl Report {
@@ -98,6 +103,9 @@ pub fn report(
         t.lines_minor += bank_minor;
         t.entries += item.entries.len() as u64;
         t.entries_minor += ledger_minor;
+        if item.state == State::Reversed {
+            continue;
+        }
         if item.state == State::Matched {
             if item.lag_days > 0 {
                 report.matched_late += 1;
@@ -108,6 +116,9 @@ pub fn report(
             item.lines.first().map(|&(st, l)| (&statements[st], &statements[st].lines[l]));
         let first_entry = item.entries.first().map(|&i| &entries[i]);
         let key = match (first_line, first_entry) {
+            (Some((st, l)), _) if l.detail > 0 => {
+                format!("line:{}:{}.{}", st.id, l.number, l.detail)
+            }
             (Some((st, l)), _) => format!("line:{}:{}", st.id, l.number),
             (None, Some(e)) => format!("entry:{:x}", e.transfer_id),
             (None, None) => unreachable!("an item holds a line or an entry"),
@@ -143,6 +154,8 @@ pub fn report(
         });
     }
     report.tallies = tallies;
+    report.balance_difference_minor = s.balance_difference();
+    report.pending_lines = s.pending_lines;
     report
 }
 

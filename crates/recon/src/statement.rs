@@ -34,12 +34,15 @@ impl Direction {
     }
 }
 
-/// One booked movement on the statement.
+/// One booked movement on the statement: an entry, or one transaction of a batch entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
-    /// Where it is in its file, for messages: the CSV line number, or the entry's position
-    /// (1-based) among the statement's `Ntry` elements.
+    /// Where it is in its file, for messages: the CSV line number, the MT940 `:61:` field's
+    /// position, or the entry's position (1-based) among the statement's `Ntry` elements.
     pub number: u32,
+    /// 0 for a whole entry; n for the n-th transaction (`TxDtls`) of a batch entry, which is a
+    /// line of its own.
+    pub detail: u32,
     pub direction: Direction,
     pub amount_minor: u64,
     pub booking_day: Day,
@@ -49,6 +52,48 @@ pub struct Line {
     /// The reference huifu gave the bank and the bank echoes (`EndToEndId`): `top_7`, `wdr_9`,
     /// `pay_12`, `po_…`, `stl_3`. Empty when the bank has none.
     pub reference: String,
+    /// Further references the line carries (instruction id, remittance reference), tried in
+    /// order after `reference` when that one names no ledger movement.
+    pub other_references: Vec<String>,
+    /// The bank reverses an earlier line (camt `RvslInd`, MT940 `RC`/`RD`): it is matched with
+    /// that line, not with the ledger.
+    pub reversal: bool,
+    /// For an entry booked as a batch total (`Btch/NbOfTxs`, no transaction details): how many
+    /// transactions it holds.
+    pub batch_count: Option<u32>,
+}
+
+impl Line {
+    /// A line with no further references, no reversal and no batch count.
+    pub fn new(
+        number: u32,
+        direction: Direction,
+        amount_minor: u64,
+        booking_day: Day,
+        reference: &str,
+    ) -> Line {
+        Line {
+            number,
+            detail: 0,
+            direction,
+            amount_minor,
+            booking_day,
+            value_day: booking_day,
+            bank_reference: String::new(),
+            reference: reference.to_owned(),
+            other_references: Vec::new(),
+            reversal: false,
+            batch_count: None,
+        }
+    }
+
+    /// The amount signed as the balance moves: credits up, debits down.
+    pub fn signed_minor(&self) -> i128 {
+        match self.direction {
+            Direction::Credit => i128::from(self.amount_minor),
+            Direction::Debit => -i128::from(self.amount_minor),
+        }
+    }
 }
 
 /// A parsed statement.
@@ -66,7 +111,20 @@ pub struct Statement {
     /// Opening and closing booked balances in minor units (credit positive), when given.
     pub opening_minor: Option<i128>,
     pub closing_minor: Option<i128>,
+    /// Entries not booked yet (`Sts` other than `BOOK`): counted, not reconciled.
+    pub pending_lines: u32,
     pub lines: Vec<Line>,
+}
+
+impl Statement {
+    /// How far the closing balance is from the opening balance plus the lines, when both
+    /// balances are given and they do not agree: a statement that does not add up.
+    pub fn balance_difference(&self) -> Option<i128> {
+        let (opening, closing) = (self.opening_minor?, self.closing_minor?);
+        let moved: i128 = self.lines.iter().map(Line::signed_minor).sum();
+        let difference = closing - opening - moved;
+        (difference != 0).then_some(difference)
+    }
 }
 
 /// The SHA-256 of a statement file's bytes: with the statement id, the key that makes imports
@@ -112,6 +170,17 @@ pub fn parse_amount(text: &str, exponent: u32) -> Option<u64> {
         minor = minor.checked_add(fraction.parse::<u64>().ok()?.checked_mul(pad)?)?;
     }
     Some(minor)
+}
+
+/// Why `text` is not an amount in `code`: more decimals than the currency has, or not a
+/// decimal number.
+pub fn amount_error(text: &str, code: &str, exponent: u32) -> String {
+    let fraction = text.split_once('.').map_or("", |(_, f)| f);
+    let numeric = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if numeric && u32::try_from(fraction.len()).unwrap_or(u32::MAX) > exponent {
+        return format!("`{text}` has more decimals than {code} has ({exponent})");
+    }
+    format!("`{text}` is not an amount in {code} ({exponent} decimals)")
 }
 
 /// Formats minor units as a decimal amount with `exponent` decimals.

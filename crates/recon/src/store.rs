@@ -1,21 +1,47 @@
 //! Imported statements and manual resolutions on disk, under `<data folder>/recon/`.
 //!
 //! Each statement is kept as the file the bank sent, named by a hash of its id and a hash of
-//! its content (`chn_<channel>/statements/<id hash>-<content hash>.<xml|csv>`): importing the same file
-//! again finds it there and changes nothing; the same id with other content is refused.
-//! Files are written whole to a temporary name, fsynced, renamed, and the folder fsynced, so a
-//! crash leaves either no statement or the whole of it. Resolutions are one CSV file per channel
-//! (`chn_<channel>/resolutions.csv`: key, who, why) rewritten the same way.
+//! its content (`chn_<channel>/statements/<id hash>-<content hash>.<xml|csv|sta|lcsv>`, the last with its layout in `.layout`): importing
+//! the same file again finds it there and changes nothing; the same id with other content is
+//! refused. Files are written whole to a temporary name, fsynced, renamed, and the folder
+//! fsynced, so a crash leaves either no statement or the whole of it. Resolutions are one CSV
+//! file per channel (`chn_<channel>/resolutions.csv`: key, who, why) rewritten the same way.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::constants::{RESOLUTION_TEXT_LEN_MAX, STATEMENTS_PER_CHANNEL_MAX};
-use crate::error::{parse, Format, ImportError};
+use crate::constants::{RESOLUTION_TEXT_LEN_MAX, STATEMENTS_PER_CHANNEL_MAX, TEXT_LEN_MAX};
+use crate::error::{read_all, Format, ImportError};
 use crate::report::Resolution;
 use crate::statement::{content_hash, currency_code, hex, Statement};
+
+/// The file a channel's bank account is kept in, under `chn_<n>/`.
+const ACCOUNT_FILE: &str = "account";
+
+/// The extension of the layout kept beside a CSV statement in a layout of its own.
+const LAYOUT_EXTENSION: &str = "layout";
+
+/// What `Store::import_file` did: each statement kept, with its channel and whether it is
+/// new, and those no channel took.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub stored: Vec<(u64, Stored, bool)>,
+    pub unrouted: Vec<Unrouted>,
+}
+
+/// A statement of a file whose account is no channel's bank account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unrouted {
+    pub id: String,
+    pub account: String,
+}
+
+/// An account as compared: without spaces, upper case (an IBAN is written in groups of four).
+pub fn normalize_account(account: &str) -> String {
+    account.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +51,8 @@ pub enum StoreError {
     Full { channel: u64, max: usize },
     #[error("{0}")]
     InvalidResolution(String),
+    #[error("{0}")]
+    InvalidAccount(String),
     #[error("reconciliation store: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,7 +85,9 @@ impl Store {
     }
 
     /// Parses and keeps a statement of `channel` (whose currency is `currency`). Returns it and
-    /// whether it is new; nothing is written for a refused file or one already kept.
+    /// whether it is new; nothing is written for a refused file or one already kept. A file of
+    /// several statements keeps those of `channel` (by its bank account, or all of them when
+    /// the channel has none recorded and the file holds one statement); see `import_file`.
     pub fn import(
         &self,
         channel: u64,
@@ -65,31 +95,188 @@ impl Store {
         format: Format,
         bytes: &[u8],
     ) -> Result<(Stored, bool), StoreError> {
-        let statement = parse(format, bytes)?;
-        if statement.currency != currency {
-            let name = |n: u32| currency_code(n).map_or(n.to_string(), |(c, _)| c.to_owned());
-            return Err(ImportError::CurrencyMismatch {
-                statement: name(statement.currency),
-                channel: name(currency),
+        let imported =
+            self.import_file(format, bytes, Some(channel), |c| (c == channel).then_some(currency))?;
+        let found = imported.stored.into_iter().find(|(c, _, _)| *c == channel);
+        match found {
+            Some((_, stored, new)) => Ok((stored, new)),
+            None => Err(ImportError::Unrouted {
+                unrouted: format!("none is of chn_{channel}'s bank account"),
             }
-            .into());
+            .into()),
         }
-        let id_hash = hex(&content_hash(statement.id.as_bytes())[..16]);
-        let key = format!("{id_hash}-{}", hex(&content_hash(bytes)[..16]));
-        let existing = self.list(channel)?;
-        if existing.iter().any(|(k, f)| *k == key && *f == format) {
-            return Ok((Stored { key, format, statement }, false));
+    }
+
+    /// Parses a statement file and keeps each statement under the channel whose bank account
+    /// it is (`set_account`); a file of one statement whose account is no channel's goes to
+    /// `channel`, if given. `currency_of` gives a channel's currency (`None`: no such
+    /// channel). The statements no channel takes are returned, not dropped; if none is taken,
+    /// the file is refused. Nothing is written unless every statement taken is accepted.
+    pub fn import_file(
+        &self,
+        format: Format,
+        bytes: &[u8],
+        channel: Option<u64>,
+        currency_of: impl Fn(u64) -> Option<u32>,
+    ) -> Result<Imported, StoreError> {
+        let statements = crate::error::parse_all(format, bytes)?;
+        self.keep(format, bytes, None, statements, channel, currency_of)
+    }
+
+    /// `import_file` for a CSV file in a layout of its own (`csv_map`, `layout` the layout
+    /// file's text): the layout is kept beside the statement (`<key>.layout`) to read it again,
+    /// and is part of the content hash.
+    pub fn import_csv_layout(
+        &self,
+        layout: &str,
+        bytes: &[u8],
+        channel: Option<u64>,
+        currency_of: impl Fn(u64) -> Option<u32>,
+    ) -> Result<Imported, StoreError> {
+        use crate::constants::STATEMENT_BYTES_MAX;
+        if bytes.len() > STATEMENT_BYTES_MAX {
+            return Err(
+                ImportError::TooLarge { size: bytes.len(), max: STATEMENT_BYTES_MAX }.into()
+            );
         }
-        if existing.iter().any(|(k, _)| k.starts_with(&id_hash)) {
-            return Err(ImportError::Conflict { id: statement.id }.into());
+        let parsed = crate::csv_map::Layout::parse(layout)?;
+        let statement = crate::csv_map::parse(&parsed, bytes)?;
+        self.keep(Format::CsvLayout, bytes, Some(layout), vec![statement], channel, currency_of)
+    }
+
+    /// Routes parsed statements to channels and keeps the file (and its layout) for each.
+    fn keep(
+        &self,
+        format: Format,
+        bytes: &[u8],
+        layout: Option<&str>,
+        statements: Vec<Statement>,
+        channel: Option<u64>,
+        currency_of: impl Fn(u64) -> Option<u32>,
+    ) -> Result<Imported, StoreError> {
+        let accounts = self.accounts()?;
+        let single = statements.len() == 1;
+        let content = match layout {
+            None => content_hash(bytes),
+            Some(layout) => {
+                use sha2::{Digest, Sha256};
+                Sha256::new().chain_update(bytes).chain_update(layout.as_bytes()).finalize().into()
+            }
+        };
+        let content = hex(&content[..16]);
+        let mut taken: Vec<(u64, Stored)> = Vec::new();
+        let mut unrouted = Vec::new();
+        for statement in statements {
+            let routed = accounts.get(&normalize_account(&statement.account)).copied();
+            let target = routed.or(if single { channel } else { None });
+            let Some(target) = target else {
+                unrouted.push(Unrouted { id: statement.id, account: statement.account });
+                continue;
+            };
+            let Some(currency) = currency_of(target) else {
+                unrouted.push(Unrouted { id: statement.id, account: statement.account });
+                continue;
+            };
+            if statement.currency != currency {
+                let name = |n: u32| currency_code(n).map_or(n.to_string(), |(c, _)| c.to_owned());
+                return Err(ImportError::CurrencyMismatch {
+                    statement: name(statement.currency),
+                    channel: name(currency),
+                }
+                .into());
+            }
+            let key = format!("{}-{content}", hex(&content_hash(statement.id.as_bytes())[..16]));
+            taken.push((target, Stored { key, format, statement }));
         }
-        if existing.len() >= STATEMENTS_PER_CHANNEL_MAX {
-            return Err(StoreError::Full { channel, max: STATEMENTS_PER_CHANNEL_MAX });
+        if taken.is_empty() {
+            let list: Vec<String> =
+                unrouted.iter().map(|u| format!("{} (account {})", u.id, u.account)).collect();
+            return Err(ImportError::Unrouted { unrouted: list.join(", ") }.into());
         }
-        let dir = self.statements_dir(channel);
+        // Check every statement before writing any.
+        let mut plan = Vec::new();
+        for (channel, stored) in taken {
+            let existing = self.list(channel)?;
+            let key = &stored.key;
+            let id_hash = &key[..32];
+            let new = !existing.iter().any(|(k, f)| k == key && *f == format);
+            if new && existing.iter().any(|(k, _)| k.starts_with(id_hash)) {
+                return Err(ImportError::Conflict { id: stored.statement.id }.into());
+            }
+            if new && existing.len() >= STATEMENTS_PER_CHANNEL_MAX {
+                return Err(StoreError::Full { channel, max: STATEMENTS_PER_CHANNEL_MAX });
+            }
+            plan.push((channel, stored, new));
+        }
+        for (channel, stored, new) in &plan {
+            if *new {
+                let dir = self.statements_dir(*channel);
+                create_dir_durable(&dir)?;
+                // The layout first: a statement file is listed only once it can be read.
+                if let Some(layout) = layout {
+                    write_atomic(
+                        &dir,
+                        &format!("{}.{LAYOUT_EXTENSION}", stored.key),
+                        layout.as_bytes(),
+                    )?;
+                }
+                write_atomic(&dir, &format!("{}.{}", stored.key, format.extension()), bytes)?;
+            }
+        }
+        Ok(Imported { stored: plan, unrouted })
+    }
+
+    /// Records `account` (an IBAN or another id, as the bank writes it in `Acct/Id`) as
+    /// `channel`'s bank account: statements of that account go to the channel. An account
+    /// is one channel's only.
+    pub fn set_account(&self, channel: u64, account: &str) -> Result<(), StoreError> {
+        let normalized = normalize_account(account);
+        if normalized.is_empty() || normalized.len() > TEXT_LEN_MAX {
+            return Err(StoreError::InvalidAccount(format!(
+                "a bank account has 1 to {TEXT_LEN_MAX} characters"
+            )));
+        }
+        if let Some(&other) = self.accounts()?.get(&normalized) {
+            if other != channel {
+                return Err(StoreError::InvalidAccount(format!(
+                    "{account} is already chn_{other}'s bank account"
+                )));
+            }
+        }
+        let dir = self.channel_dir(channel);
         create_dir_durable(&dir)?;
-        write_atomic(&dir, &format!("{key}.{}", format.extension()), bytes)?;
-        Ok((Stored { key, format, statement }, true))
+        write_atomic(&dir, ACCOUNT_FILE, format!("{}\n", account.trim()).as_bytes())?;
+        Ok(())
+    }
+
+    /// The bank account recorded for `channel`, if any.
+    pub fn account(&self, channel: u64) -> Result<Option<String>, StoreError> {
+        match fs::read_to_string(self.channel_dir(channel).join(ACCOUNT_FILE)) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every recorded bank account (normalized) and its channel.
+    pub fn accounts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = HashMap::new();
+        for e in entries {
+            let name = e?.file_name();
+            let Some(channel) = name.to_str().and_then(|n| n.strip_prefix("chn_")) else {
+                continue;
+            };
+            let Ok(channel) = channel.parse::<u64>() else { continue };
+            if let Some(account) = self.account(channel)? {
+                out.insert(normalize_account(&account), channel);
+            }
+        }
+        Ok(out)
     }
 
     /// The keys and formats of a channel's statements, in name order.
@@ -105,11 +292,7 @@ impl Store {
             let name = e?.file_name();
             let Some(name) = name.to_str() else { continue };
             let Some((key, ext)) = name.rsplit_once('.') else { continue };
-            let format = match ext {
-                "xml" => Format::Camt053,
-                "csv" => Format::Csv,
-                _ => continue,
-            };
+            let Some(format) = Format::from_extension(ext) else { continue };
             out.push((key.to_owned(), format));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -117,15 +300,43 @@ impl Store {
     }
 
     /// Every statement of a channel. A file that no longer parses (edited by hand) is an error.
+    /// Files are read as a stream; of a file of several statements, the one the key names.
     pub fn statements(&self, channel: u64) -> Result<Vec<Stored>, StoreError> {
+        self.statements_reusing(channel, Vec::new())
+    }
+
+    /// Every statement of a channel, taking those of `known` (just imported) as they are
+    /// instead of reading their files again.
+    pub fn statements_reusing(
+        &self,
+        channel: u64,
+        mut known: Vec<Stored>,
+    ) -> Result<Vec<Stored>, StoreError> {
         let dir = self.statements_dir(channel);
-        self.list(channel)?
-            .into_iter()
-            .map(|(key, format)| {
-                let bytes = fs::read(dir.join(format!("{key}.{}", format.extension())))?;
-                Ok(Stored { key, format, statement: parse(format, &bytes)? })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (key, format) in self.list(channel)? {
+            if let Some(at) = known.iter().position(|k| k.key == key && k.format == format) {
+                out.push(known.swap_remove(at));
+                continue;
+            }
+            let path = dir.join(format!("{key}.{}", format.extension()));
+            let all = if format == Format::CsvLayout {
+                let layout = fs::read_to_string(dir.join(format!("{key}.{LAYOUT_EXTENSION}")))?;
+                let layout = crate::csv_map::Layout::parse(&layout)?;
+                vec![crate::csv_map::parse(&layout, &fs::read(&path)?)?]
+            } else {
+                let file = fs::File::open(&path)?;
+                read_all(format, std::io::BufReader::with_capacity(1 << 16, file))?
+            };
+            let statement = all
+                .into_iter()
+                .find(|s| key.starts_with(&hex(&content_hash(s.id.as_bytes())[..16])))
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("{key}: the statement is not in its file"))
+                })?;
+            out.push(Stored { key, format, statement });
+        }
+        Ok(out)
     }
 
     /// Records that `by` resolved the exception `key` of `channel` because of `reason`.

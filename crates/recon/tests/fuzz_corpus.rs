@@ -15,3 +15,8 @@ fn recon_camt053_corpus() {
 fn recon_csv_corpus() {
     corpus::for_each("recon_csv", recon::csv);
 }
+
+#[test]
+fn recon_mt940_corpus() {
+    corpus::for_each("recon_mt940", recon::mt940);
+}

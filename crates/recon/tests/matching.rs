@@ -29,13 +29,8 @@ fn entry(
 
 fn line(n: u32, direction: Direction, amount: u64, day: i32, reference: &str) -> Line {
     Line {
-        number: n,
-        direction,
-        amount_minor: amount,
-        booking_day: day,
-        value_day: day,
         bank_reference: format!("B{day}-{n}"),
-        reference: reference.into(),
+        ..Line::new(n, direction, amount, day, reference)
     }
 }
 
@@ -48,6 +43,7 @@ fn statement(id: &str, from: i32, to: i32, lines: Vec<Line>) -> Statement {
         to_day: to,
         opening_minor: None,
         closing_minor: None,
+        pending_lines: 0,
         lines,
     }
 }

@@ -88,6 +88,7 @@ fn store_error(e: StoreError) -> ApiError {
         },
         StoreError::Import(e) => ApiError::invalid("invalid_statement", e.to_string(), Some("body")),
         StoreError::InvalidResolution(message) => ApiError::invalid("invalid_field", message, None),
+        StoreError::InvalidAccount(message) => ApiError::invalid("invalid_field", message, Some("account")),
         StoreError::Io(error) if huifu_engine::is_storage_full(&error) => {
             tracing::error!(%error, "reconciliation store");
             ApiError::storage_full("recon")
@@ -180,9 +181,9 @@ struct UploadQuery {
     /// The bank channel the statement is of (`chn_1`).
     #[param(pattern = "^chn_[1-9][0-9]*$")]
     channel: String,
-    /// `camt053` or `csv`; by default from the `Content-Type` (`application/xml`, `text/xml`,
-    /// `text/csv`), else from the content.
-    #[param(pattern = "^(camt053|csv)$")]
+    /// `camt053`, `mt940` or `csv`; by default from the `Content-Type` (`application/xml`,
+    /// `text/xml`, `text/csv`), else from the content.
+    #[param(pattern = "^(camt053|mt940|csv)$")]
     format: Option<String>,
 }
 
@@ -192,11 +193,11 @@ struct UploadQuery {
     post,
     path = "/v1/reconciliation/statements",
     tag = "reconciliation",
-    summary = "Upload a bank statement (camt.053 or CSV) and reconcile it",
+    summary = "Upload a bank statement (camt.053, MT940 or CSV) and reconcile it",
     params(UploadQuery),
     request_body(
-        description = "The statement file: ISO 20022 camt.053 XML, or huifu's CSV layout (see docs/reconciliation.md).",
-        content((String = "application/xml"), (String = "text/csv")),
+        description = "The statement file: ISO 20022 camt.053/.054/.052 XML, SWIFT MT940, or huifu's CSV layout (see docs/reconciliation.md).",
+        content((String = "application/xml"), (String = "text/plain"), (String = "text/csv")),
     ),
     responses(
         (status = 200, body = Object, description = "The run: `{id, object: reconciliation_run, channel, currency, statement, summary: [{state, lines, bank_amount, entries, ledger_amount}], matched_late, exceptions, open_exceptions, imported}`."),
@@ -212,17 +213,18 @@ async fn upload_statement(
 ) -> Result<Response, ApiError> {
     state.keys.authenticate_operator(&headers)?;
     let channel = parse_id(Prefix::Channel, &q.channel, "channel")?;
-    let declared = statement_format(wire::content_type(&headers), body.is_empty())?;
-    let format = match q.format.as_deref() {
-        Some(name) => Format::from_name(name).ok_or_else(|| {
+    let given = match q.format.as_deref() {
+        Some(name) => Some(Format::from_name(name).ok_or_else(|| {
             ApiError::invalid(
                 "invalid_format",
-                format!("unknown format `{name}`: camt053 or csv"),
+                format!("unknown format `{name}`: camt053, mt940 or csv"),
                 Some("format"),
             )
-        })?,
-        None => declared.unwrap_or_else(|| Format::sniff(&body)),
+        })?),
+        None => None,
     };
+    let declared = statement_format(wire::content_type(&headers), body.is_empty(), given)?;
+    let format = given.or(declared).unwrap_or_else(|| Format::sniff(&body));
     if body.is_empty() {
         return Err(ApiError::invalid(
             "missing_body",
@@ -277,6 +279,7 @@ async fn get_run(
 #[into_params(parameter_in = Query)]
 struct ExceptionsQuery {
     /// Exceptions per page: 1 to 1,000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The key of the last exception of the previous page.
     starting_after: Option<String>,
@@ -406,9 +409,14 @@ async fn resolve_exception(
 }
 
 /// The format a statement's `Content-Type` declares: XML (`application/xml`, `text/xml` or a
-/// `+xml` type) is camt.053, `text/csv` is CSV, none leaves it to the `format` parameter or
-/// the content. Any other type of a body is a 415.
-fn statement_format(content_type: Option<&str>, empty: bool) -> Result<Option<Format>, ApiError> {
+/// `+xml` type) is camt.053, `text/csv` is CSV, `text/plain` is MT940 when the `format`
+/// parameter (`given`) says so; none leaves it to the `format` parameter or the content. Any
+/// other type of a body is a 415.
+fn statement_format(
+    content_type: Option<&str>,
+    empty: bool,
+    given: Option<Format>,
+) -> Result<Option<Format>, ApiError> {
     let Some(declared) = content_type.filter(|t| !wire::is_curl_default(t)) else {
         return Ok(None);
     };
@@ -417,10 +425,11 @@ fn statement_format(content_type: Option<&str>, empty: bool) -> Result<Option<Fo
         "application/xml" | "text/xml" => Ok(Some(Format::Camt053)),
         t if t.contains('/') && t.ends_with("+xml") => Ok(Some(Format::Camt053)),
         "text/csv" => Ok(Some(Format::Csv)),
+        "text/plain" if given == Some(Format::Mt940) => Ok(Some(Format::Mt940)),
         _ if empty => Ok(None),
         _ => Err(ApiError::unsupported_media_type(format!(
-            "the body is `{declared}`; send a statement as `application/xml` (camt.053) or \
-             `text/csv`"
+            "the body is `{declared}`; send a statement as `application/xml` (camt.053), \
+             `text/plain` (MT940, with `format=mt940`) or `text/csv`"
         ))),
     }
 }
@@ -439,13 +448,16 @@ mod tests {
             (Some("application/x-www-form-urlencoded"), None),
             (None, None),
         ] {
-            assert_eq!(statement_format(declared, false).unwrap(), format, "{declared:?}");
+            assert_eq!(statement_format(declared, false, None).unwrap(), format, "{declared:?}");
         }
+        let plain = Some("text/plain; charset=utf-8");
+        let mt940 = Some(Format::Mt940);
+        assert_eq!(statement_format(plain, false, mt940).unwrap(), mt940, "MT940 is plain text");
         for declared in ["application/json", "text/plain", "multipart/form-data; boundary=x", ""] {
-            let error = statement_format(Some(declared), false).unwrap_err();
+            let error = statement_format(Some(declared), false, None).unwrap_err();
             assert_eq!((error.status.as_u16(), error.code), (415, "unsupported_media_type"));
             // Without a body there is nothing to refuse: the upload says the body is missing.
-            assert_eq!(statement_format(Some(declared), true).unwrap(), None);
+            assert_eq!(statement_format(Some(declared), true, None).unwrap(), None);
         }
     }
 
