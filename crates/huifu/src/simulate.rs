@@ -12,7 +12,7 @@ use huifu_bench::measure;
 use huifu_engine::Engine;
 use huifu_payments::{audit, AuditReport, PaymentsMachine};
 use huifu_sim::http::HttpDay;
-use huifu_sim::{report, Progress, SimConfig, SimResult};
+use huifu_sim::{report, Progress, RefusalPlan, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::interrupt::Interrupt;
@@ -74,6 +74,14 @@ pub struct SimulateArgs {
     /// or answers 5xx, before the run gives up.
     #[arg(long, default_value_t = 60, requires = "server")]
     retry_seconds: u64,
+    /// Orders per million made to be refused for want of funds (a wallet payment of more than
+    /// the wallet holds). Users top up their wallets as they run low, so no other order is
+    /// refused for want of funds unless the model errs.
+    #[arg(long, default_value_t = RefusalPlan::default().insufficient_funds_per_million)]
+    refusals_insufficient_funds_per_million: u32,
+    /// Orders per million made to be refused because their coupon's minimum order is not met.
+    #[arg(long, default_value_t = RefusalPlan::default().coupon_minimum_not_met_per_million)]
+    refusals_coupon_minimum_per_million: u32,
     #[command(flatten)]
     recon: crate::reconcile::SimReconArgs,
 }
@@ -111,6 +119,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         clients: args.clients,
         batch_ops: args.batch,
+        refusals: RefusalPlan {
+            insufficient_funds_per_million: args.refusals_insufficient_funds_per_million,
+            coupon_minimum_not_met_per_million: args.refusals_coupon_minimum_per_million,
+        },
         ..SimConfig::default()
     };
     // Before anything is printed: a signal that comes once the user can see the day starting
@@ -215,8 +227,13 @@ fn summarize(
     eprintln!("withdrawals         {}", c.withdrawals);
     eprintln!("payouts             {} ({} settlement runs)", c.payouts, c.settlement_runs);
     eprintln!("operations          {}", c.ops);
-    for (code, n) in &c.rejected {
-        eprintln!("rejected            {n} {code}");
+    // Each reason refused, with how many of its refusals the day planned.
+    let reasons: std::collections::BTreeSet<&String> =
+        c.rejected.keys().chain(c.refusals_planned.keys()).collect();
+    for code in reasons {
+        let got = c.rejected.get(code).copied().unwrap_or(0);
+        let planned = c.refusals_planned.get(code).copied().unwrap_or(0);
+        eprintln!("rejected            {got} {code} ({planned} planned)");
     }
     eprintln!("seconds             {:.2}", result.seconds);
     eprintln!("payments/s          {:.0}", result.payments_per_second());
@@ -285,6 +302,8 @@ fn summarize(
             "settlement_runs": c.settlement_runs,
             "coupons_redeemed": c.coupons_redeemed,
             "operations": c.ops,
+            "rejected": c.rejected,
+            "refusals_planned": c.refusals_planned,
             "seconds": result.seconds,
             "rss_bytes_max": rss_bytes_max,
             "acknowledged_checked": result.acknowledged_checked,

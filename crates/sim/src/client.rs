@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::{
     histogram, Counts, Progress, Reply, SimConfig, Transport, Zipf, ACK_SAMPLE_EVERY, CHANNELS,
-    DAY_PROFILE, HOLD_TIMEOUT_S, MERCHANT_CAMPAIGNS, PLATFORM_CAMPAIGNS,
+    COUPON_MIN_ORDER, DAY_PROFILE, DELIVERY_FEE_MAX, DELIVERY_FEE_MIN, FOOD_MAX, FOOD_MIN,
+    HOLD_TIMEOUT_S, MERCHANT_CAMPAIGNS, PLATFORM_CAMPAIGNS, TOP_UP_BELOW, TOP_UP_MAX, TOP_UP_MIN,
 };
 
 /// The clients' operation ids start above this, clear of the set-up's (a user's id, a warm-up
@@ -25,10 +26,13 @@ pub(crate) const OP_ID_BASE: u64 = crate::USERS_MAX + 1;
 /// What a client brings back: its counts, its latencies, the payment ids it sampled.
 pub(crate) type ClientResult = (Counts, Histogram<u64>, Vec<u64>);
 
-/// A recent payment a client may refund.
+/// A recent wallet payment a client may refund, and whose user (index into `users`) the
+/// refund goes back to.
 #[derive(Clone, Copy)]
 struct Recent {
     id: u64,
+    user: u64,
+    merchant: u64,
     total: u64,
     refunded: u64,
 }
@@ -39,8 +43,14 @@ enum Sent {
     Pay {
         user: u64,
         channel: bool,
-        total: u64,
-        coupon: bool,
+        /// What the wallet's estimate took for it (nothing for a channel payment, or one made
+        /// to be refused for want of funds).
+        held: u64,
+        /// The coupon it redeems, or 0; given back to the user if the payment is refused.
+        coupon: u64,
+        /// A refusal the day planned (`RefusalPlan`): an order made to be refused.
+        planned: bool,
+        merchant: u64,
     },
     Refund {
         user: u64,
@@ -69,6 +79,7 @@ enum Sent {
     Settlement,
     Grant {
         user: u64,
+        campaign: u64,
     },
 }
 
@@ -82,10 +93,16 @@ pub(crate) struct Client<'a, T> {
     started: Instant,
     /// This client's users: `k + 1 + i * clients`.
     users: Vec<u64>,
-    /// Estimated wallet balance per user (index into `users`).
+    /// Estimated wallet balance per user (index into `users`): what the wallet holds for
+    /// certain, top-ups the bank has not confirmed left out.
     balance: Vec<u64>,
-    /// An unused coupon per user, or 0.
+    /// Top-ups sent and not yet answered, per user: a user tops up once at a time.
+    topping_up: Vec<u64>,
+    /// An unused coupon per user, or 0, and its campaign.
     coupon: Vec<u64>,
+    coupon_campaign: Vec<u64>,
+    /// Campaigns whose budget this client saw run out: the app stops offering their coupons.
+    exhausted: Vec<u64>,
     recent: Vec<Recent>,
     /// The day's count of operation ids, shared by all clients.
     ids: &'a AtomicU64,
@@ -95,6 +112,10 @@ pub(crate) struct Client<'a, T> {
     answers: Vec<(BankRequest, BankAnswer)>,
     /// Top-ups and withdrawals waiting for the bank: id → (user index, amount).
     holds: std::collections::HashMap<u64, (u64, u64)>,
+    /// Orders made to be refused (the day's `RefusalPlan`) that were refused.
+    refused_planned: u64,
+    /// Orders refused that were not made to be.
+    refused_unplanned: u64,
 }
 
 impl<'a, T: Transport> Client<'a, T> {
@@ -131,7 +152,10 @@ impl<'a, T: Transport> Client<'a, T> {
             started,
             users,
             balance,
+            topping_up: vec![0; n],
             coupon: vec![0; n],
+            coupon_campaign: vec![0; n],
+            exhausted: Vec::new(),
             recent: Vec::new(),
             ids,
             counts: Counts::default(),
@@ -139,6 +163,8 @@ impl<'a, T: Transport> Client<'a, T> {
             acknowledged: Vec::new(),
             answers: Vec::new(),
             holds: std::collections::HashMap::new(),
+            refused_planned: 0,
+            refused_unplanned: 0,
         }
     }
 
@@ -175,16 +201,23 @@ impl<'a, T: Transport> Client<'a, T> {
                     1 + self.users[i] % PLATFORM_CAMPAIGNS
                 };
                 grants.push(Op::GrantCoupon { id: self.op_id(), campaign, user: self.users[i] });
-                sent.push(Sent::Grant { user: i as u64 });
+                sent.push(Sent::Grant { user: i as u64, campaign });
             }
         }
         let replies = self.transport.submit_independent(grants)?;
         self.learn(&sent, replies);
 
+        // The day asks for `quota` payments: it ends when that many were made, or refused as
+        // planned. An order refused otherwise (a coupon whose budget ran out, an estimate of a
+        // wallet that was wrong) is not counted: the user orders again, as a user would. The
+        // day gives up if such refusals outnumber the payments asked, a model gone wrong.
         let quota = self.quota();
         let mut paid = 0;
         let mut next_settlement = 1;
-        while paid < quota && !progress.stop.load(Ordering::Relaxed) {
+        while paid < quota
+            && self.refused_unplanned <= quota
+            && !progress.stop.load(Ordering::Relaxed)
+        {
             let mut ops = Vec::with_capacity(self.config.batch_ops);
             let mut sent = Vec::with_capacity(self.config.batch_ops);
             self.bank_answers(&mut ops, &mut sent);
@@ -211,7 +244,7 @@ impl<'a, T: Transport> Client<'a, T> {
             progress.ops.fetch_add(sent.len() as u64, Ordering::Relaxed);
             self.learn(&sent, replies);
             progress.payments.fetch_add(self.counts.payments - before, Ordering::Relaxed);
-            paid += payments;
+            paid = self.counts.payments + self.refused_planned;
         }
         // Let the bank's last answers arrive, so the day ends with few holds open; the first
         // client closes the day with its last settlement run.
@@ -301,7 +334,7 @@ impl<'a, T: Transport> Client<'a, T> {
         let i = self.rng.gen_range(0..self.users.len());
         let user = self.users[i];
         if roll < 30 && !self.recent.is_empty() {
-            // A refund of a recent payment: half of them full.
+            // A refund of a recent payment, back to its user's wallet: half of them full.
             let r = self.rng.gen_range(0..self.recent.len());
             let recent = self.recent[r];
             let left = recent.total - recent.refunded;
@@ -311,24 +344,11 @@ impl<'a, T: Transport> Client<'a, T> {
                 self.recent[r].refunded += amount;
                 let id = self.op_id();
                 ops.push(Op::Refund { id, payment: recent.id, amount });
-                sent.push(Sent::Refund { user: i as u64, amount, full: amount == left });
+                sent.push(Sent::Refund { user: recent.user, amount, full: amount == left });
                 return false;
             }
         }
-        if roll < 40 {
-            let id = self.op_id();
-            let amount = self.rng.gen_range(10_000..100_000);
-            ops.push(Op::TopUp {
-                id,
-                user,
-                channel: 1 + user % CHANNELS,
-                amount,
-                timeout_s: HOLD_TIMEOUT_S,
-            });
-            sent.push(Sent::TopUp { user: i as u64, amount });
-            return false;
-        }
-        if roll < 43 && self.balance[i] > 20_000 {
+        if roll < 33 && self.balance[i] > 20_000 {
             let id = self.op_id();
             let amount = self.rng.gen_range(1_000..self.balance[i] / 2);
             self.balance[i] -= amount;
@@ -342,46 +362,120 @@ impl<'a, T: Transport> Client<'a, T> {
             sent.push(Sent::Withdraw { user: i as u64, amount });
             return false;
         }
-        if roll < 45 {
+        if roll < 35 {
+            // An instant payout, asked by a merchant that has just been paid.
             let id = self.op_id();
-            let merchant = self.zipf.sample(&mut self.rng);
+            let merchant = match self.recent.len() {
+                0 => self.zipf.sample(&mut self.rng),
+                n => self.recent[self.rng.gen_range(0..n)].merchant,
+            };
             ops.push(Op::Payout { id, merchant, amount: 0 });
             sent.push(Sent::Payout);
             return false;
         }
-        // An order: food, delivery fee, maybe a coupon; wallet or bank channel.
-        let food = self.rng.gen_range(1_500..8_000);
-        let delivery = self.rng.gen_range(300..800);
-        let coupon = if self.coupon[i] != 0 && self.rng.gen_bool(0.5) {
+        self.order(i, ops, sent);
+        true
+    }
+
+    /// An order of user `i`: food, delivery fee, maybe a coupon; from the wallet when it holds
+    /// enough, else through the user's bank channel. A wallet that falls below what its user
+    /// typically spends is topped up. A few orders are made to be refused, as the day's
+    /// `RefusalPlan` says.
+    fn order(&mut self, mut i: usize, ops: &mut Vec<Op>, sent: &mut Vec<Sent>) {
+        let plan = self.config.refusals;
+        let roll = self.rng.gen_range(0..1_000_000);
+        let coupon_minimum = roll < plan.coupon_minimum_not_met_per_million;
+        let insufficient = !coupon_minimum
+            && roll - plan.coupon_minimum_not_met_per_million < plan.insufficient_funds_per_million;
+        if coupon_minimum {
+            // A user with a coupon (looked for among a few) uses it on an order below the
+            // campaign's minimum.
+            let n = self.users.len();
+            let candidates: [usize; 8] = std::array::from_fn(|_| self.rng.gen_range(0..n));
+            let holder = candidates.into_iter().chain([i]).find(|&j| self.coupon_usable(j));
+            if let Some(j) = holder {
+                i = j;
+                let food = self.rng.gen_range(COUPON_MIN_ORDER / 2..COUPON_MIN_ORDER);
+                *self
+                    .counts
+                    .refusals_planned
+                    .entry("coupon_minimum_not_met".into())
+                    .or_default() += 1;
+                let coupon = std::mem::take(&mut self.coupon[i]);
+                self.push_order(i, food, coupon, false, true, ops, sent);
+                return;
+            }
+        }
+        if insufficient {
+            // An order from the wallet of more than it holds, top-ups under way included.
+            let food = self.balance[i] + self.topping_up[i] + self.rng.gen_range(1..100_000);
+            *self.counts.refusals_planned.entry("insufficient_funds".into()).or_default() += 1;
+            self.push_order(i, food, 0, false, true, ops, sent);
+            return;
+        }
+        let food = self.rng.gen_range(FOOD_MIN..FOOD_MAX);
+        // A coupon only on an order that meets its minimum, as the app shows it.
+        let coupon = if self.coupon_usable(i) && food >= COUPON_MIN_ORDER && self.rng.gen_bool(0.5)
+        {
             std::mem::take(&mut self.coupon[i])
         } else {
             0
         };
+        let channel = self.rng.gen_ratio(1, 4) || self.balance[i] < food + DELIVERY_FEE_MAX;
+        self.push_order(i, food, coupon, channel, false, ops, sent);
+        if self.balance[i] < TOP_UP_BELOW && self.topping_up[i] == 0 {
+            let id = self.op_id();
+            let amount = self.rng.gen_range(TOP_UP_MIN..TOP_UP_MAX);
+            let user = self.users[i];
+            self.topping_up[i] = amount;
+            ops.push(Op::TopUp {
+                id,
+                user,
+                channel: 1 + user % CHANNELS,
+                amount,
+                timeout_s: HOLD_TIMEOUT_S,
+            });
+            sent.push(Sent::TopUp { user: i as u64, amount });
+        }
+    }
+
+    /// Whether user `i` holds a coupon of a campaign not known to be spent.
+    fn coupon_usable(&self, i: usize) -> bool {
+        self.coupon[i] != 0 && !self.exhausted.contains(&self.coupon_campaign[i])
+    }
+
+    /// Sends user `i`'s order of `food` (and a delivery fee), from the wallet unless `channel`.
+    #[allow(clippy::too_many_arguments)]
+    fn push_order(
+        &mut self,
+        i: usize,
+        food: u64,
+        coupon: u64,
+        channel: bool,
+        planned: bool,
+        ops: &mut Vec<Op>,
+        sent: &mut Vec<Sent>,
+    ) {
+        let user = self.users[i];
+        let delivery = self.rng.gen_range(DELIVERY_FEE_MIN..DELIVERY_FEE_MAX);
         let total_max = food + delivery;
-        let from_channel = self.rng.gen_ratio(1, 4) || self.balance[i] < total_max;
         let id = self.op_id();
-        let channel = if from_channel { 1 + user % CHANNELS } else { 0 };
+        let merchant = self.zipf.sample(&mut self.rng);
         ops.push(Op::Pay {
             id,
             user,
-            merchant: self.zipf.sample(&mut self.rng),
+            merchant,
             rider: self.rng.gen_range(1..=self.config.riders),
             food,
             delivery,
             coupon,
-            channel,
+            channel: if channel { 1 + user % CHANNELS } else { 0 },
             timeout_s: HOLD_TIMEOUT_S,
         });
-        if !from_channel {
-            self.balance[i] -= total_max;
-        }
-        sent.push(Sent::Pay {
-            user: i as u64,
-            channel: from_channel,
-            total: total_max,
-            coupon: coupon != 0,
-        });
-        true
+        // The estimate takes the most it can cost; a coupon's discount comes back with the reply.
+        let held = if channel || total_max > self.balance[i] { 0 } else { total_max };
+        self.balance[i] -= held;
+        sent.push(Sent::Pay { user: i as u64, channel, held, coupon, planned, merchant });
     }
 
     /// Updates what the client knows from the replies to the operations it sent.
@@ -392,9 +486,25 @@ impl<'a, T: Transport> Client<'a, T> {
                 Ok(ack) => ack,
                 Err(code) => {
                     match *s {
-                        Sent::Pay { user, channel: false, total, .. }
-                        | Sent::Withdraw { user, amount: total } => {
-                            self.balance[user as usize] += total;
+                        Sent::Pay { user, held, coupon, planned, .. } => {
+                            self.balance[user as usize] += held;
+                            if coupon != 0 {
+                                self.coupon[user as usize] = coupon;
+                                let campaign = self.coupon_campaign[user as usize];
+                                if code == "budget_exhausted" && !self.exhausted.contains(&campaign)
+                                {
+                                    self.exhausted.push(campaign);
+                                }
+                            }
+                            if planned {
+                                self.refused_planned += 1;
+                            } else {
+                                self.refused_unplanned += 1;
+                            }
+                        }
+                        Sent::Withdraw { user, amount } => self.balance[user as usize] += amount,
+                        Sent::TopUp { user, .. } | Sent::BankResult { user, topup: true, .. } => {
+                            self.topping_up[user as usize] = 0
                         }
                         _ => {}
                     }
@@ -403,14 +513,14 @@ impl<'a, T: Transport> Client<'a, T> {
                 }
             };
             match *s {
-                Sent::Pay { user, channel, total, coupon } => {
+                Sent::Pay { user, channel, held, coupon, merchant, .. } => {
                     let (id, paid) = (ack.id, ack.amount);
                     self.counts.payments += 1;
                     if !channel {
-                        // The estimate took food + delivery; the coupon's discount comes back.
-                        self.balance[user as usize] += total - paid;
+                        let balance = &mut self.balance[user as usize];
+                        *balance = (*balance + held).saturating_sub(paid);
                         self.counts.payments_wallet += 1;
-                        self.remember(id, paid);
+                        self.remember(Recent { id, user, merchant, total: paid, refunded: 0 });
                     } else {
                         self.counts.payments_channel += 1;
                         self.bank.send(
@@ -422,7 +532,7 @@ impl<'a, T: Transport> Client<'a, T> {
                             self.now(),
                         );
                     }
-                    if coupon {
+                    if coupon != 0 {
                         self.counts.coupons_redeemed += 1;
                     }
                     if self.counts.payments.is_multiple_of(ACK_SAMPLE_EVERY) {
@@ -459,10 +569,14 @@ impl<'a, T: Transport> Client<'a, T> {
                     );
                 }
                 // A confirmed top-up adds to the wallet; a failed withdrawal gives back.
-                Sent::BankResult { user, amount, topup, ok } if topup == ok => {
-                    self.balance[user as usize] += amount;
+                Sent::BankResult { user, amount, topup, ok } => {
+                    if topup {
+                        self.topping_up[user as usize] = 0;
+                    }
+                    if topup == ok {
+                        self.balance[user as usize] += amount;
+                    }
                 }
-                Sent::BankResult { .. } => {}
                 Sent::Capture => self.counts.captures += 1,
                 Sent::Release => self.counts.releases += 1,
                 Sent::Payout | Sent::Settlement => {
@@ -482,14 +596,16 @@ impl<'a, T: Transport> Client<'a, T> {
                     }
                 }
                 Sent::PayoutResult => {}
-                Sent::Grant { user } => self.coupon[user as usize] = ack.id,
+                Sent::Grant { user, campaign } => {
+                    self.coupon[user as usize] = ack.id;
+                    self.coupon_campaign[user as usize] = campaign;
+                }
             }
         }
     }
 
-    fn remember(&mut self, id: u64, total: u64) {
+    fn remember(&mut self, recent: Recent) {
         const RECENT_MAX: usize = 1_024;
-        let recent = Recent { id, total, refunded: 0 };
         if self.recent.len() < RECENT_MAX {
             self.recent.push(recent);
         } else {

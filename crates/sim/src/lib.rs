@@ -4,10 +4,12 @@
 //! The traffic model: users pay orders from their wallet (three quarters) or through a bank
 //! channel (authorised, then captured or released by the simulated bank); merchants are picked
 //! with a heavy tail (Zipf), so a few are very busy; coupons of platform- and merchant-funded
-//! campaigns with budgets that run out; partial and full refunds; top-ups and withdrawals
-//! through the bank; instant payouts; a settlement run at every tenth of the day. The bank
-//! answers after a random latency, fails some requests and never answers a few (their holds
-//! then time out in the ledger). Arrivals follow lunch and dinner peaks when a rate is set.
+//! campaigns with budgets that run out; partial and full refunds; wallets topped up through the
+//! bank by their users when they fall below two orders' worth, and withdrawals; instant payouts;
+//! a settlement run at every tenth of the day. The bank answers after a random latency, fails
+//! some requests and never answers a few (their holds then time out in the ledger). Arrivals
+//! follow lunch and dinner peaks when a rate is set. A day asked for N payments makes N less
+//! the refusals its `RefusalPlan` plans; an order refused otherwise is ordered again.
 //!
 //! Each client owns a disjoint set of users, so one user's operations stay in order. With one
 //! client and the same seed a run is the same run again; with several, the interleaving of
@@ -67,6 +69,21 @@ pub const HOLD_TIMEOUT_S: u32 = 2;
 /// Every this many payments a client keeps one acknowledged payment id, checked at the end.
 pub const ACK_SAMPLE_EVERY: u64 = 16;
 
+/// An order's food amount is 15 to 80 yuan and its delivery fee 3 to 8 (in fen): about 53
+/// yuan an order on average.
+const FOOD_MIN: u64 = 1_500;
+const FOOD_MAX: u64 = 8_000;
+const DELIVERY_FEE_MIN: u64 = 300;
+const DELIVERY_FEE_MAX: u64 = 800;
+/// A wallet is topped up when it falls below two average orders (what its user typically
+/// spends in a sitting), by 500 to 2,000 yuan, through the user's bank channel, which fails
+/// some top-ups; until a top-up is confirmed the user pays through the channel.
+const TOP_UP_BELOW: u64 = FOOD_MIN + FOOD_MAX + DELIVERY_FEE_MIN + DELIVERY_FEE_MAX;
+const TOP_UP_MIN: u64 = 50_000;
+const TOP_UP_MAX: u64 = 200_000;
+/// The smallest food amount a coupon applies to (every campaign's `min_order`).
+const COUPON_MIN_ORDER: u64 = 2_000;
+
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub users: u64,
@@ -79,6 +96,30 @@ pub struct SimConfig {
     pub clients: usize,
     pub batch_ops: usize,
     pub bank: SimulatedBankConfig,
+    pub refusals: RefusalPlan,
+}
+
+/// The refusals a day plans: orders made to be refused, per million orders, for each reason a
+/// real day refuses payments for. Any other refusal of an order is the model's own mistake (a
+/// wrong estimate of a wallet, a coupon whose budget ran out): the summary sets what was
+/// planned beside what was got, and the user of an order refused unplanned orders again.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusalPlan {
+    /// An order from the wallet of more than it holds.
+    pub insufficient_funds_per_million: u32,
+    /// A coupon used on an order below its campaign's minimum.
+    pub coupon_minimum_not_met_per_million: u32,
+}
+
+impl Default for RefusalPlan {
+    /// One order in a thousand refused for want of funds, one in five thousand for a coupon's
+    /// minimum.
+    fn default() -> Self {
+        RefusalPlan {
+            insufficient_funds_per_million: 1_000,
+            coupon_minimum_not_met_per_million: 200,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -99,6 +140,7 @@ impl Default for SimConfig {
                 timeouts_per_million: 2_000,
                 seed: 1,
             },
+            refusals: RefusalPlan::default(),
         }
     }
 }
@@ -159,6 +201,8 @@ pub struct Counts {
     pub ops: u64,
     /// Rejections by error code.
     pub rejected: BTreeMap<String, u64>,
+    /// Orders made to be refused (`RefusalPlan`), by the error code they were made for.
+    pub refusals_planned: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -178,6 +222,9 @@ impl Counts {
         self.ops += other.ops;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.refusals_planned {
+            *self.refusals_planned.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -218,7 +265,7 @@ const WARMUP_DELIVERY: u64 = 500;
 fn campaign_rule() -> CouponRule {
     CouponRule {
         amount_off: 500,
-        min_order: 2_000,
+        min_order: COUPON_MIN_ORDER,
         valid_from: 0,
         valid_until: 0,
         per_user_limit: 2,
@@ -456,13 +503,50 @@ mod tests {
         };
         let result = run(&engine, &config, &Progress::default()).unwrap();
         assert!(result.audit.ok(), "{:?}", result.audit.violations);
-        // Most orders go through; the rest are rejected for a reason the model provokes.
-        assert!(result.counts.payments > 4_000, "{:?}", result.counts);
-        assert!(
-            result.counts.refunds > 0
-                && result.counts.topups > 0
-                && result.counts.settlement_runs > 0
-        );
+        let c = &result.counts;
+        assert!(c.refunds > 0 && c.topups > 0 && c.settlement_runs > 0, "{c:?}");
         assert_eq!(result.acknowledged_missing, 0);
+        // The day made what it was asked for, less the refusals it planned; every refusal of
+        // a payment was planned, and was got.
+        let planned: u64 = c.refusals_planned.values().sum();
+        assert_eq!(c.payments + planned, config.payments, "{c:?}");
+        for (code, n) in &c.refusals_planned {
+            assert_eq!(c.rejected.get(code), Some(n), "{c:?}");
+        }
+        for code in ["budget_exhausted", "coupon_limit_reached", "coupon_used"] {
+            assert_eq!(c.rejected.get(code), None, "{c:?}");
+        }
+    }
+
+    /// A day with many orders per user: wallets run dry unless their users top them up.
+    #[test]
+    fn users_top_up_so_a_long_day_makes_what_it_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(dir.path())).unwrap();
+        let engine = Arc::new(engine);
+        let config = SimConfig {
+            users: 1_000,
+            merchants: 20,
+            riders: 10,
+            payments: 40_000,
+            clients: 1,
+            batch_ops: 128,
+            refusals: RefusalPlan {
+                insufficient_funds_per_million: 5_000,
+                coupon_minimum_not_met_per_million: 0,
+            },
+            ..SimConfig::default()
+        };
+        let result = run(&engine, &config, &Progress::default()).unwrap();
+        assert!(result.audit.ok(), "{:?}", result.audit.violations);
+        let c = &result.counts;
+        // 40 orders a user, about 2,100 yuan: twice an opening balance on average.
+        assert!(c.topups > 500, "{c:?}");
+        let planned = c.refusals_planned["insufficient_funds"];
+        assert!((100..=300).contains(&planned), "{c:?}");
+        assert_eq!(c.rejected.get("insufficient_funds"), Some(&planned), "{c:?}");
+        assert_eq!(c.payments + planned, config.payments, "{c:?}");
+        // Three orders in four from the wallet, as when wallets are full.
+        assert!(c.payments_wallet * 100 > c.payments * 60, "{c:?}");
     }
 }
