@@ -360,7 +360,7 @@ struct Ids {
     summary = "Look up ledger accounts (admin)",
     request_body = Ids,
     responses(
-        (status = 200, body = Vec<Object>, description = "The accounts found, with TigerBeetle's fields; ids not found are left out."),
+        (status = 200, body = Vec<crate::replies::LedgerAccount>, description = "The accounts found, with TigerBeetle's fields; ids not found are left out."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -380,7 +380,7 @@ async fn lookup_accounts(
     summary = "Look up ledger transfers (admin)",
     request_body = Ids,
     responses(
-        (status = 200, body = Vec<Object>, description = "The transfers found, with TigerBeetle's fields; ids not found are left out."),
+        (status = 200, body = Vec<crate::replies::LedgerTransfer>, description = "The transfers found, with TigerBeetle's fields; ids not found are left out."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -403,8 +403,10 @@ async fn lookup_transfers(
 #[into_params(parameter_in = Query)]
 struct TransfersQuery {
     /// Transfers per page: 1 to 8,189 (100 by default).
+    #[param(minimum = 1, maximum = 8189)]
     limit: Option<u32>,
     /// The id of the last transfer of the previous page.
+    #[param(pattern = "^[1-9][0-9]*$")]
     starting_after: Option<String>,
 }
 
@@ -415,9 +417,9 @@ struct TransfersQuery {
     path = "/v1/ledger/accounts/{id}/transfers",
     tag = "ledger",
     summary = "An account's transfers, oldest first (admin)",
-    params(("id" = String, Path, description = "The account id, a decimal u128."), TransfersQuery),
+    params(("id" = String, Path, pattern = "^(0|[1-9][0-9]*)$", description = "The account id, a decimal u128."), TransfersQuery),
     responses(
-        (status = 200, body = Vec<Object>, description = "One page of transfers, with TigerBeetle's fields."),
+        (status = 200, body = Vec<crate::replies::LedgerTransfer>, description = "One page of transfers, with TigerBeetle's fields."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -59,6 +59,10 @@ pub const BEARER: &str = "bearer";
         crate::api::balances::platform_balances,
         crate::api::batch::batch,
         crate::api::api_keys::create_api_key,
+        crate::api::api_keys::list_api_keys,
+        crate::api::api_keys::get_api_key,
+        crate::api::api_keys::revoke_api_key,
+        crate::api::api_keys::rotate_api_key,
         crate::recon::upload_statement,
         crate::recon::get_run,
         crate::recon::list_exceptions,
@@ -213,6 +217,8 @@ mod tests {
             let description = limit["description"].as_str().unwrap();
             let says = format!("1 to {} ({PAGE_LIMIT_DEFAULT} by default)", thousands(max));
             assert!(description.contains(&says), "{path}: {description}");
+            assert_eq!(limit["schema"]["minimum"], 1, "{path}");
+            assert_eq!(limit["schema"]["maximum"], max, "{path}");
         }
     }
 }

@@ -194,26 +194,32 @@ pub fn page_limit(limit: Option<u32>, max: u32) -> Result<u32, ApiError> {
     Ok(limit)
 }
 
-/// The currencies the API knows, for the OpenAPI document (the same list as `huifu_payments::currency::CURRENCIES`).
-#[allow(clippy::upper_case_acronyms, dead_code)]
-#[derive(utoipa::ToSchema)]
-pub enum CurrencyCode {
-    CNY,
-    HKD,
-    JPY,
-    KRW,
-    SGD,
-    THB,
-    GBP,
-    USD,
-    EUR,
+/// A currency's ISO 4217 code in the OpenAPI document: one of the codes of
+/// `huifu_payments::currency::CURRENCIES`, every active ISO 4217 currency.
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An ISO 4217 currency code; amounts are in its minor unit."))
+            .enum_values(Some(currency::CURRENCIES.iter().map(|&(code, _, _)| code)))
+            .into()
+    }
 }
+
+impl utoipa::ToSchema for CurrencyCode {}
 
 pub fn parse_currency(code: &str) -> Result<u32, ApiError> {
     currency::number(code).ok_or_else(|| {
         ApiError::invalid(
             "invalid_currency",
-            format!("unknown currency `{code}`; known: {}", currency_list()),
+            format!(
+                "unknown currency `{code}`: give an active ISO 4217 code in capitals (CNY, USD, \
+                 EUR, ...; the OpenAPI document's CurrencyCode lists all {})",
+                currency::CURRENCIES.len()
+            ),
             Some("currency"),
         )
     })
@@ -221,10 +227,6 @@ pub fn parse_currency(code: &str) -> Result<u32, ApiError> {
 
 pub fn currency_code(number: u32) -> String {
     currency::code(number)
-}
-
-fn currency_list() -> String {
-    currency::CURRENCIES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>().join(", ")
 }
 
 /// Parses a JSON body strictly (unknown fields are rejected by the types), naming the field

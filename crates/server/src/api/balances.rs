@@ -46,7 +46,7 @@ const PLATFORM_KINDS: [Kind; 3] =
         spent), as decimal strings. The channels' clearing accounts are at \
         `/v1/balances/chn_...`.",
     responses(
-        (status = 200, body = Object, description = "`{object: list, data: [{object: platform_balance, currency, platform_revenue, payouts_in_transit, platform_marketing}]}`, by currency."),
+        (status = 200, body = crate::replies::PlatformBalances, description = "`{object: list, data: [{object: platform_balance, currency, platform_revenue, payouts_in_transit, platform_marketing}]}`, by currency."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -140,9 +140,9 @@ pub(crate) fn check_owner(caller: &Caller, kind: Kind, entity: u64) -> Result<()
     path = "/v1/balances/{object}",
     tag = "balances",
     summary = "A party's balance",
-    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id.")),
+    params(("object" = String, Path, pattern = "^(usr|mer|rdr|chn|cmp)_[1-9][0-9]*$", description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id.")),
     responses(
-        (status = 200, body = Object, description = "`{object: balance, account, kind, currency, available, pending_in, pending_out, debits_posted, credits_posted}`; amounts as decimal strings."),
+        (status = 200, body = crate::replies::Balance, description = "`{object: balance, account, kind, currency, available, pending_in, pending_out, debits_posted, credits_posted}`; amounts as decimal strings."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -197,8 +197,10 @@ pub(crate) fn entry_json(t: &Transfer, account: u128) -> Value {
 #[into_params(parameter_in = Query)]
 struct StatementQuery {
     /// Entries per page: 1 to 1,000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The id of the last entry of the previous page.
+    #[param(pattern = "^[1-9][0-9]*$")]
     starting_after: Option<String>,
 }
 
@@ -209,9 +211,9 @@ struct StatementQuery {
     path = "/v1/statements/{object}",
     tag = "balances",
     summary = "A party's account entries, newest first",
-    params(("object" = String, Path, description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id."), StatementQuery),
+    params(("object" = String, Path, pattern = "^(usr|mer|rdr|chn|cmp)_[1-9][0-9]*$", description = "The party whose account: `usr_`, `mer_`, `rdr_`, `chn_` or `cmp_` id."), StatementQuery),
     responses(
-        (status = 200, body = Object, description = "`{object: list, data: [entry], has_more}`; each entry is `{id, direction, amount, code, operation, flags, timestamp}`."),
+        (status = 200, body = crate::replies::Statement, description = "`{object: list, data: [entry], has_more}`; each entry is `{id, direction, amount, code, operation, flags, timestamp}`."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -40,7 +40,7 @@ struct BatchBody<'a> {
     summary = "Up to 1,000 payments and refunds in one request (operators)",
     request_body = BatchBody,
     responses(
-        (status = 200, body = Object, description = "`{object: batch, results}`: per item, in order (payments, then refunds), `{result: ...}` or `{error: {type, code, message, param, status}}`."),
+        (status = 200, body = crate::replies::Batch, description = "`{object: batch, results}`: per item, in order (payments, then refunds), `{result: ...}` or `{error: {type, code, message, param, status}}`."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -31,6 +31,7 @@ struct CampaignBody {
     #[schema(value_type = crate::wire::CurrencyCode)]
     currency: String,
     /// `platform`, or the merchant id that funds it.
+    #[schema(pattern = "^(platform|mer_[1-9][0-9]*)$")]
     funder: String,
     budget: u64,
     amount_off: u64,
@@ -54,7 +55,7 @@ struct CampaignBody {
     request_body = CampaignBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The campaign with its rule, budget and `spent`."),
+        (status = 200, body = crate::replies::Campaign, description = "The campaign with its rule, budget and `spent`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -103,9 +104,9 @@ async fn create_campaign(
     path = "/v1/campaigns/{id}",
     tag = "coupons",
     summary = "A campaign and what is left of its budget",
-    params(("id" = String, Path, description = "The campaign id (`cmp_1`).")),
+    params(("id" = String, Path, pattern = "^cmp_[1-9][0-9]*$", description = "The campaign id (`cmp_1`).")),
     responses(
-        (status = 200, body = Object, description = "The campaign with its rule, `budget`, `left` and `spent`."),
+        (status = 200, body = crate::replies::Campaign, description = "The campaign with its rule, `budget`, `left` and `spent`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -146,7 +147,9 @@ async fn get_campaign(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CouponBody {
+    #[schema(pattern = "^cmp_[1-9][0-9]*$")]
     campaign: String,
+    #[schema(pattern = "^usr_[1-9][0-9]*$")]
     user: String,
 }
 
@@ -158,7 +161,7 @@ struct CouponBody {
     request_body = CouponBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, object, campaign, user}`."),
+        (status = 200, body = crate::replies::Coupon, description = "`{id, object, campaign, user}`."),
         ApiError,
     ),
     security(("bearer" = [])),

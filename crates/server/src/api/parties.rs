@@ -60,7 +60,7 @@ async fn create_party(
     request_body = CurrencyBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The channel: `{id, object, currency}`."),
+        (status = 200, body = crate::replies::Party, description = "The channel: `{id, object, currency}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -85,7 +85,7 @@ async fn create_channel(
     request_body = CurrencyBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The user: `{id, object, currency}`."),
+        (status = 200, body = crate::replies::Party, description = "The user: `{id, object, currency}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -110,7 +110,7 @@ async fn create_user(
     request_body = CurrencyBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The rider: `{id, object, currency}`."),
+        (status = 200, body = crate::replies::Party, description = "The rider: `{id, object, currency}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -133,6 +133,7 @@ struct MerchantBody {
     #[schema(value_type = crate::wire::CurrencyCode)]
     currency: String,
     commission_bps: u32,
+    #[schema(pattern = "^chn_[1-9][0-9]*$")]
     channel: String,
 }
 
@@ -144,7 +145,7 @@ struct MerchantBody {
     request_body = MerchantBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The merchant: `{id, object, currency, commission_bps, channel}`."),
+        (status = 200, body = crate::replies::Merchant, description = "The merchant: `{id, object, currency, commission_bps, channel}`."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -39,13 +39,13 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub(super) struct PaymentBody<'a> {
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^usr_[1-9][0-9]*$")]
     user: Cow<'a, str>,
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^mer_[1-9][0-9]*$")]
     merchant: Cow<'a, str>,
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^rdr_[1-9][0-9]*$")]
     rider: Cow<'a, str>,
     food_amount: u64,
     #[serde(default)]
@@ -55,9 +55,11 @@ pub(super) struct PaymentBody<'a> {
     #[schema(value_type = Option<crate::wire::CurrencyCode>)]
     currency: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^cpn_[1-9][0-9]*$")]
     coupon: Option<String>,
     /// Pay through this bank channel instead of the wallet.
     #[serde(default)]
+    #[schema(pattern = "^chn_[1-9][0-9]*$")]
     channel: Option<String>,
     #[serde(default)]
     timeout_seconds: u32,
@@ -82,27 +84,43 @@ pub(super) struct PaymentView {
     refunds: Vec<u64>,
 }
 
-/// A payment as the API writes it, serialized straight into the reply. The fields are in
-/// alphabetical order, the order in which `serde_json::Value` objects (the other replies) are
-/// written, so a payment reads the same wherever it appears.
-#[derive(Serialize)]
-pub(super) struct PaymentJson<'a> {
+// A payment as the API writes it, serialized straight into the reply. The fields are in
+// alphabetical order, the order in which `serde_json::Value` objects (the other replies) are
+// written, so a payment reads the same wherever it appears. (A plain comment: a doc comment
+// would become the schema's description.)
+/// A payment: its amounts in minor units of its currency, how it was split, and its refunds.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Payment)]
+pub(crate) struct PaymentJson<'a> {
+    /// What the user paid: food and delivery, less the discount.
     amount: u64,
     amount_refunded: u64,
+    /// The bank channel it was paid through; null for a wallet payment.
+    #[schema(value_type = Option<String>, pattern = "^chn_[1-9][0-9]*$")]
     channel: Option<Id>,
     commission: u64,
+    #[schema(value_type = Option<String>, pattern = "^cpn_[1-9][0-9]*$")]
     coupon: Option<Id>,
+    #[schema(value_type = crate::wire::CurrencyCode)]
     currency: wire::Currency,
     delivery_fee: u64,
     discount: u64,
     food_amount: u64,
+    #[schema(value_type = String, pattern = "^pay_[1-9][0-9]*$")]
     id: Id,
+    #[schema(value_type = String, pattern = "^mer_[1-9][0-9]*$")]
     merchant: Id,
     merchant_amount: u64,
+    #[schema(value_type = String, pattern = "^payment$")]
     object: &'static str,
+    #[schema(value_type = Vec<String>)]
     refunds: Ids<'a>,
+    #[schema(value_type = String, pattern = "^rdr_[1-9][0-9]*$")]
     rider: Id,
+    #[schema(value_type = String, pattern = "^(authorized|succeeded|released|expired)$")]
     status: &'static str,
+    #[schema(value_type = String, pattern = "^usr_[1-9][0-9]*$")]
     user: Id,
 }
 
@@ -212,7 +230,7 @@ pub(super) fn payment_result(id: u64, op: &Op, done: Done) -> Result<PaymentView
     request_body = PaymentBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
+        (status = 200, body = PaymentJson, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -270,9 +288,9 @@ async fn check_currencies(state: &AppState, items: &[(&Op, u32)]) -> Result<(), 
     path = "/v1/payments/{id}",
     tag = "payments",
     summary = "A payment",
-    params(("id" = String, Path, description = "The payment id (`pay_1`).")),
+    params(("id" = String, Path, pattern = "^pay_[1-9][0-9]*$", description = "The payment id (`pay_1`).")),
     responses(
-        (status = 200, body = Object, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
+        (status = 200, body = PaymentJson, description = "The payment: `{id, object, status, amount, currency, food_amount, delivery_fee, discount, commission, merchant_amount, user, merchant, rider, coupon, channel, amount_refunded, refunds}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -295,12 +313,16 @@ async fn get_payment(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// List this merchant's payments (`mer_1`); a merchant key lists its own by default.
+    #[param(pattern = "^mer_[1-9][0-9]*$")]
     merchant: Option<String>,
     /// List this user's payments (`usr_1`); operators only.
+    #[param(pattern = "^usr_[1-9][0-9]*$")]
     user: Option<String>,
     /// Payments per page: 1 to 1,000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The id of the last payment of the previous page.
+    #[param(pattern = "^pay_[1-9][0-9]*$")]
     starting_after: Option<String>,
 }
 
@@ -313,7 +335,7 @@ struct ListQuery {
     summary = "A merchant's or a user's payments, newest first",
     params(ListQuery),
     responses(
-        (status = 200, body = Object, description = "`{object: list, data: [payment], has_more}`."),
+        (status = 200, body = crate::replies::PaymentList, description = "`{object: list, data: [payment], has_more}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -370,9 +392,9 @@ async fn list_payments(
     path = "/v1/payments/{id}/{action}",
     tag = "payments",
     summary = "Capture or release a bank-channel payment (operators)",
-    params(("id" = String, Path, description = "The payment id (`pay_1`)."), ("action" = String, Path, pattern = "^(capture|release)$", description = "`capture` or `release`."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    params(("id" = String, Path, pattern = "^pay_[1-9][0-9]*$", description = "The payment id (`pay_1`)."), ("action" = String, Path, pattern = "^(capture|release)$", description = "`capture` or `release`."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The payment after the action."),
+        (status = 200, body = PaymentJson, description = "The payment after the action."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RefundBody {
+    #[schema(pattern = "^pay_[1-9][0-9]*$")]
     pub(super) payment: String,
     pub(super) amount: u64,
     #[serde(default)]
@@ -42,7 +43,7 @@ pub(super) struct RefundBody {
     request_body = RefundBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The refund: `{id, object, payment, amount, merchant_amount, delivery_fee, commission, discount, completes_refund, status}`."),
+        (status = 200, body = RefundJson, description = "The refund: `{id, object, payment, amount, merchant_amount, delivery_fee, commission, discount, completes_refund, status}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -66,18 +67,32 @@ async fn create_refund(
     Ok(wire::json_ok(&refund_json(id, payment, amount, &legs, full), PAYMENT_JSON_BYTES))
 }
 
-/// A refund as the API writes it; fields in alphabetical order, as in [`PaymentJson`].
-#[derive(Serialize)]
-pub(super) struct RefundJson {
+// A refund as the API writes it; fields in alphabetical order, as in `PaymentJson`.
+/// A refund. `GET /v1/refunds/{id}` writes `{amount, id, object, payment, status}`; the reply
+/// of its creation also has how it was split.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Refund)]
+pub(crate) struct RefundJson {
     amount: u64,
+    #[schema(required = false)]
     commission: u64,
+    /// Whether this refund gives back the rest of the payment.
+    #[schema(required = false)]
     completes_refund: bool,
+    #[schema(required = false)]
     delivery_fee: u64,
+    #[schema(required = false)]
     discount: u64,
+    #[schema(value_type = String, pattern = "^ref_[1-9][0-9]*$")]
     id: Id,
+    #[schema(required = false)]
     merchant_amount: u64,
+    #[schema(value_type = String, pattern = "^refund$")]
     object: &'static str,
+    #[schema(value_type = String, pattern = "^pay_[1-9][0-9]*$")]
     payment: Id,
+    #[schema(value_type = String, pattern = "^succeeded$")]
     status: &'static str,
 }
 
@@ -107,9 +122,9 @@ pub(super) fn refund_json(
     path = "/v1/refunds/{id}",
     tag = "payments",
     summary = "A refund",
-    params(("id" = String, Path, description = "The refund id (`ref_1`).")),
+    params(("id" = String, Path, pattern = "^ref_[1-9][0-9]*$", description = "The refund id (`ref_1`).")),
     responses(
-        (status = 200, body = Object, description = "`{id, object, payment, amount, status}`."),
+        (status = 200, body = RefundJson, description = "`{id, object, payment, amount, status}`."),
         ApiError,
     ),
     security(("bearer" = [])),

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PayoutBody {
+    #[schema(pattern = "^mer_[1-9][0-9]*$")]
     merchant: String,
     /// All that is available when absent.
     #[serde(default)]
@@ -44,7 +45,7 @@ struct PayoutBody {
     request_body = PayoutBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, object, merchant, amount, status: in_transit}`."),
+        (status = 200, body = crate::replies::Payout, description = "`{id, object, merchant, amount, status: in_transit}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -76,9 +77,9 @@ async fn create_payout(
     path = "/v1/payouts/{id}/{answer}",
     tag = "settlement",
     summary = "Confirm or fail a payout in transit (operators)",
-    params(("id" = String, Path, description = "The payout id (`po_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    params(("id" = String, Path, pattern = "^po_[1-9a-f][0-9a-f]*$", description = "The payout id (`po_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, object, amount, status}`; status is `paid` or `failed`."),
+        (status = 200, body = crate::replies::Payout, description = "`{id, object, amount, status}`; status is `paid` or `failed`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -126,7 +127,7 @@ fn line_json(l: &SettlementLine) -> Value {
     summary = "Settle every merchant: statements and payouts (operators)",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
+        (status = 200, body = crate::replies::SettlementRun, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -166,9 +167,9 @@ async fn settlement_lines(
     path = "/v1/settlement_runs/{id}",
     tag = "settlement",
     summary = "A settlement run (a merchant sees only its own line)",
-    params(("id" = String, Path, description = "The settlement run id (`stl_1`).")),
+    params(("id" = String, Path, pattern = "^stl_[1-9][0-9]*$", description = "The settlement run id (`stl_1`).")),
     responses(
-        (status = 200, body = Object, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
+        (status = 200, body = crate::replies::SettlementRun, description = "`{id, object: settlement_run, lines}`, one line per merchant with its payments, gross, refunds, commission, discounts, net and payout."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -193,7 +194,7 @@ async fn get_settlement(
     path = "/v1/settlement_runs/{id}/payouts.csv",
     tag = "settlement",
     summary = "The payout file of a settlement run for the bank",
-    params(("id" = String, Path, description = "The settlement run id (`stl_1`).")),
+    params(("id" = String, Path, pattern = "^stl_[1-9][0-9]*$", description = "The settlement run id (`stl_1`).")),
     responses(
         (status = 200, body = String, content_type = "text/csv", description = "`settlement_run,payout,merchant,channel,currency,amount`, one line per payout."),
         ApiError,

@@ -28,7 +28,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HoldBody {
+    #[schema(pattern = "^usr_[1-9][0-9]*$")]
     user: String,
+    #[schema(pattern = "^chn_[1-9][0-9]*$")]
     channel: String,
     amount: u64,
     #[serde(default)]
@@ -78,7 +80,7 @@ async fn create_hold(
     request_body = HoldBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The pending top-up: `{id, object, status, user, channel, amount}`."),
+        (status = 200, body = crate::replies::Hold, description = "The pending top-up: `{id, object, status, user, channel, amount}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -99,7 +101,7 @@ async fn create_topup(
     request_body = HoldBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "The pending withdrawal: `{id, object, status, user, channel, amount}`."),
+        (status = 200, body = crate::replies::Hold, description = "The pending withdrawal: `{id, object, status, user, channel, amount}`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -141,9 +143,9 @@ async fn bank_answer(
     path = "/v1/topups/{id}/{answer}",
     tag = "bank",
     summary = "Confirm or fail a pending top-up (operators)",
-    params(("id" = String, Path, description = "The top-up id (`top_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    params(("id" = String, Path, pattern = "^top_[1-9][0-9]*$", description = "The top-up id (`top_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
+        (status = 200, body = crate::replies::HoldAnswered, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -161,9 +163,9 @@ async fn bank_answer_topup(
     path = "/v1/withdrawals/{id}/{answer}",
     tag = "bank",
     summary = "Confirm or fail a pending withdrawal (operators)",
-    params(("id" = String, Path, description = "The withdrawal id (`wdr_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
+    params(("id" = String, Path, pattern = "^wdr_[1-9][0-9]*$", description = "The withdrawal id (`wdr_1`)."), ("answer" = String, Path, pattern = "^(confirm|fail)$", description = "`confirm` or `fail`: the bank's answer."), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first outcome; 1 to 255 characters.")),
     responses(
-        (status = 200, body = Object, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
+        (status = 200, body = crate::replies::HoldAnswered, description = "`{id, status, amount}`; status is `succeeded` or `failed`."),
         ApiError,
     ),
     security(("bearer" = [])),
