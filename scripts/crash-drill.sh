@@ -53,8 +53,10 @@ pick_port() {
 
 server=""
 start_server() {
+    # The simulator drives the server with the one admin key: no role's rate limit.
     "$HUIFU_BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-        --memory-transfers-max "$MEMORY_TRANSFERS_MAX" >>"$work/serve.log" 2>&1 &
+        --memory-transfers-max "$MEMORY_TRANSFERS_MAX" --key-rate-per-second 10000000 \
+        >>"$work/serve.log" 2>&1 &
     server=$!
     for _ in $(seq 1 600); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -36,8 +36,10 @@ stop() {
 }
 trap stop EXIT INT TERM
 for id in 1 2 3; do
+    # Benchmarks drive it with the one admin key: no role's rate limit.
     "$HUIFU_BIN" serve --data-dir "$dir/node-$id" --admin-key-file "$dir/admin-key" \
-        --cluster "$dir/cluster.toml" --node "$id" >>"$dir/node-$id.log" 2>&1 &
+        --cluster "$dir/cluster.toml" --node "$id" --key-rate-per-second 10000000 \
+        >>"$dir/node-$id.log" 2>&1 &
     pids+=($!)
 done
 for _ in $(seq 1 100); do

@@ -140,7 +140,10 @@ impl Servers {
                 .arg("--data-dir")
                 .arg(&data)
                 .arg("--admin-key-file")
-                .arg(&key_file);
+                .arg(&key_file)
+                // The run's one key carries all of its load: no rate limit of a role's default.
+                .arg("--key-rate-per-second")
+                .arg(huifu_server::constants::KEY_RATE_PER_SECOND_MAX.to_string());
             if nodes > 1 {
                 command.arg("--cluster").arg(&cluster_file).arg("--node").arg(id.to_string());
             } else {

@@ -32,7 +32,7 @@ pub struct Replicated {
     /// totals and counts after it: equal on two nodes at the same position unless their logs
     /// or their states diverged.
     pub digest: [u8; 32],
-    /// The API keys granted through the log: role by the key's SHA-256.
+    /// The API keys carried through the log: the last record of each, by the key's SHA-256.
     pub keys: BTreeMap<[u8; 32], String>,
 }
 
@@ -64,9 +64,9 @@ impl Replicated {
                 }
                 for grant in &group.keys {
                     hash.update(grant.hash);
-                    hash.update((grant.role.len() as u64).to_le_bytes());
-                    hash.update(grant.role.as_bytes());
-                    self.keys.insert(grant.hash, grant.role.clone());
+                    hash.update((grant.record.len() as u64).to_le_bytes());
+                    hash.update(grant.record.as_bytes());
+                    self.keys.insert(grant.hash, grant.record.clone());
                 }
             }
             EntryPayload::Membership(membership) => {

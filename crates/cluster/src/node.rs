@@ -192,8 +192,8 @@ impl Node {
         if let Some(on_key) = &on_key {
             // The keys of the checkpoint opened; the log after it is applied anew.
             let keys = engine.read(|r| r.keys.clone())?;
-            for (hash, role) in keys {
-                on_key(&KeyGrant { hash, role });
+            for (hash, record) in keys {
+                on_key(&KeyGrant { hash, record });
             }
         }
         let log =
@@ -280,10 +280,11 @@ impl Node {
         answer.await.map_err(|_| ClusterError::Replication("the node is stopping".into()))?
     }
 
-    /// Grants an API key through the log (its SHA-256 and role): once it returns, the key
-    /// works on every node that applied the entry. On the leader only, like `execute`.
-    pub async fn grant_key(&self, hash: [u8; 32], role: String) -> Result<(), ClusterError> {
-        let group = Group::grant(now_ns(), vec![KeyGrant { hash, role }]);
+    /// Carries API key records through the log, in one entry (a new key, a revocation, a
+    /// rotation's two records): once it returns, every node that applied the entry holds
+    /// them, this one included. On the leader only, like `execute`.
+    pub async fn grant_keys(&self, grants: Vec<KeyGrant>) -> Result<(), ClusterError> {
+        let group = Group::grant(now_ns(), grants);
         self.local.raft.client_write(group).await.map(drop).map_err(write_error)
     }
 

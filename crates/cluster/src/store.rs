@@ -149,7 +149,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let grants: Vec<KeyGrant> = state
             .keys
             .iter()
-            .map(|(hash, role)| KeyGrant { hash: *hash, role: role.clone() })
+            .map(|(hash, record)| KeyGrant { hash: *hash, record: record.clone() })
             .collect();
         let engine = self.engine.clone();
         blocking(move || engine.replace(state)).await?;

@@ -37,16 +37,20 @@ pub struct Group {
     pub keys: Vec<KeyGrant>,
 }
 
-/// An API key granted through the log: the SHA-256 of the key (the key itself is never
-/// stored) and its role, as the API names it (`admin`, `platform`, `merchant:<id>`).
+/// An API key's record carried through the log: the SHA-256 of the key (the key itself is
+/// never stored) and its record as the server writes it: its role as the API names it
+/// (`admin`, `platform`, `merchant:<id>`), alone in earlier versions, then its creation,
+/// expiry, rate and revocation. A later record of the same key changes it (a rotation's
+/// expiry, a revocation), so a key changed through the log is changed on every node. The
+/// cluster keeps the last record of each key and does not read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGrant {
     pub hash: [u8; 32],
-    pub role: String,
+    pub record: String,
 }
 
 impl Group {
-    /// A group that grants `keys` and applies no operation.
+    /// A group that carries the records of `keys` and applies no operation.
     pub fn grant(now: u64, keys: Vec<KeyGrant>) -> Group {
         Group { now, ops: Vec::new(), keys }
     }

@@ -27,6 +27,7 @@ fn serve(dir: &Path) -> (Server, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--memory-transfers-max", "2000"])
+        .args(["--key-rate-per-second", support::UNLIMITED])
         .stderr(Stdio::null());
     let server = Server::spawn(command);
     let url = server.base.clone();

@@ -202,3 +202,120 @@ fn bench_http_over_every_node_rides_a_leader_kill_and_pays_each_payment_once() {
     assert!(ok, "{text}");
     assert!(text.contains(&format!("{PAYMENTS} payments")), "{text}");
 }
+
+/// A call to `url` with `key`, as a follower read when `follower`: the status and the error
+/// code (or the body's `id`), or why it got no answer.
+fn call_with(
+    method: &str,
+    url: &str,
+    key: &str,
+    follower: bool,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let agent = agent(Duration::from_secs(5));
+    let mut request = agent.request(method, url).set("Authorization", &format!("Bearer {key}"));
+    if follower {
+        request = request.set("Huifu-Read-Consistency", "follower");
+    }
+    let result = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let status = r.status();
+            r.into_json::<Value>().map(|v| (status, v)).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Retries `call` until it answers `status` (a cluster electing a leader, a follower not yet
+/// at the entry); returns the body.
+fn until(status: u16, what: &str, call: impl Fn() -> Result<(u16, Value), String>) -> Value {
+    let started = Instant::now();
+    loop {
+        let answer = call();
+        match &answer {
+            Ok((s, v)) if *s == status => return v.clone(),
+            _ => {
+                assert!(started.elapsed() < READY_WITHIN, "{what}: {answer:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Key changes go through the log: the admin key every node was given, replaced and revoked
+/// through followers, is refused by every node (the leader, and each node's own follower
+/// reads), and a node restarted with the same key file refuses it from its first answer.
+#[test]
+fn a_revoked_key_is_refused_by_every_node_and_after_a_restart() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_ready(READY_WITHIN);
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != leader).collect();
+    let url = |id: u64, path: &str| format!("{}{path}", cluster.node(id).url());
+    let made = until(200, "a new admin key", || {
+        call_with(
+            "POST",
+            &url(followers[0], "/v1/api_keys"),
+            ADMIN,
+            false,
+            Some(json!({"role": "admin"})),
+        )
+    });
+    let replacement = made["key"].as_str().unwrap().to_owned();
+    let list = until(200, "the keys", || {
+        call_with("GET", &url(followers[1], "/v1/api_keys"), ADMIN, false, None)
+    });
+    let given = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] != made["id"])
+        .expect("the admin key of the key file")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = until(200, "revoking the given key", || {
+        call_with(
+            "DELETE",
+            &url(followers[1], &format!("/v1/api_keys/{given}")),
+            &replacement,
+            false,
+            None,
+        )
+    });
+    assert_eq!(revoked["status"], "revoked");
+
+    for id in cluster.ids() {
+        let balances = url(id, "/v1/platform/balances");
+        let refused = until(401, "the revoked key on a follower read", || {
+            call_with("GET", &balances, ADMIN, true, None)
+        });
+        assert_eq!(refused["error"]["code"], "api_key_revoked", "node {id}");
+        let refused = call_with("GET", &balances, ADMIN, false, None).unwrap();
+        assert_eq!(
+            (refused.0, refused.1["error"]["code"].as_str()),
+            (401, Some("api_key_revoked"))
+        );
+        until(200, "the new key", || call_with("GET", &balances, &replacement, true, None));
+    }
+
+    let restarted = followers[0];
+    let balances = url(restarted, "/v1/platform/balances");
+    cluster.restart(restarted);
+    let started = Instant::now();
+    let first = loop {
+        match call_with("GET", &balances, ADMIN, true, None) {
+            Ok(answer) => break answer,
+            Err(e) => assert!(started.elapsed() < READY_WITHIN, "node {restarted}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (first.0, first.1["error"]["code"].as_str()),
+        (401, Some("api_key_revoked")),
+        "{first:?}"
+    );
+}

@@ -29,6 +29,7 @@ fn serve(dir: &Path, listen: &str) -> (Child, String) {
         // A small bound, so that most ledger history goes through the history store and its
         // recovery after each kill is part of what the drill proves.
         .args(["--memory-transfers-max", "2000"])
+        .args(["--key-rate-per-second", "10000000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

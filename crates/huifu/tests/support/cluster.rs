@@ -428,6 +428,8 @@ impl Cluster {
             .arg(node.data_dir())
             .arg("--admin-key-file")
             .arg(&key_file)
+            // The tests drive the cluster hard with the one admin key: no role's rate limit.
+            .args(["--key-rate-per-second", "10000000"])
             .arg("--cluster")
             .arg(&config)
             .args(["--node", &id.to_string()])
