@@ -162,6 +162,11 @@ impl HttpBench {
         Ok(())
     }
 
+    /// The merchants' ids (`mer_N`) once set up, whom the payments go to at random.
+    pub fn merchants(&self) -> &[String] {
+        self.world.as_ref().map_or(&[], |w| &w.merchants)
+    }
+
     /// Sends the payments from all connections. `server_pid`: the server's process, whose CPU
     /// time and memory are then measured too.
     pub fn run(
@@ -795,6 +800,9 @@ impl Spawned {
         let child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            // The run's one key carries all of its load: no rate limit of a role's default.
+            .arg("--key-rate-per-second")
+            .arg(huifu_server::constants::KEY_RATE_PER_SECOND_MAX.to_string())
             .env("HUIFU_ADMIN_KEY", &key)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

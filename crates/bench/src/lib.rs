@@ -32,6 +32,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod events;
 pub mod http;
 pub mod ledger;
 pub mod ledger_net;

@@ -29,6 +29,35 @@ pub enum BenchCommand {
     /// Wallet payments per second through the HTTP API (`huifu serve`), over many keep-alive
     /// connections, one payment or one batch per request.
     Http(HttpArgs),
+    /// Event streams under payment load: payments/s through the HTTP API without streams, then
+    /// with 1,000 streams on one merchant and 100 on others, and each event's delivery latency.
+    Events(EventsArgs),
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Payments of each of the two runs (without streams, then with them).
+    #[arg(long, default_value_t = 200_000)]
+    payments: u64,
+    /// Keep-alive connections sending payments.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Streams on the first merchant.
+    #[arg(long, default_value_t = 1_000)]
+    busy_streams: usize,
+    /// Other merchants followed, one stream each.
+    #[arg(long, default_value_t = 100)]
+    other_streams: usize,
+    /// Merchants the payments go to (at least one more than --other-streams).
+    #[arg(long, default_value_t = 101)]
+    merchants: u64,
+    #[arg(long, default_value_t = 1_000)]
+    users: u64,
+    /// Worker threads of the load generator (the streams' reader has one of its own).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -80,6 +109,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             bench_payments(args).map_err(full(dir))
         }
         BenchCommand::Http(args) => bench_http(args),
+        BenchCommand::Events(args) => bench_events(args),
     }
 }
 
@@ -454,6 +484,80 @@ impl HttpArgs {
             retry_seconds: self.retry_seconds,
         }
     }
+}
+
+fn bench_events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    use huifu_bench::events::{platform_keys, Streams};
+    anyhow::ensure!(
+        args.merchants > args.other_streams as u64,
+        "--merchants must be above --other-streams"
+    );
+    let options = HttpOptions {
+        payments: args.payments,
+        connections: args.connections,
+        batch: 1,
+        users: args.users,
+        merchants: args.merchants,
+        riders: 200,
+        name_currency: false,
+        threads: args.threads,
+        seed: args.seed,
+        retry_seconds: 0,
+    };
+    let exe = std::env::current_exe().context("cannot find the huifu executable")?;
+    let server = Spawned::start(&exe)?;
+    let urls = [server.url.clone()];
+    // Both worlds first: the second's set-up does not run beside the streams.
+    let mut quiet = HttpBench::connect(options.clone(), &urls, &server.key)?;
+    quiet.set_up()?;
+    let mut loud = HttpBench::connect(options, &urls, &server.key)?;
+    loud.set_up()?;
+    eprintln!("run 1: {} payments, no streams", args.payments);
+    let quiet = quiet.run(Some(server.pid()), Arc::new(Bar::new(args.payments)))?;
+
+    let per_key = huifu_server::constants::EVENTS_STREAMS_PER_KEY_MAX;
+    let total = args.busy_streams + args.other_streams;
+    let keys = platform_keys(&server.url, &server.key, total.div_ceil(per_key))?;
+    let merchants = loud.merchants().to_vec();
+    let first = merchants[0].clone();
+    let mut follows = vec![(first.clone(), args.busy_streams)];
+    follows.extend(merchants[1..=args.other_streams].iter().map(|m| (m.clone(), 1)));
+    let streams = Streams::open(&server.url, &keys, per_key, &follows, 1)?;
+    eprintln!("run 2: {} payments, {total} streams open", args.payments);
+    let loud = loud.run(Some(server.pid()), Arc::new(Bar::new(args.payments)))?;
+    // The last events are on their way.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let events = streams.events();
+    let received = streams.stop()?;
+    drop(server);
+
+    let rate = |run: &huifu_bench::http::HttpRun| (run.tally.payments as f64 / run.seconds).round();
+    let (rate_quiet, rate_loud) = (rate(&quiet), rate(&loud));
+    let l = &received.latencies_us;
+    let ms = |us: u64| us as f64 / 1_000.0;
+    eprintln!("payments            {} a run, {} connections", args.payments, args.connections);
+    eprintln!(
+        "streams             {} on {first}, {} on other merchants",
+        args.busy_streams, args.other_streams
+    );
+    eprintln!(
+        "payments/s          {rate_quiet} without streams, {rate_loud} with ({:+.1}%)",
+        (rate_loud / rate_quiet - 1.0) * 100.0
+    );
+    eprintln!("errors              {} and {}", quiet.tally.errors(), loud.tally.errors());
+    eprintln!("events delivered    {events} over {} streams", received.streams);
+    eprintln!(
+        "delivery ms         p50 {:.1}  p99 {:.1}  max {:.1} (from the ledger timestamp)",
+        ms(l.value_at_quantile(0.50)),
+        ms(l.value_at_quantile(0.99)),
+        ms(l.max())
+    );
+    eprintln!(
+        "server cpu seconds  {} without streams, {} with",
+        seconds_text(quiet.server_cpu_seconds),
+        seconds_text(loud.server_cpu_seconds)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
