@@ -32,12 +32,49 @@ pub struct ServeArgs {
     /// and printed once on first start).
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// Requests per second every API key may make on average when it was given no rate of its
+    /// own (`rate_per_second` when it was made), instead of its role's default (admin 1,000,
+    /// platform 20,000, merchant 100); its burst is twice that. 1 to 10,000,000: load tests
+    /// and `bench http` against a server of their own set it high.
+    #[arg(long)]
+    key_rate_per_second: Option<u32>,
     /// Threads serving HTTP (default: one less than the machine's cores, at least one, so
     /// that the engine's writer thread has a core of its own).
     #[arg(long)]
     http_threads: Option<usize>,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     memory: crate::util::BoundedMemoryArgs,
+}
+
+/// The server's limits (defaults and what each costs: crates/server/src/constants.rs).
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Requests worked on at once; beyond it 503 `overloaded` with `Retry-After`.
+    #[arg(long, default_value_t = huifu_server::constants::REQUESTS_IN_FLIGHT_MAX,
+          value_parser = at_least_one)]
+    requests_in_flight_max: usize,
+    /// Milliseconds a client has to send a request's head from when the server waits for it
+    /// (also how long a kept-alive connection may stay idle); then its connection is closed.
+    #[arg(long, default_value_t = huifu_server::constants::HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
+    /// Milliseconds a request has until its response starts (a slow body); then 408.
+    #[arg(long, default_value_t = huifu_server::constants::BODY_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_ms: u64,
+    /// Event streams one API key may hold open; beyond it 429 `too_many_streams`.
+    #[arg(long, default_value_t = huifu_server::constants::EVENTS_STREAMS_PER_KEY_MAX,
+          value_parser = at_least_one)]
+    events_per_key_max: usize,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}` is not a number of at least 1")),
+    }
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -73,6 +110,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.cluster = cluster;
     config.admin_key = admin_key;
     config.memory_transfers_max = args.memory.transfers_max.0;
+    config.limits = huifu_server::Limits {
+        requests_in_flight_max: args.limits.requests_in_flight_max,
+        header_read_timeout_ms: args.limits.header_read_timeout_ms,
+        body_read_timeout_ms: args.limits.body_read_timeout_ms,
+        events_per_key_max: args.limits.events_per_key_max,
+    };
+    if let Some(per_second) = args.key_rate_per_second {
+        let rate = huifu_server::Rate::per_second(per_second)
+            .validate()
+            .map_err(|(_, says)| anyhow::anyhow!("--key-rate-per-second: {says}"))?;
+        config.key_rate = Some(rate);
+    }
     let http_threads = match args.http_threads {
         Some(0) => anyhow::bail!("--http-threads must be at least 1"),
         Some(n) => n,

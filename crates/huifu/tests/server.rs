@@ -282,13 +282,14 @@ fn payments_refunds_coupons_payouts_and_settlement_over_http() {
     let (_, list) = s.get(&format!("/v1/payments?user={}", w.user), &platform);
     assert_eq!(list["data"].as_array().unwrap().len(), 3);
 
-    // The merchant's money movements as server-sent events, resumable from an id.
+    // The merchant's money movements as server-sent events, from the start of its history
+    // (`starting_after=0`; a stream starts at now by default), resumable from an id.
     let merchant_key =
         s.ok("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": w.merchant}))["key"]
             .as_str()
             .unwrap()
             .to_owned();
-    let events = ureq::get(&format!("{}/v1/events", s.base))
+    let events = ureq::get(&format!("{}/v1/events?starting_after=0", s.base))
         .set("Authorization", &format!("Bearer {merchant_key}"))
         .call()
         .unwrap();
@@ -710,7 +711,9 @@ fn openapi_document_lists_every_route() {
         ("/v1/platform/balances", &["get"]),
         ("/v1/events", &["get"]),
         ("/v1/batch", &["post"]),
-        ("/v1/api_keys", &["post"]),
+        ("/v1/api_keys", &["post", "get"]),
+        ("/v1/api_keys/{id}", &["get", "delete"]),
+        ("/v1/api_keys/{id}/rotate", &["post"]),
         ("/v1/reconciliation/statements", &["post"]),
         ("/v1/reconciliation/runs/{id}", &["get"]),
         ("/v1/reconciliation/runs/{id}/exceptions", &["get"]),
@@ -820,4 +823,134 @@ fn a_writer_that_cannot_write_ends_the_process_with_an_error() {
         "{line}"
     );
     assert!(line.contains("File too large"), "{line}");
+}
+
+/// The admin key given in the environment can be replaced: another admin key is made, the
+/// given one revoked, and it stays refused after a restart with the same environment. A key
+/// is made only for a merchant that exists.
+#[test]
+fn the_admin_key_from_the_environment_once_revoked_stays_revoked_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), ADMIN);
+    let (status, v) =
+        s.post("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": "mer_99999999"}));
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("resource_missing")), "{v}");
+    let (status, list) = s.get("/v1/api_keys", ADMIN);
+    assert_eq!(status, 200, "{list}");
+    let bootstrap = list["data"][0].clone();
+    assert_eq!(
+        (bootstrap["role"].as_str(), list["data"].as_array().unwrap().len()),
+        (Some("admin"), 1)
+    );
+    let made = s.ok("/v1/api_keys", ADMIN, json!({"role": "admin"}));
+    let replacement = made["key"].as_str().unwrap().to_owned();
+    let path = format!("/v1/api_keys/{}", id(&bootstrap));
+    let (status, v) = s.call("DELETE", &path, Some(&replacement), None, None);
+    assert_eq!((status, v["status"].as_str()), (200, Some("revoked")), "{v}");
+    let (status, v) = s.get("/v1/api_keys", ADMIN);
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("api_key_revoked")), "{v}");
+    s.kill();
+
+    let s = Server::start(dir.path(), ADMIN);
+    let (status, v) = s.get("/v1/api_keys", ADMIN);
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("api_key_revoked")), "{v}");
+    let (status, v) = s.get(&path, &replacement);
+    assert_eq!(
+        (status, v["status"].as_str(), v["id"].clone()),
+        (200, Some("revoked"), bootstrap["id"].clone()),
+        "{v}"
+    );
+    s.kill();
+}
+
+/// Without `--key-rate-per-second`, keys have their roles' limits; a key above its own gets 429
+/// in the error shape with `Retry-After`, and so does a client address above its failed
+/// authentications, whose valid key still works.
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_huifu"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HUIFU_ADMIN_KEY", ADMIN)
+        .stderr(Stdio::null());
+    use huifu_server::constants::{
+        ADDRESS_AUTH_FAILURES_BURST, ADMIN_RATE_PER_SECOND, KEY_BURST_PER_RATE,
+        MERCHANT_RATE_PER_SECOND, PLATFORM_RATE_PER_SECOND,
+    };
+    let s = Server::spawn(command);
+    let (_, list) = s.get("/v1/api_keys", ADMIN);
+    assert_eq!(
+        (list["data"][0]["rate_per_second"].as_u64(), list["data"][0]["burst"].as_u64()),
+        (
+            Some(u64::from(ADMIN_RATE_PER_SECOND)),
+            Some(u64::from(ADMIN_RATE_PER_SECOND * KEY_BURST_PER_RATE))
+        )
+    );
+    let platform = s.ok("/v1/api_keys", ADMIN, json!({"role": "platform"}));
+    assert_eq!(platform["rate_per_second"], PLATFORM_RATE_PER_SECOND);
+    let channel = s.ok("/v1/channels", ADMIN, json!({"currency": "CNY"}));
+    let merchant = s.ok(
+        "/v1/merchants",
+        ADMIN,
+        json!({"currency": "CNY", "commission_bps": 100, "channel": channel["id"]}),
+    );
+    let merchant =
+        s.ok("/v1/api_keys", ADMIN, json!({"role": "merchant", "merchant": merchant["id"]}));
+    assert_eq!(merchant["rate_per_second"], MERCHANT_RATE_PER_SECOND);
+    let slow =
+        s.ok("/v1/api_keys", ADMIN, json!({"role": "platform", "rate_per_second": 1, "burst": 2}));
+    let slow = slow["key"].as_str().unwrap();
+
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let get = |key: &str| {
+        let request = agent.get(&format!("{}/v1/platform/balances", s.base));
+        match request.set("Authorization", &format!("Bearer {key}")).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let retry = r.header("Retry-After").map(str::to_owned);
+                (r.status(), retry, r.into_json::<Value>().unwrap())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(get(slow).0, 200);
+    assert_eq!(get(slow).0, 200);
+    let (status, retry, v) = get(slow);
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "{v}");
+    assert_eq!(
+        (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+        (Some("rate_limit_error"), Some("rate_limited"))
+    );
+
+    let mut refused = None;
+    let tries = ADDRESS_AUTH_FAILURES_BURST * 2;
+    for n in 0..tries {
+        let (status, retry, v) = get(&format!("hk_guess{n}"));
+        match status {
+            401 => assert_eq!(v["error"]["code"], "invalid_api_key"),
+            429 => {
+                assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+                refused = Some((n, retry));
+                break;
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    let (n, retry) = refused.expect("guesses from one address were never refused");
+    // The burst, and what the rate let through meanwhile.
+    let burst = ADDRESS_AUTH_FAILURES_BURST;
+    assert!((burst..burst + burst / 2).contains(&n), "refused after {n} guesses");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    assert_eq!(get(ADMIN).0, 200, "a valid key from the same address");
+    s.kill();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_huifu"))
+        .args(["serve", "--key-rate-per-second", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rate_per_second is 1 to"), "{stderr}");
 }

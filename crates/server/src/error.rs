@@ -144,14 +144,34 @@ impl ApiError {
         }
     }
 
-    pub fn rate_limited() -> ApiError {
+    /// Above a rate limit (an API key's, or a client address's for failed authentications):
+    /// nothing was done; `retry_after` is the seconds until the next request is let through.
+    pub fn rate_limited(message: &str, retry_after: u64) -> ApiError {
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             kind: "rate_limit_error",
             code: "rate_limited",
-            message: "too many requests for this API key; slow down".into(),
+            message: message.into(),
             param: None,
-            retry_after: None,
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// The key was revoked (`DELETE /v1/api_keys/{id}`): it is refused for good.
+    pub fn key_revoked() -> ApiError {
+        ApiError {
+            code: "api_key_revoked",
+            message: "this API key was revoked".into(),
+            ..ApiError::unauthenticated()
+        }
+    }
+
+    /// The key's `expires_at` has passed (or the overlap of its rotation has ended).
+    pub fn key_expired() -> ApiError {
+        ApiError {
+            code: "api_key_expired",
+            message: "this API key has expired".into(),
+            ..ApiError::unauthenticated()
         }
     }
 
@@ -242,6 +262,15 @@ pub fn in_error_shape(response: Response) -> Response {
     }
     let error = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+        // The server's own limit on a request's time (`BODY_READ_TIMEOUT_MS`).
+        StatusCode::REQUEST_TIMEOUT => ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: "request_timeout",
+            message: "the request was not received in time; send its body at once".into(),
+            param: None,
+            retry_after: None,
+        },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::unsupported_media_type("the body's Content-Type is not one this route takes")
         }
@@ -359,7 +388,7 @@ impl utoipa::IntoResponses for ApiError {
     fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
         [
             (400, "The request is malformed: its body, a field, an id (`invalid_id`), a query parameter (`invalid_parameter`) or the Idempotency-Key."),
-            (401, "No valid API key: send `Authorization: Bearer <key>`."),
+            (401, "No valid API key: send `Authorization: Bearer <key>` (`invalid_api_key`); the key was revoked (`api_key_revoked`) or has expired (`api_key_expired`)."),
             (403, "This API key's role may not do this."),
             (404, "No such object (another merchant's objects are answered as missing), action or route (`route_not_found`)."),
             (405, "The route does not take this method (`method_not_allowed`); the `Allow` header lists those it takes."),
@@ -367,7 +396,7 @@ impl utoipa::IntoResponses for ApiError {
             (413, "The body is above the size limit."),
             (415, "The body's `Content-Type` is not one the route takes (`unsupported_media_type`): JSON, or for a statement upload XML or CSV."),
             (422, "A business rule refused the operation (funds, state, budget, limits)."),
-            (429, "Too many requests for this API key."),
+            (429, "Too many requests (`rate_limited`): above this API key's rate, or, without a valid key, above the client address's rate of failed authentications. Nothing was done; retry after the `Retry-After` header's seconds."),
             (503, "The engine is busy (`engine_busy`: nothing was done; retry after the `Retry-After` header's seconds), its storage failed (`storage_failed`), or it is unavailable or did not answer in time (`unavailable`)."),
             (507, "The disk holding a folder of the data folder is full (`insufficient_storage`): nothing was written. When it holds the engine's journal or history store, the server stops."),
         ]
@@ -377,12 +406,15 @@ impl utoipa::IntoResponses for ApiError {
                 "application/json",
                 Content::new(Some(Ref::from_schema_name(ErrorBody::name()))),
             );
-            if status == 503 {
+            let retry = match status {
+                503 => Some("With `engine_busy`: seconds to wait before trying again."),
+                429 => Some("Seconds until the next request is let through."),
+                _ => None,
+            };
+            if let Some(retry) = retry {
                 let seconds = HeaderBuilder::new()
                     .schema(Some(Object::with_type(Type::Integer)))
-                    .description(Some(
-                        "With `engine_busy`: seconds to wait before trying again.",
-                    ))
+                    .description(Some(retry))
                     .build();
                 response = response.header("Retry-After", seconds);
             }

@@ -24,6 +24,7 @@ mod ledger;
 mod metrics;
 mod openapi;
 mod recon;
+mod replies;
 #[cfg(test)]
 mod router_tests;
 mod wire;
@@ -39,7 +40,7 @@ use huifu_cluster::{ClusterConfig, ClusterError, Node, NodeOptions};
 use huifu_engine::{Engine, EngineError, EngineOptions, Failure, FailureKind};
 use huifu_payments::{Done, Op, Outcome, PaymentsMachine};
 
-pub use auth::{KeyStore, Role};
+pub use auth::{KeyStore, Rate, Role};
 pub use cluster::ClusterNode;
 pub use error::ApiError;
 
@@ -54,6 +55,35 @@ pub struct AppState {
     backend: Backend,
     keys: Arc<KeyStore>,
     metrics: Arc<metrics::Metrics>,
+    /// The event streams and their dispatcher.
+    events: Arc<events::Hub>,
+    limits: Limits,
+}
+
+/// The limits that protect the server, tunable per deployment (`huifu serve` flags); the
+/// defaults are the constants of the same names in [`constants`], which say what each costs.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests worked on at once; beyond it 503 `overloaded` (an event stream counts only
+    /// until its response starts).
+    pub requests_in_flight_max: usize,
+    /// Time a client has to send a request's head once it began it; then the connection closes.
+    pub header_read_timeout_ms: u64,
+    /// Time a request has until its response starts (its body read, its handler run); then 408.
+    pub body_read_timeout_ms: u64,
+    /// Event streams one API key may hold open; beyond it 429 `too_many_streams`.
+    pub events_per_key_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            requests_in_flight_max: constants::REQUESTS_IN_FLIGHT_MAX,
+            header_read_timeout_ms: constants::HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: constants::BODY_READ_TIMEOUT_MS,
+            events_per_key_max: constants::EVENTS_STREAMS_PER_KEY_MAX,
+        }
+    }
 }
 
 /// Where operations go: the embedded engine, or a cluster node's replicated log.
@@ -103,7 +133,19 @@ impl AppState {
     }
 
     fn with(backend: Backend, keys: Arc<KeyStore>) -> AppState {
-        AppState { backend, keys, metrics: Arc::new(metrics::Metrics::default()) }
+        AppState {
+            backend,
+            keys,
+            metrics: Arc::new(metrics::Metrics::default()),
+            events: Arc::new(events::Hub::default()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same state with other limits (before `router` is built from it).
+    pub fn with_limits(mut self, limits: Limits) -> AppState {
+        self.limits = limits;
+        self
     }
 
     /// The embedded engine, on a server that runs alone.
@@ -176,10 +218,29 @@ impl AppState {
         &self,
         f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
+        self.read_as(cluster::follower_read(), f).await
+    }
+
+    /// Runs `f` on this server's own state: the engine, or on a cluster node the state it has
+    /// applied (no round trip to the leader). What the event dispatcher reads.
+    async fn read_own<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.read_as(true, f).await
+    }
+
+    /// `read`, as a follower read when `local` (for work that outlives the request's task,
+    /// such as an event stream's later reads).
+    async fn read_as<R: Send + 'static>(
+        &self,
+        local: bool,
+        f: impl FnOnce(&PaymentsMachine) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
         let single = match &self.backend {
             Backend::Single(single) => single,
             Backend::Cluster(cluster) => {
-                let read = if cluster::follower_read() {
+                let read = if local {
                     cluster.node.read_local(f).await
                 } else {
                     cluster.node.read(f).await
@@ -261,9 +322,66 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
+        .layer(protect(&state.limits))
+        // Outside `cluster::route`: a follower read authenticates on the node it reaches.
+        .layer(axum::middleware::from_fn(auth::client_address))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
+}
+
+/// The limits on every request, forwarded ones included: at most `requests_in_flight_max`
+/// worked on at once, one semaphore for the whole router (each route gets a clone of the layer,
+/// and a global limit shares its permits), the next refused at once (load shedding) with 503
+/// `overloaded`; and a request whose response has not started after `body_read_timeout_ms` (a
+/// body sent slowly) gets 408 and gives back its permit. A permit is held until the response's
+/// head is ready, so an event stream holds one only while it is set up.
+fn protect<S>(
+    limits: &Limits,
+) -> impl tower::Layer<
+    S,
+    Service = impl tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+                  + Send
+                  + Sync
+                  + 'static,
+> + Clone
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(refused))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.requests_in_flight_max))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(limits.body_read_timeout_ms),
+        ))
+}
+
+/// What a request refused by `protect`'s load shedding gets.
+async fn refused(error: tower::BoxError) -> ApiError {
+    if !error.is::<tower::load_shed::error::Overloaded>() {
+        tracing::error!(%error, "a request failed in the server's limits");
+        return ApiError::internal();
+    }
+    ApiError {
+        code: "overloaded",
+        retry_after: Some(constants::OVERLOADED_RETRY_AFTER_SECONDS),
+        ..ApiError::unavailable("the server has too many requests in flight; retry later")
+    }
 }
 
 /// How to run the server.
@@ -278,6 +396,10 @@ pub struct Config {
     pub memory_transfers_max: Option<usize>,
     /// Run as this node of this cluster (else alone, on the embedded engine).
     pub cluster: Option<ClusterMember>,
+    /// The rate limit of every API key given none of its own, instead of its role's default
+    /// (`--key-rate-per-second`).
+    pub key_rate: Option<Rate>,
+    pub limits: Limits,
 }
 
 /// Which node of which cluster a server is.
@@ -299,6 +421,8 @@ impl Config {
             fsync: true,
             memory_transfers_max: None,
             cluster: None,
+            key_rate: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -328,8 +452,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Durably: the folder's own entry is fsynced in its parent.
     huifu_journal::Storage::create_dir_all(&huifu_journal::FileStorage, &config.data_dir)
         .map_err(io(format!("cannot create {}", config.data_dir.display())))?;
-    let keys =
-        Arc::new(KeyStore::open(&config.data_dir).map_err(io("cannot read api_keys".into()))?);
+    let mut keys = KeyStore::open(&config.data_dir).map_err(io("cannot read api_keys".into()))?;
+    keys.set_rate_default(config.key_rate);
+    let keys = Arc::new(keys);
     if let Some(key) = &config.admin_key {
         keys.add(key, Role::Admin).map_err(io("cannot store the admin key".into()))?;
     } else if config.cluster.is_some() {
@@ -351,7 +476,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             options.memory_max = config.memory_transfers_max;
             let (engine, recovery) = Engine::<PaymentsMachine>::open(options.clone())?;
             tracing::info!(?recovery, "engine recovered");
-            let state = AppState::new(Arc::new(engine), keys);
+            let state = AppState::new(Arc::new(engine), keys).with_limits(config.limits);
             let single = state.single().expect("a server alone").clone();
             let data_dir = config.data_dir.clone();
             let supervisor = tokio::spawn(supervise(
@@ -365,13 +490,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let accept = keys.clone();
             let options = NodeOptions {
                 fsync: config.fsync,
-                on_key: Some(Arc::new(move |grant| accept.accept(grant.hash, &grant.role))),
+                on_key: Some(Arc::new(move |grant| accept.accept(grant.hash, &grant.record))),
                 join: member.join,
             };
             let node = Node::start(&config.data_dir, &member.config, member.node, options)
                 .await
                 .map_err(ServeError::Cluster)?;
-            let state = AppState::for_node(ClusterNode::new(node), keys);
+            let state = AppState::for_node(ClusterNode::new(node), keys).with_limits(config.limits);
             let cluster = state.cluster().expect("a cluster node");
             (state, tokio::spawn(supervise_node(cluster)))
         }
@@ -382,22 +507,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(io("no local address".into()))?;
     println!("huifu listening on http://{local}");
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+    let events = state.events.clone();
     let stop = async move {
         tokio::select! {
             _ = shutdown_signal() => {},
             fatal = &mut supervisor => {
                 tracing::error!("the engine stopped on a failure: the server stops");
                 let _ = fatal_tx.send(fatal);
+                events.close().await;
                 return;
             },
         }
         supervisor.abort();
         let _ = supervisor.await;
+        // Event streams never end by themselves: a graceful shutdown would wait for them.
+        events.close().await;
     };
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(io("server failed".into()))?;
+    serve_http(listener, router(state.clone()), &config.limits, stop).await;
     if let Ok(fatal) = fatal_rx.await {
         return Err(match fatal {
             Ok(error) => error.into(),
@@ -414,6 +540,63 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     drop(state);
     Ok(())
 }
+
+/// Serves HTTP/1.1 connections on `listener` until `stop` resolves, then lets each connection
+/// finish the request it is on (at most `SHUTDOWN_DRAIN_MS`). Connections are hyper's own, not
+/// `axum::serve`'s, for the header read timeout: a client that sends its request's head slowly
+/// is cut off after `header_read_timeout_ms`. Each request carries its connection's address
+/// (`ConnectInfo`), for the limit on failed authentications.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &Limits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (stream, address) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most likely: they come back as connections end.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(address));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_millis(constants::SHUTDOWN_DRAIN_MS);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the drain time are closed");
+    }
+}
+
+/// How long `serve_http` waits after a failed accept before it accepts again.
+const ACCEPT_RETRY_MS: u64 = 100;
 
 /// Watches a cluster node's engine: one that failed cannot apply what the cluster commits, so
 /// the server stops and the node is to be restarted (it then catches up from the others).

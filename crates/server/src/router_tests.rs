@@ -397,3 +397,266 @@ async fn operators_see_the_platforms_own_accounts() {
         assert_eq!(rows[0][kind]["net"], "0", "{}", reply.body);
     }
 }
+
+/// A request with `key` (none when `None`), as if from `address` over a socket when given.
+async fn call(
+    api: &Api,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+    address: Option<[u8; 4]>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    let mut request = request.body(body).unwrap();
+    if let Some(ip) = address {
+        let address = std::net::SocketAddr::from((ip, 40_000));
+        request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+    }
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, body }
+}
+
+/// An error reply in the one shape, of `kind` and `code`, and its `Retry-After` if any.
+#[track_caller]
+fn assert_refused(reply: &Reply, status: u16, kind: &str, code: &str) -> Option<u64> {
+    let what = &reply.body;
+    assert_eq!(reply.status.as_u16(), status, "{what}");
+    assert_eq!(what.as_object().map(|o| o.len()), Some(1), "{what}");
+    assert_eq!(
+        (what["error"]["type"].as_str(), what["error"]["code"].as_str()),
+        (Some(kind), Some(code)),
+        "{what}"
+    );
+    reply.headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn api_keys_are_listed_got_revoked_and_rotated_and_never_shown_again() {
+    let api = Api::new();
+    let merchant = api.merchant().await;
+    let made = api.post("/v1/api_keys", json!({"role": "merchant", "merchant": merchant})).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let (key, id) = (made.body["key"].as_str().unwrap(), made.body["id"].as_str().unwrap());
+    assert!(id.starts_with("key_") && id.len() == 24, "{id}");
+    assert_eq!(
+        (made.body["status"].as_str(), made.body["merchant"].as_str()),
+        (Some("active"), Some(merchant.as_str()))
+    );
+    assert_eq!(
+        (made.body["rate_per_second"].as_u64(), made.body["burst"].as_u64()),
+        (Some(100), Some(200))
+    );
+    assert!(made.body["created_at"].as_u64().is_some() && made.body["last_used_at"].is_null());
+
+    // The key works, and its use shows; the list and the key's own page never show a key.
+    assert_eq!(
+        call(&api, "GET", &format!("/v1/balances/{merchant}"), Some(key), None, None).await.status,
+        200
+    );
+    let list = api.get("/v1/api_keys").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let data = list.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "the admin key and the merchant's: {}", list.body);
+    let text = list.body.to_string();
+    assert!(!text.contains(key) && !text.contains(ADMIN) && !text.contains("\"key\""), "{text}");
+    let one = api.get(&format!("/v1/api_keys/{id}")).await;
+    assert_eq!((one.body["id"].as_str(), one.body["role"].as_str()), (Some(id), Some("merchant")));
+    assert!(one.body["last_used_at"].as_u64().is_some(), "{}", one.body);
+    assert!(one.body.get("key").is_none());
+    let page = api
+        .get(&format!("/v1/api_keys?limit=1&starting_after={}", data[0]["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        (page.body["data"].as_array().unwrap().len(), page.body["has_more"].as_bool()),
+        (1, Some(false))
+    );
+
+    // Revoked: refused from the next request on; revoking again changes nothing.
+    let revoked =
+        call(&api, "DELETE", &format!("/v1/api_keys/{id}"), Some(ADMIN), None, None).await;
+    assert_eq!((revoked.status.as_u16(), revoked.body["status"].as_str()), (200, Some("revoked")));
+    let refused =
+        call(&api, "GET", &format!("/v1/balances/{merchant}"), Some(key), None, None).await;
+    assert_refused(&refused, 401, "authentication_error", "api_key_revoked");
+    let again = call(&api, "DELETE", &format!("/v1/api_keys/{id}"), Some(ADMIN), None, None).await;
+    assert_eq!(
+        (again.status.as_u16(), again.body["revoked_at"].clone()),
+        (200, revoked.body["revoked_at"].clone())
+    );
+    let rotate =
+        call(&api, "POST", &format!("/v1/api_keys/{id}/rotate"), Some(ADMIN), None, None).await;
+    assert_refused(&rotate, 409, "invalid_request_error", "api_key_inactive");
+
+    // Rotated with no overlap: the old key stops at once, the new one has its role and rate.
+    let platform =
+        api.post("/v1/api_keys", json!({"role": "platform", "rate_per_second": 5000})).await;
+    let (old_key, old_id) =
+        (platform.body["key"].as_str().unwrap(), platform.body["id"].as_str().unwrap());
+    let rotated =
+        api.post(&format!("/v1/api_keys/{old_id}/rotate"), json!({"overlap_seconds": 0})).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new_key = rotated.body["key"].as_str().unwrap();
+    assert_eq!(
+        (rotated.body["role"].as_str(), rotated.body["rate_per_second"].as_u64()),
+        (Some("platform"), Some(5000))
+    );
+    assert_eq!(rotated.body["rotated"]["status"], "expired", "{}", rotated.body);
+    let old = call(&api, "GET", "/v1/platform/balances", Some(old_key), None, None).await;
+    assert_refused(&old, 401, "authentication_error", "api_key_expired");
+    assert_eq!(
+        call(&api, "GET", "/v1/platform/balances", Some(new_key), None, None).await.status,
+        200
+    );
+    // With an overlap (a day by default) both work until it ends.
+    let next = api
+        .post(&format!("/v1/api_keys/{}/rotate", rotated.body["id"].as_str().unwrap()), json!({}))
+        .await;
+    assert_eq!(next.body["rotated"]["status"], "active", "{}", next.body);
+    let overlap_end = next.body["rotated"]["expires_at"].as_u64().unwrap();
+    assert_eq!(overlap_end - next.body["created_at"].as_u64().unwrap(), 86_400);
+    for key in [new_key, next.body["key"].as_str().unwrap()] {
+        assert_eq!(
+            call(&api, "GET", "/v1/platform/balances", Some(key), None, None).await.status,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_key_requests_that_cannot_be_are_refused_with_typed_errors() {
+    let api = Api::new();
+    // A key only for a merchant that exists.
+    let missing =
+        api.post("/v1/api_keys", json!({"role": "merchant", "merchant": "mer_99999999"})).await;
+    assert_error(&missing, 404, "resource_missing", Some("merchant"));
+    assert_eq!(api.get("/v1/api_keys").await.body["data"].as_array().unwrap().len(), 1);
+    let now = crate::auth::now_seconds();
+    for (body, code, param) in [
+        (json!({"role": "platform", "expires_at": now - 1}), "invalid_expiry", "expires_at"),
+        (
+            json!({"role": "platform", "expires_at": now + 11 * 365 * 86_400}),
+            "invalid_expiry",
+            "expires_at",
+        ),
+        (json!({"role": "platform", "rate_per_second": 0}), "invalid_rate", "rate_per_second"),
+        (
+            json!({"role": "platform", "rate_per_second": 10_000_001}),
+            "invalid_rate",
+            "rate_per_second",
+        ),
+        (json!({"role": "platform", "burst": 0}), "invalid_rate", "burst"),
+        (json!({"role": "platform", "expires_at": "tomorrow"}), "invalid_field", "expires_at"),
+        (json!({"role": "owner"}), "invalid_role", "role"),
+    ] {
+        assert_error(&api.post("/v1/api_keys", body).await, 400, code, Some(param));
+    }
+    assert_error(&api.get("/v1/api_keys/key_xyz").await, 400, "invalid_id", Some("id"));
+    assert_error(
+        &api.get("/v1/api_keys/key_0123456789abcdef0123").await,
+        404,
+        "resource_missing",
+        None,
+    );
+    let admin_id = api.get("/v1/api_keys").await.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let rotate = api
+        .post(&format!("/v1/api_keys/{admin_id}/rotate"), json!({"overlap_seconds": 40 * 86_400}))
+        .await;
+    assert_error(&rotate, 400, "invalid_overlap", Some("overlap_seconds"));
+    // The last admin key that works cannot be revoked; once there is another, it can.
+    let last =
+        call(&api, "DELETE", &format!("/v1/api_keys/{admin_id}"), Some(ADMIN), None, None).await;
+    assert_error(&last, 409, "last_admin_key", None);
+    let other = api.post("/v1/api_keys", json!({"role": "admin"})).await.body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked =
+        call(&api, "DELETE", &format!("/v1/api_keys/{admin_id}"), Some(&other), None, None).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert_refused(&api.get("/v1/api_keys").await, 401, "authentication_error", "api_key_revoked");
+    // Only an admin manages keys.
+    let platform =
+        call(&api, "POST", "/v1/api_keys", Some(&other), Some(json!({"role": "platform"})), None)
+            .await;
+    let platform = platform.body["key"].as_str().unwrap();
+    assert_refused(
+        &call(&api, "GET", "/v1/api_keys", Some(platform), None, None).await,
+        403,
+        "permission_error",
+        "forbidden",
+    );
+}
+
+/// A key above its rate gets 429 in the error shape with `Retry-After`, and nothing is done;
+/// another key is not held by it.
+#[tokio::test]
+async fn a_key_above_its_rate_is_refused_with_429_and_retry_after() {
+    let api = Api::new();
+    let slow = api
+        .post("/v1/api_keys", json!({"role": "platform", "rate_per_second": 1, "burst": 2}))
+        .await;
+    assert_eq!(
+        (slow.body["rate_per_second"].as_u64(), slow.body["burst"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let slow = slow.body["key"].as_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            call(&api, "GET", "/v1/platform/balances", Some(slow), None, None).await.status,
+            200
+        );
+    }
+    let refused =
+        call(&api, "POST", "/v1/users", Some(slow), Some(json!({"currency": "CNY"})), None).await;
+    let retry = assert_refused(&refused, 429, "rate_limit_error", "rate_limited");
+    assert_eq!(retry, Some(1));
+    assert_eq!(api.get("/v1/platform/balances").await.status, StatusCode::OK);
+}
+
+/// Requests without a valid key are limited per client address (each costs a hash): above
+/// the budget they get 429 with `Retry-After`, while that address's valid keys and other
+/// addresses go on as before.
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_address() {
+    use crate::constants::ADDRESS_AUTH_FAILURES_BURST;
+    let api = Api::new();
+    let guesser = Some([10, 0, 0, 7]);
+    // The whole burst is answered 401; then, once what the rate let through meanwhile is
+    // spent, 429.
+    let burst = ADDRESS_AUTH_FAILURES_BURST;
+    let mut n = 0;
+    let over = loop {
+        let key = format!("hk_guess{n}");
+        let reply = call(&api, "GET", "/v1/platform/balances", Some(&key), None, guesser).await;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            break reply;
+        }
+        assert_refused(&reply, 401, "authentication_error", "invalid_api_key");
+        n += 1;
+        assert!(n < burst + burst / 2, "never refused");
+    };
+    assert!(n >= burst, "refused after {n}");
+    let retry = assert_refused(&over, 429, "rate_limit_error", "rate_limited");
+    assert!(retry.is_some_and(|s| s >= 1), "{:?}", over.headers);
+    let none = call(&api, "GET", "/v1/platform/balances", None, None, guesser).await;
+    assert_refused(&none, 429, "rate_limit_error", "rate_limited");
+    // A valid key from the same address is not held to it; another address is not either.
+    let valid = call(&api, "GET", "/v1/platform/balances", Some(ADMIN), None, guesser).await;
+    assert_eq!(valid.status, StatusCode::OK);
+    let other =
+        call(&api, "GET", "/v1/platform/balances", Some("hk_typo"), None, Some([10, 0, 0, 8]))
+            .await;
+    assert_refused(&other, 401, "authentication_error", "invalid_api_key");
+}
