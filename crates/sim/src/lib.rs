@@ -397,11 +397,12 @@ fn setup<T: Transport>(t: &mut T, config: &SimConfig) -> Result<Vec<u64>, T::Err
     }
     expect_acks("parties", t.submit_independent(parties)?);
 
-    // Opening balances, confirmed by the bank at once.
+    // Opening balances, confirmed by the bank at once; enough for a user's warm-up orders too.
     let mut balances: Vec<u64> = Vec::with_capacity(usize::try_from(config.users).expect("fits"));
     let topups: Vec<Op> = (1..=config.users)
         .map(|user| {
-            let amount = rng.gen_range(20_000..200_000);
+            let warmups = warmup_orders_of(user, config.users) * (WARMUP_FOOD + WARMUP_DELIVERY);
+            let amount = rng.gen_range(20_000..200_000) + warmups;
             balances.push(amount);
             Op::TopUp {
                 id: topup_id(user),
@@ -447,6 +448,12 @@ fn setup<T: Transport>(t: &mut T, config: &SimConfig) -> Result<Vec<u64>, T::Err
         .collect();
     expect_acks("merchant campaigns", t.submit_independent(campaigns)?);
     Ok(balances)
+}
+
+/// How many of the warm-up orders (order `i` is paid by user `1 + i % users`) `user` pays.
+fn warmup_orders_of(user: u64, users: u64) -> u64 {
+    let orders = MERCHANT_CAMPAIGNS * WARMUP_ORDERS_PER_CAMPAIGN;
+    (orders + users - user) / users
 }
 
 // Operation ids of the set-up, below the clients' (`client::OP_ID_BASE` and up): a user's
@@ -516,6 +523,24 @@ mod tests {
         for code in ["budget_exhausted", "coupon_limit_reached", "coupon_used"] {
             assert_eq!(c.rejected.get(code), None, "{c:?}");
         }
+    }
+
+    /// Few users pay many warm-up orders each: their opening balances cover them.
+    #[test]
+    fn a_tiny_day_sets_up_and_runs() {
+        for users in [1, 7, 20, 199, 200, 201, 1_000] {
+            let all: u64 = (1..=users).map(|u| warmup_orders_of(u, users)).sum();
+            assert_eq!(all, MERCHANT_CAMPAIGNS * WARMUP_ORDERS_PER_CAMPAIGN, "{users}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::<PaymentsMachine>::open(EngineOptions::new(dir.path())).unwrap();
+        let engine = Arc::new(engine);
+        let config =
+            SimConfig { users: 20, merchants: 4, riders: 3, payments: 40, ..SimConfig::default() };
+        let result = run(&engine, &config, &Progress::default()).unwrap();
+        assert!(result.audit.ok(), "{:?}", result.audit.violations);
+        let planned: u64 = result.counts.refusals_planned.values().sum();
+        assert_eq!(result.counts.payments + planned, 40, "{:?}", result.counts);
     }
 
     /// A day with many orders per user: wallets run dry unless their users top them up.
