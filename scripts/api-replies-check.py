@@ -75,6 +75,8 @@ def main():
     get = lambda path, status=200: call("get", path, None, status)
 
     channel = post("/v1/channels", {"currency": "CNY"})["id"]
+    call("put", f"/v1/channels/{channel}/bank_account", {"account": "CN00 1234 5678 0001"})
+    get(f"/v1/channels/{channel}/bank_account")
     user = post("/v1/users", {"currency": "CNY"})["id"]
     merchant = post("/v1/merchants", {"currency": "CNY", "commission_bps": 1000, "channel": channel})["id"]
     rider = post("/v1/riders", {"currency": "CNY"})["id"]

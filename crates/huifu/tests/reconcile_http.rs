@@ -197,3 +197,84 @@ fn upload_a_statement_read_the_run_and_resolve_an_exception() {
     let (status, _) = server.call("GET", &unknown, Some(ADMIN), None);
     assert_eq!(status, 404);
 }
+
+/// A camt.053 file with a statement for each of two channels' bank accounts and one for an
+/// account no channel has, uploaded without a channel: each statement is reconciled with its
+/// channel, the third is listed, and a statement whose balances do not add up says by how much.
+#[test]
+fn a_file_of_several_statements_goes_to_the_channels_of_their_bank_accounts() {
+    use huifu_recon::statement::{parse_day, Direction, Line, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let user =
+        server.post("/v1/users", json!({"currency": "CNY"}))["id"].as_str().unwrap().to_owned();
+    let mut channels = Vec::new();
+    let mut topups = Vec::new();
+    for account in ["CN12 3456 7890 0001", "CN12345678900002"] {
+        let channel = server.post("/v1/channels", json!({"currency": "CNY"}))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/v1/channels/{channel}/bank_account");
+        let body = json!({"account": account}).to_string();
+        let (status, set) =
+            server.call("PUT", &path, Some(ADMIN), Some(("application/json", &body)));
+        assert_eq!(status, 200, "{set}");
+        let normalized = account.replace(' ', "");
+        assert_eq!(
+            set,
+            json!({"object": "bank_account", "channel": channel, "account": normalized})
+        );
+        assert_eq!(server.call("GET", &path, Some(ADMIN), None), (200, set));
+        let topup =
+            server.post("/v1/topups", json!({"user": user, "channel": channel, "amount": 5_000}));
+        let topup = topup["id"].as_str().unwrap().to_owned();
+        server.post(&format!("/v1/topups/{topup}/confirm"), json!({}));
+        channels.push((channel, normalized));
+        topups.push(topup);
+    }
+    // An account is one channel's only.
+    let taken = json!({"account": "CN12345678900002"}).to_string();
+    let path = format!("/v1/channels/{}/bank_account", channels[0].0);
+    let (status, v) = server.call("PUT", &path, Some(ADMIN), Some(("application/json", &taken)));
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("bank_account_taken")), "{v}");
+
+    let day = parse_day(&today()).unwrap();
+    let statement = |id: &str, account: &str, reference: &str, closing: i128| Statement {
+        id: id.to_owned(),
+        account: account.to_owned(),
+        currency: 156,
+        from_day: day,
+        to_day: day,
+        opening_minor: Some(0),
+        closing_minor: Some(closing),
+        pending_lines: 0,
+        lines: vec![Line::new(1, Direction::Credit, 5_000, day, reference)],
+    };
+    let file = huifu_recon::camt053::write_all(
+        &[
+            statement("MULTI-1", &channels[0].1, &topups[0], 5_000),
+            // Its closing balance is 1.00 off what its line moved.
+            statement("MULTI-2", &channels[1].1, &topups[1], 5_100),
+            statement("MULTI-3", "CN99999999999999", "top_999", 5_000),
+        ],
+        "2026-12-08T00:00:00",
+    );
+    let (status, reply) = server.call(
+        "POST",
+        "/v1/reconciliation/statements",
+        Some(ADMIN),
+        Some(("application/xml", &file)),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["object"], "list");
+    let runs = reply["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{reply}");
+    for ((channel, _), (run, id)) in channels.iter().zip(runs.iter().zip(["MULTI-1", "MULTI-2"])) {
+        assert_eq!((&run["channel"], &run["statement"]["id"]), (&json!(channel), &json!(id)));
+        assert_eq!(summary(run, "matched"), (1, 1), "{run}");
+    }
+    assert_eq!(runs[0]["statement"]["balance_difference"], Value::Null);
+    assert_eq!(runs[1]["statement"]["balance_difference"], "100");
+    assert_eq!(reply["unrouted"], json!([{"statement": "MULTI-3", "account": "CN99999999999999"}]));
+}

@@ -715,6 +715,7 @@ fn openapi_document_lists_every_route() {
         ("/v1/api_keys/{id}", &["get", "delete"]),
         ("/v1/api_keys/{id}/rotate", &["post"]),
         ("/v1/reconciliation/statements", &["post"]),
+        ("/v1/channels/{id}/bank_account", &["get", "put"]),
         ("/v1/reconciliation/runs/{id}", &["get"]),
         ("/v1/reconciliation/runs/{id}/exceptions", &["get"]),
         ("/v1/reconciliation/runs/{id}/resolutions", &["post"]),

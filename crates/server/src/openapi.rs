@@ -67,6 +67,8 @@ pub const BEARER: &str = "bearer";
         crate::recon::get_run,
         crate::recon::list_exceptions,
         crate::recon::resolve_exception,
+        crate::recon::set_bank_account,
+        crate::recon::get_bank_account,
         crate::events::events,
         crate::metrics::livez,
         crate::metrics::healthz,

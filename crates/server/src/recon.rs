@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reconciliation/runs/{id}", get(get_run))
         .route("/v1/reconciliation/runs/{id}/exceptions", get(list_exceptions))
         .route("/v1/reconciliation/runs/{id}/resolutions", post(resolve_exception))
+        .route("/v1/channels/{id}/bank_account", get(get_bank_account).put(set_bank_account))
         .route_layer(axum::middleware::from_fn(wire::json_bodies))
         // A statement is a file: its handler takes XML or CSV (`statement_format`).
         .route("/v1/reconciliation/statements", post(upload_statement))
@@ -161,6 +162,10 @@ async fn reconcile(
             "from_date": format_day(s.from_day),
             "to_date": format_day(s.to_day),
             "lines": s.lines.len(),
+            "pending_lines": s.pending_lines,
+            // Closing balance less opening balance and lines, when the statement does not add
+            // up (a decimal string: minor units, signed); null when it does or has no balances.
+            "balance_difference": s.balance_difference().map(|d| d.to_string()),
         },
         "summary": summary,
         "matched_late": r.matched_late,
@@ -178,9 +183,10 @@ async fn reconcile(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct UploadQuery {
-    /// The bank channel the statement is of (`chn_1`).
+    /// The bank channel the statement is of (`chn_1`). Without it, each statement of the file
+    /// goes to the channel whose bank account it names (`PUT /v1/channels/{id}/bank_account`).
     #[param(pattern = "^chn_[1-9][0-9]*$")]
-    channel: String,
+    channel: Option<String>,
     /// `camt053`, `mt940` or `csv`; by default from the `Content-Type` (`application/xml`,
     /// `text/xml`, `text/csv`), else from the content.
     #[param(pattern = "^(camt053|mt940|csv)$")]
@@ -200,7 +206,7 @@ struct UploadQuery {
         content((String = "application/xml"), (String = "text/plain"), (String = "text/csv")),
     ),
     responses(
-        (status = 200, body = Object, description = "The run: `{id, object: reconciliation_run, channel, currency, statement, summary: [{state, lines, bank_amount, entries, ledger_amount}], matched_late, exceptions, open_exceptions, imported}`."),
+        (status = 200, body = Object, description = "With `channel`: the run, `{id, object: reconciliation_run, channel, currency, statement: {id, account, from_date, to_date, lines, pending_lines, balance_difference}, summary: [{state, lines, bank_amount, entries, ledger_amount}], matched_late, exceptions, open_exceptions, imported}`; `balance_difference` is non-null for a statement whose balances do not add up. Without: `{object: list, data: [run], unrouted: [{statement, account}]}`, a run per statement whose account is a channel's, and the statements no channel has."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -212,7 +218,8 @@ async fn upload_statement(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     state.keys.authenticate_operator(&headers)?;
-    let channel = parse_id(Prefix::Channel, &q.channel, "channel")?;
+    let channel =
+        q.channel.as_deref().map(|c| parse_id(Prefix::Channel, c, "channel")).transpose()?;
     let given = match q.format.as_deref() {
         Some(name) => Some(Format::from_name(name).ok_or_else(|| {
             ApiError::invalid(
@@ -236,10 +243,13 @@ async fn upload_statement(
     if body.len() > STATEMENT_BYTES_MAX {
         return Err(ApiError::too_large());
     }
+    let folder = state.keys.folder().to_path_buf();
+    let Some(channel) = channel else {
+        return upload_routed(&state, folder, format, body).await;
+    };
     let Some(currency) = state.read(move |m| m.channel_currency(channel)).await? else {
         return Err(ApiError::not_found("channel"));
     };
-    let folder = state.keys.folder().to_path_buf();
     let (key, new) = blocking(move || {
         let (stored, new) =
             Store::new(&folder).import(channel, currency, format, &body).map_err(store_error)?;
@@ -248,6 +258,134 @@ async fn upload_statement(
     .await?;
     let (body, _, _) = reconcile(&state, channel, key, Some(new)).await?;
     Ok(json_value_ok(body))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BankAccountBody {
+    /// The channel's account at its bank, as its statements name it: an IBAN (spaces and case
+    /// do not matter) or the bank's own account id; 1 to 35 characters.
+    account: String,
+}
+
+/// Records the bank account of a channel: statements naming it are the channel's.
+#[utoipa::path(
+    put,
+    path = "/v1/channels/{id}/bank_account",
+    tag = "reconciliation",
+    summary = "Set a channel's bank account (operators)",
+    description = "The account its bank's statements name (camt `Acct/Id`, MT940 `:25:`): a \
+        statement uploaded without `channel` goes to the channel whose account it names. An \
+        account is one channel's at most (409 `bank_account_taken`).",
+    params(("id" = String, Path, pattern = "^chn_[1-9][0-9]*$", description = "The channel id (`chn_1`).")),
+    request_body = BankAccountBody,
+    responses(
+        (status = 200, body = crate::replies::BankAccount, description = "The channel's bank account."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
+async fn set_bank_account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.keys.authenticate_operator(&headers)?;
+    let channel = parse_id(Prefix::Channel, &id, "id")?;
+    let b: BankAccountBody = parse_body(&body)?;
+    if state.read(move |m| m.channel_currency(channel)).await?.is_none() {
+        return Err(ApiError::not_found("channel"));
+    }
+    let folder = state.keys.folder().to_path_buf();
+    let account = blocking(move || {
+        let store = Store::new(&folder);
+        let normalized = huifu_recon::store::normalize_account(&b.account);
+        match store.accounts().map_err(store_error)?.get(&normalized) {
+            Some(&other) if other != channel => Err(ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "invalid_request_error",
+                code: "bank_account_taken",
+                message: format!("{} is already chn_{other}'s bank account", b.account),
+                param: Some("account".into()),
+                retry_after: None,
+            }),
+            _ => store.set_account(channel, &b.account).map_err(store_error),
+        }?;
+        store.account(channel).map_err(store_error)
+    })
+    .await?;
+    Ok(json_value_ok(bank_account_json(channel, account)))
+}
+
+/// A channel's bank account.
+#[utoipa::path(
+    get,
+    path = "/v1/channels/{id}/bank_account",
+    tag = "reconciliation",
+    summary = "A channel's bank account (operators)",
+    params(("id" = String, Path, pattern = "^chn_[1-9][0-9]*$", description = "The channel id (`chn_1`).")),
+    responses(
+        (status = 200, body = crate::replies::BankAccount, description = "The channel's bank account; `account` is null when none was set."),
+        ApiError,
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_bank_account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.keys.authenticate_operator(&headers)?;
+    let channel = parse_id(Prefix::Channel, &id, "id")?;
+    if state.read(move |m| m.channel_currency(channel)).await?.is_none() {
+        return Err(ApiError::not_found("channel"));
+    }
+    let folder = state.keys.folder().to_path_buf();
+    let account =
+        blocking(move || Store::new(&folder).account(channel).map_err(store_error)).await?;
+    Ok(json_value_ok(bank_account_json(channel, account)))
+}
+
+fn bank_account_json(channel: u64, account: Option<String>) -> Value {
+    let account = account.map(|a| huifu_recon::store::normalize_account(&a));
+    json!({"object": "bank_account", "channel": Prefix::Channel.id(channel), "account": account})
+}
+
+/// An upload without a channel: every statement of the file goes to the channel whose bank
+/// account it names; one run per statement taken, and the statements no channel has listed.
+/// Nothing is stored unless every statement taken is accepted.
+async fn upload_routed(
+    state: &AppState,
+    folder: PathBuf,
+    format: Format,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let accounts = {
+        let folder = folder.clone();
+        blocking(move || Store::new(&folder).accounts().map_err(store_error)).await?
+    };
+    let channels: Vec<u64> = accounts.values().copied().collect();
+    let currencies = state
+        .read(move |m| {
+            channels.iter().filter_map(|&c| Some((c, m.channel_currency(c)?))).collect::<Vec<_>>()
+        })
+        .await?;
+    let imported = blocking(move || {
+        let currency_of = |c: u64| currencies.iter().find(|(k, _)| *k == c).map(|(_, v)| *v);
+        Store::new(&folder).import_file(format, &body, None, currency_of).map_err(store_error)
+    })
+    .await?;
+    let mut runs = Vec::with_capacity(imported.stored.len());
+    for (channel, stored, new) in imported.stored {
+        runs.push(reconcile(state, channel, stored.key, Some(new)).await?.0);
+    }
+    let unrouted: Vec<Value> = imported
+        .unrouted
+        .iter()
+        .map(|u| json!({"statement": u.id, "account": u.account}))
+        .collect();
+    Ok(json_value_ok(json!({"object": "list", "data": runs, "unrouted": unrouted})))
 }
 
 /// A run: the statement reconciled again with the ledger and the statements stored now.

@@ -431,3 +431,15 @@ pub struct ApiKeyList {
     data: Vec<ApiKey>,
     has_more: bool,
 }
+
+/// A channel's account at its bank, which its statements name.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BankAccount {
+    #[schema(pattern = "^bank_account$")]
+    object: String,
+    #[schema(pattern = "^chn_[1-9][0-9]*$")]
+    channel: String,
+    /// Without spaces, in capitals; null when none was set.
+    account: Option<String>,
+}
