@@ -79,6 +79,20 @@ fn format_of(given: Option<&str>, path: &Path, bytes: &[u8]) -> anyhow::Result<F
     })
 }
 
+/// How much of a statement file is read to tell its format from its content: a byte-order mark,
+/// white space and the first character are enough.
+const SNIFF_BYTES_MAX: u64 = 4 * 1024;
+
+/// The first `SNIFF_BYTES_MAX` bytes of the file at `path`.
+fn file_start(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut start = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNIFF_BYTES_MAX).read_to_end(&mut start))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(start)
+}
+
 pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let channel = args.channel.as_deref().map(channel_id).transpose()?;
     if args.date_window_days > DATE_WINDOW_DAYS_MAX {
@@ -104,7 +118,6 @@ pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     if size > STATEMENT_BYTES_MAX as u64 {
         bail!("{} is {size} bytes, more than the {STATEMENT_BYTES_MAX} allowed", path.display());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let layout = match &args.csv_layout {
         None => None,
         Some(layout) => {
@@ -118,7 +131,7 @@ pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     };
     let format = match layout {
         Some(_) => Format::CsvLayout,
-        None => format_of(args.format.as_deref(), path, &bytes)?,
+        None => format_of(args.format.as_deref(), path, &file_start(path)?)?,
     };
     // Channel currencies, read once for the channels the file may go to.
     let mut currencies = HashMap::new();
@@ -133,12 +146,16 @@ pub fn reconcile_command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let currency_of = |c| currencies.get(&c).copied();
+    // A CSV file in a layout of its own is parsed whole; any other is read as a stream.
     let imported = match &layout {
-        Some(layout) => store.import_csv_layout(layout, &bytes, channel, currency_of),
-        None => store.import_file(format, &bytes, channel, currency_of),
+        Some(layout) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            store.import_csv_layout(layout, &bytes, channel, currency_of)
+        }
+        None => store.import_path(format, path, channel, currency_of),
     }
     .with_context(|| format!("{} refused", path.display()))?;
-    drop(bytes);
     for u in &imported.unrouted {
         eprintln!(
             "statement {} (account {}): no channel has this bank account; not imported \

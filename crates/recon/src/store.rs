@@ -4,15 +4,22 @@
 //! its content (`chn_<channel>/statements/<id hash>-<content hash>.<xml|csv|sta|lcsv>`, the last with its layout in `.layout`): importing
 //! the same file again finds it there and changes nothing; the same id with other content is
 //! refused. Files are written whole to a temporary name, fsynced, renamed, and the folder
-//! fsynced, so a crash leaves either no statement or the whole of it. Resolutions are one CSV
-//! file per channel (`chn_<channel>/resolutions.csv`: key, who, why) rewritten the same way.
+//! fsynced, so a crash leaves either no statement or the whole of it. A file on disk
+//! (`import_path`) is parsed, hashed and copied as a stream, never held whole. Resolutions are
+//! one CSV file per channel (`chn_<channel>/resolutions.csv`: key, who, why) rewritten the same
+//! way.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::constants::{RESOLUTION_TEXT_LEN_MAX, STATEMENTS_PER_CHANNEL_MAX, TEXT_LEN_MAX};
+use sha2::{Digest, Sha256};
+
+use crate::constants::{
+    IMPORT_BUFFER_BYTES, RESOLUTION_TEXT_LEN_MAX, STATEMENTS_PER_CHANNEL_MAX, STATEMENT_BYTES_MAX,
+    TEXT_LEN_MAX,
+};
 use crate::error::{read_all, Format, ImportError};
 use crate::report::Resolution;
 use crate::statement::{content_hash, currency_code, hex, Statement};
@@ -120,7 +127,43 @@ impl Store {
         currency_of: impl Fn(u64) -> Option<u32>,
     ) -> Result<Imported, StoreError> {
         let statements = crate::error::parse_all(format, bytes)?;
-        self.keep(format, bytes, None, statements, channel, currency_of)
+        let content = content_hash(bytes);
+        self.keep(format, Source::Bytes(bytes), content, None, statements, channel, currency_of)
+    }
+
+    /// `import_file` for the file at `path`, read as a stream: parsed and hashed in one pass
+    /// through a buffer of `IMPORT_BUFFER_BYTES`, then copied into the store through another, so
+    /// memory holds the parsed statements and the buffers, not the file (a CSV file in huifu's
+    /// layout is still read whole to parse it, see `read_all`). The copy is hashed too: a file
+    /// that changed between the two passes is refused with an I/O error and leaves nothing.
+    pub fn import_path(
+        &self,
+        format: Format,
+        path: &Path,
+        channel: Option<u64>,
+        currency_of: impl Fn(u64) -> Option<u32>,
+    ) -> Result<Imported, StoreError> {
+        let file = fs::File::open(path)?;
+        let too_large = |size: u64| ImportError::TooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            max: STATEMENT_BYTES_MAX,
+        };
+        let size = file.metadata()?.len();
+        if size > bytes_max() {
+            return Err(too_large(size).into());
+        }
+        let mut input = BufReader::with_capacity(IMPORT_BUFFER_BYTES, Hashing::new(file));
+        let statements = read_all(format, &mut input)?;
+        // What the parser did not read (white space after the document) is part of the file
+        // and of its hash; a file that grew meanwhile is read only up to the limit.
+        std::io::copy(&mut (&mut input).take(bytes_max() + 1), &mut std::io::sink())?;
+        let hashing = input.into_inner();
+        if hashing.bytes > bytes_max() {
+            return Err(too_large(hashing.bytes).into());
+        }
+        let content = hashing.finish();
+        let source = Source::File { path, sha256: content };
+        self.keep(format, source, content, None, statements, channel, currency_of)
     }
 
     /// `import_file` for a CSV file in a layout of its own (`csv_map`, `layout` the layout
@@ -141,14 +184,28 @@ impl Store {
         }
         let parsed = crate::csv_map::Layout::parse(layout)?;
         let statement = crate::csv_map::parse(&parsed, bytes)?;
-        self.keep(Format::CsvLayout, bytes, Some(layout), vec![statement], channel, currency_of)
+        let content =
+            Sha256::new().chain_update(bytes).chain_update(layout.as_bytes()).finalize().into();
+        let source = Source::Bytes(bytes);
+        self.keep(
+            Format::CsvLayout,
+            source,
+            content,
+            Some(layout),
+            vec![statement],
+            channel,
+            currency_of,
+        )
     }
 
     /// Routes parsed statements to channels and keeps the file (and its layout) for each.
+    /// `content` is the hash the file's key is made of: of its bytes (and its layout).
+    #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
         format: Format,
-        bytes: &[u8],
+        source: Source<'_>,
+        content: [u8; 32],
         layout: Option<&str>,
         statements: Vec<Statement>,
         channel: Option<u64>,
@@ -156,13 +213,6 @@ impl Store {
     ) -> Result<Imported, StoreError> {
         let accounts = self.accounts()?;
         let single = statements.len() == 1;
-        let content = match layout {
-            None => content_hash(bytes),
-            Some(layout) => {
-                use sha2::{Digest, Sha256};
-                Sha256::new().chain_update(bytes).chain_update(layout.as_bytes()).finalize().into()
-            }
-        };
         let content = hex(&content[..16]);
         let mut taken: Vec<(u64, Stored)> = Vec::new();
         let mut unrouted = Vec::new();
@@ -208,6 +258,9 @@ impl Store {
             }
             plan.push((channel, stored, new));
         }
+        // A file on disk is copied from the first copy kept once there is one: the store's
+        // copies do not change, the file the user named may.
+        let mut first_copy: Option<PathBuf> = None;
         for (channel, stored, new) in &plan {
             if *new {
                 let dir = self.statements_dir(*channel);
@@ -220,7 +273,14 @@ impl Store {
                         layout.as_bytes(),
                     )?;
                 }
-                write_atomic(&dir, &format!("{}.{}", stored.key, format.extension()), bytes)?;
+                let name = format!("{}.{}", stored.key, format.extension());
+                match source {
+                    Source::Bytes(bytes) => write_atomic(&dir, &name, bytes)?,
+                    Source::File { path, sha256 } => {
+                        copy_atomic(&dir, &name, first_copy.as_deref().unwrap_or(path), &sha256)?;
+                        first_copy.get_or_insert_with(|| dir.join(&name));
+                    }
+                }
             }
         }
         Ok(Imported { stored: plan, unrouted })
@@ -326,7 +386,7 @@ impl Store {
                 vec![crate::csv_map::parse(&layout, &fs::read(&path)?)?]
             } else {
                 let file = fs::File::open(&path)?;
-                read_all(format, std::io::BufReader::with_capacity(1 << 16, file))?
+                read_all(format, BufReader::with_capacity(IMPORT_BUFFER_BYTES, file))?
             };
             let statement = all
                 .into_iter()
@@ -399,8 +459,71 @@ impl Store {
     }
 }
 
-/// Writes `name` in `dir` whole or not at all: a temporary file, fsync, rename, fsync of the
-/// folder.
+/// Where the bytes of a file being imported are: in memory (an HTTP body, a test), or in a file
+/// read again to copy it, whose bytes must still have the SHA-256 they had when parsed.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File { path: &'a Path, sha256: [u8; 32] },
+}
+
+/// A reader that hashes (SHA-256) and counts the bytes read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        self.hasher.finalize().into()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.hasher.update(&out[..n]);
+        self.bytes = self.bytes.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
+    }
+}
+
+/// `STATEMENT_BYTES_MAX` as a file size.
+fn bytes_max() -> u64 {
+    u64::try_from(STATEMENT_BYTES_MAX).unwrap_or(u64::MAX)
+}
+
+/// Copies the file `from` to `name` in `dir` whole or not at all, as `write_atomic` writes, through
+/// a buffer of `IMPORT_BUFFER_BYTES`; the copy is refused (and removed) unless its bytes have the
+/// SHA-256 `sha256`.
+fn copy_atomic(dir: &Path, name: &str, from: &Path, sha256: &[u8; 32]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let copied = (|| {
+        let mut input = Hashing::new(fs::File::open(from)?);
+        let mut out = BufWriter::with_capacity(IMPORT_BUFFER_BYTES, fs::File::create(&tmp)?);
+        std::io::copy(&mut (&mut input).take(bytes_max() + 1), &mut out)?;
+        let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        if input.finish() != *sha256 {
+            return Err(std::io::Error::other(format!(
+                "{} changed while it was imported: import it again",
+                from.display()
+            )));
+        }
+        file.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// Creates `dir` and its parents, each new folder's entry fsynced in its parent: a statement
 /// acknowledged as stored must not vanish with a folder a crash forgot.
 fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
@@ -408,6 +531,8 @@ fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
     huifu_journal::FileStorage.create_dir_all(dir)
 }
 
+/// Writes `name` in `dir` whole or not at all: a temporary file, fsync, rename, fsync of the
+/// folder.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::File::create(&tmp)?;
