@@ -312,8 +312,6 @@ pub fn router(state: AppState) -> Router {
         .merge(api::batch::routes())
         .merge(api::api_keys::routes())
         .merge(events::routes())
-        .merge(metrics::routes())
-        .merge(openapi::routes())
         .merge(cluster::routes())
         // Every body of the routes above is JSON. Reconciliation takes a statement file too,
         // and sets its own (below).
@@ -323,6 +321,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cluster::route))
         .layer(protect(&state.limits))
+        // The node's own operations endpoints (`/livez`, `/healthz`, `/metrics`,
+        // `/openapi.json`) are outside the limits: an overloaded server still tells its
+        // load balancer and its monitoring so.
+        .merge(metrics::routes())
+        .merge(openapi::routes())
         // Outside `cluster::route`: a follower read authenticates on the node it reaches.
         .layer(axum::middleware::from_fn(auth::client_address))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
