@@ -23,6 +23,10 @@ use crate::{
 /// order's number) and far below the ids a server gives (`ALLOCATED_ID_MIN`).
 pub(crate) const OP_ID_BASE: u64 = crate::USERS_MAX + 1;
 
+/// How far at least an order made to be refused for want of funds is above the wallet: 10,000
+/// yuan, more than the refunds of a batch can give back to one user.
+const PLANNED_SHORTFALL_MIN: u64 = 1_000_000;
+
 /// What a client brings back: its counts, its latencies, the payment ids it sampled.
 pub(crate) type ClientResult = (Counts, Histogram<u64>, Vec<u64>);
 
@@ -407,8 +411,10 @@ impl<'a, T: Transport> Client<'a, T> {
             }
         }
         if insufficient {
-            // An order from the wallet of more than it holds, top-ups under way included.
-            let food = self.balance[i] + self.topping_up[i] + self.rng.gen_range(1..100_000);
+            // An order from the wallet of more than it holds, top-ups under way included, and
+            // by more than refunds sent in the same batch may bring back.
+            let over = self.rng.gen_range(PLANNED_SHORTFALL_MIN..2 * PLANNED_SHORTFALL_MIN);
+            let food = self.balance[i] + self.topping_up[i] + over;
             *self.counts.refusals_planned.entry("insufficient_funds".into()).or_default() += 1;
             self.push_order(i, food, 0, false, true, ops, sent);
             return;
