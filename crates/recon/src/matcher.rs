@@ -101,6 +101,19 @@ pub struct Item {
     pub lag_days: i32,
 }
 
+impl Item {
+    /// A line the ledger has nothing for.
+    fn unmatched_bank(line: LineRef) -> Item {
+        Item {
+            state: State::UnmatchedBank,
+            rule: Rule::None,
+            lines: vec![line],
+            entries: Vec::new(),
+            lag_days: 0,
+        }
+    }
+}
+
 /// Matches the lines of `statements` with `entries`.
 pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConfig) -> Vec<Item> {
     let window = i32::try_from(config.date_window_days).unwrap_or(i32::MAX);
@@ -240,13 +253,7 @@ pub fn reconcile(statements: &[Statement], entries: &[Entry], config: &MatchConf
                     lag_days: (l.booking_day - entries[i].day).abs(),
                 }
             }
-            None => Item {
-                state: State::UnmatchedBank,
-                rule: Rule::None,
-                lines: vec![r],
-                entries: Vec::new(),
-                lag_days: 0,
-            },
+            None => Item::unmatched_bank(r),
         };
         items.push(item);
     }
@@ -307,13 +314,7 @@ fn reversals(
                     lag_days: 0,
                 }
             }
-            None => Item {
-                state: State::UnmatchedBank,
-                rule: Rule::None,
-                lines: vec![r],
-                entries: Vec::new(),
-                lag_days: 0,
-            },
+            None => Item::unmatched_bank(r),
         };
         items.push(item);
     }

@@ -60,6 +60,8 @@ pub enum StoreError {
     InvalidResolution(String),
     #[error("{0}")]
     InvalidAccount(String),
+    #[error("{account} is already chn_{channel}'s bank account")]
+    AccountTaken { account: String, channel: u64 },
     #[error("reconciliation store: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -298,9 +300,10 @@ impl Store {
         }
         if let Some(&other) = self.accounts()?.get(&normalized) {
             if other != channel {
-                return Err(StoreError::InvalidAccount(format!(
-                    "{account} is already chn_{other}'s bank account"
-                )));
+                return Err(StoreError::AccountTaken {
+                    account: account.to_owned(),
+                    channel: other,
+                });
             }
         }
         let dir = self.channel_dir(channel);

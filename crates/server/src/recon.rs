@@ -90,6 +90,14 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::Import(e) => ApiError::invalid("invalid_statement", e.to_string(), Some("body")),
         StoreError::InvalidResolution(message) => ApiError::invalid("invalid_field", message, None),
         StoreError::InvalidAccount(message) => ApiError::invalid("invalid_field", message, Some("account")),
+        StoreError::AccountTaken { .. } => ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "invalid_request_error",
+            code: "bank_account_taken",
+            message: e.to_string(),
+            param: Some("account".into()),
+            retry_after: None,
+        },
         StoreError::Io(error) if huifu_engine::is_storage_full(&error) => {
             tracing::error!(%error, "reconciliation store");
             ApiError::storage_full("recon")
@@ -99,6 +107,12 @@ fn store_error(e: StoreError) -> ApiError {
             ApiError::internal()
         }
     }
+}
+
+/// The currency of `channel`; 404 when there is no such channel.
+async fn channel_currency(state: &AppState, channel: u64) -> Result<u32, ApiError> {
+    let currency = state.read(move |m| m.channel_currency(channel)).await?;
+    currency.ok_or_else(|| ApiError::not_found("channel"))
 }
 
 /// Runs blocking file work off the async threads.
@@ -118,9 +132,7 @@ async fn reconcile(
     key: String,
     imported: Option<bool>,
 ) -> Result<(Value, Report, u32), ApiError> {
-    let Some(currency) = state.read(move |m| m.channel_currency(channel)).await? else {
-        return Err(ApiError::not_found("channel"));
-    };
+    let currency = channel_currency(state, channel).await?;
     let config = MatchConfig::default();
     let folder: PathBuf = state.keys.folder().to_path_buf();
     let k = key.clone();
@@ -247,9 +259,7 @@ async fn upload_statement(
     let Some(channel) = channel else {
         return upload_routed(&state, folder, format, body).await;
     };
-    let Some(currency) = state.read(move |m| m.channel_currency(channel)).await? else {
-        return Err(ApiError::not_found("channel"));
-    };
+    let currency = channel_currency(&state, channel).await?;
     let (key, new) = blocking(move || {
         let (stored, new) =
             Store::new(&folder).import(channel, currency, format, &body).map_err(store_error)?;
@@ -294,24 +304,11 @@ async fn set_bank_account(
     state.keys.authenticate_operator(&headers)?;
     let channel = parse_id(Prefix::Channel, &id, "id")?;
     let b: BankAccountBody = parse_body(&body)?;
-    if state.read(move |m| m.channel_currency(channel)).await?.is_none() {
-        return Err(ApiError::not_found("channel"));
-    }
+    channel_currency(&state, channel).await?;
     let folder = state.keys.folder().to_path_buf();
     let account = blocking(move || {
         let store = Store::new(&folder);
-        let normalized = huifu_recon::store::normalize_account(&b.account);
-        match store.accounts().map_err(store_error)?.get(&normalized) {
-            Some(&other) if other != channel => Err(ApiError {
-                status: StatusCode::CONFLICT,
-                kind: "invalid_request_error",
-                code: "bank_account_taken",
-                message: format!("{} is already chn_{other}'s bank account", b.account),
-                param: Some("account".into()),
-                retry_after: None,
-            }),
-            _ => store.set_account(channel, &b.account).map_err(store_error),
-        }?;
+        store.set_account(channel, &b.account).map_err(store_error)?;
         store.account(channel).map_err(store_error)
     })
     .await?;
@@ -338,9 +335,7 @@ async fn get_bank_account(
 ) -> Result<Response, ApiError> {
     state.keys.authenticate_operator(&headers)?;
     let channel = parse_id(Prefix::Channel, &id, "id")?;
-    if state.read(move |m| m.channel_currency(channel)).await?.is_none() {
-        return Err(ApiError::not_found("channel"));
-    }
+    channel_currency(&state, channel).await?;
     let folder = state.keys.folder().to_path_buf();
     let account =
         blocking(move || Store::new(&folder).account(channel).map_err(store_error)).await?;
