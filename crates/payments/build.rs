@@ -22,6 +22,14 @@ fn main() {
         writeln!(out, "    (\"{code}\", {number}, {exponent}),").expect("in memory");
     }
     out.push_str("];\n");
+    // The same by code, for `number`: a payment that names its currency looks it up.
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    out.push_str("/// (code, number) of every currency of `CURRENCIES`, by code.\n");
+    out.push_str("const BY_CODE: &[(&str, u32)] = &[\n");
+    for (code, number, _) in &rows {
+        writeln!(out, "    (\"{code}\", {number}),").expect("in memory");
+    }
+    out.push_str("];\n");
     let path = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("currencies.rs");
     std::fs::write(path, out).expect("OUT_DIR is writable");

@@ -9,7 +9,8 @@ include!(concat!(env!("OUT_DIR"), "/currencies.rs"));
 
 /// The number of a currency code, if it is one of ours.
 pub fn number(code: &str) -> Option<u32> {
-    CURRENCIES.iter().find(|(c, _, _)| *c == code).map(|&(_, n, _)| n)
+    let i = BY_CODE.binary_search_by_key(&code, |&(c, _)| c).ok()?;
+    Some(BY_CODE[i].1)
 }
 
 /// The code and the minor unit's decimals of a currency number, if it is one of ours. (Every
@@ -47,6 +48,8 @@ mod tests {
         }
         assert!(CURRENCIES.len() > 150, "{}", CURRENCIES.len());
         assert!(CURRENCIES.windows(2).all(|w| w[0].1 < w[1].1), "sorted by number, no repeats");
+        assert!(BY_CODE.windows(2).all(|w| w[0].0 < w[1].0), "sorted by code, no repeats");
+        assert_eq!(BY_CODE.len(), CURRENCIES.len());
         assert_eq!(number("XAU"), None, "no minor unit");
         assert_eq!(code(999), "999");
     }
