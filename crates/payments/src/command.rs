@@ -4,6 +4,7 @@
 use huifu_ledger::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 
 use crate::money::Legs;
+use crate::webhooks::{WebhookDone, WebhookOp};
 
 /// Who pays for a coupon campaign's discounts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +140,8 @@ pub enum Op {
     LedgerTransfers(Vec<Transfer>),
     /// Expires holds whose timeout passed (issued by the engine's clock, never by clients).
     Expire,
+    /// A change to the webhook endpoints or their delivery positions.
+    Webhook(WebhookOp),
 }
 
 /// What a successful operation did.
@@ -176,6 +179,7 @@ pub enum Done {
     },
     LedgerAccounts(Vec<CreateAccountResult>),
     LedgerTransfers(Vec<CreateTransferResult>),
+    Webhook(WebhookDone),
 }
 
 pub type Outcome = Result<Done, PaymentError>;
@@ -297,6 +301,10 @@ pub enum PaymentError {
     LedgerRejected,
     #[error("the batch is too large")]
     BatchTooLarge,
+    #[error("unknown webhook endpoint")]
+    UnknownWebhookEndpoint,
+    #[error("too many webhook endpoints")]
+    TooManyWebhookEndpoints,
 }
 
 impl PaymentError {
@@ -333,6 +341,8 @@ impl PaymentError {
         PaymentError::AccountClosed,
         PaymentError::LedgerRejected,
         PaymentError::BatchTooLarge,
+        PaymentError::UnknownWebhookEndpoint,
+        PaymentError::TooManyWebhookEndpoints,
     ];
 
     /// A stable snake_case code for clients.
@@ -370,6 +380,8 @@ impl PaymentError {
             E::AccountClosed => "account_closed",
             E::LedgerRejected => "ledger_rejected",
             E::BatchTooLarge => "batch_too_large",
+            E::UnknownWebhookEndpoint => "unknown_webhook_endpoint",
+            E::TooManyWebhookEndpoints => "too_many_webhook_endpoints",
         }
     }
 }
@@ -493,7 +505,7 @@ pub mod codec {
                 }
             }
             Op::Expire => w.u8(18),
-            Op::Keyed { .. } | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) => {
+            Op::Keyed { .. } | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) | Op::Webhook(_) => {
                 encode_more(op, &mut w)
             }
         }
@@ -516,6 +528,13 @@ pub mod codec {
                 w.u8(21);
                 w.u32(u32::try_from(transfers.len()).expect("batch length fits u32"));
                 huifu_ledger::codec::encode_transfers(transfers, w.0);
+            }
+            Op::Webhook(op) => {
+                w.u8(22);
+                let mut bytes = Vec::new();
+                crate::webhooks::codec::encode_op(op, &mut bytes);
+                w.u32(u32::try_from(bytes.len()).expect("a webhook operation fits u32"));
+                w.0.extend_from_slice(&bytes);
             }
             _ => unreachable!("encoded by encode"),
         }
@@ -624,6 +643,10 @@ pub mod codec {
                         huifu_ledger::codec::decode_transfers(bytes).ok_or("transfers")?,
                     )
                 }
+            }
+            22 => {
+                let n = usize::try_from(r.u32()?).map_err(|_| "webhook operation too long")?;
+                Op::Webhook(crate::webhooks::codec::decode_op(r.bytes(n)?)?)
             }
             tag => return Err(format!("unknown operation tag {tag}")),
         })

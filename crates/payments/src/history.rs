@@ -156,7 +156,9 @@ impl PaymentsMachine {
                 fetch(&mut self.keys, store, epoch, key, horizon)?;
                 return self.prefetch_records(op);
             }
-            Op::Expire | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) => return Ok(()),
+            Op::Expire | Op::LedgerAccounts(_) | Op::LedgerTransfers(_) | Op::Webhook(_) => {
+                return Ok(())
+            }
             _ => {}
         }
         fetch(&mut self.outcomes, store, epoch, op_key(op), horizon)?;

@@ -44,6 +44,7 @@ mod sharded;
 mod snapshot;
 pub mod store;
 mod tier;
+pub mod webhooks;
 
 pub use audit::{audit, AuditReport};
 pub use command::{

@@ -24,6 +24,7 @@ use crate::constants::{
     TIMEOUT_S_MAX,
 };
 use crate::money::{self, Legs};
+use crate::webhooks::WebhookError;
 
 type E = PaymentError;
 
@@ -190,6 +191,8 @@ pub struct PaymentsMachine {
     pub(crate) history: Option<Box<dyn crate::store::HistoryStore>>,
     /// Where the payment tables' records go once they leave memory, with the same rule.
     pub(crate) tier: Option<Tier>,
+    /// The webhook endpoints and their delivery positions.
+    pub(crate) webhooks: crate::webhooks::Webhooks,
 }
 
 /// One ledger transfer of a chain, with the role that names the error if it fails.
@@ -216,6 +219,11 @@ impl PaymentsMachine {
 
     pub fn ledger(&self) -> &StateMachine {
         &self.ledger
+    }
+
+    /// The webhook endpoints and their delivery positions.
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.webhooks
     }
 
     /// How many ledger events `op` may use: the engine reserves that many timestamps.
@@ -283,6 +291,19 @@ impl PaymentsMachine {
                 }
                 Ok(Done::LedgerTransfers(results))
             }
+            Op::Webhook(op) => {
+                let head = crate::webhooks::head(self);
+                let merchants = &self.merchants;
+                self.webhooks
+                    .apply(now, head, |id| merchants.contains_key(&id), op)
+                    .map(Done::Webhook)
+                    .map_err(|e| match e {
+                        WebhookError::UnknownEndpoint => E::UnknownWebhookEndpoint,
+                        WebhookError::UnknownMerchant => E::UnknownMerchant,
+                        WebhookError::IdempotencyConflict => E::IdempotencyConflict,
+                        WebhookError::TooManyEndpoints => E::TooManyWebhookEndpoints,
+                    })
+            }
             op => self.apply_once(now, op),
         }
     }
@@ -296,6 +317,7 @@ impl PaymentsMachine {
                 | Op::Keyed { .. }
                 | Op::LedgerAccounts(_)
                 | Op::LedgerTransfers(_)
+                | Op::Webhook(_)
         ) {
             return Err(E::NestedBatch);
         }
@@ -444,7 +466,8 @@ impl PaymentsMachine {
             | Op::Expire
             | Op::Keyed { .. }
             | Op::LedgerAccounts(_)
-            | Op::LedgerTransfers(_) => unreachable!("handled by apply"),
+            | Op::LedgerTransfers(_)
+            | Op::Webhook(_) => unreachable!("handled by apply"),
         }
     }
 
@@ -1437,7 +1460,8 @@ pub(crate) fn op_key(op: &Op) -> (u8, u128) {
         | Op::Expire
         | Op::Keyed { .. }
         | Op::LedgerAccounts(_)
-        | Op::LedgerTransfers(_) => (0, 0),
+        | Op::LedgerTransfers(_)
+        | Op::Webhook(_) => (0, 0),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::machine::{
 use crate::money::Legs;
 use crate::tier::Stored;
 
-const MAGIC: &[u8; 8] = b"HFPAY007";
+const MAGIC: &[u8; 8] = b"HFPAY008";
 
 pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     let mut w = W(w);
@@ -108,6 +108,11 @@ pub fn write(m: &PaymentsMachine, w: &mut dyn Write) -> io::Result<()> {
     }
     w.u64(m.foreign.len() as u64)?;
     m.foreign.iter().try_for_each(|id| w.u128(*id))?;
+    let mut webhooks = Vec::new();
+    crate::webhooks::codec::encode_state(&m.webhooks, &mut webhooks);
+    w.u64(webhooks.len() as u64)?;
+    w.0.write_all(&webhooks)?;
+    // Last: the journal position, which every record moves.
     w.u64(m.applied)?;
     w.u64(m.moved)?;
     Ok(())
@@ -230,6 +235,17 @@ fn tables(r: &mut R<'_>, ledger: StateMachine) -> io::Result<PaymentsMachine> {
     for _ in 0..r.len("foreign transfer ids")? {
         m.foreign.insert(r.u128()?);
     }
+    let len = r.len("webhook bytes")?;
+    let mut webhooks = Vec::new();
+    (&mut *r.r).take(len).read_to_end(&mut webhooks)?;
+    if webhooks.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let (state, rest) = crate::webhooks::codec::decode_state(&webhooks).map_err(|e| bad(&e))?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes after the webhook endpoints"));
+    }
+    m.webhooks = state;
     m.applied = r.u64()?;
     m.moved = r.u64()?;
     Ok(m)
@@ -422,7 +438,12 @@ impl W<'_> {
                 self.u64(*id)?;
                 self.outcome(outcome)
             }
-            Ok(Done::Batch(_) | Done::LedgerAccounts(_) | Done::LedgerTransfers(_)) => {
+            Ok(
+                Done::Batch(_)
+                | Done::LedgerAccounts(_)
+                | Done::LedgerTransfers(_)
+                | Done::Webhook(_),
+            ) => {
                 unreachable!("batch and ledger outcomes are not kept")
             }
         }
@@ -928,5 +949,79 @@ mod tests {
         let error = Payment::decode(&record).expect_err("refused");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
         assert!(error.to_string().contains("refunds of a payment"), "{error}");
+    }
+
+    #[test]
+    fn webhook_endpoints_round_trip_and_their_bytes_are_checked() {
+        use crate::command::Op;
+        use crate::webhooks::{DisabledReason, WebhookOp, EVENTS_ALL};
+        let mut m = PaymentsMachine::default();
+        let now = 1_700_000_000_000_000_000;
+        let create = |key, merchant| WebhookOp::Create {
+            key,
+            merchant,
+            url: format!("https://{merchant}.example/hooks"),
+            description: "orders".into(),
+            events: EVENTS_ALL,
+            secret: vec![7; 24],
+        };
+        for op in [
+            Op::CreateChannel { id: 1, currency: 156 },
+            Op::CreateMerchant { id: 20, currency: 156, commission_bps: 1_000, channel: 1 },
+            Op::Webhook(create(5, 20)),
+            Op::Webhook(create(0, 0)),
+            Op::Webhook(create(6, 20)),
+            Op::Webhook(WebhookOp::RotateSecret {
+                key: 7,
+                id: 1,
+                secret: vec![8; 24],
+                overlap_s: 60,
+            }),
+            Op::Webhook(WebhookOp::Delivered(vec![(1, 99, 3)])),
+            Op::Webhook(WebhookOp::Disable { id: 2, reason: DisabledReason::Gone }),
+            Op::Webhook(WebhookOp::Delete { id: 3 }),
+        ] {
+            m.apply(now, &op).unwrap();
+        }
+        assert_eq!(m.webhooks().endpoints().count(), 2);
+        let mut bytes = Vec::new();
+        write(&m, &mut bytes).unwrap();
+        let back = read(&mut &bytes[..]).unwrap();
+        assert_eq!(back.webhooks(), m.webhooks());
+        // The same state, the same bytes.
+        let mut again = Vec::new();
+        write(&back, &mut again).unwrap();
+        assert_eq!(again, bytes);
+        // The endpoints come before the journal position: their length, then their encoding.
+        let mut state = Vec::new();
+        crate::webhooks::codec::encode_state(m.webhooks(), &mut state);
+        let mut len = Vec::new();
+        W(&mut len).u64(state.len() as u64).unwrap();
+        let mut tail = Vec::new();
+        W(&mut tail).u64(m.applied).unwrap();
+        W(&mut tail).u64(m.moved).unwrap();
+        let at = bytes.len() - tail.len() - state.len() - len.len();
+        assert_eq!(bytes[at..], [len.as_slice(), state.as_slice(), tail.as_slice()].concat()[..]);
+        let with = |len: u64, state: &[u8]| {
+            let mut b = bytes[..at].to_vec();
+            W(&mut b).u64(len).unwrap();
+            b.extend_from_slice(state);
+            b.extend_from_slice(&tail);
+            b
+        };
+        // Cut short: refused.
+        for cut in [1, tail.len() + state.len()] {
+            assert!(read(&mut &bytes[..bytes.len() - cut]).is_err(), "cut {cut}");
+        }
+        let cut = read(&mut &with(state.len() as u64 + 1, &state)[..]).expect_err("refused");
+        assert_eq!(cut.kind(), io::ErrorKind::InvalidData, "{cut}");
+        // Bytes after the endpoints, inside their length: refused.
+        let longer = [state.as_slice(), &[0]].concat();
+        let error = read(&mut &with(longer.len() as u64, &longer)[..]).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("after the webhook endpoints"), "{error}");
+        // Endpoints that do not decode: refused.
+        let error = read(&mut &with(0, &[])[..]).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
     }
 }
