@@ -16,6 +16,7 @@ not match, printing the operation, the reply and the validation error.
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -154,6 +155,32 @@ def main():
     call("delete", f"/v1/api_keys/{rotated['id']}")
     keys = get("/v1/api_keys?limit=1")
     get(f"/v1/api_keys?starting_after={keys['data'][0]['id']}")
+
+    # Webhooks, on a port that refuses connections (the server runs with
+    # --webhooks-allow-private): each attempt fails, and names its event.
+    endpoint = post("/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/hook",
+                                              "enabled_events": ["*"], "description": "walk"})
+    mine = post("/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/mine", "merchant": merchant,
+                                          "enabled_events": ["payment.succeeded", "payout.paid"]})
+    post("/v1/payments", {"user": user, "merchant": merchant, "rider": rider, "food_amount": 100})
+    attempts = {"data": []}
+    for _ in range(100):
+        attempts = get(f"/v1/webhook_endpoints/{endpoint['id']}/attempts")
+        if attempts["data"]:
+            break
+        time.sleep(0.05)
+    if not attempts["data"]:
+        sys.exit("no webhook delivery was attempted")
+    event = attempts["data"][0]["event"]
+    get(f"/v1/events/{event}")
+    get("/v1/webhook_endpoints")
+    get(f"/v1/webhook_endpoints/{mine['id']}")
+    post(f"/v1/webhook_endpoints/{mine['id']}/rotate_secret", {"overlap_seconds": 60})
+    post(f"/v1/webhook_endpoints/{endpoint['id']}/replay", {"event": event})
+    post(f"/v1/webhook_endpoints/{endpoint['id']}", {"disabled": True})
+    post(f"/v1/webhook_endpoints/{endpoint['id']}/replay", {"event": event}, status=409)
+    call("delete", f"/v1/webhook_endpoints/{mine['id']}")
+    call("delete", f"/v1/webhook_endpoints/{endpoint['id']}")
 
     # Errors are replies too.
     get("/v1/payments/pay_999999999", status=404)

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// that the engine's writer thread has a core of its own).
     #[arg(long)]
     http_threads: Option<usize>,
+    /// Let webhook endpoints be on loopback and private networks (127.0.0.0/8, 10.0.0.0/8,
+    /// 192.168.0.0/16, ...), which are refused otherwise: for tests, and for receivers inside
+    /// the platform's own network.
+    #[arg(long)]
+    webhooks_allow_private: bool,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -110,6 +115,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.cluster = cluster;
     config.admin_key = admin_key;
     config.memory_transfers_max = args.memory.transfers_max.0;
+    config.webhooks_allow_private = args.webhooks_allow_private;
     config.limits = huifu_server::Limits {
         requests_in_flight_max: args.limits.requests_in_flight_max,
         header_read_timeout_ms: args.limits.header_read_timeout_ms,

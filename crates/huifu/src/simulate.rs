@@ -12,6 +12,7 @@ use huifu_bench::measure;
 use huifu_engine::Engine;
 use huifu_payments::{audit, AuditReport, PaymentsMachine};
 use huifu_sim::http::HttpDay;
+use huifu_sim::webhooks;
 use huifu_sim::{report, Progress, RefusalPlan, SimConfig, SimResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -74,6 +75,14 @@ pub struct SimulateArgs {
     /// or answers 5xx, before the run gives up.
     #[arg(long, default_value_t = 60, requires = "server")]
     retry_seconds: u64,
+    /// Local webhook receivers to start once the merchants exist, one endpoint (every event)
+    /// each for the first N merchants: one answers 410 Gone, a tenth answer slowly, a tenth fail
+    /// the first attempt of every 20th event. At the end the day waits (at most 120 s) for
+    /// delivery to catch up, then checks it: no gap in any sequence, every signature valid,
+    /// every acknowledged payment of those merchants delivered. The receivers listen on
+    /// 127.0.0.1, so the server must run with `--webhooks-allow-private`.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "server")]
+    webhook_receivers: usize,
     /// Orders per million made to be refused for want of funds (a wallet payment of more than
     /// the wallet holds). Users top up their wallets as they run low, so no other order is
     /// refused for want of funds unless the model errs.
@@ -109,6 +118,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     if args.batch == 0 || args.batch > huifu_payments::constants::BATCH_OPS_MAX {
         bail!("--batch must be between 1 and {}", huifu_payments::constants::BATCH_OPS_MAX);
+    }
+    if args.webhook_receivers as u64 > args.merchants {
+        bail!("--webhook-receivers must be at most --merchants");
     }
     let config = SimConfig {
         users: args.users,
@@ -156,7 +168,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let disk_bytes = measure::disk_bytes(data_dir.path());
     let embedded = Embedded { rss_bytes_max, disk_bytes, recon };
     let stopped_early = progress.stop.load(Ordering::Relaxed);
-    summarize(&args, &config, &result, &timeline, stopped_early, Some(embedded))
+    summarize(&args, &config, &result, &timeline, stopped_early, Some(embedded), None)
 }
 
 /// The day against a running server; its closing check is of every acknowledged operation.
@@ -171,7 +183,8 @@ fn simulate_over_http(
     }
     let key = util::api_key(args.api_key.as_ref())?;
     let retry = Duration::from_secs(args.retry_seconds);
-    let http = HttpDay::open(url, &key, retry, args.ack_log.as_deref(), args.seed, args.clients)?;
+    let http = HttpDay::open(url, &key, retry, args.ack_log.as_deref(), args.seed, args.clients)?
+        .with_webhook_receivers(args.webhook_receivers);
     eprintln!(
         "simulating a day of {} payments: {} users, {} merchants, {} riders, {} clients, against {}",
         args.payments,
@@ -189,8 +202,12 @@ fn simulate_over_http(
     eprintln!("checking every acknowledged operation on the server");
     let (result, replayed) = http.check(day)?;
     eprintln!("replayed            {replayed} requests with their keys");
+    if args.webhook_receivers > 0 {
+        eprintln!("waiting for the webhook deliveries to catch up, then checking them");
+    }
+    let webhooks = http.check_webhooks()?;
     let stopped_early = progress.stop.load(Ordering::Relaxed);
-    summarize(args, config, &result, &timeline, stopped_early, None)
+    summarize(args, config, &result, &timeline, stopped_early, None, webhooks.as_ref())
 }
 
 /// What only an embedded run measures: its own memory and disk, and the reconciliation of its
@@ -201,7 +218,8 @@ struct Embedded {
     pub recon: crate::reconcile::SimRecon,
 }
 
-/// Prints the summary (and the report and JSON when asked); the exit status is the audit's.
+/// Prints the summary (and the report and JSON when asked); the exit status is the audit's
+/// (and the webhook check's, when the day had receivers).
 fn summarize(
     args: &SimulateArgs,
     config: &SimConfig,
@@ -209,6 +227,7 @@ fn summarize(
     timeline: &[report::Sample],
     stopped_early: bool,
     embedded: Option<Embedded>,
+    webhooks: Option<&webhooks::Summary>,
 ) -> anyhow::Result<ExitCode> {
     let c = &result.counts;
     let l = &result.latency;
@@ -275,6 +294,12 @@ fn summarize(
             eprintln!("  {v}");
         }
     }
+    if let Some(w) = webhooks {
+        eprintln!("{}", w.line());
+        for p in &w.problems {
+            eprintln!("  {p}");
+        }
+    }
     // Before the JSON, which stays the last line.
     if let Some(path) = &args.report {
         report::write(
@@ -317,9 +342,13 @@ fn summarize(
         } else {
             json["server"] = args.server.clone().into();
         }
+        if let Some(w) = webhooks {
+            json["webhooks"] = w.to_json();
+        }
         println!("{json}");
     }
-    Ok(if audit_ok && recon_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let webhooks_ok = webhooks.is_none_or(webhooks::Summary::ok);
+    Ok(if audit_ok && recon_ok && webhooks_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Runs `run` (the simulated day) on its own thread while showing live progress; returns its

@@ -206,3 +206,51 @@ const _: () = assert!(
         && ADDRESS_AUTH_FAILURES_PER_SECOND <= ADDRESS_AUTH_FAILURES_BURST
 );
 const _: () = assert!(KEY_ROTATION_OVERLAP_SECONDS_DEFAULT <= KEY_ROTATION_OVERLAP_SECONDS_MAX);
+
+/// How often the webhook deliverer reads the engine for new events (one read for every
+/// endpoint): the delay an event may wait before its delivery starts, beside a group commit.
+pub const WEBHOOK_DISPATCH_MS: u64 = 25;
+
+/// Ledger transfers one look of the deliverer reads at most (each makes at most a few events).
+pub const WEBHOOK_SCAN_TRANSFERS_MAX: usize = 8_192;
+
+/// Events an endpoint has read ahead at most; beyond it the deliverer reads no more for it
+/// until it catches up (its backlog stays in the ledger, not in memory).
+pub const WEBHOOK_QUEUE_MAX: usize = 4_096;
+
+/// Deliveries to one endpoint at once: a receiver that takes 200 ms an event still takes 80
+/// events a second. A failure holds the endpoint's later events until it is retried.
+pub const WEBHOOK_IN_FLIGHT_MAX: usize = 16;
+
+/// How often what each endpoint was delivered is written through the engine. After a crash
+/// at most this much is delivered again.
+pub const WEBHOOK_POSITIONS_MS: u64 = 200;
+
+/// Time an endpoint has to answer a delivery (and to accept its connection).
+pub const WEBHOOK_TIMEOUT_MS: u64 = 15_000;
+
+/// Bytes of an endpoint's answer read (and thrown away) at most.
+pub const WEBHOOK_RESPONSE_BYTES_MAX: usize = 64 << 10;
+
+/// Seconds waited before each attempt of an event: the Standard Webhooks schedule (at once,
+/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). When the last attempt fails, the endpoint is
+/// disabled (`failing`), about 28 hours after the first.
+pub const WEBHOOK_RETRY_SCHEDULE_S: [u64; 8] = [0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+
+/// Longest wait a `Retry-After` of an endpoint's 429 or 503 is honoured for.
+pub const WEBHOOK_RETRY_AFTER_MAX_S: u64 = 36_000;
+
+/// Attempts per endpoint kept for `GET /v1/webhook_endpoints/{id}/attempts` (in memory).
+pub const WEBHOOK_ATTEMPTS_KEPT: usize = 100;
+
+/// Longest endpoint description.
+pub const WEBHOOK_DESCRIPTION_BYTES_MAX: usize = 1_024;
+
+/// Seconds an old signing secret keeps signing after a rotation, by default and at most.
+pub const WEBHOOK_OVERLAP_SECONDS_DEFAULT: u64 = 86_400;
+pub const WEBHOOK_OVERLAP_SECONDS_MAX: u64 = 604_800;
+
+/// Events one replay request delivers again at most.
+pub const WEBHOOK_REPLAY_EVENTS_MAX: usize = 10_000;
+
+const _: () = assert!(WEBHOOK_RETRY_SCHEDULE_S[0] == 0);

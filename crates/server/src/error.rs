@@ -329,7 +329,8 @@ impl From<PaymentError> for ApiError {
             | E::UnknownCoupon
             | E::UnknownPayment
             | E::UnknownOperation
-            | E::UnknownPayout => (StatusCode::NOT_FOUND, "invalid_request_error"),
+            | E::UnknownPayout
+            | E::UnknownWebhookEndpoint => (StatusCode::NOT_FOUND, "invalid_request_error"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "business_error"),
         };
         ApiError {

@@ -27,6 +27,7 @@ mod recon;
 mod replies;
 #[cfg(test)]
 mod router_tests;
+mod webhooks;
 mod wire;
 
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// The event streams and their dispatcher.
     events: Arc<events::Hub>,
+    /// The webhook deliverer.
+    webhooks: Arc<webhooks::Deliverer>,
     limits: Limits,
 }
 
@@ -138,7 +141,28 @@ impl AppState {
             keys,
             metrics: Arc::new(metrics::Metrics::default()),
             events: Arc::new(events::Hub::default()),
+            webhooks: Arc::new(webhooks::Deliverer::new(false)),
             limits: Limits::default(),
+        }
+    }
+
+    /// The same state with webhooks allowed to loopback and private addresses (before `router`
+    /// is built from it).
+    pub fn with_webhooks_to_private(mut self, allow: bool) -> AppState {
+        self.webhooks = Arc::new(webhooks::Deliverer::new(allow));
+        self
+    }
+
+    /// Starts delivering webhooks (on a cluster node, only while it leads).
+    pub fn start_webhooks(&self) {
+        self.webhooks.start(self);
+    }
+
+    /// Whether this server delivers webhooks now: alone, always; on a cluster, the leader.
+    fn delivers_webhooks(&self) -> bool {
+        match &self.backend {
+            Backend::Single(_) => true,
+            Backend::Cluster(cluster) => cluster.node.is_leader(),
         }
     }
 
@@ -312,6 +336,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::batch::routes())
         .merge(api::api_keys::routes())
         .merge(events::routes())
+        .merge(webhooks::routes())
         .merge(cluster::routes())
         // Every body of the routes above is JSON. Reconciliation takes a statement file too,
         // and sets its own (below).
@@ -403,6 +428,8 @@ pub struct Config {
     /// (`--key-rate-per-second`).
     pub key_rate: Option<Rate>,
     pub limits: Limits,
+    /// Let webhook endpoints be on loopback and private networks (`--webhooks-allow-private`).
+    pub webhooks_allow_private: bool,
 }
 
 /// Which node of which cluster a server is.
@@ -426,6 +453,7 @@ impl Config {
             cluster: None,
             key_rate: None,
             limits: Limits::default(),
+            webhooks_allow_private: false,
         }
     }
 }
@@ -479,7 +507,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             options.memory_max = config.memory_transfers_max;
             let (engine, recovery) = Engine::<PaymentsMachine>::open(options.clone())?;
             tracing::info!(?recovery, "engine recovered");
-            let state = AppState::new(Arc::new(engine), keys).with_limits(config.limits);
+            let state = AppState::new(Arc::new(engine), keys)
+                .with_limits(config.limits)
+                .with_webhooks_to_private(config.webhooks_allow_private);
             let single = state.single().expect("a server alone").clone();
             let data_dir = config.data_dir.clone();
             let supervisor = tokio::spawn(supervise(
@@ -499,7 +529,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let node = Node::start(&config.data_dir, &member.config, member.node, options)
                 .await
                 .map_err(ServeError::Cluster)?;
-            let state = AppState::for_node(ClusterNode::new(node), keys).with_limits(config.limits);
+            let state = AppState::for_node(ClusterNode::new(node), keys)
+                .with_limits(config.limits)
+                .with_webhooks_to_private(config.webhooks_allow_private);
             let cluster = state.cluster().expect("a cluster node");
             (state, tokio::spawn(supervise_node(cluster)))
         }
@@ -509,6 +541,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(io(format!("cannot listen on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("no local address".into()))?;
     println!("huifu listening on http://{local}");
+    state.start_webhooks();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let events = state.events.clone();
     let stop = async move {
@@ -536,6 +569,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             },
         });
     }
+    state.webhooks.close(&state).await;
     if let Some(cluster) = state.cluster() {
         cluster.node.shutdown().await;
     }

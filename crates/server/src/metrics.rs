@@ -198,6 +198,7 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
     if !out.ends_with('\n') {
         out.push('\n');
     }
+    state.webhooks.render_metrics(&mut out);
     ([("content-type", "text/plain; version=0.0.4")], out)
 }
 

@@ -443,3 +443,134 @@ pub struct BankAccount {
     /// Without spaces, in capitals; null when none was set.
     account: Option<String>,
 }
+
+/// A webhook endpoint.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    #[schema(pattern = "^we_[1-9][0-9]*$")]
+    id: String,
+    #[schema(pattern = "^webhook_endpoint$")]
+    object: String,
+    url: String,
+    /// Event types, or `["*"]`.
+    enabled_events: Vec<String>,
+    description: String,
+    /// The merchant it is for; `null` for a platform endpoint.
+    #[schema(pattern = "^mer_[1-9][0-9]*$")]
+    merchant: Option<String>,
+    #[schema(pattern = "^(enabled|disabled)$")]
+    status: String,
+    #[schema(pattern = "^(requested|gone|failing)$")]
+    disabled_reason: Option<String>,
+    /// Unix seconds.
+    created: u64,
+    /// The sequence number of the last event delivered in order (0: none yet).
+    delivered_sequence: u64,
+}
+
+/// A webhook endpoint with its signing secret (creation and rotation only).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointCreated {
+    #[schema(pattern = "^we_[1-9][0-9]*$")]
+    id: String,
+    #[schema(pattern = "^webhook_endpoint$")]
+    object: String,
+    url: String,
+    enabled_events: Vec<String>,
+    description: String,
+    #[schema(pattern = "^mer_[1-9][0-9]*$")]
+    merchant: Option<String>,
+    #[schema(pattern = "^(enabled|disabled)$")]
+    status: String,
+    #[schema(pattern = "^(requested|gone|failing)$")]
+    disabled_reason: Option<String>,
+    created: u64,
+    delivered_sequence: u64,
+    /// `whsec_` and the base64 of the key: shown only here.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+    secret: String,
+}
+
+/// The webhook endpoints a key may see.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointList {
+    #[schema(pattern = "^list$")]
+    object: String,
+    data: Vec<WebhookEndpoint>,
+}
+
+/// A deleted object.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deleted {
+    id: String,
+    object: String,
+    deleted: bool,
+}
+
+/// One delivery attempt.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAttempt {
+    #[schema(pattern = "^webhook_attempt$")]
+    object: String,
+    #[schema(pattern = "^evt_[1-9][0-9]*$")]
+    event: String,
+    /// `null` for a replay.
+    sequence: Option<u64>,
+    /// Unix seconds.
+    attempted_at: u64,
+    #[schema(pattern = "^(succeeded|failed)$")]
+    status: String,
+    /// The endpoint's HTTP status, if it answered.
+    response_status: Option<u16>,
+    latency_ms: u64,
+    /// Why it failed without an answer (a connection error, a timeout).
+    error: Option<String>,
+    /// Unix seconds of this event's next attempt, when it failed.
+    next_attempt_at: Option<u64>,
+}
+
+/// The latest attempts at an endpoint.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAttemptList {
+    #[schema(pattern = "^list$")]
+    object: String,
+    data: Vec<WebhookAttempt>,
+}
+
+/// A replay queued.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReplay {
+    #[schema(pattern = "^webhook_replay$")]
+    object: String,
+    /// Events queued to be delivered again.
+    events: u64,
+}
+
+/// The object an event is about.
+#[derive(ToSchema)]
+pub struct EventData {
+    /// A payment, refund, top-up, withdrawal, payout or settlement run, as the API writes it.
+    object: serde_json::Value,
+}
+
+/// An event.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    #[schema(pattern = "^evt_[1-9][0-9]*$")]
+    id: String,
+    #[schema(pattern = "^event$")]
+    object: String,
+    #[schema(pattern = "^[a-z_]+\\.[a-z_]+$")]
+    r#type: String,
+    /// Unix seconds.
+    created: u64,
+    data: EventData,
+}

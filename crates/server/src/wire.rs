@@ -33,6 +33,8 @@ pub enum Prefix {
     Payment,
     Refund,
     Settlement,
+    WebhookEndpoint,
+    Event,
 }
 
 impl Prefix {
@@ -49,6 +51,8 @@ impl Prefix {
             Prefix::Payment => "pay",
             Prefix::Refund => "ref",
             Prefix::Settlement => "stl",
+            Prefix::WebhookEndpoint => "we",
+            Prefix::Event => "evt",
         }
     }
 
@@ -398,6 +402,8 @@ mod tests {
             Prefix::Payment,
             Prefix::Refund,
             Prefix::Settlement,
+            Prefix::WebhookEndpoint,
+            Prefix::Event,
         ];
         for prefix in prefixes {
             for id in [0, 1, 9, 10, 4_503_599_627_370_497, u64::MAX] {

@@ -6,10 +6,14 @@
 //! own request. Every operation carries an `Idempotency-Key` made of the seed, the client and
 //! the operation's number in that client's sequence, so a retry after a timeout or a server
 //! restart (same key, same body) gets the first outcome instead of applying it again.
+//!
+//! With webhook receivers (`HttpDay::with_webhook_receivers`), the first merchants get webhook
+//! endpoints before the day starts, and the closing check includes what was delivered to them
+//! (webhooks.rs).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use huifu_payments::AuditReport;
@@ -19,6 +23,7 @@ use serde_json::{json, Map, Value};
 
 use crate::ack_log::{self, AckLine, AckLog};
 use crate::http_client::{id_number, payout_number, Api, ApiError};
+use crate::webhooks::{Fleet, PaymentAcks, Summary, WebhookError};
 use crate::{Ack, Day, Progress, Reply, SimConfig, SimResult, Transport};
 
 /// Every this many operations of a client, one acknowledged request is kept and sent again at
@@ -57,6 +62,9 @@ struct Shared {
     acks: AckLog,
     replays: Mutex<Vec<Replay>>,
     threads: usize,
+    /// Succeeded payments to the merchants with a webhook receiver, with when they were
+    /// acknowledged.
+    payment_acks: PaymentAcks,
 }
 
 /// One client's transport: a label for its keys and its next operation number.
@@ -82,6 +90,8 @@ pub enum HttpSimError {
     AckLog(#[from] std::io::Error),
     #[error("the model named {0} before the server created it")]
     UnknownParty(String),
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
 }
 
 impl Shared {
@@ -324,6 +334,7 @@ impl HttpTransport {
                     replies[i] = Some(if (200..300).contains(&status) {
                         let (ack, line) = acknowledged(kind, &key, &reply);
                         self.shared.learned(op, &ack);
+                        self.shared.payment_acks.note(&reply);
                         let id = line.id.clone();
                         self.keep_for_replay(n, || Replay { path, key: key.clone(), body, id });
                         acks.push(line);
@@ -368,6 +379,7 @@ impl HttpTransport {
                 let key = body["idempotency_key"].as_str().unwrap_or("");
                 replies[*i] = Some(if result["result"].is_object() {
                     let (ack, line) = acknowledged(kind, key, &result["result"]);
+                    self.shared.payment_acks.note(&result["result"]);
                     self.keep_for_replay(first + *i as u64, || {
                         let mut body = body.clone();
                         body.as_object_mut().map(|b| b.remove("idempotency_key"));
@@ -443,6 +455,10 @@ fn replay(api: &Api, replays: &[Replay], threads: usize) -> Result<Vec<String>, 
 pub struct HttpDay {
     api: Api,
     shared: Arc<Shared>,
+    /// Webhook receivers to start, for the first this many merchants.
+    webhook_receivers: usize,
+    /// The receivers and their endpoints, once the merchants exist.
+    fleet: OnceLock<Fleet>,
 }
 
 impl HttpDay {
@@ -466,8 +482,17 @@ impl HttpDay {
             acks: AckLog::open(ack_log)?,
             replays: Mutex::new(Vec::new()),
             threads: clients.clamp(1, SETUP_THREADS_MAX),
+            payment_acks: PaymentAcks::default(),
         });
-        Ok(HttpDay { api, shared })
+        Ok(HttpDay { api, shared, webhook_receivers: 0, fleet: OnceLock::new() })
+    }
+
+    /// With `n` webhook receivers, for the first `n` merchants of the model, made between the
+    /// set-up and the day; `check_webhooks` checks them at the end. The server must accept
+    /// loopback URLs (`--webhooks-allow-private`).
+    pub fn with_webhook_receivers(mut self, n: usize) -> HttpDay {
+        self.webhook_receivers = n;
+        self
     }
 
     /// The server's base URL.
@@ -479,12 +504,36 @@ impl HttpDay {
     pub fn run(&self, config: &SimConfig, progress: &Progress) -> Result<Day, HttpSimError> {
         let transport =
             |label: String| HttpTransport { shared: self.shared.clone(), label, next: 1 };
-        crate::run_day(
+        crate::run_day_with(
             &mut transport("setup".to_owned()),
             |k| transport(format!("c{k}")),
             config,
             progress,
+            || self.start_webhooks(),
         )
+    }
+
+    /// Starts the webhook receivers and makes their endpoints, if any are asked for; from then
+    /// on, the succeeded payments to their merchants are noted.
+    fn start_webhooks(&self) -> Result<(), HttpSimError> {
+        if self.webhook_receivers == 0 || self.fleet.get().is_some() {
+            return Ok(());
+        }
+        let merchants = (1..=self.webhook_receivers as u64)
+            .map(|m| self.shared.party_id(Party::Merchant, m))
+            .collect::<Result<Vec<String>, HttpSimError>>()?;
+        let fleet = Fleet::start(&self.api, &merchants, &format!("sim{}", self.shared.seed))?;
+        self.shared.payment_acks.watch(&merchants);
+        let _ = self.fleet.set(fleet);
+        Ok(())
+    }
+
+    /// Waits for the webhook deliveries to catch up (bounded), then checks them; `None` when
+    /// the day had no receivers (or stopped before making them).
+    pub fn check_webhooks(&self) -> Result<Option<Summary>, ApiError> {
+        let Some(fleet) = self.fleet.get() else { return Ok(None) };
+        let owed = self.shared.payment_acks.take();
+        fleet.settle(&self.api, &owed).map(Some)
     }
 
     /// Writes out what the ack log holds in its buffer.

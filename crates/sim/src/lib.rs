@@ -18,7 +18,8 @@
 //! The clients reach the engine through a `Transport` (transport.rs): `run` drives an embedded
 //! engine; `run_day` drives any transport, and `http::HttpDay` a running server over HTTP
 //! (http.rs, through the retrying client of http_client.rs), recording what the server
-//! acknowledged in an ack log (ack_log.rs) that is checked against it at the end. The model
+//! acknowledged in an ack log (ack_log.rs) that is checked against it at the end; local webhook
+//! receivers (webhooks.rs) can check what the server delivers to merchants' endpoints. The model
 //! itself is in client.rs; report.rs draws a day as one HTML page.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod http;
 pub mod http_client;
 pub mod report;
 mod transport;
+pub mod webhooks;
 
 pub use transport::{object_id, reply, Ack, EngineTransport, Reply, Transport};
 
@@ -324,9 +326,27 @@ where
     T: Transport + Send,
     F: Fn(usize) -> T + Sync,
 {
+    run_day_with(setup_transport, client, config, progress, || Ok(()))
+}
+
+/// `run_day`, calling `before_day` between the set-up and the day: for what needs the parties
+/// to exist and must be in place before the traffic (a merchant's webhook endpoint is owed the
+/// events after its creation).
+pub fn run_day_with<T, F>(
+    setup_transport: &mut T,
+    client: F,
+    config: &SimConfig,
+    progress: &Progress,
+    before_day: impl FnOnce() -> Result<(), T::Error>,
+) -> Result<Day, T::Error>
+where
+    T: Transport + Send,
+    F: Fn(usize) -> T + Sync,
+{
     assert!(config.users >= config.clients as u64 && config.merchants >= MERCHANT_CAMPAIGNS);
     assert!(config.riders >= 1 && config.clients >= 1 && config.batch_ops >= 1);
     let balances = setup(setup_transport, config)?;
+    before_day()?;
 
     let zipf = Arc::new(Zipf::new(config.merchants, 1.1));
     let ids = AtomicU64::new(0);

@@ -323,6 +323,8 @@ pub struct Cluster {
     pub members: Vec<u64>,
     /// How many nodes the cluster was made of; the spares come after.
     founders: u64,
+    /// Options every node is started with besides the cluster's own.
+    args: Vec<String>,
     pub proxy: FaultProxy,
     /// Whether each node's process runs, by index (id − 1); shared with clients, which send
     /// to nodes that run.
@@ -339,6 +341,11 @@ impl Cluster {
     /// [`Cluster::start`], with `spares` more nodes (ids after the members') behind the proxy
     /// and not started: each has a cluster file that names it, and joins when started.
     pub fn start_with_spares(size: u64, spares: u64) -> Cluster {
+        Cluster::start_with(size, spares, &[])
+    }
+
+    /// [`Cluster::start_with_spares`], every node started (and restarted) with `args` too.
+    pub fn start_with(size: u64, spares: u64, args: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let mut text = String::new();
         let mut spare_text = String::new();
@@ -377,6 +384,7 @@ impl Cluster {
             nodes,
             members: (1..=size).collect(),
             founders: size,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             proxy: FaultProxy::start(listeners),
             running,
         };
@@ -416,6 +424,7 @@ impl Cluster {
         let config = if spare { self.spare_config.clone() } else { self.config.clone() };
         let join = spare && !self.node(id).data_dir().exists();
         let key_file = self.key_file.clone();
+        let args = self.args.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} runs already");
         node.starts += 1;
@@ -434,6 +443,7 @@ impl Cluster {
             .arg(&config)
             .args(["--node", &id.to_string()])
             .args(join.then_some("--join"))
+            .args(&args)
             .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -52,6 +52,18 @@ fn idempotency_key(caller: &Caller, headers: &HeaderMap, route: &str) -> Result<
     Ok(scoped_key(caller, route, key))
 }
 
+/// The client's `Idempotency-Key` scoped as `idempotency_key` scopes it, or `None` without one.
+pub(crate) fn scoped_idempotency_key(
+    caller: &Caller,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<Option<u128>, ApiError> {
+    if headers.get("idempotency-key").is_none() {
+        return Ok(None);
+    }
+    idempotency_key(caller, headers, route).map(Some)
+}
+
 fn scoped_key(caller: &Caller, route: &str, key: &str) -> u128 {
     let mut h = Sha256::new();
     h.update(caller.key_hash);

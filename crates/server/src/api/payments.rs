@@ -68,7 +68,7 @@ pub(super) struct PaymentBody<'a> {
     pub(super) idempotency_key: Option<String>,
 }
 
-pub(super) struct PaymentView {
+pub(crate) struct PaymentView {
     id: u64,
     status: PaymentStatus,
     user: u64,
@@ -128,7 +128,7 @@ pub(crate) struct PaymentJson<'a> {
 pub(super) const PAYMENT_JSON_BYTES: usize = 512;
 
 impl PaymentView {
-    pub(super) fn json(&self) -> PaymentJson<'_> {
+    pub(crate) fn json(&self) -> PaymentJson<'_> {
         PaymentJson {
             amount: self.legs.total(),
             amount_refunded: self.refunded,
@@ -155,7 +155,7 @@ fn payment_json(p: &PaymentView) -> Value {
     serde_json::to_value(p.json()).unwrap_or(Value::Null)
 }
 
-fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
+pub(crate) fn view(id: u64, p: &Payment, status: PaymentStatus) -> PaymentView {
     PaymentView {
         id,
         status,

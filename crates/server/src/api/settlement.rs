@@ -104,7 +104,7 @@ async fn payout_answer(
     })))
 }
 
-fn line_json(l: &SettlementLine) -> Value {
+pub(crate) fn line_json(l: &SettlementLine) -> Value {
     json!({
         "merchant": Prefix::Merchant.id(l.merchant),
         "channel": Prefix::Channel.id(l.channel),
