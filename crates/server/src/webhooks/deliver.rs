@@ -91,7 +91,8 @@ pub(crate) struct Attempt {
 /// An endpoint being delivered to.
 struct Run {
     id: u64,
-    config: Mutex<Endpoint>,
+    /// The endpoint as last read from the engine (shared, so a delivery takes it cheaply).
+    config: Mutex<Arc<Endpoint>>,
     queue: Mutex<Queue>,
     attempts: Mutex<VecDeque<Attempt>>,
     wake: Notify,
@@ -149,10 +150,19 @@ impl Deliverer {
         self.allow_private
     }
 
-    /// Starts the deliverer's task once.
+    /// Starts the deliverer once, on a thread and runtime of its own: sending webhooks never
+    /// takes the thread that serves the API's requests.
     pub(crate) fn start(self: &Arc<Self>, state: &AppState) {
-        if !self.started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(dispatch(state.clone(), self.clone()));
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (state, deliverer) = (state.clone(), self.clone());
+        let run = move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(dispatch(state, deliverer)),
+            Err(error) => tracing::error!(%error, "cannot start the webhook deliverer"),
+        };
+        if let Err(error) = std::thread::Builder::new().name("webhooks".into()).spawn(run) {
+            tracing::error!(%error, "cannot start the webhook deliverer's thread");
         }
     }
 
@@ -267,7 +277,7 @@ impl Deliverer {
         });
         for (id, endpoint) in enabled {
             if let Some(run) = runs.get(&id) {
-                *lock(&run.config) = endpoint;
+                *lock(&run.config) = Arc::new(endpoint);
                 continue;
             }
             let queue = Queue {
@@ -280,7 +290,7 @@ impl Deliverer {
             };
             let run = Arc::new(Run {
                 id,
-                config: Mutex::new(endpoint),
+                config: Mutex::new(Arc::new(endpoint)),
                 queue: Mutex::new(queue),
                 attempts: Mutex::default(),
                 wake: Notify::new(),
