@@ -173,6 +173,8 @@ def main():
         sys.exit("no webhook delivery was attempted")
     event = attempts["data"][0]["event"]
     get(f"/v1/events/{event}")
+    listed = get("/v1/events?limit=1")
+    get(f"/v1/events?starting_after={listed['data'][0]['id']}&type=payment.succeeded")
     get("/v1/webhook_endpoints")
     get(f"/v1/webhook_endpoints/{mine['id']}")
     post(f"/v1/webhook_endpoints/{mine['id']}/rotate_secret", {"overlap_seconds": 60})

@@ -124,6 +124,23 @@ fn a_merchants_endpoint_gets_each_payment_signed_and_in_sequence() {
         get(&s, &format!("/v1/webhook_endpoints/{}", id(&endpoint)))["delivered_sequence"] == 31
     });
     assert!(!shown.is_empty());
+    // What was missed can be listed: the payments' events, oldest first, page by page.
+    let page = get(&s, "/v1/events?type=payment.succeeded&limit=20");
+    assert_eq!(page["has_more"], true, "{page}");
+    let first: Vec<Value> = page["data"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 20);
+    let last = first[19]["id"].as_str().unwrap();
+    let rest = get(&s, &format!("/v1/events?type=payment.succeeded&starting_after={last}"));
+    assert_eq!(rest["has_more"], false, "{rest}");
+    let listed: Vec<String> = first
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .map(|e| e["data"]["object"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, payments);
+    let (status, bad) = call(&s, "GET", "/v1/events?type=payment.made", ADMIN, None);
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("invalid_parameter")));
+
     let attempts = get(&s, &format!("/v1/webhook_endpoints/{}/attempts", id(&endpoint)));
     assert_eq!(attempts["data"][0]["status"], "succeeded", "{attempts}");
     assert_eq!(attempts["data"][0]["response_status"], 200);

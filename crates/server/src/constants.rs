@@ -250,6 +250,10 @@ pub const WEBHOOK_DESCRIPTION_BYTES_MAX: usize = 1_024;
 pub const WEBHOOK_OVERLAP_SECONDS_DEFAULT: u64 = 86_400;
 pub const WEBHOOK_OVERLAP_SECONDS_MAX: u64 = 604_800;
 
+/// Ledger transfers one page of `GET /v1/events` (a list of webhook events) reads at most on
+/// the engine's thread; a page that stops there says `has_more`.
+pub const WEBHOOK_LIST_SCAN_TRANSFERS_MAX: usize = 262_144;
+
 /// Events one replay request delivers again at most.
 pub const WEBHOOK_REPLAY_EVENTS_MAX: usize = 10_000;
 

@@ -56,28 +56,56 @@ struct EventsQuery {
     account: Option<String>,
     /// Start after this event id (a transfer's timestamp; `0` for the whole history), like
     /// `Last-Event-ID`, which wins when both are sent (a browser's `EventSource` sends it on
-    /// each reconnect to the same URL).
+    /// each reconnect to the same URL). In a list of webhook events: after this `evt_` id.
     starting_after: Option<String>,
+    /// Lists webhook events (JSON) instead of streaming: at most this many, 1 to 1,000 (100 by
+    /// default).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Lists webhook events of this type only (`payment.succeeded`, ...).
+    r#type: Option<String>,
+    /// Lists webhook events created at or after this (Unix seconds).
+    created_gte: Option<u64>,
+    /// Lists webhook events created before this (Unix seconds).
+    created_lt: Option<u64>,
+}
+
+impl EventsQuery {
+    /// Whether the request asks for a list of webhook events rather than a stream: a list
+    /// parameter, an `evt_` cursor, or JSON asked for and no event stream.
+    fn wants_list(&self, headers: &HeaderMap) -> bool {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let json_only =
+            accept.contains("application/json") && !accept.contains("text/event-stream");
+        self.limit.is_some()
+            || self.r#type.is_some()
+            || self.created_gte.is_some()
+            || self.created_lt.is_some()
+            || self.starting_after.as_deref().is_some_and(|s| s.starts_with("evt_"))
+            || json_only
+    }
 }
 
 #[utoipa::path(
     get,
     path = "/v1/events",
     tag = "events",
-    summary = "An account's entries as Server-Sent Events",
+    summary = "An account's entries as Server-Sent Events, or a list of webhook events",
     description = "Each event is a transfer on the account: `event` is `balance.credited` or \
         `balance.debited`, `id` is the transfer's timestamp, `data` is `{account, entry}`. \
         The stream starts with the next entry; send `Last-Event-ID` (or `starting_after`) to \
         start after an event id instead (`0`: the whole history), without gap or duplicate. \
         An API key may hold 256 streams open at once (429 `too_many_streams` beyond). A stream \
         ends when its client falls too far behind or the server shuts down: reconnect with \
-        `Last-Event-ID`.",
+        `Last-Event-ID`. With `limit`, `type`, `created_gte`, `created_lt`, an `evt_` \
+        `starting_after`, or `Accept: application/json`, the reply is instead a JSON list of \
+        webhook events, oldest first, those still in the server's memory (a merchant's own).",
     params(
         EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Start after this event id (decimal; else 400 `invalid_last_event_id`)."),
     ),
     responses(
-        (status = 200, body = String, content_type = "text/event-stream", description = "An endless stream of events, with keep-alive comments."),
+        (status = 200, content((String = "text/event-stream"), (crate::replies::EventList = "application/json")), description = "An endless stream of events, with keep-alive comments; or a list of webhook events."),
         ApiError,
     ),
     security(("bearer" = [])),
@@ -88,6 +116,23 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let caller = state.keys.authenticate(&headers)?;
+    if q.wants_list(&headers) {
+        if q.account.is_some() {
+            return Err(ApiError::invalid(
+                "invalid_parameter",
+                "`account` is for the event stream, not a list of webhook events",
+                Some("account"),
+            ));
+        }
+        let list = crate::webhooks::ListQuery {
+            starting_after: q.starting_after,
+            limit: q.limit,
+            kind: q.r#type,
+            created_gte: q.created_gte,
+            created_lt: q.created_lt,
+        };
+        return crate::webhooks::list_events(&state, &caller, list).await;
+    }
     let object = match (q.account, caller.role) {
         (Some(a), _) => a,
         (None, Role::Merchant(own)) => Prefix::Merchant.id(own),

@@ -574,3 +574,14 @@ pub struct Event {
     created: u64,
     data: EventData,
 }
+
+/// A page of webhook events, oldest first.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventList {
+    #[schema(pattern = "^list$")]
+    object: String,
+    data: Vec<Event>,
+    /// Whether more events follow: ask again with `starting_after` the last one's id.
+    has_more: bool,
+}

@@ -28,8 +28,8 @@ pub(crate) use deliver::Deliverer;
 use crate::api::scoped_idempotency_key;
 use crate::auth::{Caller, Role};
 use crate::constants::{
-    WEBHOOK_DESCRIPTION_BYTES_MAX, WEBHOOK_OVERLAP_SECONDS_DEFAULT, WEBHOOK_OVERLAP_SECONDS_MAX,
-    WEBHOOK_REPLAY_EVENTS_MAX,
+    WEBHOOK_DESCRIPTION_BYTES_MAX, WEBHOOK_LIST_SCAN_TRANSFERS_MAX,
+    WEBHOOK_OVERLAP_SECONDS_DEFAULT, WEBHOOK_OVERLAP_SECONDS_MAX, WEBHOOK_REPLAY_EVENTS_MAX,
 };
 use crate::error::ApiError;
 use crate::wire::{json_value_ok, parse_body, parse_id, Path, Prefix};
@@ -588,4 +588,84 @@ async fn get_event(
         }
     }
     Ok(json_value_ok(render::event_json(&event, &record)))
+}
+
+/// A list of webhook events asked of `GET /v1/events`.
+pub(crate) struct ListQuery {
+    pub starting_after: Option<String>,
+    pub limit: Option<u32>,
+    pub kind: Option<String>,
+    pub created_gte: Option<u64>,
+    pub created_lt: Option<u64>,
+}
+
+/// `GET /v1/events` as a list: the events still in memory, oldest first, after
+/// `starting_after` (an event id), of one type, in a time range, a merchant's own.
+pub(crate) async fn list_events(
+    state: &AppState,
+    caller: &Caller,
+    q: ListQuery,
+) -> Result<Response, ApiError> {
+    let limit = crate::wire::page_limit(q.limit, crate::constants::LIST_LIMIT_MAX)? as usize;
+    let kind = match &q.kind {
+        None => None,
+        Some(name) => Some(EventType::from_name(name).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_parameter",
+                format!("unknown event type `{name}`"),
+                Some("type"),
+            )
+        })?),
+    };
+    let per = domain::EVENTS_PER_TRANSFER;
+    let number_at = |s: u64| s.saturating_mul(1_000_000_000).saturating_mul(per);
+    let mut after = match &q.starting_after {
+        Some(id) => parse_id(Prefix::Event, id, "starting_after")?,
+        None => 0,
+    };
+    if let Some(from) = q.created_gte {
+        after = after.max(number_at(from).saturating_sub(1));
+    }
+    let until = q.created_lt.map_or(u64::MAX, |to| number_at(to).saturating_sub(1));
+    let merchant = match caller.role {
+        Role::Merchant(own) => Some(own),
+        _ => None,
+    };
+    let (found, more) = state
+        .read(move |m| {
+            let mut found = Vec::new();
+            let mut scanned = 0;
+            loop {
+                let Some((events, reached)) = domain::events_after(m, after, 4_096) else {
+                    // Older events left memory: start at the oldest in it.
+                    let next = m.ledger().horizon().saturating_mul(per) + per - 1;
+                    if next <= after {
+                        return (found, false);
+                    }
+                    after = next;
+                    continue;
+                };
+                for e in events {
+                    if e.number > until {
+                        return (found, false);
+                    }
+                    let wanted = kind.is_none_or(|k| k == e.kind)
+                        && merchant.is_none_or(|own| own == e.merchant);
+                    if wanted {
+                        if found.len() == limit {
+                            return (found, true);
+                        }
+                        found.push((e, render::record(m, &e)));
+                    }
+                }
+                scanned += 4_096;
+                if reached == after || scanned >= WEBHOOK_LIST_SCAN_TRANSFERS_MAX {
+                    return (found, reached != after);
+                }
+                after = reached;
+            }
+        })
+        .await?;
+    let data: Vec<Value> = found.iter().map(|(e, r)| render::event_json(e, r)).collect();
+    Ok(json_value_ok(json!({"object": "list", "data": data, "has_more": more})))
 }
