@@ -494,7 +494,7 @@ pub mod codec {
             }
             Op::PayoutResult { payout, ok } => {
                 w.u8(16);
-                w.0.extend_from_slice(&payout.to_le_bytes());
+                w.u128(*payout);
                 w.u8(u8::from(*ok));
             }
             Op::Batch(ops) => {
@@ -652,23 +652,28 @@ pub mod codec {
         })
     }
 
-    struct W<'a>(&'a mut Vec<u8>);
+    /// Little-endian writes, shared with the webhook records (webhooks.rs adds length-prefixed
+    /// fields and options).
+    pub(crate) struct W<'a>(pub(crate) &'a mut Vec<u8>);
     impl W<'_> {
-        fn u8(&mut self, v: u8) {
+        pub(crate) fn u8(&mut self, v: u8) {
             self.0.push(v);
         }
-        fn u32(&mut self, v: u32) {
+        pub(crate) fn u32(&mut self, v: u32) {
             self.0.extend_from_slice(&v.to_le_bytes());
         }
-        fn u64(&mut self, v: u64) {
+        pub(crate) fn u64(&mut self, v: u64) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        pub(crate) fn u128(&mut self, v: u128) {
             self.0.extend_from_slice(&v.to_le_bytes());
         }
     }
 
-    /// The bytes left, and the tag of the operation being read.
-    struct R<'a>(&'a [u8], u8);
+    /// The bytes left, and the tag of the operation being read (0 outside an operation).
+    pub(crate) struct R<'a>(pub(crate) &'a [u8], pub(crate) u8);
     impl<'a> R<'a> {
-        fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
             if self.0.len() < n {
                 return Err("truncated operation".into());
             }
@@ -676,28 +681,28 @@ pub mod codec {
             self.0 = rest;
             Ok(head)
         }
-        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        pub(crate) fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
             let (head, rest) = self.0.split_first_chunk::<N>().ok_or("truncated operation")?;
             self.0 = rest;
             Ok(*head)
         }
-        fn u8(&mut self) -> Result<u8, String> {
+        pub(crate) fn u8(&mut self) -> Result<u8, String> {
             Ok(self.take::<1>()?[0])
         }
-        fn bool(&mut self) -> Result<bool, String> {
+        pub(crate) fn bool(&mut self) -> Result<bool, String> {
             match self.u8()? {
                 0 => Ok(false),
                 1 => Ok(true),
                 b => Err(format!("bad bool {b}")),
             }
         }
-        fn u32(&mut self) -> Result<u32, String> {
+        pub(crate) fn u32(&mut self) -> Result<u32, String> {
             Ok(u32::from_le_bytes(self.take()?))
         }
-        fn u64(&mut self) -> Result<u64, String> {
+        pub(crate) fn u64(&mut self) -> Result<u64, String> {
             Ok(u64::from_le_bytes(self.take()?))
         }
-        fn u128(&mut self) -> Result<u128, String> {
+        pub(crate) fn u128(&mut self) -> Result<u128, String> {
             Ok(u128::from_le_bytes(self.take()?))
         }
     }

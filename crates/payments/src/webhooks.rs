@@ -543,6 +543,7 @@ fn fingerprint(parts: &[&[u8]]) -> u64 {
 /// integers, strings and byte strings after their u32 length.
 pub mod codec {
     use super::*;
+    use crate::command::codec::{R, W};
 
     pub fn encode_op(op: &WebhookOp, out: &mut Vec<u8>) {
         let w = &mut W(out);
@@ -593,7 +594,7 @@ pub mod codec {
     }
 
     pub fn decode_op(bytes: &[u8]) -> Result<WebhookOp, String> {
-        let r = &mut R(bytes);
+        let r = &mut R(bytes, 0);
         let op = match r.u8()? {
             1 => WebhookOp::Create {
                 key: r.u128()?,
@@ -601,7 +602,7 @@ pub mod codec {
                 url: r.string()?,
                 description: r.string()?,
                 events: r.u32()?,
-                secret: r.bytes()?.to_vec(),
+                secret: r.field()?.to_vec(),
             },
             2 => WebhookOp::Update {
                 id: r.u64()?,
@@ -614,7 +615,7 @@ pub mod codec {
             4 => WebhookOp::RotateSecret {
                 key: r.u128()?,
                 id: r.u64()?,
-                secret: r.bytes()?.to_vec(),
+                secret: r.field()?.to_vec(),
                 overlap_s: r.u64()?,
             },
             5 => {
@@ -670,7 +671,7 @@ pub mod codec {
 
     /// Reads what `encode_state` wrote at the start of `bytes`; returns the bytes after it.
     pub fn decode_state(bytes: &[u8]) -> Result<(Webhooks, &[u8]), String> {
-        let r = &mut R(bytes);
+        let r = &mut R(bytes, 0);
         let mut s = Webhooks { last_id: r.u64()?, version: r.u64()?, ..Webhooks::default() };
         for _ in 0..r.u32()? {
             let id = r.u64()?;
@@ -681,7 +682,7 @@ pub mod codec {
             let mut secrets = Vec::new();
             for _ in 0..r.u32()? {
                 secrets.push(Secret {
-                    key: r.bytes()?.to_vec(),
+                    key: r.field()?.to_vec(),
                     generation: r.u32()?,
                     expires_at: r.u64()?,
                 });
@@ -709,20 +710,8 @@ pub mod codec {
         Ok((s, r.0))
     }
 
-    struct W<'a>(&'a mut Vec<u8>);
+    /// Length-prefixed fields and options beside the operation codec's integers.
     impl W<'_> {
-        fn u8(&mut self, v: u8) {
-            self.0.push(v);
-        }
-        fn u32(&mut self, v: u32) {
-            self.0.extend_from_slice(&v.to_le_bytes());
-        }
-        fn u64(&mut self, v: u64) {
-            self.0.extend_from_slice(&v.to_le_bytes());
-        }
-        fn u128(&mut self, v: u128) {
-            self.0.extend_from_slice(&v.to_le_bytes());
-        }
         fn bytes(&mut self, v: &[u8]) {
             self.u32(u32::try_from(v.len()).expect("a field fits u32"));
             self.0.extend_from_slice(v);
@@ -738,43 +727,13 @@ pub mod codec {
         }
     }
 
-    struct R<'a>(&'a [u8]);
     impl<'a> R<'a> {
-        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-            let (head, rest) = self.0.split_first_chunk::<N>().ok_or("truncated webhook record")?;
-            self.0 = rest;
-            Ok(*head)
-        }
-        fn u8(&mut self) -> Result<u8, String> {
-            Ok(self.take::<1>()?[0])
-        }
-        fn bool(&mut self) -> Result<bool, String> {
-            match self.u8()? {
-                0 => Ok(false),
-                1 => Ok(true),
-                b => Err(format!("bad bool {b}")),
-            }
-        }
-        fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(self.take()?))
-        }
-        fn u64(&mut self) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(self.take()?))
-        }
-        fn u128(&mut self) -> Result<u128, String> {
-            Ok(u128::from_le_bytes(self.take()?))
-        }
-        fn bytes(&mut self) -> Result<&'a [u8], String> {
+        fn field(&mut self) -> Result<&'a [u8], String> {
             let n = self.u32()? as usize;
-            if self.0.len() < n {
-                return Err("truncated webhook record".into());
-            }
-            let (head, rest) = self.0.split_at(n);
-            self.0 = rest;
-            Ok(head)
+            self.bytes(n)
         }
         fn string(&mut self) -> Result<String, String> {
-            String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a string is not UTF-8".into())
+            String::from_utf8(self.field()?.to_vec()).map_err(|_| "a string is not UTF-8".into())
         }
         fn reason(&mut self) -> Result<DisabledReason, String> {
             let code = self.u8()?;
