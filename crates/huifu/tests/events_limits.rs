@@ -39,26 +39,6 @@ fn post(base: &str, path: &str, body: Value) -> Value {
     response.into_json().unwrap()
 }
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("an id").to_owned()
-}
-
-/// A merchant with a paying user: (user, merchant, rider).
-fn world(s: &Server) -> (String, String, String) {
-    let channel = id(&ok(s, "/v1/channels", json!({"currency": "CNY"})));
-    let user = id(&ok(s, "/v1/users", json!({"currency": "CNY"})));
-    let merchant = id(&ok(
-        s,
-        "/v1/merchants",
-        json!({"currency": "CNY", "commission_bps": 1000, "channel": channel}),
-    ));
-    let rider = id(&ok(s, "/v1/riders", json!({"currency": "CNY"})));
-    let topup =
-        ok(s, "/v1/topups", json!({"user": user, "channel": channel, "amount": 100_000_000}));
-    ok(s, &format!("/v1/topups/{}/confirm", id(&topup)), json!({}));
-    (user, merchant, rider)
-}
-
 fn pay(s: &Server, w: &(String, String, String)) {
     pay_at(&s.base, w)
 }
@@ -151,7 +131,7 @@ fn merchant_key(s: &Server, merchant: &str) -> String {
 fn events_start_at_now_and_resume_from_an_id_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &[]);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     let merchant = w.1.clone();
     let key = merchant_key(&s, &merchant);
     // More entries than one page of catching up (`EVENTS_PAGE_MAX`, 1,000), one a payment.
@@ -216,7 +196,7 @@ fn events_start_at_now_and_resume_from_an_id_without_gap_or_duplicate() {
 fn a_bad_last_event_id_is_400_and_streams_per_key_are_capped() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--events-per-key-max", "2"]);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     let key = merchant_key(&s, &w.1);
     for (query, header, param) in [
         ("", Some("abc"), "Last-Event-ID"),
@@ -262,7 +242,7 @@ fn a_bad_last_event_id_is_400_and_streams_per_key_are_capped() {
 fn a_graceful_shutdown_with_open_streams_finishes_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = start(dir.path(), &[]);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     let key = merchant_key(&s, &w.1);
     let mut streams: Vec<Stream> =
         (0..3).map(|_| Stream::open(&s, "", &key, &[]).unwrap()).collect();

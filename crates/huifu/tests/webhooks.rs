@@ -51,22 +51,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
 
-/// A merchant with a paying user: (user, merchant, rider).
-fn world(s: &Server) -> (String, String, String) {
-    let channel = id(&ok(s, "/v1/channels", json!({"currency": "CNY"})));
-    let user = id(&ok(s, "/v1/users", json!({"currency": "CNY"})));
-    let merchant = id(&ok(
-        s,
-        "/v1/merchants",
-        json!({"currency": "CNY", "commission_bps": 1000, "channel": channel}),
-    ));
-    let rider = id(&ok(s, "/v1/riders", json!({"currency": "CNY"})));
-    let topup =
-        ok(s, "/v1/topups", json!({"user": user, "channel": channel, "amount": 100_000_000}));
-    ok(s, &format!("/v1/topups/{}/confirm", id(&topup)), json!({}));
-    (user, merchant, rider)
-}
-
 fn pay(s: &Server, (user, merchant, rider): &(String, String, String)) -> String {
     let body = json!({"user": user, "merchant": merchant, "rider": rider, "food_amount": 100,
         "delivery_fee": 10, "currency": "CNY"});
@@ -77,7 +61,7 @@ fn pay(s: &Server, (user, merchant, rider): &(String, String, String)) -> String
 fn a_merchants_endpoint_gets_each_payment_signed_and_in_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), true);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     let receiver = Receiver::start(|_, _| (200, vec![]));
     let endpoint = ok(
         &s,
@@ -175,7 +159,7 @@ fn endpoints_are_kept_to_their_owner_and_refused_on_private_networks_by_default(
     // Allowed to loopback (port 9 refuses connections: nothing leaves the machine).
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), true);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     // A merchant's key makes endpoints for itself and sees only its own.
     let key = ok(&s, "/v1/api_keys", json!({"role": "merchant", "merchant": w.1}));
     let merchant_key = key["key"].as_str().unwrap().to_owned();
@@ -240,7 +224,7 @@ fn endpoints_are_kept_to_their_owner_and_refused_on_private_networks_by_default(
 fn a_failed_delivery_is_retried_in_order_and_410_disables_the_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), true);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     // The first attempt of sequence 2 fails with a 500.
     let twos = AtomicUsize::new(0);
     let flaky = Receiver::start(move |d, _| {
@@ -300,7 +284,7 @@ fn a_failed_delivery_is_retried_in_order_and_410_disables_the_endpoint() {
 fn deliveries_resume_after_kill_9_without_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), true);
-    let w = world(&s);
+    let w = s.paying_merchant(ADMIN);
     let receiver = Receiver::start(|_, _| (200, vec![]));
     let endpoint = ok(
         &s,

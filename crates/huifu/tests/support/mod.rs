@@ -49,6 +49,29 @@ impl Server {
         Server { child, base }
     }
 
+    /// A merchant with a user who can pay it (100,000,000 topped up), made with `admin`:
+    /// (user, merchant, rider).
+    pub fn paying_merchant(&self, admin: &str) -> (String, String, String) {
+        let post = |path: &str, body: Value| {
+            let text = body.to_string();
+            let (status, v) =
+                self.request("POST", path, Some(admin), None, Some(("application/json", &text)));
+            assert_eq!(status, 200, "POST {path}: {v}");
+            v["id"].as_str().expect("an id").to_owned()
+        };
+        let channel = post("/v1/channels", json!({"currency": "CNY"}));
+        let user = post("/v1/users", json!({"currency": "CNY"}));
+        let merchant = post(
+            "/v1/merchants",
+            json!({"currency": "CNY", "commission_bps": 1000, "channel": channel}),
+        );
+        let rider = post("/v1/riders", json!({"currency": "CNY"}));
+        let topup =
+            post("/v1/topups", json!({"user": user, "channel": channel, "amount": 100_000_000}));
+        post(&format!("/v1/topups/{topup}/confirm"), json!({}));
+        (user, merchant, rider)
+    }
+
     /// SIGKILL, then wait for the process to be gone.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
